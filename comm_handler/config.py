@@ -1,0 +1,68 @@
+"""The comm handler's part of the appliance configuration.
+
+Untrusted side. Reads only ``[spool]`` and ``[comm]`` from the shared TOML
+file; it never looks at roots, keys or the database. The file is written by
+the operator and is trusted as far as its syntax goes; every value is checked
+here so that the daemon fails at start with the key at fault named, not later.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DEADLINE = 100.0
+
+
+class CommConfigError(ValueError):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class CommConfig:
+    spool_dir: Path
+    device: str
+    baud: int
+    user: str
+    group: str
+    result_deadline: float
+
+
+def _section(data: dict, name: str) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise CommConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _typed(table: dict, key: str, kind: type, default, where: str):
+    value = table.get(key, default)
+    if value is None:
+        raise CommConfigError(f"{where}.{key} is required")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise CommConfigError(f"{where}.{key} must be of type {kind.__name__}")
+    return value
+
+
+def load_comm_config(path: Path) -> CommConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CommConfigError(f"{path}: {exc}") from exc
+    spool, comm = _section(data, "spool"), _section(data, "comm")
+    spool_dir = _typed(spool, "dir", str, None, "spool")
+    device = _typed(comm, "device", str, None, "comm")
+    deadline = _typed(comm, "result_deadline", float, DEFAULT_DEADLINE, "comm")
+    if not 1.0 <= deadline <= 115.0:
+        raise CommConfigError("comm.result_deadline must be 1-115 s: the client gives up at 120 s")
+    return CommConfig(
+        spool_dir=(path.parent / spool_dir).resolve(),
+        device=device,
+        baud=_typed(comm, "baud", int, 115200, "comm"),
+        user=_typed(comm, "user", str, "", "comm"),
+        group=_typed(comm, "group", str, "", "comm"),
+        result_deadline=deadline,
+    )

@@ -1,0 +1,87 @@
+"""signer-core: takes requests from the spool, decides, signs, answers.
+
+Trusted side: the only process that reads the root keys and the CA database.
+It runs as the signer user and trusts its configuration file and the files
+that file names; it trusts nothing that arrives through the spool.
+
+SECURITY: the spool is written by the comm handler, which may be
+compromised. The spool layer refuses links, FIFOs, oversized and foreign
+files and copies each valid request into a directory only this user can
+reach before it is parsed; the dispatch table decides which kinds of request
+exist at all. The watch on ``incoming/`` is added before the first scan and
+every event means "scan again", so no committed request is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pwd
+import sys
+from pathlib import Path
+
+from signer_core.cadb import CADatabase
+from signer_core.config import Config, ConfigError, load_config
+from signer_core.dispatch import SignerContext, dispatch
+from signer_core.roots import RootStore
+from signer_core.timesync import TimeReadings
+from spool.queue import Spool
+from spool.record import Request
+from spool.watch import DirWatcher
+
+log = logging.getLogger("signer-core")
+
+RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered from the database
+IDLE_WAKEUP = 60.0
+
+
+def comm_uid(cfg: Config) -> int | None:
+    """The uid that must own incoming files; None when both run as one user (development)."""
+    return pwd.getpwnam(cfg.comm.user).pw_uid if cfg.comm.user else None
+
+
+def build_context(cfg: Config) -> SignerContext:
+    db = CADatabase(cfg.signer.database)
+    return SignerContext(
+        config=cfg,
+        roots=RootStore.load(cfg.x509),
+        db=db,
+        time_readings=TimeReadings(db, cfg.signer.state_dir),
+    )
+
+
+def process(ctx: SignerContext, spool: Spool, request: Request) -> None:
+    spool.finish(request, dispatch(ctx, request))
+
+
+def run(cfg: Config) -> None:
+    spool = Spool(cfg.spool_dir, comm_uid=comm_uid(cfg))
+    ctx = build_context(cfg)
+    for request in spool.recover():
+        log.info("finishing request %s left by a previous run", request.id)
+        process(ctx, spool, request)
+    with DirWatcher(spool.root / "incoming") as watcher:
+        log.info("watching %s", spool.root / "incoming")
+        while True:
+            while (request := spool.claim_next()) is not None:
+                process(ctx, spool, request)
+            spool.prune_results(RESULT_MAX_AGE)
+            watcher.wait(IDLE_WAKEUP)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signer-core", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="signer-core: %(levelname)s %(message)s")
+    try:
+        cfg = load_config(args.config)
+    except (ConfigError, KeyError) as exc:
+        print(f"signer-core: {exc}", file=sys.stderr)
+        return 2
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""A throwaway CA for the demo and the tests: roots, keys, configuration.
+
+Trusted side tooling, run by an operator or a test, never by a daemon. The
+keys it makes are for demonstration only: they are written unencrypted under
+the demo directory. The layout is the production one in small: keys and the
+database readable by the signer user alone, the spool with the modes of
+docs/architecture.md, one configuration file for both daemons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import grp
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from spool.queue import Spool
+
+COMM_USER = "_signer-comm"
+SIGNER_USER = "_signer"
+ROOT_NAMES = {0: "class 1 root", 1: "class 3 subroot"}
+CRL_URLS = {
+    0: "http://crl.cacert.org/revoke.crl",
+    1: "http://crl.cacert.org/class3-revoke.crl",
+}
+
+
+@dataclass(frozen=True)
+class Users:
+    """Who runs what; all None for a single-user (non-root) demo."""
+
+    comm_uid: int | None = None
+    comm_gid: int | None = None
+    signer_uid: int | None = None
+    signer_gid: int | None = None
+    comm_name: str = ""
+    signer_name: str = ""
+
+
+def system_users() -> Users:
+    """The two daemon users, created as system users if missing (needs root)."""
+    for name in (COMM_USER, SIGNER_USER):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            os.spawnvp(os.P_WAIT, "useradd", [
+                "useradd", "--system", "--user-group", "--no-create-home",
+                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name])
+    comm, signer = pwd.getpwnam(COMM_USER), pwd.getpwnam(SIGNER_USER)
+    return Users(comm.pw_uid, grp.getgrnam(COMM_USER).gr_gid,
+                 signer.pw_uid, grp.getgrnam(SIGNER_USER).gr_gid, COMM_USER, SIGNER_USER)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Demo CA (not trusted)"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+def _ca_certificate(subject_key, subject: x509.Name, issuer_key, issuer: x509.Name,
+                    days: int, path_length: int | None) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    ski = x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer)
+        .public_key(subject_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                       critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_key.public_key()), critical=False)
+    )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_roots(keys: Path, certs: Path) -> None:
+    """Root 0 (RSA, self-signed) and root 1 (P-256, signed by root 0)."""
+    key0 = rsa.generate_private_key(65537, 2048)
+    name0 = _name("Demo class 1 root")
+    cert0 = _ca_certificate(key0, name0, key0, name0, 3650, None)
+    key1 = ec.generate_private_key(ec.SECP256R1())
+    cert1 = _ca_certificate(key1, _name("Demo class 3 subroot"), key0, name0, 3000, 0)
+    for root, key, cert in ((0, key0, cert0), (1, key1, cert1)):
+        _write(keys / f"root{root}.key", _key_pem(key), 0o600)
+        _write(certs / f"root{root}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def config_text(users: Users, device: str) -> str:
+    roots = "".join(
+        f'\n[x509.roots.{i}]\nname = "{ROOT_NAMES[i]}"\nkey = "keys/root{i}.key"\n'
+        f'certificate = "certs/root{i}.crt"\ncrl_url = "{CRL_URLS[i]}"\n'
+        'default_digest = "sha256"\n'
+        for i in sorted(ROOT_NAMES))
+    return (
+        "# Demo CA: throwaway keys, not for production.\n"
+        '[spool]\ndir = "spool"\n\n'
+        f'[comm]\ndevice = "{device}"\nbaud = 115200\nuser = "{users.comm_name}"\n'
+        f'group = "{users.comm_name}"\nresult_deadline = 100.0\n\n'
+        f'[signer]\nuser = "{users.signer_name}"\ngroup = "{users.signer_name}"\n'
+        'database = "lib/ca.sqlite"\nstate_dir = "lib"\n\n'
+        '[x509]\nocsp_url = "http://ocsp.cacert.org/"\n'
+        'cps_url = "http://www.cacert.org/cps.php"\n'
+        'policy_oid = "1.3.6.1.4.1.18506.4.4"\n' + roots
+    )
+
+
+def _chown(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is not None:
+        os.chown(path, uid, gid)
+
+
+def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
+    """Lay out a demo CA in ``directory``; return the configuration file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    keys, certs, lib = directory / "keys", directory / "certs", directory / "lib"
+    for path, mode in ((keys, 0o700), (certs, 0o755), (lib, 0o700)):
+        path.mkdir(exist_ok=True)
+        path.chmod(mode)
+    if not (keys / "root0.key").exists():
+        make_roots(keys, certs)
+    for path in (keys, lib, *keys.iterdir()):
+        _chown(path, users.signer_uid, users.signer_gid)
+    Spool(directory / "spool").create_dirs(
+        signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid)
+    config = directory / "signer.toml"
+    _write(config, config_text(users, device).encode(), 0o644)
+    return config

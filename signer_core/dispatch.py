@@ -1,0 +1,123 @@
+"""What the signer accepts, in one table, and the handler for each kind.
+
+Trusted side. Like OpenSSH's privilege-separation monitor, the signer carries
+out only the request kinds listed in ``REQUEST_KINDS``; anything else is
+refused before any parsing of payloads. Each handler receives a request
+read from the spool (hostile: the comm handler may be compromised), returns
+payload 1 of the answer, or raises ``Refusal``. ``dispatch`` never raises: a
+bug in a handler becomes an ``internal`` refusal, logged with its traceback,
+so that one poisoned request cannot stop the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+
+from comm_handler.frames import Action, FrameError, RequestHeader, System
+from signer_core.cadb import CADatabase
+from signer_core.config import Config
+from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.refusal import Refusal
+from signer_core.roots import RootStore
+from signer_core.timesync import TimeReadings
+from spool.record import Request, Result
+
+log = logging.getLogger("signer-core")
+
+SERIAL_ATTEMPTS = 8
+
+
+@dataclass
+class SignerContext:
+    """Everything a handler may use; built once at start by the daemon."""
+
+    config: Config
+    roots: RootStore
+    db: CADatabase
+    time_readings: TimeReadings
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+
+
+Handler = Callable[[SignerContext, RequestHeader, Request], bytes]
+
+
+def request_digest(request: Request) -> bytes:
+    """Identity of a request's content: the same bytes seen again are a retry."""
+    h = hashlib.sha256()
+    for part in (request.header, *request.payloads):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
+def handle_nul(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
+    ctx.time_readings.record(request.payloads[0], request.received_at)
+    return b""
+
+
+def _reserve_serial(ctx: SignerContext, root: int, digest: bytes, profile: int) -> int:
+    for _ in range(SERIAL_ATTEMPTS):
+        serial = new_serial()
+        if ctx.db.reserve(root, serial, digest, profile):
+            return serial
+    raise Refusal("internal", "no free serial number found")
+
+
+def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
+    digest = request_digest(request)
+    row = ctx.db.find_by_digest(digest)
+    if row is not None and row.state == "issued":
+        log.info("request seen before: answering with serial %x", row.serial)
+        return row.pem()
+    sign_request = SignRequest(
+        root=header.root, profile=header.profile, md=header.md, days=header.days,
+        spkac=header.spkac, payload1=request.payloads[0], payload2=request.payloads[1],
+        payload3=request.payloads[2])
+    plan = plan_certificate(ctx.config, ctx.roots, sign_request, ctx.now())
+    serial = row.serial if row is not None else _reserve_serial(
+        ctx, header.root, digest, header.profile)
+    cert = sign_certificate(plan, serial)
+    ctx.db.record_issued(digest, cert)
+    log.info("issued serial %x by root %d, profile %d", serial, header.root, header.profile)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {
+    (Action.NUL, System.NONE): handle_nul,
+    (Action.SIGN, System.X509): handle_sign_x509,
+}
+
+
+def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
+    """(action, payload 1, payload 2) for one request; refusals included."""
+    action = request.header[1] if len(request.header) > 1 else Action.NUL
+    try:
+        header = RequestHeader.from_bytes(request.header)
+        handler = REQUEST_KINDS.get((header.action, header.system))
+        if handler is None:
+            raise Refusal("unknown-request",
+                          f"action {header.action} for system {header.system} is not served")
+        return header.action, handler(ctx, header, request), b""
+    except FrameError as exc:
+        refusal = Refusal("bad-header", str(exc))
+    except Refusal as exc:
+        refusal = exc
+    except Exception:  # noqa: BLE001 - one bad request must not stop the signer
+        log.exception("request %s failed", request.id)
+        refusal = Refusal("internal", "the signer failed on this request; see its log")
+    log.warning("request %s refused: %s", request.id, refusal)
+    return action, b"", refusal.payload2()
+
+
+def dispatch(ctx: SignerContext, request: Request) -> Result | None:
+    """The result to commit for a request; None when the comm handler waits for none."""
+    action, payload1, payload2 = _outcome(ctx, request)
+    if not request.reply:
+        return None
+    return Result(id=request.id, action=action, payload1=payload1, payload2=payload2)

@@ -1,0 +1,128 @@
+"""End to end: signer-client -> pty cable -> signer-comm -> spool -> signer-core and back.
+
+The two daemons are separate processes (under two uids when run as root);
+every assertion is on what the client received and what the database holds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import serial
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+
+from comm_handler.frames import decode_message
+from comm_handler.transfer import receive_message, send_message
+from signer_core.x509compat import verify_issued_by
+
+SUBJECT = "/CN=www.example.org/emailAddress=admin@example.org"
+
+
+def make_csr(path, key=None, signer=None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-own-subject")]))
+           .sign(signer or key, hashes.SHA256()))
+    pem = csr.public_bytes(serialization.Encoding.PEM)
+    path.write_bytes(pem)
+    return pem
+
+
+def sign(appliance, csr_path, *, root="0", profile="5", md="8", days="365",
+         san="DNS:www.example.org,DNS:example.org", subject=SUBJECT):
+    return appliance.client("sign-x509", "--root", root, "--profile", profile, "--md", md,
+                            "--days", days, "--csr", str(csr_path), "--san", san,
+                            "--subject", subject)
+
+
+def test_daemons_run_as_two_users(appliance):
+    if os.geteuid() != 0:
+        pytest.skip("separate uids need root")
+    uids = {name: os.stat(f"/proc/{proc.pid}").st_uid
+            for name, proc in appliance.supervisor.processes.items()}
+    assert uids["signer-core"] == appliance.users.signer_uid
+    assert uids["signer-comm"] == appliance.users.comm_uid
+    assert uids["signer-core"] != uids["signer-comm"] != 0
+
+
+def test_server_certificate_end_to_end(appliance, world_dir):
+    make_csr(world_dir / "req.csr")
+    done = sign(appliance, world_dir / "req.csr")
+    assert done.returncode == 0, done.stderr
+    cert = x509.load_pem_x509_certificate(done.stdout)
+    root = x509.load_pem_x509_certificate(appliance.root_cert(0).read_bytes())
+    verify_issued_by(cert, root)
+    assert cert.subject.rfc4514_string() == "1.2.840.113549.1.9.1=admin@example.org,CN=www.example.org"
+    san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    assert san.get_values_for_type(x509.DNSName) == ["www.example.org", "example.org"]
+    bc = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
+    assert bc.critical and not bc.value.ca
+    eku = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in eku and ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    with appliance.db() as db:
+        rows = db.execute("SELECT root, serial, state FROM certificates").fetchall()
+    assert rows == [(0, format(cert.serial_number, "x"), "issued")]
+    appliance.assert_alive()
+
+
+def test_retry_returns_the_same_certificate(appliance, world_dir):
+    make_csr(world_dir / "req.csr")
+    first = sign(appliance, world_dir / "req.csr")
+    second = sign(appliance, world_dir / "req.csr")
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout
+    with appliance.db() as db:
+        assert db.execute("SELECT count(*) FROM certificates").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"root": "7"}, "unknown-root"),
+    ({"profile": "42"}, "unknown-profile"),
+    ({"subject": "/XX=nope"}, "bad-subject"),
+])
+def test_refusals_keep_daemons_running(appliance, world_dir, change, code):
+    make_csr(world_dir / "req.csr")
+    refused = sign(appliance, world_dir / "req.csr", **change)
+    assert refused.returncode == 1
+    assert f"ERR {code}:" in refused.stderr.decode()
+    appliance.assert_alive()
+    assert sign(appliance, world_dir / "req.csr").returncode == 0
+
+
+def test_csr_signed_by_another_key_is_refused(appliance, world_dir):
+    make_csr(world_dir / "bad.csr", signer=ec.generate_private_key(ec.SECP256R1()))
+    refused = sign(appliance, world_dir / "bad.csr")
+    assert refused.returncode == 1
+    assert "ERR bad-csr-signature:" in refused.stderr.decode()
+    appliance.assert_alive()
+
+
+def test_malformed_message_is_refused(appliance):
+    """A frame that passes length, XOR and trailer but holds no valid message."""
+    port = serial.serial_for_url(appliance.link, baudrate=115200)
+    try:
+        send_message(port, b"\x00\x00\x03abc")
+        response = decode_message(receive_message(port, start_timeout=30))
+    finally:
+        port.close()
+    assert response.header == bytes([1, 0, 0, 0])
+    assert response.payloads[0] == b""
+    assert response.payloads[1].startswith(b"ERR bad-message:")
+    appliance.assert_alive()
+
+
+def test_nul_is_answered_and_recorded(appliance):
+    done = appliance.client("nul")
+    assert done.returncode == 0, done.stderr
+    for _ in range(50):
+        with appliance.db() as db:
+            row = db.execute("SELECT drift FROM time_last").fetchone()
+        if row:
+            break
+        subprocess.run(["sleep", "0.1"])
+    assert row is not None and abs(row[0]) < 5
