@@ -1,0 +1,97 @@
+"""The audit log: every decision of the signer, in a hash chain.
+
+Trusted side. Records live in the CA database (readable by the signer user
+alone) in table ``audit``. Record ``n`` carries the SHA-256 of record
+``n - 1``, and its own hash covers its number, time, event, details and that
+link; so editing, deleting or reordering any record breaks the chain at a
+place ``verify`` names. Removing records from the end leaves a valid but
+shorter chain: that is what the head hash, written down by the operators on
+each visit, is for.
+
+Details are JSON written canonically (sorted keys, no spaces) so that the
+hash does not depend on a library's formatting. They never hold key material,
+passphrases or whole requests: callers pass identifiers and reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+
+GENESIS = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
+    material = "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
+    return hashlib.sha256(material).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    count: int
+    head: str               # hash of the last record that verified
+    bad_seq: int | None = None
+    problem: str = ""
+
+
+class AuditLog:
+    """Appends to and verifies the chain; one writer (the signer)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
+        self.conn = conn
+        if create:
+            conn.executescript(_SCHEMA)
+        self._head: tuple[int, str] | None = None
+
+    def _last(self) -> tuple[int, str]:
+        if self._head is None:
+            row = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            self._head = (row[0], row[1]) if row else (0, GENESIS)
+        return self._head
+
+    def append(self, event: str, **details: object) -> str:
+        """Add one record; returns its hash. Joins the caller's transaction if one is open."""
+        seq, prev = self._last()
+        seq += 1
+        at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+        digest = record_hash(seq, at, event, text, prev)
+        self.conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
+                          (seq, at, event, text, prev, digest))
+        self._head = (seq, digest)
+        return digest
+
+    def head(self) -> tuple[int, str]:
+        """(number of records, hash of the last one) as stored, without checking."""
+        self._head = None
+        return self._last()
+
+    def verify(self) -> Verdict:
+        prev, expected = GENESIS, 1
+        rows = self.conn.execute("SELECT seq, at, event, details, prev, hash FROM audit ORDER BY seq")
+        for seq, at, event, details, link, digest in rows:
+            if seq != expected:
+                return Verdict(False, expected - 1, prev, expected,
+                               f"record {expected} is missing (next is {seq})")
+            if link != prev:
+                return Verdict(False, seq - 1, prev, seq,
+                               f"record {seq} does not follow record {seq - 1}")
+            if record_hash(seq, at, event, details, link) != digest:
+                return Verdict(False, seq - 1, prev, seq, f"record {seq} was altered")
+            prev, expected = digest, expected + 1
+        return Verdict(True, expected - 1, prev)
