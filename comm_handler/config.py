@@ -27,6 +27,17 @@ class CommConfig:
     user: str
     group: str
     result_deadline: float
+    forbidden: tuple[Path, ...]  # the signer's secrets: the comm user must not read them
+
+
+def _secret_paths(data: dict, base: Path) -> tuple[Path, ...]:
+    """Keys, passphrases, the database and the signer's state, as the file names them."""
+    tables = [_section(data, "signer"), _section(data, "openpgp")]
+    roots = _section(_section(data, "x509"), "roots")
+    tables += [t for t in roots.values() if isinstance(t, dict)]
+    keys = ("key", "passphrase_file", "database", "state_dir", "home", "key_file")
+    return tuple(sorted({(base / t[k]).resolve() for t in tables for k in keys
+                         if isinstance(t.get(k), str) and t[k]}))
 
 
 def _section(data: dict, name: str) -> dict:
@@ -65,4 +76,5 @@ def load_comm_config(path: Path) -> CommConfig:
         user=_typed(comm, "user", str, "", "comm"),
         group=_typed(comm, "group", str, "", "comm"),
         result_deadline=deadline,
+        forbidden=_secret_paths(data, path.parent),
     )

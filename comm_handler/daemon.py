@@ -30,6 +30,7 @@ from comm_handler.frames import (
     response_header,
 )
 from comm_handler.transfer import LinkClosed, LinkTimeout, receive_message, send_message
+from spool.hardening import HardeningError, harden, refuse_readable
 from spool.queue import Spool
 
 log = logging.getLogger("signer-comm")
@@ -123,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="signer-comm: %(levelname)s %(message)s")
     try:
         cfg = load_comm_config(args.config)
-    except CommConfigError as exc:
+        harden("signer-comm", cfg.user, cfg.group, dumpable=True)
+        if cfg.user:  # with one user for both daemons (development) there is nothing to check
+            refuse_readable(cfg.forbidden)
+    except (CommConfigError, HardeningError) as exc:
         print(f"signer-comm: {exc}", file=sys.stderr)
         return 2
     LinkServer(cfg, Spool(cfg.spool_dir)).run_forever()

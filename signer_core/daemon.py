@@ -25,6 +25,7 @@ from signer_core.config import Config, ConfigError, load_config
 from signer_core.dispatch import SignerContext, dispatch
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
+from spool.hardening import HardeningError, harden
 from spool.queue import Spool
 from spool.record import Request
 from spool.watch import DirWatcher
@@ -54,8 +55,7 @@ def process(ctx: SignerContext, spool: Spool, request: Request) -> None:
     spool.finish(request, dispatch(ctx, request))
 
 
-def run(cfg: Config) -> None:
-    spool = Spool(cfg.spool_dir, comm_uid=comm_uid(cfg))
+def run(cfg: Config, spool: Spool) -> None:
     ctx = build_context(cfg)
     for request in spool.recover():
         log.info("finishing request %s left by a previous run", request.id)
@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="signer-core: %(levelname)s %(message)s")
     try:
         cfg = load_config(args.config)
-    except (ConfigError, KeyError) as exc:
+        harden("signer-core", cfg.signer.user, cfg.signer.group, dumpable=False)
+        spool = Spool(cfg.spool_dir, comm_uid=comm_uid(cfg))
+    except (ConfigError, HardeningError, KeyError) as exc:
         print(f"signer-core: {exc}", file=sys.stderr)
         return 2
-    run(cfg)
+    run(cfg, spool)
     return 0
 
 

@@ -52,14 +52,14 @@ def start_cable() -> Cable:
     return Cable(proc, ends["a"], ends["b"])
 
 
-def daemons(config: Path, users: Users, log_dir: Path) -> Supervisor:
+def daemons(config: Path, log_dir: Path) -> Supervisor:
+    """Both daemons on ``config``; as root each drops to the user the config names."""
     env = dict(os.environ)
-    def service(name: str, module: str, uid, gid) -> Service:
-        return Service(name, [sys.executable, "-m", module, "--config", str(config)],
-                       uid, gid, env, log_dir / f"{name}.log")
     return Supervisor([
-        service("signer-core", "signer_core.daemon", users.signer_uid, users.signer_gid),
-        service("signer-comm", "comm_handler.daemon", users.comm_uid, users.comm_gid),
+        Service(name, [sys.executable, "-m", module, "--config", str(config)],
+                env, log_dir / f"{name}.log")
+        for name, module in (("signer-core", "signer_core.daemon"),
+                             ("signer-comm", "comm_handler.daemon"))
     ])
 
 
@@ -109,7 +109,7 @@ def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
         config = create_demo_ca(directory.resolve(), users, cable.appliance_end)
         log_dir = directory / "log"
         log_dir.mkdir(exist_ok=True)
-        supervisor = daemons(config, users, log_dir)
+        supervisor = daemons(config, log_dir)
         supervisor.start()
         print(f"link: {cable.web_end}", file=out, flush=True)
         ok = sign_one(cable.web_end, directory / "certs" / "root0.crt", out)

@@ -1,9 +1,10 @@
 """A small process supervisor for running the appliance without systemd.
 
 Operator tooling (the demo, tests); trusted side. It does for the demo what
-the systemd units do in production: each daemon runs as its own user and
-group with no supplementary groups, and a daemon that exits is started again
-after ``RESTART_DELAY`` (systemd's ``Restart=always``, ``RestartSec``).
+the systemd units do in production: a daemon that exits is started again
+after ``RESTART_DELAY`` (systemd's ``Restart=always``, ``RestartSec``). It
+starts the daemons as it runs itself; started as root, each daemon drops to
+its own configured user (spool.hardening), as it would without systemd.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ POLL = 0.1
 class Service:
     name: str
     argv: list[str]
-    uid: int | None = None
-    gid: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     log_file: Path | None = None
 
@@ -46,10 +45,7 @@ class Supervisor:
         try:
             self.processes[service.name] = subprocess.Popen(
                 service.argv, env=service.env or None, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-                user=service.uid, group=service.gid,
-                extra_groups=[] if service.uid is not None else None,
-                start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             if service.log_file:
                 out.close()

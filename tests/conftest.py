@@ -86,7 +86,7 @@ def appliance(world_dir, users):
         config = create_demo_ca(world_dir / "ca", users, cable.appliance_end)
         log_dir = world_dir / "log"
         log_dir.mkdir()
-        supervisor = daemons(config, users, log_dir)
+        supervisor = daemons(config, log_dir)
         supervisor.start()
         yield Appliance(world_dir / "ca", config, cable, supervisor, users)
     finally:

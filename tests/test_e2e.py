@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 import serial
@@ -40,14 +41,35 @@ def sign(appliance, csr_path, *, root="0", profile="5", md="8", days="365",
                             "--subject", subject)
 
 
-def test_daemons_run_as_two_users(appliance):
+def proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def wait_until_dropped(appliance, name: str, uid: int) -> dict[str, str]:
+    pid = appliance.supervisor.pid(name)
+    for _ in range(100):
+        status = proc_status(pid)
+        if int(status["Uid"].split()[0]) == uid:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{name} still runs as {status['Uid']}")
+
+
+def test_daemons_run_as_two_users_without_privileges(appliance):
     if os.geteuid() != 0:
         pytest.skip("separate uids need root")
-    uids = {name: os.stat(f"/proc/{proc.pid}").st_uid
-            for name, proc in appliance.supervisor.processes.items()}
-    assert uids["signer-core"] == appliance.users.signer_uid
-    assert uids["signer-comm"] == appliance.users.comm_uid
-    assert uids["signer-core"] != uids["signer-comm"] != 0
+    core = wait_until_dropped(appliance, "signer-core", appliance.users.signer_uid)
+    comm = wait_until_dropped(appliance, "signer-comm", appliance.users.comm_uid)
+    assert appliance.users.signer_uid != appliance.users.comm_uid
+    for status in (core, comm):
+        assert set(status["Uid"].split()) == {status["Uid"].split()[0]}  # real, effective, saved, fs
+        assert status["Groups"].strip() == ""
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(status[cap], 16) == 0, (cap, status[cap])
+        assert status["NoNewPrivs"] == "1"
+    # A non-dumpable process's /proc files belong to root, not to its own uid.
+    assert os.stat(f"/proc/{appliance.supervisor.pid('signer-core')}/environ").st_uid == 0
 
 
 def test_server_certificate_end_to_end(appliance, world_dir):
