@@ -56,30 +56,26 @@ class AuditLog:
         self.conn = conn
         if create:
             conn.executescript(_SCHEMA)
-        self._head: tuple[int, str] | None = None
 
-    def _last(self) -> tuple[int, str]:
-        if self._head is None:
-            row = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            self._head = (row[0], row[1]) if row else (0, GENESIS)
-        return self._head
+    def head(self) -> tuple[int, str]:
+        """(number of records, hash of the last one) as stored, without checking.
+
+        Read each time rather than cached: a rolled-back transaction must not
+        leave a head in memory that the next record would link to.
+        """
+        row = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
 
     def append(self, event: str, **details: object) -> str:
         """Add one record; returns its hash. Joins the caller's transaction if one is open."""
-        seq, prev = self._last()
+        seq, prev = self.head()
         seq += 1
         at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
         text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
         digest = record_hash(seq, at, event, text, prev)
         self.conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
                           (seq, at, event, text, prev, digest))
-        self._head = (seq, digest)
         return digest
-
-    def head(self) -> tuple[int, str]:
-        """(number of records, hash of the last one) as stored, without checking."""
-        self._head = None
-        return self._last()
 
     def verify(self) -> Verdict:
         prev, expected = GENESIS, 1

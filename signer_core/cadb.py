@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,24 @@ class CADatabase:
     def close(self) -> None:
         self.connection.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested uses join the outer one.
+
+        Handlers wrap a decision and its audit record in one transaction so
+        that neither is on disk without the other.
+        """
+        if self.connection.in_transaction:
+            yield self.connection
+            return
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.connection
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
     def find_by_digest(self, digest: bytes) -> CertRow | None:
         cur = self.connection.execute(
             "SELECT root, serial, profile, state, der FROM certificates"
@@ -110,8 +130,7 @@ class CADatabase:
     def reserve(self, root: int, serial: int, digest: bytes, profile: int) -> bool:
         """Record a serial before signing; False if the serial is taken in this root."""
         try:
-            with self.connection:
-                self.connection.execute("BEGIN IMMEDIATE")
+            with self.transaction():
                 self.connection.execute(
                     "INSERT INTO certificates (root, serial, request_digest, profile,"
                     " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
@@ -124,8 +143,7 @@ class CADatabase:
 
     def record_issued(self, digest: bytes, cert: x509.Certificate) -> None:
         der = cert.public_bytes(serialization.Encoding.DER)
-        with self.connection:
-            self.connection.execute("BEGIN IMMEDIATE")
+        with self.transaction():
             cur = self.connection.execute(
                 "UPDATE certificates SET state = 'issued', issued_at = ?, subject = ?,"
                 " not_before = ?, not_after = ?, der = ?"

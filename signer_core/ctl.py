@@ -1,36 +1,148 @@
 """signerctl: the operator's command.
 
 Trusted side tooling, run by an operator (root or the signer user) on the
-appliance's console. It reads the configuration, the CA database and the
-spool; it never talks to the link.
+appliance's console. It reads the configuration, the CA database (read-only)
+and the spool; it never talks to the link and never loads a private key.
+Output is a human table by default and JSON with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
 from pathlib import Path
 
+DEFAULT_CONFIG = Path("/etc/signer-appliance/signer.toml")
 
-def _demo(args: argparse.Namespace) -> int:
+
+def render(data, out=sys.stdout, indent: str = "") -> None:
+    """A dict as 'key: value' lines, a list of dicts as a table."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                print(f"{indent}{key}:", file=out)
+                render(value, out, indent + "  ")
+            else:
+                print(f"{indent}{key}: {'-' if value is None else value}", file=out)
+    elif isinstance(data, list) and data and isinstance(data[0], dict):
+        columns = list(data[0])
+        cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in data]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+        print(indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+        for row in cells:
+            print(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+    else:
+        print(f"{indent}{data if data not in (None, []) else '(none)'}", file=out)
+
+
+def _config(args):
+    from signer_core.config import load_config
+    return load_config(args.config)
+
+
+def _db(cfg):
+    from signer_core.overview import open_readonly
+    return open_readonly(cfg.signer.database)
+
+
+def cmd_status(args) -> tuple[object, int]:
+    from signer_core import overview
+    cfg = _config(args)
+    with _db(cfg) as conn:
+        status = {
+            "daemons": overview.daemons(),
+            "database": overview.database(conn),
+            "time": overview.time_status(conn),
+            "roots": overview.roots(cfg),
+            "audit": overview.audit_head(conn),
+        }
+    alive = all(status["daemons"].values())
+    return status, 0 if alive else 1
+
+
+def cmd_certs_find(args) -> tuple[object, int]:
+    from signer_core.overview import find_certificates
+    since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.timezone.utc) if args.since else None
+    with _db(_config(args)) as conn:
+        rows = find_certificates(conn, serial=args.serial, subject=args.subject,
+                                 since=since, limit=args.limit)
+    return rows, 0 if rows else 1
+
+
+def cmd_time(args) -> tuple[object, int]:
+    from signer_core import overview
+    with _db(_config(args)) as conn:
+        return {"now": overview.iso(dt.datetime.now(dt.timezone.utc).timestamp()),
+                "last": overview.time_status(conn),
+                "history": overview.time_history(conn, args.limit)}, 0
+
+
+def cmd_audit_verify(args) -> tuple[object, int]:
+    from signer_core.audit import AuditLog
+    with _db(_config(args)) as conn:
+        verdict = AuditLog(conn, create=False).verify()
+    data = {"ok": verdict.ok, "records": verdict.count, "head": verdict.head}
+    if not verdict.ok:
+        data.update(bad_record=verdict.bad_seq, problem=verdict.problem)
+    return data, 0 if verdict.ok else 1
+
+
+def cmd_demo(args) -> tuple[object, int]:
     from signer_core.demo import run_demo
-    return run_demo(args.dir, args.serve)
+    return None, run_demo(args.dir, args.serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signerctl", description="Operate the signer appliance.")
-    parser.add_argument("--config", type=Path, help="the appliance's configuration file")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help=f"the appliance's configuration (default {DEFAULT_CONFIG})")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("status", help="daemons, spool, time, roots, database, audit head") \
+        .set_defaults(func=cmd_status)
+
+    certs = commands.add_parser("certs", help="issued certificates").add_subparsers(required=True)
+    find = certs.add_parser("find", help="find by serial, subject text or issue date")
+    find.add_argument("--serial", help="hexadecimal serial")
+    find.add_argument("--subject", help="text contained in the subject")
+    find.add_argument("--since", help="issued on or after this date (YYYY-MM-DD)")
+    find.add_argument("--limit", type=int, default=100)
+    find.set_defaults(func=cmd_certs_find)
+
+    tm = commands.add_parser("time", help="the web host's time: drift, history, last reading")
+    tm.add_argument("--limit", type=int, default=20)
+    tm.set_defaults(func=cmd_time)
+
+    audit = commands.add_parser("audit", help="the audit chain").add_subparsers(required=True)
+    audit.add_parser("verify", help="check the whole chain, print its head hash") \
+        .set_defaults(func=cmd_audit_verify)
+
     demo = commands.add_parser("demo", help="run both daemons on a throwaway CA and sign one request")
     demo.add_argument("--dir", type=Path, required=True, help="where the demo CA lives")
     demo.add_argument("--serve", action="store_true", help="keep serving the link until interrupted")
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
+    from signer_core.config import ConfigError
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        data, code = args.func(args)
+    except (ConfigError, sqlite3.Error, OSError) as exc:
+        print(f"signerctl: {exc}", file=sys.stderr)
+        return 2
+    if data is not None:
+        if args.json:
+            json.dump(data, sys.stdout, indent=2, sort_keys=False)
+            print()
+        else:
+            render(data)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ every event means "scan again", so no committed request is missed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import pwd
 import sys
 from pathlib import Path
 
+from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.dispatch import SignerContext, dispatch
@@ -43,12 +45,14 @@ def comm_uid(cfg: Config) -> int | None:
 
 def build_context(cfg: Config) -> SignerContext:
     db = CADatabase(cfg.signer.database)
-    return SignerContext(
-        config=cfg,
-        roots=RootStore.load(cfg.x509),
-        db=db,
-        time_readings=TimeReadings(db, cfg.signer.state_dir),
-    )
+    audit = AuditLog(db.connection)
+    audit.append("started", config=str(cfg.path),
+                 config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest())
+    roots = RootStore.load(cfg.x509)
+    for root_id in sorted(cfg.x509.roots):
+        audit.append("root-loaded", **roots.describe(root_id))
+    return SignerContext(config=cfg, roots=roots, db=db, audit=audit,
+                         time_readings=TimeReadings(db, cfg.signer.state_dir))
 
 
 def process(ctx: SignerContext, spool: Spool, request: Request) -> None:

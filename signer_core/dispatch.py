@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 
 from comm_handler.frames import Action, FrameError, RequestHeader, System
+from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.config import Config
 from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
@@ -40,6 +41,7 @@ class SignerContext:
     config: Config
     roots: RootStore
     db: CADatabase
+    audit: AuditLog
     time_readings: TimeReadings
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
@@ -83,7 +85,11 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
     serial = row.serial if row is not None else _reserve_serial(
         ctx, header.root, digest, header.profile)
     cert = sign_certificate(plan, serial)
-    ctx.db.record_issued(digest, cert)
+    with ctx.db.transaction():
+        ctx.db.record_issued(digest, cert)
+        ctx.audit.append("issued", root=header.root, profile=header.profile,
+                         serial=format(serial, "x"), subject=cert.subject.rfc4514_string(),
+                         request=digest.hex())
     log.info("issued serial %x by root %d, profile %d", serial, header.root, header.profile)
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -112,6 +118,8 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         log.exception("request %s failed", request.id)
         refusal = Refusal("internal", "the signer failed on this request; see its log")
     log.warning("request %s refused: %s", request.id, refusal)
+    ctx.audit.append("refused", request=request.id, action=action, code=refusal.code,
+                     reason=refusal.text)
     return action, b"", refusal.payload2()
 
 

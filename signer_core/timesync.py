@@ -68,6 +68,7 @@ class Reading:
 
 class TimeReadings:
     def __init__(self, db: CADatabase, state_dir: Path) -> None:
+        self.db = db
         self.conn = db.connection
         self.conn.executescript(_SCHEMA)
         self.script = state_dir / "set-clock.sh"
@@ -75,7 +76,7 @@ class TimeReadings:
     def record(self, payload: bytes, received_at: float) -> Reading:
         web_time = parse_reading(payload).timestamp()
         reading = Reading(received_at, web_time, web_time - received_at)
-        with self.conn:
+        with self.db.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO time_last VALUES (1, ?, ?, ?)",
                 (reading.received_at, reading.web_time, reading.drift))
