@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -194,3 +195,12 @@ def test_many_hostile_entries_do_not_stop_the_queue(spool: Spool, tmp_path: Path
     ids = [spool.enqueue(HEADER, (b"%d" % i, b"", b""), received_at=time.time()) for i in range(5)]
     assert [r.id for r in claim_all(spool)] == ids
     assert spool.counts() == {"incoming": 0, "active": 5, "results": 0, "corrupt": 50}
+
+
+def test_device_node_is_never_opened(spool: Spool) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a device node")
+    name = early_name()
+    os.mknod(spool.incoming / name, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    assert_queue_survives(spool)
+    assert "character device" in reason(spool, name)
