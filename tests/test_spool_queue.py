@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from inotify_simple import INotify, flags
 
 from spool.queue import Spool
 from spool.record import Request, Result, SpoolFormatError, decode_request, encode_request, encode_result
-from spool.watch import DirWatcher
+from spool.watch import WATCH_MASK, DirWatcher
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
 
@@ -246,9 +247,14 @@ def test_dir_watcher_overflow_means_scan_again(tmp_path: Path) -> None:
     limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     if limit > 40000:
         pytest.skip(f"max_queued_events={limit} is too large to overflow quickly")
-    with DirWatcher(tmp_path) as watcher:
-        for i in range(limit // 2 + 10):  # create + close_write: two events each
-            os.close(os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT))
+    with DirWatcher(tmp_path) as watcher, INotify() as witness:
+        witness.add_watch(str(tmp_path), WATCH_MASK)
+        files = [tmp_path / "a", tmp_path / "b"]
+        for f in files:
+            f.write_bytes(b"")
+        for i in range(limit + 10):  # alternate, since the kernel merges identical consecutive events
+            os.utime(files[i % 2])
+        assert any(event.mask & flags.Q_OVERFLOW for event in witness.read(timeout=0))
         assert watcher.wait(0) is True
         while watcher.wait(0):
             pass
