@@ -295,45 +295,43 @@ def _root(rid: int, t: _Table) -> RootConfig:
     return r
 
 
+_PROFILE_KEYS: dict[str, type] = {
+    "name": str, "enabled": bool, "key_usage": list, "extended_key_usage": list,
+    "san_source": str, "ca": bool, "path_length": int, "max_days": int,
+    "ocsp_nocheck": bool, "eku_critical": bool, "require_san": bool,
+    "require_xmpp": bool, "policy_oids": list,
+}
+_NEW_PROFILE_REQUIRED = ("name", "enabled", "key_usage", "extended_key_usage", "san_source")
+
+
 def _profile(pid: int, base: Profile | None, t: _Table) -> Profile:
-    """A built-in profile with overrides, or a whole new one (every key then required)."""
-    d = ... if base is None else None
-
-    def pick(name: str, value: Any) -> Any:
-        return getattr(base, name) if value is None else value
-
-    ku = t.get("key_usage", list, d and ...)
-    eku = t.get("extended_key_usage", list, d and ...)
-    if ku is not None and not set(ku) <= KEY_USAGE_NAMES:
-        raise ConfigError(f"{t.key('key_usage')}: names are {sorted(KEY_USAGE_NAMES)}")
-    if eku is not None:
-        for oid in eku:
-            if not isinstance(oid, str):
-                raise ConfigError(f"{t.key('extended_key_usage')}: OIDs as strings")
+    """A built-in profile with overrides, or a new profile (main keys then required)."""
+    fields = {k: t.get(k, kind) for k, kind in _PROFILE_KEYS.items() if k in t.data}
+    t.finish()
+    if base is None:
+        for key in _NEW_PROFILE_REQUIRED:
+            if key not in fields:
+                raise ConfigError(f"{t.key(key)}: missing (profile {pid} is not built in)")
+    for key in ("extended_key_usage", "policy_oids", "key_usage"):
+        if not all(isinstance(v, str) for v in fields.get(key, ())):
+            raise ConfigError(f"{t.key(key)}: a list of strings")
+    for key in ("extended_key_usage", "policy_oids"):
+        for oid in fields.get(key, ()):
             try:
                 ObjectIdentifier(oid)
             except ValueError as exc:
-                raise ConfigError(f"{t.key('extended_key_usage')}: bad OID {oid!r}") from exc
-    san = t.str_("san_source", d and ...)
-    if san is not None and san not in {s.value for s in SanSource}:
+                raise ConfigError(f"{t.key(key)}: bad OID {oid[:40]!r}") from exc
+    if not set(fields.get("key_usage", ())) <= KEY_USAGE_NAMES:
+        raise ConfigError(f"{t.key('key_usage')}: names are {sorted(KEY_USAGE_NAMES)}")
+    if fields.get("san_source", "none") not in {s.value for s in SanSource}:
         raise ConfigError(f"{t.key('san_source')}: one of {[s.value for s in SanSource]}")
-    path_len = t.get("path_length", int, None)
+    converters = {"key_usage": frozenset, "extended_key_usage": tuple, "san_source": SanSource}
+    values = {k: converters.get(k, lambda v: v)(v) for k, v in fields.items()}
+    if "policy_oids" in values:
+        values["extra_policy_oids"] = tuple(values.pop("policy_oids"))
     try:
-        p = Profile(
-            id=pid, name=pick("name", t.str_("name", d and ...)),
-            enabled=pick("enabled", t.bool_("enabled", d and ...)),
-            key_usage=pick("key_usage", None if ku is None else frozenset(ku)),
-            extended_key_usage=pick("extended_key_usage", None if eku is None else tuple(eku)),
-            san_source=pick("san_source", san and SanSource(san)),
-            ca=pick("ca", t.bool_("ca", None if base else False)),
-            path_length=pick("path_length", path_len) if base else path_len,
-            max_days=pick("max_days", t.int_("max_days", d and ..., 1, 36600)),
-            ocsp_nocheck=pick("ocsp_nocheck", t.bool_("ocsp_nocheck", None if base else False)),
-            eku_critical=pick("eku_critical", t.bool_("eku_critical", None if base else False)),
-            require_san=pick("require_san", t.bool_("require_san", None if base else False)),
-            require_xmpp=pick("require_xmpp", t.bool_("require_xmpp", None if base else False)),
-        )
-    except ValueError as exc:
+        if base is None:
+            return Profile(id=pid, **values)
+        return dataclasses.replace(base, **values)
+    except (ValueError, TypeError) as exc:
         raise ConfigError(f"{t.where}: {exc}") from exc
-    t.finish()
-    return p

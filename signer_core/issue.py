@@ -11,11 +11,12 @@ of the signed certificate against the plan. Nothing here touches disk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
@@ -109,9 +110,32 @@ def _digest(x509cfg: X509Config, root: Root, md: int) -> str | None:
         return None
     if name in WEAK_DIGESTS and not x509cfg.allow_weak_digests:
         raise Refusal("weak-digest", f"digest {name} is not allowed")
-    if name not in _HASHES:
+    if name not in _HASHES or not _can_sign(type(root.private_key).__name__, name):
         raise Refusal("unsupported-digest", f"digest {name} is not supported by the signer")
     return name
+
+
+@functools.lru_cache(maxsize=None)
+def _can_sign(key_kind: str, digest: str) -> bool:
+    """Whether this cryptography build signs certificates with ``digest`` for
+    this kind of key (cryptography 50 dropped MD5 and SHA-1), probed once with
+    a throwaway key, never with a root key."""
+    if digest not in WEAK_DIGESTS:
+        return True
+    if "RSA" in key_kind:
+        key: object = rsa.generate_private_key(65537, 1024)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([])
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
+               .public_key(key.public_key()).not_valid_before(start)  # type: ignore[attr-defined]
+               .not_valid_after(start + timedelta(days=1)))
+    try:
+        builder.sign(key, _HASHES[digest]())  # type: ignore[arg-type]
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return True
 
 
 def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[datetime, datetime]:
@@ -195,8 +219,9 @@ def expected_extensions(plan: CertificatePlan) -> list[x509.Extension]:
         ext(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints([
             x509.DistributionPoint([x509.UniformResourceIdentifier(root.config.crl_url)],
                                    None, None, None)])),
-        ext(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies([
-            x509.PolicyInformation(x509.ObjectIdentifier(cfg.policy_oid), [cfg.cps_url])])),
+        ext(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
+            [x509.PolicyInformation(x509.ObjectIdentifier(cfg.policy_oid), [cfg.cps_url])]
+            + [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in p.extra_policy_oids])),
     ]
     if p.ocsp_nocheck:
         out.append(ext(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))

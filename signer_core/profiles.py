@@ -62,15 +62,18 @@ class Profile:
     eku_critical: bool = False
     require_san: bool = False          # refuse when no SAN entry results
     require_xmpp: bool = False         # at least one XMPP otherName expected
+    extra_policy_oids: tuple[str, ...] = ()  # e.g. CA/B Forum reserved OIDs, after the CPS policy
 
     def __post_init__(self) -> None:
         unknown = self.key_usage - KEY_USAGE_NAMES
         if unknown:
             raise ValueError(f"profile {self.id}: unknown key usage {sorted(unknown)}")
-        for oid in self.extended_key_usage:
+        for oid in self.extended_key_usage + self.extra_policy_oids:
             ObjectIdentifier(oid)  # raises ValueError on a malformed OID
-        if self.max_days < 1:
-            raise ValueError(f"profile {self.id}: max_days must be positive")
+        if not 1 <= self.max_days <= 36600:
+            raise ValueError(f"profile {self.id}: max_days must be 1-36600")
+        if self.path_length is not None and not (self.ca and 0 <= self.path_length <= 16):
+            raise ValueError(f"profile {self.id}: path_length needs ca and 0-16")
 
     def eku_oids(self) -> list[ObjectIdentifier]:
         return [ObjectIdentifier(o) for o in self.extended_key_usage]
