@@ -1,0 +1,305 @@
+"""X.509 issuance: check a Sign X.509 request against policy, then sign it.
+
+Trusted side. ``plan_certificate`` takes the hostile parts of a request
+(header fields and three payloads) and does every check, returning a
+``CertificatePlan`` that holds only validated values; ``sign_certificate``
+turns a plan and a serial number (chosen and recorded by the caller's CA
+database) into a certificate signed by the root, after a pre-issuance check
+of the signed certificate against the plan. Nothing here touches disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
+
+from signer_core.config import Config, X509Config
+from signer_core.keychecks import check_public_key
+from signer_core.profiles import XMPP_ADDR, Profile, SanSource
+from signer_core.refusal import Refusal
+from signer_core.roots import Root, RootStore, not_after, not_before
+from signer_core.san import MAX_SAN_ENTRIES, parse_san
+from signer_core.subject import parse_spkac_subject, parse_subject
+from signer_core.x509req import parse_request
+
+DIGEST_IDS = {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
+WEAK_DIGESTS = frozenset({"md5", "sha1", "ripemd160"})
+_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256,
+           "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+MAX_DAYS = 0xFFFF
+MAX_CERT_BYTES = 32768
+_SERIAL_BITS = 127  # top bit set below: 126 random bits, DER always 16 octets
+
+
+@dataclasses.dataclass(frozen=True)
+class SignRequest:
+    """The header fields and payloads of a Sign X.509 request, as received."""
+
+    root: int
+    profile: int
+    md: int
+    days: int
+    spkac: bool
+    payload1: bytes
+    payload2: bytes
+    payload3: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificatePlan:
+    """Everything a certificate will contain, every value already checked."""
+
+    root: Root
+    profile: Profile
+    x509: X509Config
+    public_key: object
+    subject: x509.Name
+    sans: tuple[x509.GeneralName, ...]
+    digest: str | None            # None for Ed25519/Ed448 roots
+    not_before: datetime
+    not_after: datetime
+
+
+def new_serial() -> int:
+    """A fresh positive serial: 126 random bits from the OS CSPRNG, 16 DER octets."""
+    return (1 << (_SERIAL_BITS - 1)) | secrets.randbits(_SERIAL_BITS - 1)
+
+
+def plan_certificate(cfg: Config, roots: RootStore, req: SignRequest, now: datetime) -> CertificatePlan:
+    """Check every part of ``req``; raise Refusal on the first failure."""
+    root = roots.get(req.root)
+    profile = _profile(cfg.x509, req.profile)
+    digest = _digest(cfg.x509, root, req.md)
+    not_before_, not_after_ = _validity(root, profile, req.days, now)
+    parsed = parse_request(req.payload1, req.spkac)
+    check_public_key(parsed.public_key, cfg.x509)
+    if parsed.spkac_subject_lines is not None:
+        subject = parse_spkac_subject(parsed.spkac_subject_lines)
+    else:
+        subject = parse_subject(req.payload3)
+    sans = _sans(profile, subject, req.payload2)
+    return CertificatePlan(root, profile, cfg.x509, parsed.public_key, subject, sans,
+                           digest, not_before_, not_after_)
+
+
+def _profile(x509cfg: X509Config, profile_id: int) -> Profile:
+    profile = x509cfg.profiles.get(profile_id)
+    if profile is None:
+        raise Refusal("unknown-profile", f"no profile {profile_id}")
+    if not profile.enabled:
+        raise Refusal("profile-disabled", f"profile {profile_id} ({profile.name}) is disabled")
+    return profile
+
+
+def _digest(x509cfg: X509Config, root: Root, md: int) -> str | None:
+    if md == 0:
+        name = root.config.default_digest
+    elif md in DIGEST_IDS:
+        name = DIGEST_IDS[md]
+    else:
+        raise Refusal("unknown-digest", f"digest id {md} is not defined")
+    if isinstance(root.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        return None
+    if name in WEAK_DIGESTS and not x509cfg.allow_weak_digests:
+        raise Refusal("weak-digest", f"digest {name} is not allowed")
+    if name not in _HASHES or not _can_sign(type(root.private_key).__name__, name):
+        raise Refusal("unsupported-digest", f"digest {name} is not supported by the signer")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _can_sign(key_kind: str, digest: str) -> bool:
+    """Whether this cryptography build signs certificates with ``digest`` for
+    this kind of key (cryptography 50 dropped MD5 and SHA-1), probed once with
+    a throwaway key, never with a root key."""
+    if digest not in WEAK_DIGESTS:
+        return True
+    if "RSA" in key_kind:
+        key: object = rsa.generate_private_key(65537, 1024)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([])
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
+               .public_key(key.public_key()).not_valid_before(start)  # type: ignore[attr-defined]
+               .not_valid_after(start + timedelta(days=1)))
+    try:
+        builder.sign(key, _HASHES[digest]())  # type: ignore[arg-type]
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return True
+
+
+def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[datetime, datetime]:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if not 0 < days <= MAX_DAYS:
+        raise Refusal("bad-days", f"validity of {days} days")
+    start = now.astimezone(timezone.utc).replace(microsecond=0)
+    root_start, root_end = not_before(root.certificate), not_after(root.certificate)
+    if start < root_start:
+        raise Refusal("root-not-yet-valid", f"root {root.id} is not valid yet")
+    end = min(start + timedelta(days=min(days, profile.max_days)), root_end)
+    if end <= start:
+        raise Refusal("root-expired", f"root {root.id} has expired")
+    return start, end
+
+
+def _sans(profile: Profile, subject: x509.Name, payload2: bytes) -> tuple[x509.GeneralName, ...]:
+    requested = parse_san(payload2)
+    if profile.san_source is SanSource.NONE:
+        if requested:
+            raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName")
+        return ()
+    names: list[x509.GeneralName] = []
+    if profile.san_source is SanSource.EMAIL_AND_PAYLOAD:
+        emails = subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+        names.extend(x509.RFC822Name(str(a.value)) for a in emails)
+    for name in requested:
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_SAN_ENTRIES:
+        raise Refusal("bad-san", f"more than {MAX_SAN_ENTRIES} subjectAltName entries")
+    if profile.require_san and not names:
+        raise Refusal("bad-san", f"profile {profile.id} needs a subjectAltName")
+    if profile.require_xmpp and not any(_is_xmpp(n) for n in names):
+        raise Refusal("bad-san", f"profile {profile.id} needs an XMPP address")
+    return tuple(names)
+
+
+def _is_xmpp(name: x509.GeneralName) -> bool:
+    return isinstance(name, x509.OtherName) and name.type_id.dotted_string == XMPP_ADDR
+
+
+def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
+    """The profile's keyUsage, minus the bits the subject key's algorithm forbids
+    (RFC 5480: no encipherment for EC; RFC 8410: signature bits only for EdDSA)."""
+    bits = set(profile.key_usage)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        bits -= {"key_encipherment", "data_encipherment"}
+    elif not isinstance(public_key, rsa.RSAPublicKey):
+        bits &= {"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}
+    if not bits:
+        raise Refusal("unsupported-key", f"profile {profile.id} has no key usage for this key type")
+    agreement = "key_agreement" in bits
+    flags = {name: name in bits for name in (
+        "digital_signature", "content_commitment", "key_encipherment",
+        "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")}
+    return x509.KeyUsage(encipher_only=agreement and "encipher_only" in bits,
+                         decipher_only=agreement and "decipher_only" in bits, **flags)
+
+
+def expected_extensions(plan: CertificatePlan) -> list[x509.Extension]:
+    """Every extension of the certificate, in order, as the profile says."""
+    p, root, cfg = plan.profile, plan.root, plan.x509
+    ext = x509.Extension
+    out = [
+        ext(ExtensionOID.BASIC_CONSTRAINTS, True,
+            x509.BasicConstraints(ca=p.ca, path_length=p.path_length if p.ca else None)),
+        ext(ExtensionOID.KEY_USAGE, True, key_usage(p, plan.public_key)),
+    ]
+    if p.extended_key_usage:
+        out.append(ext(ExtensionOID.EXTENDED_KEY_USAGE, p.eku_critical,
+                       x509.ExtendedKeyUsage(p.eku_oids())))
+    out += [
+        ext(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False,
+            x509.SubjectKeyIdentifier.from_public_key(plan.public_key)),
+        ext(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, _aki(root)),
+        ext(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(cfg.ocsp_url))])),
+        ext(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints([
+            x509.DistributionPoint([x509.UniformResourceIdentifier(root.config.crl_url)],
+                                   None, None, None)])),
+        ext(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
+            [x509.PolicyInformation(x509.ObjectIdentifier(cfg.policy_oid), [cfg.cps_url])]
+            + [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in p.extra_policy_oids])),
+    ]
+    if p.ocsp_nocheck:
+        out.append(ext(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))
+    if plan.sans:
+        out.append(ext(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, False,
+                       x509.SubjectAlternativeName(list(plan.sans))))
+    return out
+
+
+def _aki(root: Root) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = root.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            root.certificate.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+
+def sign_certificate(plan: CertificatePlan, serial: int) -> x509.Certificate:
+    """Build, sign and pre-issuance-check the certificate of ``plan``."""
+    if not 0 < serial < 2**159:
+        raise ValueError("serial must be positive and fit 20 DER octets")
+    builder = (x509.CertificateBuilder()
+               .subject_name(plan.subject)
+               .issuer_name(plan.root.certificate.subject)
+               .public_key(plan.public_key)  # type: ignore[arg-type]
+               .serial_number(serial)
+               .not_valid_before(plan.not_before)
+               .not_valid_after(plan.not_after))
+    for e in expected_extensions(plan):
+        builder = builder.add_extension(e.value, e.critical)
+    algorithm = None if plan.digest is None else _HASHES[plan.digest]()
+    cert = builder.sign(plan.root.private_key, algorithm)  # type: ignore[arg-type]
+    check_certificate(cert, plan, serial)
+    return cert
+
+
+def verify_signed_by(cert: x509.Certificate, issuer_key: object) -> None:
+    """Raise InvalidSignature unless ``issuer_key`` made ``cert``'s signature."""
+    sig, tbs, algo = cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm
+    if isinstance(issuer_key, rsa.RSAPublicKey):
+        issuer_key.verify(sig, tbs, padding.PKCS1v15(), algo)  # type: ignore[arg-type]
+    elif isinstance(issuer_key, ec.EllipticCurvePublicKey):
+        issuer_key.verify(sig, tbs, ec.ECDSA(algo))  # type: ignore[arg-type]
+    elif isinstance(issuer_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        issuer_key.verify(sig, tbs)
+    else:
+        raise InvalidSignature(f"unsupported issuer key {type(issuer_key).__name__}")
+
+
+def check_certificate(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> None:
+    """Pre-issuance check: the signed certificate says exactly what the plan says."""
+    problems = _problems(cert, plan, serial)
+    if problems:
+        raise Refusal("pre-issuance-check", "; ".join(problems))
+
+
+def _problems(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> list[str]:
+    root_cert = plan.root.certificate
+    start, end = not_before(cert), not_after(cert)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    checks = [
+        (cert.version == x509.Version.v3, "not version 3"),
+        (cert.serial_number == serial, "serial differs"),
+        (cert.issuer == root_cert.subject, "issuer is not the root's subject"),
+        (cert.subject == plan.subject, "subject differs from the plan"),
+        (cert.public_key().public_bytes(der, spki) ==
+         plan.public_key.public_bytes(der, spki), "public key differs"),  # type: ignore[attr-defined]
+        ((start, end) == (plan.not_before, plan.not_after), "validity differs from the plan"),
+        (not_before(root_cert) <= start < end <= not_after(root_cert), "validity outside the root's"),
+        (end - start <= timedelta(days=plan.profile.max_days), "validity above the profile maximum"),
+        (list(cert.extensions) == expected_extensions(plan), "extensions differ from the profile"),
+        (len(cert.public_bytes(der)) <= MAX_CERT_BYTES, "certificate too large"),
+    ]
+    problems = [text for ok, text in checks if not ok]
+    try:
+        verify_signed_by(cert, root_cert.public_key())
+    except InvalidSignature:
+        problems.append("signature does not verify with the root key")
+    return problems

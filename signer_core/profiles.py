@@ -1,0 +1,114 @@
+"""Certificate profiles (templates) as data: the built-in table of profiles.md.
+
+Trusted side. Pure data, no input parsing: the configuration may override
+fields of a built-in profile (see ``config.py``), the issuer reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+MS_EFS = "1.3.6.1.4.1.311.10.3.4"
+MS_SGC = "1.3.6.1.4.1.311.10.3.3"
+NS_SGC = "2.16.840.1.113730.4.1"
+MS_CODE_IND = "1.3.6.1.4.1.311.2.1.21"
+MS_CODE_COM = "1.3.6.1.4.1.311.2.1.22"
+MS_SMARTCARD_LOGIN = "1.3.6.1.4.1.311.20.2.2"
+XMPP_ADDR = "1.3.6.1.5.5.7.8.5"
+OCSP_NOCHECK = "1.3.6.1.5.5.7.48.1.5"
+
+EMAIL_PROTECTION = ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string
+CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING.dotted_string
+OCSP_SIGNING = ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string
+TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING.dotted_string
+
+# keyUsage bit names, as cryptography's x509.KeyUsage keyword arguments.
+KEY_USAGE_NAMES = frozenset({
+    "digital_signature", "content_commitment", "key_encipherment",
+    "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+    "encipher_only", "decipher_only",
+})
+
+
+class SanSource(str, enum.Enum):
+    """Where a profile's subjectAltName entries come from."""
+
+    EMAIL_AND_PAYLOAD = "email+payload"  # subject emailAddress, then payload 2
+    PAYLOAD = "payload"                  # payload 2 only
+    NONE = "none"                        # no SAN at all (payload 2 must be empty)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """One certificate template, keyed by header byte 4."""
+
+    id: int
+    name: str
+    enabled: bool
+    key_usage: frozenset[str]
+    extended_key_usage: tuple[str, ...]
+    san_source: SanSource
+    ca: bool = False
+    path_length: int | None = None
+    max_days: int = 730
+    ocsp_nocheck: bool = False
+    eku_critical: bool = False
+    require_san: bool = False          # refuse when no SAN entry results
+    require_xmpp: bool = False         # at least one XMPP otherName expected
+    extra_policy_oids: tuple[str, ...] = ()  # e.g. CA/B Forum reserved OIDs, after the CPS policy
+
+    def __post_init__(self) -> None:
+        unknown = self.key_usage - KEY_USAGE_NAMES
+        if unknown:
+            raise ValueError(f"profile {self.id}: unknown key usage {sorted(unknown)}")
+        for oid in self.extended_key_usage + self.extra_policy_oids:
+            ObjectIdentifier(oid)  # raises ValueError on a malformed OID
+        if not 1 <= self.max_days <= 36600:
+            raise ValueError(f"profile {self.id}: max_days must be 1-36600")
+        if self.path_length is not None and not (self.ca and 0 <= self.path_length <= 16):
+            raise ValueError(f"profile {self.id}: path_length needs ca and 0-16")
+
+    def eku_oids(self) -> list[ObjectIdentifier]:
+        return [ObjectIdentifier(o) for o in self.extended_key_usage]
+
+
+_DS_KE_KA = frozenset({"digital_signature", "key_encipherment", "key_agreement"})
+_DS_KE = frozenset({"digital_signature", "key_encipherment"})
+_DS = frozenset({"digital_signature"})
+_CLIENT_EKU = (EMAIL_PROTECTION, CLIENT_AUTH, MS_EFS, MS_SGC, NS_SGC)
+_CODE_EKU = (EMAIL_PROTECTION, CLIENT_AUTH, CODE_SIGNING, MS_CODE_IND, MS_CODE_COM,
+             MS_EFS, MS_SGC, NS_SGC)
+_SERVER_EKU = (CLIENT_AUTH, SERVER_AUTH, NS_SGC, MS_SGC)
+_EP = SanSource.EMAIL_AND_PAYLOAD
+_P = SanSource.PAYLOAD
+
+
+def _builtin() -> dict[int, Profile]:
+    p = Profile
+    table = [
+        p(0, "client", True, _DS_KE_KA, _CLIENT_EKU, _EP),
+        p(1, "client-org", True, _DS_KE_KA, _CLIENT_EKU, _EP),
+        p(2, "code-signing", True, _DS_KE_KA, _CODE_EKU, _EP),
+        p(3, "client-machine", True, _DS_KE, (CLIENT_AUTH,), _P),
+        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP),
+        p(5, "server", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True),
+        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True),
+        p(7, "server-xmpp", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True,
+          require_xmpp=True),
+        p(8, "ocsp", True, _DS, (OCSP_SIGNING,), _P, ocsp_nocheck=True),
+        p(9, "timestamp", True, _DS, (TIME_STAMPING,), _P, eku_critical=True),
+        p(10, "proxy", False, _DS_KE, (CLIENT_AUTH,), _P),
+        p(11, "subca", False, frozenset({"key_cert_sign", "crl_sign"}), (),
+          SanSource.NONE, ca=True, path_length=0, max_days=3653),
+    ]
+    return {prof.id: prof for prof in table}
+
+
+BUILTIN_PROFILES: Mapping[int, Profile] = MappingProxyType(_builtin())

@@ -1,0 +1,90 @@
+"""Root (CA) keys and certificates, loaded once at start-up.
+
+Trusted side: the files are the operator's, readable only by the signer
+user. A root whose key or certificate file is missing, unreadable, or whose
+key does not match its certificate is recorded as not installed with the
+reason (logged by the caller), never a crash; requests naming it are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from signer_core.config import RootConfig, X509Config
+from signer_core.refusal import Refusal
+
+
+def not_before(cert: x509.Certificate) -> datetime:
+    """notBefore as an aware UTC datetime (cryptography 38 and 42+)."""
+    value = getattr(cert, "not_valid_before_utc", None)
+    return value if value is not None else cert.not_valid_before.replace(tzinfo=timezone.utc)
+
+
+def not_after(cert: x509.Certificate) -> datetime:
+    """notAfter as an aware UTC datetime (cryptography 38 and 42+)."""
+    value = getattr(cert, "not_valid_after_utc", None)
+    return value if value is not None else cert.not_valid_after.replace(tzinfo=timezone.utc)
+
+
+def _spki(key: object) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclasses.dataclass(frozen=True)
+class Root:
+    id: int
+    config: RootConfig
+    certificate: x509.Certificate
+    private_key: object = dataclasses.field(repr=False)
+
+    @classmethod
+    def load(cls, cfg: RootConfig) -> Root:
+        """Load one root; raise ValueError with a reason when it is not usable."""
+        try:
+            cert = x509.load_pem_x509_certificate(cfg.certificate.read_bytes())
+            password = None
+            if cfg.passphrase_file is not None:
+                password = cfg.passphrase_file.read_bytes().rstrip(b"\r\n")
+            key = serialization.load_pem_private_key(cfg.key.read_bytes(), password)
+        except FileNotFoundError as exc:
+            raise ValueError(f"file missing: {exc.filename}") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ValueError(f"cannot load key or certificate: {exc}") from None
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise ValueError("private key does not match the certificate")
+        return cls(cfg.id, cfg, cert, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class RootStore:
+    roots: Mapping[int, Root]
+    missing: Mapping[int, str]      # root id -> why it is not installed
+
+    @classmethod
+    def load(cls, x509cfg: X509Config) -> RootStore:
+        roots: dict[int, Root] = {}
+        missing: dict[int, str] = {}
+        for rid, rcfg in sorted(x509cfg.roots.items()):
+            try:
+                roots[rid] = Root.load(rcfg)
+            except ValueError as exc:
+                missing[rid] = str(exc)
+        return cls(MappingProxyType(roots), MappingProxyType(missing))
+
+    def get(self, root_id: int) -> Root:
+        root = self.roots.get(root_id)
+        if root is not None:
+            return root
+        if root_id in self.missing:
+            raise Refusal("root-not-installed", f"root {root_id} is not installed")
+        raise Refusal("unknown-root", f"no root {root_id} is configured")

@@ -1,0 +1,153 @@
+"""Parse payload 1 of a Sign X.509 request: a PKCS#10 CSR or an SPKAC block.
+
+Trusted side, hostile input. The request only proves possession of a key:
+its signature is verified and its public key returned; the CSR's own subject
+and extensions are ignored (the subject comes from payload 3, or from the
+SPKAC block's attribute lines, which are returned for ``subject.py``).
+SPKAC DER is decoded with asn1crypto and must be canonical DER; its
+signature over PublicKeyAndChallenge is checked with cryptography.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+
+from asn1crypto import algos, core, keys
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from signer_core.refusal import Refusal
+
+MAX_REQUEST_BYTES = 65536
+MAX_SPKAC_LINES = 32
+_SPKAC_LINE = re.compile(rb"^\s*SPKAC\s*=\s*(.*?)\s*$")
+_PEM_CSR = re.compile(
+    rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\r?\n"
+    rb"[A-Za-z0-9+/=\r\n]+-----END (?:NEW )?CERTIFICATE REQUEST-----"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRequest:
+    public_key: object                          # a cryptography public key
+    spkac_subject_lines: tuple[bytes, ...] | None
+
+
+class _PublicKeyAndChallenge(core.Sequence):
+    _fields = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
+
+
+class _SignedPublicKeyAndChallenge(core.Sequence):
+    _fields = [
+        ("public_key_and_challenge", _PublicKeyAndChallenge),
+        ("signature_algorithm", algos.SignedDigestAlgorithm),
+        ("signature", core.OctetBitString),
+    ]
+
+
+def is_spkac(payload1: bytes) -> bool:
+    return any(_SPKAC_LINE.match(line) for line in payload1.splitlines())
+
+
+def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
+    """Verify the request's self-signature and return its key (and SPKAC lines).
+
+    ``spkac`` is the header's key-type flag; the payload itself decides the
+    format (a line ``SPKAC=`` makes it SPKAC), and a mismatch is refused.
+    """
+    if len(payload1) > MAX_REQUEST_BYTES:
+        raise Refusal("bad-csr", f"request longer than {MAX_REQUEST_BYTES} bytes")
+    looks_spkac = is_spkac(payload1)
+    if looks_spkac != spkac:
+        raise Refusal("bad-csr", "key-type flag does not match the request format")
+    if looks_spkac:
+        return _parse_spkac(payload1)
+    return ParsedRequest(_parse_pkcs10(payload1), None)
+
+
+def _parse_pkcs10(payload1: bytes) -> object:
+    try:
+        if payload1.lstrip().startswith(b"-----"):
+            match = _PEM_CSR.search(payload1)
+            if match is None:
+                raise ValueError("no PEM certificate request block")
+            csr = x509.load_pem_x509_csr(match.group(0))
+        else:
+            csr = x509.load_der_x509_csr(payload1)
+        key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise Refusal("bad-csr", f"cannot parse the PKCS#10 request: {_short(exc)}") from None
+    try:
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise Refusal("bad-csr-signature", f"cannot check the signature: {_short(exc)}") from None
+    if not valid:
+        raise Refusal("bad-csr-signature", "the CSR is not signed by its own key")
+    return key
+
+
+def _parse_spkac(payload1: bytes) -> ParsedRequest:
+    lines = [ln for ln in payload1.splitlines() if ln.strip()]
+    if len(lines) > MAX_SPKAC_LINES:
+        raise Refusal("bad-spkac", f"more than {MAX_SPKAC_LINES} lines")
+    spkac_lines = [m for m in (_SPKAC_LINE.match(ln) for ln in lines) if m]
+    if len(spkac_lines) != 1:
+        raise Refusal("bad-spkac", "exactly one SPKAC= line expected")
+    subject = tuple(ln for ln in lines if not _SPKAC_LINE.match(ln))
+    try:
+        der = base64.b64decode(spkac_lines[0].group(1), validate=True)
+    except (binascii.Error, ValueError):
+        raise Refusal("bad-spkac", "SPKAC value is not base64") from None
+    return ParsedRequest(_verify_spkac(der), subject)
+
+
+def _verify_spkac(der: bytes) -> object:
+    try:
+        spkac = _SignedPublicKeyAndChallenge.load(der, strict=True)
+        pkac = spkac["public_key_and_challenge"]
+        signed = pkac.dump()
+        spki = pkac["spki"].dump()
+        algo = spkac["signature_algorithm"]
+        sig_algo, hash_algo = algo.signature_algo, algo["algorithm"].native
+        signature = spkac["signature"].native
+        canonical = spkac.dump(force=True) == der
+        key = serialization.load_der_public_key(spki)
+    except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
+        raise Refusal("bad-spkac", f"cannot decode the SPKAC: {_short(exc)}") from None
+    if not canonical:
+        raise Refusal("bad-spkac", "SPKAC is not DER")
+    _verify(key, sig_algo, hash_algo, signature, signed)
+    return key
+
+
+_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha224": hashes.SHA224,
+           "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
+def _verify(key: object, sig_algo: str, algo_name: str, signature: bytes, data: bytes) -> None:
+    """Check an SPKAC signature. MD5 is accepted here: browsers' keygen used it,
+    and a collision cannot forge possession of another party's key."""
+    hash_name = algo_name.split("_")[0]
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and sig_algo == "rsassa_pkcs1v15":
+            key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
+        elif isinstance(key, ec.EllipticCurvePublicKey) and sig_algo == "ecdsa":
+            key.verify(signature, data, ec.ECDSA(_HASHES[hash_name]()))
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)) and \
+                sig_algo in ("ed25519", "ed448"):
+            key.verify(signature, data)
+        else:
+            raise Refusal("bad-spkac", f"unsupported SPKAC signature {algo_name}")
+    except KeyError:
+        raise Refusal("bad-spkac", f"unsupported SPKAC digest {algo_name}") from None
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        raise Refusal("bad-csr-signature", "the SPKAC is not signed by its own key") from None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__

@@ -1,0 +1,135 @@
+"""File primitives of the spool: atomic commit and the hostile-file read.
+
+Shared by both sides. ``commit_file`` is how either side publishes a file:
+a dot-prefixed temporary name created exclusively, written, fsynced, renamed
+into place (the commit point), then the directory fsynced. ``read_hostile``
+is how the signer reads an entry the comm handler (untrusted) may have made:
+it never follows a link, never blocks on a FIFO, never opens a non-regular
+file, and never reads more than the caller's bound. It trusts nothing but
+the kernel's answers from ``lstat``/``fstat`` on the opened descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from pathlib import Path
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+_CHUNK = 1 << 20
+
+
+class UnsafeEntry(Exception):
+    """A directory entry the signer refuses to read; the message is the reason."""
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames and unlinks in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def commit_file(directory: Path, name: str, data: bytes, mode: int) -> None:
+    """Atomically create or replace ``directory/name`` with ``data`` and ``mode``.
+
+    Readers ignore dot-files, so the file exists for them only after the
+    rename; a crash leaves at most a dot-prefixed temporary file behind.
+    """
+    temp = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(directory / temp, _CREATE_FLAGS, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask must not decide who can read it
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(directory / temp, directory / name)
+    except BaseException:
+        unlink_quietly(directory / temp)
+        raise
+    fsync_dir(directory)
+
+
+def unlink_quietly(path: Path) -> None:
+    """Remove ``path`` if possible; a vanished entry or a directory is not an error here."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _kind(mode: int) -> str:
+    for test, label in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return label
+    return f"file type {stat.S_IFMT(mode):#o}"
+
+
+def _check(st: os.stat_result, max_size: int, expected_uid: int | None) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeEntry(f"not a regular file: {_kind(st.st_mode)}")
+    if st.st_nlink != 1:
+        raise UnsafeEntry(f"has {st.st_nlink} hard links, expected 1")
+    if expected_uid is not None and st.st_uid != expected_uid:
+        raise UnsafeEntry(f"owned by uid {st.st_uid}, expected {expected_uid}")
+    if st.st_size > max_size:
+        raise UnsafeEntry(f"size {st.st_size} exceeds {max_size}")
+
+
+def _read_bounded(fd: int, max_size: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, min(_CHUNK, max_size + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_size:
+            raise UnsafeEntry(f"grew beyond {max_size} bytes while being read")
+
+
+def read_hostile(path: Path, *, max_size: int, expected_uid: int | None = None) -> bytes:
+    """Read a regular, singly-linked, bounded file at ``path`` without trusting it.
+
+    ``FileNotFoundError`` if the entry vanished before it was opened (its
+    owner may remove it); ``UnsafeEntry`` for every refusal.
+    """
+    before = os.lstat(path)
+    _check(before, max_size, expected_uid)  # refuse devices and FIFOs before any open
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnsafeEntry(f"cannot open: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise UnsafeEntry("replaced between lstat and open")
+        _check(st, max_size, expected_uid)
+        try:
+            return _read_bounded(fd, max_size)
+        except OSError as exc:
+            raise UnsafeEntry(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)

@@ -1,0 +1,206 @@
+"""The signer against a hostile incoming/: every bad entry goes to corrupt/ with a reason, the queue goes on."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from spool.queue import Spool
+from spool.record import Request, encode_request
+
+HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    s = Spool(tmp_path / "spool", comm_uid=os.getuid())
+    s.create_dirs()
+    return s
+
+
+def early_name(n: int = 0) -> str:
+    """A valid name older than anything enqueued in the test, so it is met first."""
+    return f"{10**15 + n:020d}-{n:032x}.req"
+
+
+def claim_all(s: Spool) -> list[Request]:
+    """Claim in a thread so that a hang fails the test instead of blocking it."""
+    claimed: list[Request] = []
+
+    def run() -> None:
+        while (request := s.claim_next()) is not None:
+            claimed.append(request)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "claim_next hung"
+    return claimed
+
+
+def reason(s: Spool, name: str) -> str:
+    return (s.corrupt / f"{name}.reason").read_text()
+
+
+def assert_queue_survives(s: Spool) -> None:
+    request_id = s.enqueue(HEADER, (b"ok", b"", b""), received_at=1.0)
+    assert [r.id for r in claim_all(s)] == [request_id]
+    assert [n for n in os.listdir(s.incoming) if not n.startswith(".")] == []
+
+
+def test_symlink_is_moved_not_followed(spool: Spool, tmp_path: Path) -> None:
+    target = tmp_path / "outside.txt"
+    target.write_bytes(b"secret")
+    os.chmod(target, 0o600)
+    name = early_name()
+    os.symlink(target, spool.incoming / name)
+    assert_queue_survives(spool)
+    assert os.path.islink(spool.corrupt / name)
+    assert os.readlink(spool.corrupt / name) == str(target)
+    assert "symbolic link" in reason(spool, name)
+    assert target.read_bytes() == b"secret" and os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_fifo_does_not_hang(spool: Spool) -> None:
+    name = early_name()
+    os.mkfifo(spool.incoming / name)
+    assert_queue_survives(spool)
+    assert "FIFO" in reason(spool, name)
+
+
+def test_hard_link_is_refused(spool: Spool, tmp_path: Path) -> None:
+    request_id = spool.enqueue(HEADER, (b"linked", b"", b""), received_at=1.0)
+    name = f"{request_id}.req"
+    os.link(spool.incoming / name, tmp_path / "kept-by-comm")
+    assert claim_all(spool) == []
+    assert "2 hard links" in reason(spool, name)
+    assert (tmp_path / "kept-by-comm").read_bytes() == (spool.corrupt / name).read_bytes()
+    assert_queue_survives(spool)
+
+
+def _bytes_read() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_huge_sparse_file_is_refused_without_reading(spool: Spool) -> None:
+    name = early_name()
+    with open(spool.incoming / name, "wb") as f:
+        f.truncate(100 * 2**20)
+    before = _bytes_read()
+    assert claim_all(spool) == []
+    assert _bytes_read() - before < 2**20
+    assert "exceeds" in reason(spool, name)
+    assert os.stat(spool.corrupt / name).st_size == 100 * 2**20
+    assert_queue_survives(spool)
+
+
+def test_wrong_owner_is_refused(tmp_path: Path) -> None:
+    s = Spool(tmp_path / "spool", comm_uid=os.getuid() + 4242)
+    s.create_dirs()
+    request_id = s.enqueue(HEADER, (b"", b"", b""), received_at=1.0)
+    assert claim_all(s) == []
+    assert f"expected {os.getuid() + 4242}" in reason(s, f"{request_id}.req")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["hello.txt", "0123.req", "x" * 240, "line\nbreak.req", "evil.reason", "caf\udce9.req", early_name()[:-4] + ".res"],
+)
+def test_bad_names_go_to_corrupt(spool: Spool, name: str) -> None:
+    (spool.incoming / name).write_bytes(b"whatever")
+    assert_queue_survives(spool)
+    reasons = [n for n in os.listdir(spool.corrupt) if n.endswith(".reason")]
+    assert len(reasons) == 1
+    stored = reasons[0][: -len(".reason")]
+    assert (spool.corrupt / stored).read_bytes() == b"whatever"
+    text = (spool.corrupt / reasons[0]).read_text()
+    assert "name does not match" in text and repr(name) in text
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "too short"),
+        (b"garbage" * 20, "bad magic"),
+        (b"\x00" * 5000, "bad magic"),
+    ],
+)
+def test_garbage_content_goes_to_corrupt(spool: Spool, content: bytes, why: str) -> None:
+    name = early_name()
+    (spool.incoming / name).write_bytes(content)
+    assert_queue_survives(spool)
+    assert why in reason(spool, name)
+
+
+def test_torn_or_edited_or_misnamed_records_go_to_corrupt(spool: Spool) -> None:
+    record = encode_request(Request(early_name(1)[:-4], 1.0, HEADER, (b"a" * 100, b"", b""), True))
+    (spool.incoming / early_name(1)).write_bytes(record[: len(record) // 2])
+    (spool.incoming / early_name(2)).write_bytes(record[:70] + b"b" + record[71:])
+    (spool.incoming / early_name(3)).write_bytes(record)  # valid record, other name
+    assert_queue_survives(spool)
+    assert "checksum" in reason(spool, early_name(1))
+    assert "checksum" in reason(spool, early_name(2))
+    assert "holds id" in reason(spool, early_name(3))
+
+
+def test_directory_and_unreadable_file(spool: Spool) -> None:
+    (spool.incoming / early_name(1)).mkdir()
+    unreadable = spool.incoming / early_name(2)
+    unreadable.write_bytes(b"x")
+    os.chmod(unreadable, 0)
+    assert_queue_survives(spool)
+    assert "directory" in reason(spool, early_name(1))
+    assert (spool.corrupt / early_name(2)).exists()
+
+
+def test_name_collision_in_corrupt_keeps_both(spool: Spool) -> None:
+    for content in (b"first", b"second"):
+        (spool.incoming / "dup").write_bytes(content)
+        assert claim_all(spool) == []
+    stored = sorted((spool.corrupt / n).read_bytes() for n in os.listdir(spool.corrupt) if not n.endswith(".reason"))
+    assert stored == [b"first", b"second"]
+    assert spool.counts()["corrupt"] == 2
+
+
+def test_bad_entry_in_active_goes_to_corrupt_on_recover(spool: Spool) -> None:
+    good = spool.enqueue(HEADER, (b"", b"", b""), received_at=1.0)
+    spool.claim_next()
+    (spool.active / early_name()).write_bytes(b"torn")
+    os.symlink("/etc/passwd", spool.active / early_name(1))
+    assert [r.id for r in spool.recover()] == [good]
+    assert "too short" in reason(spool, early_name())
+    assert "symbolic link" in reason(spool, early_name(1))
+
+
+def test_many_hostile_entries_do_not_stop_the_queue(spool: Spool, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.write_bytes(b"t")
+    for i in range(50):
+        kind = i % 3
+        path = spool.incoming / early_name(i)
+        if kind == 0:
+            os.symlink(target, path)
+        elif kind == 1:
+            os.mkfifo(path)
+        else:
+            path.write_bytes(os.urandom(i * 10))
+    ids = [spool.enqueue(HEADER, (b"%d" % i, b"", b""), received_at=time.time()) for i in range(5)]
+    assert [r.id for r in claim_all(spool)] == ids
+    assert spool.counts() == {"incoming": 0, "active": 5, "results": 0, "corrupt": 50}
+
+
+def test_device_node_is_never_opened(spool: Spool) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a device node")
+    name = early_name()
+    os.mknod(spool.incoming / name, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    assert_queue_survives(spool)
+    assert "character device" in reason(spool, name)
