@@ -21,6 +21,8 @@ import pwd
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.config import Config, ConfigError, load_config
@@ -49,8 +51,12 @@ def build_context(cfg: Config) -> SignerContext:
     audit.append("started", config=str(cfg.path),
                  config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest())
     roots = RootStore.load(cfg.x509)
-    for root_id in sorted(cfg.x509.roots):
-        audit.append("root-loaded", **roots.describe(root_id))
+    for root_id, root in sorted(roots.roots.items()):
+        fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex()
+        audit.append("root-loaded", root=root_id, certificate_sha256=fingerprint)
+    for root_id, why in sorted(roots.missing.items()):
+        log.warning("root %d is not installed: %s", root_id, why)
+        audit.append("root-missing", root=root_id, reason=why)
     return SignerContext(config=cfg, roots=roots, db=db, audit=audit,
                          time_readings=TimeReadings(db, cfg.signer.state_dir))
 
