@@ -167,9 +167,10 @@ def test_xdelta_failures_raise(tmp_path, monkeypatch):
     with pytest.raises(XdeltaError):
         make_delta(b"a", b"b", tmp_dir=tmp_path)
     fake = tmp_path / "fake-xdelta"
-    fake.write_text("#!/bin/sh\necho broken >&2\nexit 2\n")
+    # The stand-in reports the mode of the directory holding its files, then fails.
+    fake.write_text('#!/bin/sh\necho "broken $(stat -c %a "$(dirname "$3")")" >&2\nexit 2\n')
     fake.chmod(0o755)
     monkeypatch.setattr(xdelta, "XDELTA", str(fake))
-    with pytest.raises(XdeltaError, match="exited 2: broken"):
+    with pytest.raises(XdeltaError, match="exited 2: broken 700"):
         make_delta(b"a", b"b", tmp_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-xdelta"]
