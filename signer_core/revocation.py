@@ -228,8 +228,9 @@ class Revocations:
             raise Refusal("bad-crl", f"not a DER CRL: {exc}") from exc
         with self._transaction(root_id):
             self._conn.execute(
-                "INSERT OR IGNORE INTO crls (root, number, sha1, next_update, imported, der)"
-                " VALUES (?, ?, ?, NULL, 1, ?)", (root_id, number, hashlib.sha1(der).digest(), der))
+                "INSERT INTO crls (root, number, sha1, next_update, imported, der)"
+                " VALUES (?, ?, ?, NULL, 1, ?) ON CONFLICT (root, sha1) DO NOTHING",
+                (root_id, number, hashlib.sha1(der).digest(), der))
             self._raise_number(root_id, number)
 
     # -- inside a transaction --------------------------------------------
@@ -267,8 +268,8 @@ class Revocations:
                 reason: x509.ReasonFlags | None) -> bool:
         """Add the revocation; False if the certificate was already revoked."""
         cur = self._conn.execute(
-            "INSERT OR IGNORE INTO revocations (root, serial, revoked_at, reason, not_after,"
-            " entry) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (root, serial) DO NOTHING",
             (root_id, serial_text(cert.serial_number), int(now.timestamp()),
              None if reason is None else reason.value, int(not_after(cert).timestamp()),
              encode_entry(cert.serial_number, now, reason)))
