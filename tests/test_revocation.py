@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,26 @@ def test_ed25519_root(db, revs, tmp_path):
     root = make_root("ed25519", 3, name="Edwards Root", key=new_key("ed25519"))
     client = WebHost(root, tmp_path)
     assert serials(client.apply(revs.revoke(root, issue(db, root, 9), client.sha1, NOW))) == [9]
+
+
+@pytest.mark.slow
+def test_real_protocol_limit_at_400k_entries(db, revs, tmp_path, caplog):
+    """Past 2^24-1 bytes of PEM the whole CRL is refused; deltas still flow, fast."""
+    root = make_root("ec", 4, name="Big Root")
+    when = NOW - dt.timedelta(days=1)
+    _seed(db, root.id, [((1 << 126) + s * 7919, when, None) for s in range(400_000)])
+    with caplog.at_level(logging.WARNING, logger="signer_core.revocation"):
+        refused("crl-too-large", revs.refresh, root, EMPTY_SHA1, NOW)
+    assert "protocol limit" in caplog.text
+    client = WebHost(root, tmp_path)
+    client.der = revs.current_crl(root.id)
+    assert len(client.der) > 12_000_000
+    cert_pem = issue(db, root, 5)
+    start = time.perf_counter()
+    answer = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=1))
+    elapsed = time.perf_counter() - start
+    assert answer.startswith(b"%XDZ") and len(answer) < 4096
+    crl = client.apply(answer)
+    assert len(crl) == 400_001
+    assert crl.get_revoked_certificate_by_serial_number(5) is not None
+    assert elapsed < 10, f"one more revocation took {elapsed:.1f} s"  # quadratic: minutes
