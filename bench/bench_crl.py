@@ -1,0 +1,319 @@
+"""Benchmark: revoke one more certificate in a root holding N revocations.
+
+For each N (10k, 100k, 1M by default), in a fresh child process:
+seed N revocations by direct SQL, issue the first CRL (cold cache), then
+revoke one more certificate several times, each time timing the whole
+``Revocations.revoke`` (record, new CRL, store, xdelta answer), and apart:
+building+signing the CRL alone and making the delta alone. Peak memory is
+tracemalloc's peak during one warm revoke, xdelta's max RSS, and the child's
+max RSS (seeding included). The baseline, measured in the same run, is
+``openssl ca -gencrl`` on a real openssl CA directory whose index.txt holds
+the same N revoked entries; also cryptography's CertificateRevocationListBuilder
+where it finishes in reasonable time, and asn1crypto's entry encoder.
+
+Usage: python bench/bench_crl.py [--sizes 10000,100000,1000000] [--repeat 5]
+Run from the repository root (or with it on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+from signer_core.cadb import CADatabase, serial_text  # noqa: E402
+from signer_core.crl import build_crl, encode_entry  # noqa: E402
+from signer_core.refusal import Refusal  # noqa: E402
+from signer_core.revocation import Revocations  # noqa: E402
+from signer_core.xdelta import make_delta  # noqa: E402
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
+
+
+class Config:
+    default_digest = "sha256"
+
+
+class Root:
+    def __init__(self, key: rsa.RSAPrivateKey) -> None:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
+        self.id = 0
+        self.private_key = key
+        self.config = Config()
+        self.certificate = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def _serials(count: int) -> list[int]:
+    """Random positive serials as the CA issues them (at least 64 random bits)."""
+    return [secrets.randbits(127) | 1 << 126 for _ in range(count)]
+
+
+def _seed(db: CADatabase, serials: list[int]) -> None:
+    revoked_at = int((NOW - dt.timedelta(days=30)).timestamp())
+    when = dt.datetime.fromtimestamp(revoked_at, UTC)
+    expires = int((NOW + dt.timedelta(days=365)).timestamp())
+    with db.connection:
+        db.connection.execute("BEGIN")
+        db.connection.executemany(
+            "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
+            " VALUES (0, ?, ?, NULL, ?, ?)",
+            ((serial_text(s), revoked_at, expires, encode_entry(s, when)) for s in serials))
+
+
+_LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _issue(db: CADatabase, root: Root, serial: int) -> bytes:
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+            .issuer_name(root.certificate.subject).public_key(_LEAF_KEY.public_key())
+            .serial_number(serial).not_valid_before(NOW)
+            .not_valid_after(NOW + dt.timedelta(days=365))
+            .sign(root.private_key, hashes.SHA256()))
+    digest = hashlib.sha256(str(serial).encode()).digest()
+    db.reserve(0, serial, digest, 5)
+    db.record_issued(digest, cert)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _timed(call, *args):
+    start = time.perf_counter()
+    value = call(*args)
+    return time.perf_counter() - start, value
+
+
+def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
+    """One size, in its own process so that its max RSS is its own."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    root = Root(key)
+    db = CADatabase(work / "ca.sqlite")
+    revs = Revocations(db)
+    serials = _serials(count + repeat + 1)
+    seed_s, _ = _timed(_seed, db, serials[:count])
+    start = time.perf_counter()
+    try:
+        revs.refresh(root, EMPTY_SHA1, NOW)
+        cold_note = "answered in PEM"
+    except Refusal as refusal:  # too large for one message; the CRL is issued all the same
+        cold_note = f"answer refused: {refusal.code}"
+    cold_s = time.perf_counter() - start
+    entries = b"".join(row[0] for row in db.connection.execute(
+        "SELECT entry FROM revocations WHERE root = 0 ORDER BY seq"))
+    revoke_s, build_s, delta_s, patch_sizes = [], [], [], []
+    for i in range(repeat):
+        pem = _issue(db, root, serials[count + i])
+        before = revs.current_crl(0)
+        client = hashlib.sha1(before).hexdigest().encode()
+        elapsed, answer = _timed(revs.revoke, root, pem, client, NOW + dt.timedelta(seconds=i + 1))
+        revoke_s.append(elapsed)
+        patch_sizes.append(len(answer))
+        after = revs.current_crl(0)
+        delta_s.append(_timed(make_delta, before, after)[0])
+        build_s.append(_timed(build_crl, root.certificate, key, "sha256", 1, NOW,
+                              NOW + dt.timedelta(days=7), entries)[0])
+    # Peak Python memory of one more warm revoke.
+    pem = _issue(db, root, serials[-1])
+    before = revs.current_crl(0)
+    tracemalloc.start()
+    answer = revs.revoke(root, pem, hashlib.sha1(before).hexdigest().encode(), NOW)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    after = revs.current_crl(0)
+    check = _check(work, before, answer, after, root, count + repeat + 1)
+    db.close()
+    return {
+        "n": count, "seed_s": seed_s, "cold_issue_s": cold_s, "cold_note": cold_note,
+        "revoke_s": revoke_s, "build_sign_s": build_s, "delta_s": delta_s,
+        "patch_bytes": statistics.median(patch_sizes), "crl_bytes": len(after),
+        "traced_peak": traced_peak,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "check": check,
+    }
+
+
+def _check(work: Path, before: bytes, patch: bytes, after: bytes, root: Root,
+           expected: int) -> str:
+    """Apply the last answer with the real tool and verify with openssl."""
+    (work / "old.der").write_bytes(before)
+    (work / "patch").write_bytes(patch)
+    subprocess.run(["xdelta", "patch", str(work / "patch"), str(work / "old.der"),
+                    str(work / "new.der")], check=True, capture_output=True)
+    if (work / "new.der").read_bytes() != after:
+        return "PATCH MISMATCH"
+    (work / "root.pem").write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(work / "new.der"),
+                           "-noout", "-verify", "-CAfile", str(work / "root.pem")],
+                          capture_output=True, check=False)
+    listed = len(x509.load_der_x509_crl(after))
+    ok = done.returncode == 0 and listed == expected
+    return "ok" if ok else f"FAILED verify={done.returncode} listed={listed}/{expected}"
+
+
+_OPENSSL_CNF = """
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = {dir}
+database = $dir/index.txt
+certificate = $dir/root.pem
+private_key = $dir/root.key
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_crl_days = 7
+crl_extensions = crl_ext
+unique_subject = no
+[ crl_ext ]
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def _run_measured(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    """Wall time and max RSS (KiB) of a tool, through GNU time so that the
+    RSS is the tool's own and not that of the Python process forking it."""
+    start = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "maxrss=%M", *argv],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in ok:
+        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode()[-300:]}")
+    last = done.stderr.decode().strip().splitlines()[-1]
+    return elapsed, int(last.removeprefix("maxrss="))
+
+
+def openssl_ca(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
+    """``openssl ca -gencrl`` over an index.txt of ``count`` revoked entries."""
+    ca = work / "openssl-ca"
+    ca.mkdir()
+    key = serialization.load_pem_private_key(key_pem, None)
+    (ca / "root.key").write_bytes(key_pem)
+    (ca / "root.pem").write_bytes(Root(key).certificate.public_bytes(serialization.Encoding.PEM))
+    (ca / "crlnumber").write_text("01\n")
+    (ca / "index.txt.attr").write_text("unique_subject = no\n")
+    (ca / "openssl.cnf").write_text(_OPENSSL_CNF.format(dir=ca))
+    expiry = (NOW + dt.timedelta(days=365)).strftime("%y%m%d%H%M%SZ")
+    revoked = (NOW - dt.timedelta(days=30)).strftime("%y%m%d%H%M%SZ")
+    with open(ca / "index.txt", "w") as index:
+        for serial in _serials(count):
+            index.write(f"R\t{expiry}\t{revoked}\t{serial:X}\tunknown\t/CN=leaf\n")
+    times, peaks = [], []
+    for _ in range(repeat):
+        elapsed, peak = _run_measured(["openssl", "ca", "-config", str(ca / "openssl.cnf"),
+                                       "-gencrl", "-out", str(ca / "crl.pem"), "-batch"])
+        times.append(elapsed)
+        peaks.append(peak)
+    listed = len(x509.load_pem_x509_crl((ca / "crl.pem").read_bytes()))
+    assert listed == count, (listed, count)
+    return {"gencrl_s": times, "maxrss_kb": max(peaks)}
+
+
+def builder_baseline(count: int) -> float:
+    """cryptography's builder, one add_revoked_certificate per entry."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
+    start = time.perf_counter()
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(name)
+               .last_update(NOW).next_update(NOW + dt.timedelta(days=7)))
+    for serial in _serials(count):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(NOW).build())
+    builder.sign(key, hashes.SHA256())
+    return time.perf_counter() - start
+
+
+def encoder_comparison(count: int = 100_000) -> tuple[float, float]:
+    """Seconds to encode ``count`` entries: ours, then asn1crypto's."""
+    from asn1crypto import crl as asn1_crl
+
+    serials = _serials(count)
+    ours = _timed(lambda: [encode_entry(s, NOW) for s in serials])[0]
+    theirs = _timed(lambda: [asn1_crl.RevokedCertificate(
+        {"user_certificate": s, "revocation_date": asn1_crl.Time({"utc_time": NOW})}).dump()
+        for s in serials])[0]
+    return ours, theirs
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--builder-max", type=int, default=100_000,
+                        help="largest N timed with cryptography's builder")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        key_pem = sys.stdin.buffer.read()
+        print(json.dumps(child(args.child, args.repeat, args.work, key_pem)))
+        return
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    ours_enc, asn1_enc = encoder_comparison()
+    print(f"entry encoding, 100k entries: ours {ours_enc:.3f} s, asn1crypto {asn1_enc:.3f} s"
+          f" (asn1crypto/ours = {asn1_enc / ours_enc:.1f}x)")
+    print(f"root key RSA-4096, sha256; medians of {args.repeat} runs\n")
+    header = ("N", "revoke+CRL+answer s", "build+sign s", "delta s", "CRL MB", "patch B",
+              "peak py MB", "xdelta MB", "proc MB", "openssl gencrl s", "openssl MB",
+              "gencrl/ours", "builder s", "check")
+    print(" | ".join(header))
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="bench-crl-") as tmp:
+            work = Path(tmp)
+            done = subprocess.run([sys.executable, __file__, "--child", str(size),
+                                   "--repeat", str(args.repeat), "--work", str(work)],
+                                  input=key_pem, capture_output=True, check=True)
+            ours = json.loads(done.stdout)
+            _, xdelta_kb = _run_measured(["xdelta", "delta", str(work / "old.der"),
+                                          str(work / "new.der"), str(work / "patch2")],
+                                         ok=(0, 1))
+            base = openssl_ca(size, max(1, min(args.repeat, 3 if size >= 10**6 else 5)),
+                              work, key_pem)
+        builder = f"{builder_baseline(size):.2f}" if size <= args.builder_max else "-"
+        revoke, gencrl = _med(ours["revoke_s"]), _med(base["gencrl_s"])
+        print(" | ".join([
+            f"{size:,}", f"{revoke:.3f}", f"{_med(ours['build_sign_s']):.3f}",
+            f"{_med(ours['delta_s']):.3f}", f"{ours['crl_bytes'] / 1e6:.1f}",
+            f"{ours['patch_bytes']:.0f}", f"{ours['traced_peak'] / 2**20:.0f}",
+            f"{xdelta_kb / 1024:.0f}", f"{ours['maxrss_kb'] / 1024:.0f}",
+            f"{gencrl:.3f}", f"{base['maxrss_kb'] / 1024:.0f}", f"{gencrl / revoke:.1f}x",
+            builder, ours["check"]]), flush=True)
+        print(f"    seeding {ours['seed_s']:.1f} s; first CRL after start-up (cold cache):"
+              f" {ours['cold_issue_s']:.3f} s ({ours['cold_note']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
