@@ -160,7 +160,7 @@ class WebClient:
 
     def _crl_exchange(self, root: int, cert_pem: bytes, crl_path: Path, root_cert_path: Path) -> Response:
         held = crl_path.read_bytes() if crl_path.exists() else b""
-        header = RequestHeader(action=Action.REVOKE, system=System.X509, root=root, md=1, days=365)
+        header = RequestHeader(action=Action.REVOKE, system=System.X509, root=root, days=365)
         response = self.exchange(header, cert_pem, b"", hashlib.sha1(held).hexdigest().encode("ascii"))
         if response.ok:
             apply_crl_answer(response.payload1, held, crl_path, root_cert_path)

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signer-client", description=__doc__.split("\n")[0])
     parser.add_argument("--link", required=True, help="device path or pyserial URL (loop://, socket://host:port)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the response (default 120)")
+    parser.add_argument("--ready-timeout", type=float, default=20.0, help="seconds to wait for ready (default 20)")
     parser.add_argument("--baud", type=int, default=115200)
     parser.add_argument("-v", "--verbose", action="store_true", help="log link events on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
     try:
-        with WebClient(args.link, baud=args.baud, response_timeout=args.timeout) as client:
+        with WebClient(
+            args.link, baud=args.baud, response_timeout=args.timeout, ready_timeout=args.ready_timeout
+        ) as client:
             response = _run(client, args)
     except (LinkError, FrameError, serial.SerialException) as exc:
         print(f"signer-client: link failure: {exc}", file=sys.stderr)

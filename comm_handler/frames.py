@@ -31,6 +31,7 @@ FRAME_OVERHEAD = LEN_BYTES + 1 + len(TRAILER)
 # Four inner length prefixes fill part of the outer string.
 MAX_PAYLOAD_TOTAL = MAX_STRING - 4 * LEN_BYTES
 REQUEST_HEADER_LEN = 9
+XOR_BLOCK = 1 << 16  # a power of two
 RESPONSE_HEADER_LEN = 4
 
 
@@ -102,16 +103,18 @@ def decode_message(data: bytes) -> Message:
 
 
 def xor_checksum(data: bytes) -> int:
-    """XOR of all bytes, folded as one big integer so 16 MiB stays fast."""
-    width = 1
-    while width < len(data):
-        width *= 2
-    value = int.from_bytes(data, "big")
+    """XOR of all bytes. Blocks are XORed as big integers, then the result is
+    folded in halves down to one byte: 16 MiB takes milliseconds, not seconds."""
+    view = memoryview(data)
+    acc = 0
+    for pos in range(0, len(view), XOR_BLOCK):
+        acc ^= int.from_bytes(view[pos : pos + XOR_BLOCK], "little")
+    width = XOR_BLOCK
     while width > 1:
         width //= 2
         bits = 8 * width
-        value = (value >> bits) ^ (value & ((1 << bits) - 1))
-    return value
+        acc = (acc >> bits) ^ (acc & ((1 << bits) - 1))
+    return acc
 
 
 def _check_message_length(message_bytes: bytes) -> None:
@@ -205,7 +208,7 @@ class FrameReceiver:
         end = len(self._buf) - len(TRAILER)
         if self._buf[end:] != TRAILER:
             raise FrameError("damaged frame: bad trailer")
-        message = bytes(self._buf[: end - 1])
+        message = bytes(memoryview(self._buf)[: end - 1])
         if xor_checksum(message) != self._buf[end - 1]:
             raise FrameError("damaged frame: XOR mismatch")
         return message

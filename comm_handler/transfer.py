@@ -107,6 +107,7 @@ def _read(port: SerialLike, size: int, timeout: float | None) -> bytes:
             port.timeout = timeout
         data = port.read(size)
     except PORT_ERRORS as exc:
+        log.warning("link closed: read failed: %s", exc)
         raise LinkClosed(f"read failed: {exc}") from exc
     return bytes(data)
 
@@ -130,6 +131,7 @@ def _write(port: SerialLike, data: bytes) -> None:
         port.write(data)
         port.flush()
     except PORT_ERRORS as exc:
+        log.warning("link closed: write failed: %s", exc)
         raise LinkClosed(f"write failed: {exc}") from exc
 
 
@@ -149,8 +151,7 @@ def _wait_for(port: SerialLike, wanted: bytes, timeout: float | None, what: str)
     skipped = 0
     try:
         while True:
-            remaining = deadline.remaining()
-            byte = _read(port, 1, 1.0 if remaining is None else min(1.0, remaining))
+            byte = _read(port, 1, deadline.remaining())
             if byte and byte[0] in wanted:
                 return byte[0]
             if byte:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from comm_handler.frames import (
     MAX_STRING,
     TRAILER,
+    XOR_BLOCK,
     Action,
     FrameError,
     FrameReceiver,
@@ -76,6 +77,12 @@ def test_decode_refuses_inconsistent_messages(data: bytes) -> None:
 
 @given(st.binary(max_size=2000))
 def test_xor_checksum_matches_naive_fold(data: bytes) -> None:
+    assert xor_checksum(data) == functools.reduce(operator.xor, data, 0)
+
+
+@pytest.mark.parametrize("size", [XOR_BLOCK - 1, XOR_BLOCK, XOR_BLOCK + 1, 3 * XOR_BLOCK + 5])
+def test_xor_checksum_across_blocks(size: int) -> None:
+    data = random.Random(size).randbytes(size)
     assert xor_checksum(data) == functools.reduce(operator.xor, data, 0)
 
 
