@@ -8,17 +8,34 @@ waits for the next start byte. Only a dead port ends a call with LinkClosed.
 
 Both functions work on any pyserial-like object: ``read(n)`` (returns up to
 ``n`` bytes, fewer when ``timeout`` seconds pass), ``write(b)``, ``flush()``,
-a writable ``timeout`` attribute and ``reset_input_buffer()``. They change
-``port.timeout`` while they run and restore it before returning.
+a writable ``timeout`` attribute and ``reset_input_buffer()``; ``in_waiting``
+is used when present (it makes silence detection exact and reads fast). They
+change ``port.timeout`` while they run and restore it before returning.
 
-Sender::
+The comm daemon (server) loop, in outline::
 
-    send_message(port, encode_message(msg))          # LinkError on failure
+    while running:
+        try:
+            data = receive_message(port, start_timeout=1.0)   # lets it check `running`
+        except LinkTimeout:
+            continue                      # no start byte yet
+        except LinkClosed:
+            reopen the port after a pause; continue
+        try:
+            request = decode_message(data)                    # FrameError: framed but
+        except FrameError:                                    #   not four strings
+            log, continue                 # nothing sensible to answer
+        ... spool it, wait for the result (well inside the client's 120 s) ...
+        reply = Message(response_header(action), (p1, p2, b""))
+        try:
+            send_message(port, encode_message(reply), pacing=...)
+        except LinkError:
+            log; the client will retry the request (the spool deduplicates)
 
-Receiver::
-
-    data = receive_message(port, start_timeout=1.0)  # LinkTimeout if no start byte
-    msg = decode_message(data)                       # FrameError is the caller's to answer
+After a failed transfer the peer may still be waiting for a resend: leave the
+line quiet for longer than its chunk timeout (5 s) before a new start byte.
+A LinkTimeout on the verdict does not mean the peer lacks the message: it
+may have sent its ACK into a cut line.
 
 Deployed timeouts: 20 s for ready, 5 s for the verdict, 120 s for the start
 byte of a response, 5 s between chunks. They are the defaults where they

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import serial
 from comm_handler.frames import NAK, START, Message, encode_message, make_frame
 from comm_handler.nullmodem import Direction, NullModem
 from comm_handler.transfer import (
+    DEPLOYED_PACING,
     LinkClosed,
     LinkRefused,
     LinkTimeout,
@@ -153,6 +155,44 @@ def test_noise_before_start_byte_is_skipped(modem, ends) -> None:
     time.sleep(0.1)
     send_message(a, msg(b"after noise"), **FAST)
     assert receiver.finish() == [msg(b"after noise")]
+
+
+def test_noise_holding_a_start_byte_costs_one_transfer_only(modem, ends) -> None:
+    """A 0x02 in line noise opens a bogus transfer: that one fails, nothing is
+    delivered, and the receiver is back in step for the next message."""
+    a, b = ends
+    receiver = start_receiver(b)
+    modem.inject(A2B, b"\x00\x02abc")
+    time.sleep(0.05)
+    with pytest.raises(LinkTimeout):
+        send_message(a, msg(b"unlucky"), **FAST)
+    send_message(a, msg(b"next"), **FAST)
+    assert receiver.finish() == [msg(b"next")]
+
+
+def test_deployed_pacing_is_slow_and_still_works(ends) -> None:
+    a, b = ends
+    receiver = start_receiver(b)
+    data = msg(b"paced", 250)
+    frame_len = len(make_frame(data))
+    slices = -(-frame_len // DEPLOYED_PACING.slice_bytes)
+    floor = frame_len * DEPLOYED_PACING.per_byte + slices * DEPLOYED_PACING.per_slice
+    started = time.monotonic()
+    send_message(a, data, pacing=DEPLOYED_PACING, **FAST)
+    assert time.monotonic() - started >= floor
+    assert receiver.finish() == [data]
+
+
+def test_nullmodem_ends_are_raw(modem) -> None:
+    for path in (modem.a_path, modem.b_path):
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            iflag, oflag, _, lflag, *_ = termios.tcgetattr(fd)
+        finally:
+            os.close(fd)
+        assert not iflag & (termios.IXON | termios.IXOFF | termios.ICRNL)
+        assert not oflag & termios.OPOST
+        assert not lflag & (termios.ECHO | termios.ICANON | termios.ISIG)
 
 
 def test_noise_while_waiting_for_ready_and_verdict(modem, ends) -> None:
