@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spool.queue import Spool  # noqa: E402
-from spool.record import Request, Result, encode_request  # noqa: E402
+from spool.queue import Spool
+from spool.record import Request, Result, encode_request
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
 PAYLOADS = (os.urandom(1200), b"DNS:www.example.org", b"CN=www.example.org")

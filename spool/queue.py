@@ -140,7 +140,7 @@ class Spool:
         reply: bool = True,
     ) -> str:
         """Commit a request into incoming/ and return its id."""
-        request = Request(_CLOCK.next_id(), received_at, header, tuple(payloads), reply)
+        request = Request(_CLOCK.next_id(), received_at, header, payloads, reply)
         data = encode_request(request)
         commit_file(self.incoming, f"{request.id}.req", data, REQUEST_MODE)
         return request.id
@@ -352,7 +352,7 @@ class Spool:
         Queued states use the time in the id; corrupt/ uses when each entry was refused.
         """
         directory = self._dir(state)
-        stamps = []
+        stamps: list[float | None] = []
         for name in os.listdir(directory):
             if state == "corrupt":
                 if name.endswith(_REASON) and not name.startswith("."):
@@ -361,8 +361,8 @@ class Spool:
                 match = _NAME[".res" if state == "results" else ".req"].fullmatch(name)
                 if match is not None:
                     stamps.append(_id_time(match.group(1)))
-        stamps = [s for s in stamps if s is not None]
-        return time.time() - min(stamps) if stamps else None
+        known = [stamp for stamp in stamps if stamp is not None]
+        return time.time() - min(known) if known else None
 
 
 def _or_keep(value: int | None) -> int:
