@@ -235,3 +235,15 @@ def test_claim_never_raises_on_fuzzed_files(spool: Spool, data) -> None:
         for leftover in (spool.corrupt / name, spool.corrupt / f"{name}.reason"):
             leftover.unlink()
     assert os.listdir(spool.incoming) == []
+
+
+def test_comm_holding_an_open_fd_cannot_alter_the_claimed_request(spool: Spool) -> None:
+    request_id = spool.enqueue(HEADER, (b"original", b"", b""), received_at=1.0)
+    fd = os.open(spool.incoming / f"{request_id}.req", os.O_RDWR)
+    try:
+        claimed = claim_all(spool)
+        os.pwrite(fd, b"X" * 200, 0)
+    finally:
+        os.close(fd)
+    assert [r.payloads[0] for r in claimed] == [b"original"]
+    assert [r.payloads[0] for r in Spool(spool.root).recover()] == [b"original"]
