@@ -112,7 +112,7 @@ def finish(proc: subprocess.Popen) -> str:
 
 
 def test_two_processes_fifo_exactly_once(tmp_path: Path) -> None:
-    n = 300
+    n = 200
     spool = Spool(tmp_path / "spool", comm_uid=os.getuid())
     spool.create_dirs()
     claimed = []
