@@ -47,6 +47,9 @@ _FPR = re.compile(r"^[0-9A-F]{40}$")
 _URL = re.compile(r"^[!-~]{1,200}$")
 # gpg stamps certifications itself; allow for a clock step between our reading and its.
 _CLOCK_SLACK = 5
+# tmpfs where there is one: the CA key (protected) lands in each private home.
+_DEFAULT_WORK_PARENT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+_GPG_FAILURE = re.compile(r"^gpg: [a-z ]+ failed: [A-Za-z ]+$")
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,12 @@ def _cert_options(signer: OpenPGPSigner, days: int) -> list[str]:
 
 def _import_user_key(gpg: gnupg.GPG, summary: KeySummary) -> None:
     """Import the user's key into the empty home and check it as gpg sees it."""
-    gpg.import_keys(summary.packets)
+    imported = gpg.import_keys(summary.packets)
     records = colon_records(gpg)
     fprs = [r[9] for r in records if r[0] == "fpr"]
     pubs = [r for r in records if r[0] == "pub"]
-    if not pubs:
-        raise Refusal("openpgp-no-valid-uid", "gpg accepted no self-signed user ID of the key")
+    if not pubs and getattr(imported, "no_user_id", 0):
+        raise Refusal("openpgp-no-valid-uid", "no user ID of the key has a valid self-signature")
     if len(pubs) != 1 or not fprs or fprs[0] != summary.fingerprint:
         raise Refusal("openpgp-import-failed", "gpg did not import the key that was inspected")
     validity = pubs[0][1]
@@ -166,10 +169,7 @@ def _import_user_key(gpg: gnupg.GPG, summary: KeySummary) -> None:
         raise Refusal("openpgp-key-revoked", "the key is revoked")
     if validity == "e":
         raise Refusal("openpgp-key-expired", "the key has expired")
-    uids = [r[1] for r in records if r[0] == "uid"]
-    if not uids:
-        raise Refusal("openpgp-no-uid", "the key has no user ID gpg accepts")
-    if all(v in ("r", "e") for v in uids):
+    if all(r[1] in ("r", "e") for r in records if r[0] == "uid"):
         raise Refusal("openpgp-no-valid-uid", "every user ID of the key is revoked or expired")
 
 
@@ -211,8 +211,10 @@ def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: i
         elif record[0] == "sub":
             current = None
     if valid == 0 or certified != valid:
-        detail = stderr.strip().splitlines()[-1:] or ["no output"]
-        raise Refusal("openpgp-certify-failed", f"{certified} of {valid} user IDs certified: {detail[0]}")
+        # Only gpg's own failure lines: others quote user IDs, which are the requester's text.
+        failures = [line for line in stderr.splitlines() if _GPG_FAILURE.match(line)]
+        detail = f": {failures[-1]}" if failures else ""
+        raise Refusal("openpgp-certify-failed", f"{certified} of {valid} user IDs certified{detail}")
 
 
 def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:
@@ -252,7 +254,7 @@ def _read_passphrase(path: Path | None) -> str:
 
 def _workdir(signer: OpenPGPSigner) -> Path:
     """The parent of the private homes: created 0700 if absent, and checked to be ours and private."""
-    path = signer.workdir or Path(tempfile.gettempdir()) / f"signer-gpg-{os.geteuid()}"
+    path = signer.workdir or _DEFAULT_WORK_PARENT / f"signer-gpg-{os.geteuid()}"
     try:
         path.mkdir(mode=0o700, exist_ok=True)
         info = os.lstat(path)

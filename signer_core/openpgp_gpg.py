@@ -32,8 +32,9 @@ _AGENT_EXIT_WAIT = 5.0
 # The agent of a throw-away home protects the keys it stores (and exports)
 # with the smallest S2K count: unlocking the CA key then costs milliseconds
 # instead of seconds. The key lives there only for one request, in a 0700
-# directory, and its passphrase is in the signer's memory anyway.
-_AGENT_CONF = "s2k-count 65536\n"
+# directory (on tmpfs by default), and its passphrase is in the signer's
+# memory anyway. No smartcard daemon: nothing here uses one.
+_AGENT_CONF = "s2k-count 65536\ndisable-scdaemon\n"
 
 
 class GpgError(RuntimeError):
@@ -48,14 +49,20 @@ def private_home(parent: Path) -> Iterator[Path]:
         (home / "gpg-agent.conf").write_text(_AGENT_CONF)
         yield home
     finally:
-        stop_agent(home)
-        shutil.rmtree(home, onerror=_ignore_vanished)
+        try:
+            stop_agent(home)
+        finally:
+            _remove(home)
 
 
-def _ignore_vanished(func: object, path: str, exc_info: tuple) -> None:
-    # gpg-agent may still be unlinking its sockets while we remove the home.
-    if not issubclass(exc_info[0], FileNotFoundError):
-        raise exc_info[1]
+def _remove(home: Path) -> None:
+    # A second pass covers gpg-agent unlinking its sockets while we remove the home.
+    for _attempt in range(2):
+        shutil.rmtree(home, ignore_errors=True)
+        if not home.exists():
+            return
+        time.sleep(0.05)
+    raise GpgError(f"could not remove the private GnuPG home {home}")
 
 
 def stop_agent(home: Path) -> None:

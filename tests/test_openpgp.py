@@ -304,7 +304,34 @@ def test_refusal_when_ca_key_no_longer_unlocks(world, clean):
     signer = dataclasses.replace(world.signer, passphrase_file=bad,
                                  ca_secret=dataclasses.replace(world.signer.ca_secret, passphrase="wrong"))
     fpr = user_key(world, "Locked")
-    assert refused(world, export(world.user_home, fpr), signer=signer) == "openpgp-certify-failed"
+    with pytest.raises(Refusal) as info:
+        certify_key(signer, export(world.user_home, fpr), 366)
+    assert info.value.code == "openpgp-certify-failed"
+    assert info.value.text == "0 of 1 user IDs certified: gpg: signing failed: Bad passphrase"
+
+
+def test_cleanup_after_an_unexpected_error(world, clean, monkeypatch):
+    """An exception from deep inside (agent already running) still removes home and agent."""
+    import signer_core.openpgp as module
+
+    def boom(*args, **kwargs):
+        raise OSError("simulated failure after the CA key was imported")
+
+    monkeypatch.setattr(module, "quick_sign_key", boom)
+    fpr = user_key(world, "Boom")
+    with pytest.raises(OSError):
+        certify_key(world.signer, export(world.user_home, fpr), 366)
+    assert_clean(world.workdir)
+
+
+def test_default_workdir_is_private_and_short(world):
+    signer = dataclasses.replace(world.signer, workdir=None)
+    fpr = user_key(world, "Default")
+    certify_key(signer, export(world.user_home, fpr), 1)
+    from signer_core.openpgp import _workdir
+
+    path = _workdir(signer)
+    assert path.stat().st_mode & 0o777 == 0o700 and list(path.iterdir()) == []
 
 
 # --- loading the CA key ------------------------------------------------------------
