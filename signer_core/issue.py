@@ -81,6 +81,7 @@ def plan_certificate(cfg: Config, roots: RootStore, req: SignRequest, now: datet
     not_before_, not_after_ = _validity(root, profile, req.days, now)
     parsed = parse_request(req.payload1, req.spkac)
     check_public_key(parsed.public_key, cfg.x509)
+    key_usage(profile, parsed.public_key)  # refuses a key type the profile has no use for
     if parsed.spkac_subject_lines is not None:
         subject = parse_spkac_subject(parsed.spkac_subject_lines)
     else:

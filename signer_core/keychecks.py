@@ -3,8 +3,8 @@
 Trusted side. The key comes from a hostile request (already parsed and its
 self-signature verified). Accepted: RSA 2048-8192 bits with e = 65537; EC on
 P-256, P-384, P-521; Ed25519 only when configured. RSA moduli are tested for
-small prime factors, Fermat-close primes and the ROCA fingerprint with our
-own code; when the ``badkeys`` package is importable its RSA checks run as
+primality, small prime factors, Fermat-close primes and the ROCA fingerprint
+with our own code; when the ``badkeys`` package is importable its RSA checks run as
 well. A configured blocklist of SHA-256(SubjectPublicKeyInfo) is consulted
 for every key type; an unreadable blocklist refuses (fails closed).
 """
@@ -83,6 +83,8 @@ def _check_rsa(numbers: rsa.RSAPublicNumbers) -> None:
         raise Refusal("unsupported-key", f"RSA modulus of {bits} bits, at most {MAX_RSA_BITS}")
     if e != 65537:
         raise Refusal("bad-exponent", f"RSA public exponent {e if e < 2**32 else 'huge'}, 65537 needed")
+    if pow(2, n - 1, n) == 1:  # a prime "modulus" makes phi(n) = n - 1 public
+        raise Refusal("bad-key", "RSA modulus is prime")
     if math.gcd(n, _SMALL_PRIMES) != 1:
         raise Refusal("small-factor", f"RSA modulus has a prime factor below {SMALL_PRIME_BOUND}")
     if fermat_factor(n, FERMAT_ROUNDS) is not None:

@@ -109,6 +109,9 @@ def _attribute(index: int, raw_name: bytes, raw_value: bytes) -> x509.NameAttrib
         raise Refusal("bad-subject", f"{name}: forbidden character U+{ord(ch):04X}")
     if len(value) > bound:
         raise Refusal("bad-subject", f"{name}: longer than {bound} characters")
+    if oid == NameOID.COMMON_NAME and len(value.encode("utf-8")) > bound:
+        # cryptography 42+ counts a commonName's bound in UTF-8 bytes
+        raise Refusal("bad-subject", f"{name}: longer than {bound} bytes in UTF-8")
     if oid == NameOID.COUNTRY_NAME and not _COUNTRY.match(value):
         raise Refusal("bad-subject", f"{name}: not two capital letters")
     if oid == NameOID.EMAIL_ADDRESS and not is_email(value):

@@ -72,7 +72,7 @@ def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
 
 def _parse_pkcs10(payload1: bytes) -> object:
     try:
-        if payload1.lstrip().startswith(b"-----"):
+        if b"-----BEGIN" in payload1:
             match = _PEM_CSR.search(payload1)
             if match is None:
                 raise ValueError("no PEM certificate request block")

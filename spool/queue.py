@@ -87,7 +87,10 @@ def _id_time(record_id: str) -> float:
 
 
 class Spool:
-    """The spool rooted at ``root``; ``comm_uid`` is the expected owner of incoming files."""
+    """The spool rooted at ``root``; ``comm_uid`` is the expected owner of incoming files.
+
+    One signer thread per spool: ``claim_next`` keeps the last scan's listing.
+    """
 
     def __init__(self, root: os.PathLike[str] | str, *, comm_uid: int | None = None) -> None:
         self.root = Path(root)
@@ -137,7 +140,7 @@ class Spool:
         reply: bool = True,
     ) -> str:
         """Commit a request into incoming/ and return its id."""
-        request = Request(_CLOCK.next_id(), received_at, header, tuple(payloads), reply)
+        request = Request(_CLOCK.next_id(), received_at, header, payloads, reply)
         data = encode_request(request)
         commit_file(self.incoming, f"{request.id}.req", data, REQUEST_MODE)
         return request.id
@@ -147,6 +150,9 @@ class Spool:
         if not is_valid_id(request_id):
             raise ValueError(f"bad request id {request_id!r:.80}")
         deadline = time.monotonic() + timeout
+        result = self.read_result(request_id)
+        if result is not None:
+            return result  # spares setting up and tearing down a watch (milliseconds)
         with DirWatcher(self.results) as watcher:
             while True:
                 result = self.read_result(request_id)
@@ -230,7 +236,11 @@ class Spool:
         return request if existing is None else None
 
     def recover(self) -> list[Request]:
-        """Requests left in active/ by a crash, oldest first; bad ones go to corrupt/."""
+        """Requests left in active/ by a crash, oldest first; bad ones go to corrupt/.
+
+        Also removes the signer's own torn temporary files in active/ and
+        results/ (the incoming original of a torn active copy is still there).
+        """
         requests = []
         for name in sorted(os.listdir(self.active)):
             if name.startswith("."):
@@ -250,7 +260,8 @@ class Spool:
             self._to_corrupt(self.active, name, "name does not match <time_ns>-<hex32>.req")
             return None
         try:
-            request = decode_request(read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE))
+            data = read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE, expected_uid=os.geteuid())
+            request = decode_request(data)
             if request.id != match.group(1):
                 raise SpoolFormatError(f"file holds id {request.id}")
         except (UnsafeEntry, SpoolFormatError) as exc:
@@ -260,6 +271,8 @@ class Spool:
 
     def finish(self, request: Request, result: Result | None) -> None:
         """Commit ``result`` (if any) into results/, then drop the active copy."""
+        if not is_valid_id(request.id):
+            raise ValueError(f"bad request id {request.id!r:.80}")
         if result is not None:
             if result.id != request.id:
                 raise ValueError(f"result id {result.id} does not match request {request.id}")
@@ -339,7 +352,7 @@ class Spool:
         Queued states use the time in the id; corrupt/ uses when each entry was refused.
         """
         directory = self._dir(state)
-        stamps = []
+        stamps: list[float | None] = []
         for name in os.listdir(directory):
             if state == "corrupt":
                 if name.endswith(_REASON) and not name.startswith("."):
@@ -348,8 +361,8 @@ class Spool:
                 match = _NAME[".res" if state == "results" else ".req"].fullmatch(name)
                 if match is not None:
                     stamps.append(_id_time(match.group(1)))
-        stamps = [s for s in stamps if s is not None]
-        return time.time() - min(stamps) if stamps else None
+        known = [stamp for stamp in stamps if stamp is not None]
+        return time.time() - min(known) if known else None
 
 
 def _or_keep(value: int | None) -> int:

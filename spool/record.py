@@ -73,9 +73,9 @@ def is_valid_id(value: object) -> bool:
 
 
 def _check_id(value: object) -> bytes:
-    if not is_valid_id(value):
+    if not isinstance(value, str) or not is_valid_id(value):
         raise SpoolFormatError(f"bad id {value!r:.80}")
-    return value.encode("ascii")  # type: ignore[union-attr]
+    return value.encode("ascii")
 
 
 def _l3(payload: object) -> bytes:

@@ -44,7 +44,7 @@ class DirWatcher:
 
     def fileno(self) -> int:
         """The inotify descriptor, readable when ``wait`` would return True."""
-        return self._inotify.fileno()
+        return int(self._inotify.fileno())
 
     def wait(self, timeout: float | None) -> bool:
         """Block up to ``timeout`` seconds (None: forever) for any event.
@@ -52,11 +52,8 @@ class DirWatcher:
         True if something happened in the directory (or events were lost to an
         overflow): the caller must scan again. False on timeout.
         """
-        if timeout is None:
-            millis = None
-        else:
-            # Round up so that a tiny positive timeout does not become a busy poll.
-            millis = max(0, math.ceil(timeout * 1000))
+        # Round up so that a tiny positive timeout does not become a busy poll.
+        millis = None if timeout is None else max(0, math.ceil(timeout * 1000))
         return bool(self._inotify.read(timeout=millis))
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spool.queue import Spool
 from spool.record import Request, encode_request
@@ -204,3 +206,44 @@ def test_device_node_is_never_opened(spool: Spool) -> None:
     os.mknod(spool.incoming / name, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
     assert_queue_survives(spool)
     assert "character device" in reason(spool, name)
+
+
+def _mutate(record: bytes):
+    return st.one_of(
+        st.binary(max_size=400),
+        st.integers(0, len(record)).map(lambda n: record[:n]),
+        st.tuples(st.integers(0, len(record) - 1), st.integers(1, 255)).map(
+            lambda t: record[: t[0]] + bytes([record[t[0]] ^ t[1]]) + record[t[0] + 1 :]
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_claim_never_raises_on_fuzzed_files(spool: Spool, data) -> None:
+    name = early_name()
+    record = encode_request(Request(name[:-4], 1.0, HEADER, (b"abc", b"", b""), True))
+    content = data.draw(_mutate(record))
+    (spool.incoming / name).write_bytes(content)
+    claimed = claim_all(spool)
+    if content == record:
+        assert [r.id for r in claimed] == [name[:-4]]
+        (spool.active / name).unlink()
+    else:
+        assert claimed == []
+        assert (spool.corrupt / name).read_bytes() == content
+        for leftover in (spool.corrupt / name, spool.corrupt / f"{name}.reason"):
+            leftover.unlink()
+    assert os.listdir(spool.incoming) == []
+
+
+def test_comm_holding_an_open_fd_cannot_alter_the_claimed_request(spool: Spool) -> None:
+    request_id = spool.enqueue(HEADER, (b"original", b"", b""), received_at=1.0)
+    fd = os.open(spool.incoming / f"{request_id}.req", os.O_RDWR)
+    try:
+        claimed = claim_all(spool)
+        os.pwrite(fd, b"X" * 200, 0)
+    finally:
+        os.close(fd)
+    assert [r.payloads[0] for r in claimed] == [b"original"]
+    assert [r.payloads[0] for r in Spool(spool.root).recover()] == [b"original"]

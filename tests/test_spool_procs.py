@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from spool.queue import Spool
-from spool.record import Result
+from spool.record import Request, Result, encode_request
 from spool.watch import DirWatcher
 
 CODE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -38,7 +38,7 @@ for i in range(n):
 SIGNER = """
 import json, sys, time
 from spool.queue import Spool
-from spool.record import Result
+from spool.record import Request, Result, encode_request
 from spool.watch import DirWatcher
 spool, n = Spool(sys.argv[1], comm_uid=int(sys.argv[2])), int(sys.argv[3])
 done, deadline = [], time.monotonic() + 30
@@ -112,7 +112,7 @@ def finish(proc: subprocess.Popen) -> str:
 
 
 def test_two_processes_fifo_exactly_once(tmp_path: Path) -> None:
-    n = 300
+    n = 200
     spool = Spool(tmp_path / "spool", comm_uid=os.getuid())
     spool.create_dirs()
     claimed = []
@@ -206,3 +206,52 @@ def test_two_users_with_real_modes(comm_user: pwd.struct_passwd, public_tmp: Pat
     st = os.stat(spool.incoming)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (signer.pw_uid, comm_user.pw_gid, 0o1770)
     assert grp.getgrgid(comm_user.pw_gid).gr_mem == []  # the signer is not in the comm group
+
+
+RACER = """
+import os, sys, time
+from pathlib import Path
+incoming, secret, name, good = Path(sys.argv[1]), sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
+end = time.monotonic() + float(sys.argv[5])
+i = 0
+while time.monotonic() < end:
+    i += 1
+    temp = incoming / f".race{i}"
+    if i % 3 == 0:
+        os.symlink(secret, temp)
+    elif i % 3 == 1:
+        os.link(secret, temp)
+    else:
+        temp.write_bytes(good)
+        os.chmod(temp, 0o644)
+    os.rename(temp, incoming / name)
+print(i)
+"""
+
+
+def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", comm_uid=os.getuid())
+    spool.create_dirs()
+    request_id = f"{time.time_ns():020d}-{'c' * 32}"
+    secret = tmp_path / "secret"  # a valid record: claiming it would prove a link was followed
+    secret.write_bytes(encode_request(Request(request_id, 0.0, bytes(9), (b"SECRET", b"", b""), True)))
+    good = encode_request(Request(request_id, 0.0, bytes(9), (b"ok", b"", b""), True))
+    before = secret.read_bytes()
+    claimed = []
+    with DirWatcher(spool.incoming) as watcher:
+        racer = spawn(RACER, spool.incoming, secret, f"{request_id}.req", good.hex(), 1.5)
+        while racer.poll() is None:
+            request = spool.claim_next()
+            if request is None:
+                watcher.wait(0.1)
+                continue
+            claimed.append(request)
+            spool.finish(request, None)  # so the next regular copy is claimed again
+        rounds = int(finish(racer))
+        while (request := spool.claim_next()) is not None:
+            claimed.append(request)
+    assert rounds > 100
+    assert claimed and {r.payloads[0] for r in claimed} == {b"ok"}
+    assert secret.read_bytes() == before
+    reasons = [(spool.corrupt / n).read_text() for n in os.listdir(spool.corrupt) if n.endswith(".reason")]
+    assert reasons and all("symbolic link" in r or "hard links" in r or "replaced" in r for r in reasons), reasons

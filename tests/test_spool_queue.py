@@ -148,6 +148,8 @@ def test_finish_twice_is_harmless_and_replaces_the_result(spool: Spool) -> None:
     assert [n for n in os.listdir(spool.results)] == [f"{request_id}.res"]
     with pytest.raises(ValueError, match="does not match"):
         spool.finish(request, Result(enqueue(spool), 1, b"", b""))
+    with pytest.raises(ValueError, match="bad request id"):
+        spool.finish(Request("../incoming/x", 0.0, HEADER, (b"", b"", b""), True), None)
 
 
 def test_finish_without_result(spool: Spool) -> None:

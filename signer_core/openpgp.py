@@ -1,0 +1,265 @@
+"""OpenPGP key certification with the CA's OpenPGP key ("Sign OpenPGP", action 1 system 2).
+
+Trusted side. ``key_data`` comes from a spool request and is hostile: it is
+size-limited and its packets are walked (``openpgp_packets``) before gpg sees
+it, then checked again as gpg understood it after import. Each request runs
+in a fresh private GnuPG home (``openpgp_gpg``) that holds the user's key and
+the CA secret key and nothing else, and is removed with its gpg-agent
+afterwards, whatever happens. This module trusts the configuration, gpg,
+python-gnupg, and the CA key material the operator installed.
+
+``load_signer`` runs once at start: it reads the CA secret key (from an
+exported key file, or exported from a GnuPG home), checks in a private home
+that it is there, can certify, and unlocks with the configured passphrase,
+and keeps that home's export of it (still passphrase-protected, with a cheap
+S2K count) in memory, so that requests never touch the CA's home again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gnupg
+
+from signer_core.openpgp_gpg import (
+    MAX_HOME_PATH,
+    GpgError,
+    colon_records,
+    open_gpg,
+    private_home,
+    quick_sign_key,
+    stop_agent,
+)
+from signer_core.openpgp_packets import KeySummary, summarise
+from signer_core.refusal import Refusal
+
+DEFAULT_POLICY_URL = "http://www.cacert.org/cps.php"
+MAX_DAYS = 3660
+DIGESTS = {"SHA256": 8, "SHA384": 9, "SHA512": 10}
+_FPR = re.compile(r"^[0-9A-F]{40}$")
+_URL = re.compile(r"^[!-~]{1,200}$")
+# gpg stamps certifications itself; allow for a clock step between our reading and its.
+_CLOCK_SLACK = 5
+# tmpfs where there is one: the CA key (protected) lands in each private home.
+_DEFAULT_WORK_PARENT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+_GPG_FAILURE = re.compile(r"^gpg: [a-z ]+ failed: [A-Za-z ]+$")
+
+
+@dataclass(frozen=True)
+class CaSecret:
+    """The CA secret key export (still passphrase-protected) and its passphrase."""
+
+    key: bytes = field(repr=False)
+    passphrase: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OpenPGPSigner:
+    """How to certify: which CA key, where it comes from, and what goes into a certification."""
+
+    home: Path | None
+    key_file: Path | None
+    fingerprint: str
+    passphrase_file: Path | None
+    policy_url: str = DEFAULT_POLICY_URL
+    cert_level: int = 2
+    digest: str = "SHA256"
+    workdir: Path | None = None
+    ca_secret: CaSecret | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fpr = self.fingerprint.replace(" ", "").upper()
+        object.__setattr__(self, "fingerprint", fpr)
+        object.__setattr__(self, "digest", self.digest.upper())
+        if (self.home is None) == (self.key_file is None):
+            raise ValueError("OpenPGP CA key: set exactly one of home and key_file")
+        if not _FPR.match(fpr):
+            raise ValueError(f"OpenPGP CA fingerprint must be 40 hex digits: {self.fingerprint!r}")
+        if self.digest not in DIGESTS:
+            raise ValueError(f"OpenPGP cert digest {self.digest!r}: use one of {', '.join(DIGESTS)}")
+        if self.cert_level not in (0, 1, 2, 3):
+            raise ValueError(f"OpenPGP cert level {self.cert_level!r}: use 0 to 3")
+        if not _URL.match(self.policy_url):
+            raise ValueError(f"OpenPGP policy URL {self.policy_url!r} is empty, too long or has spaces")
+        if self.workdir is not None and len(str(self.workdir)) > MAX_HOME_PATH:
+            raise ValueError(f"OpenPGP workdir path over {MAX_HOME_PATH} characters (gpg-agent socket limit)")
+
+    @property
+    def keyid(self) -> str:
+        return self.fingerprint[-16:]
+
+
+def load_signer(
+    *,
+    fingerprint: str,
+    home: Path | None = None,
+    key_file: Path | None = None,
+    passphrase_file: Path | None = None,
+    policy_url: str = DEFAULT_POLICY_URL,
+    cert_level: int = 2,
+    digest: str = "SHA256",
+    workdir: Path | None = None,
+) -> OpenPGPSigner:
+    """Build the signer and check that the CA secret key is present and unlocks.
+
+    Raises ``Refusal("openpgp-root-missing", ...)`` when the key is not usable,
+    ``ValueError`` for a bad setting.
+    """
+    signer = OpenPGPSigner(home, key_file, fingerprint, passphrase_file, policy_url, cert_level, digest, workdir)
+    secret = _read_ca_secret(signer)
+    with private_home(_workdir(signer)) as tmp:
+        gpg = open_gpg(tmp)
+        _import_ca(gpg, signer, secret)
+        unlocked = gpg.export_keys(signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase)
+        if not unlocked:
+            raise Refusal("openpgp-root-missing", "CA OpenPGP key does not unlock with the configured passphrase")
+    # Keep the re-export: protected with the home's cheap S2K count (see openpgp_gpg).
+    return dataclasses.replace(signer, ca_secret=CaSecret(unlocked, secret.passphrase))
+
+
+def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int) -> bytes:
+    """Certify every valid user ID of the one public key in ``key_data``; return it armoured."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise Refusal("openpgp-bad-days", f"certification lifetime must be 1 to {MAX_DAYS} days")
+    summary = summarise(key_data, drop_certifier=signer.keyid)
+    if summary.fingerprint == signer.fingerprint:
+        raise Refusal("openpgp-ca-key", "that is the CA's own key")
+    secret = signer.ca_secret or _read_ca_secret(signer)
+    with private_home(_workdir(signer)) as tmp:
+        gpg = open_gpg(tmp, _cert_options(signer, days))
+        _import_user_key(gpg, summary)
+        _import_ca(gpg, signer, secret)
+        started = int(time.time()) - _CLOCK_SLACK
+        result = quick_sign_key(gpg, signer.fingerprint, summary.fingerprint, secret.passphrase)
+        _check_certified(gpg, signer, summary.fingerprint, started, result.stderr)
+        armoured = gpg.export_keys(summary.fingerprint, armor=True)
+    if not armoured.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+        raise Refusal("openpgp-export-failed", "gpg did not export the certified key")
+    return armoured.encode("ascii")
+
+
+def _cert_options(signer: OpenPGPSigner, days: int) -> list[str]:
+    return [
+        "--no-ask-cert-level", "--default-cert-level", str(signer.cert_level),
+        "--no-ask-cert-expire", "--default-cert-expire", f"{days}d",
+        "--cert-policy-url", signer.policy_url,
+        "--cert-digest-algo", signer.digest,
+    ]
+
+
+def _import_user_key(gpg: gnupg.GPG, summary: KeySummary) -> None:
+    """Import the user's key into the empty home and check it as gpg sees it."""
+    imported = gpg.import_keys(summary.packets)
+    records = colon_records(gpg)
+    fprs = [r[9] for r in records if r[0] == "fpr"]
+    pubs = [r for r in records if r[0] == "pub"]
+    if not pubs and getattr(imported, "no_user_id", 0):
+        raise Refusal("openpgp-no-valid-uid", "no user ID of the key has a valid self-signature")
+    if len(pubs) != 1 or not fprs or fprs[0] != summary.fingerprint:
+        raise Refusal("openpgp-import-failed", "gpg did not import the key that was inspected")
+    validity = pubs[0][1]
+    if validity == "r":
+        raise Refusal("openpgp-key-revoked", "the key is revoked")
+    if validity == "e":
+        raise Refusal("openpgp-key-expired", "the key has expired")
+    if all(r[1] in ("r", "e") for r in records if r[0] == "uid"):
+        raise Refusal("openpgp-no-valid-uid", "every user ID of the key is revoked or expired")
+
+
+def _import_ca(gpg: gnupg.GPG, signer: OpenPGPSigner, secret: CaSecret) -> None:
+    # No passphrase here: a batch import keeps the key protected, and python-gnupg
+    # would let gpg read an empty passphrase's line from the key data itself.
+    gpg.import_keys(secret.key)
+    for record in _key_records(colon_records(gpg, secret=True), signer.fingerprint, "sec"):
+        if record[1] in ("r", "e"):
+            raise Refusal("openpgp-root-missing", "CA OpenPGP key is revoked or expired")
+        return
+    raise Refusal("openpgp-root-missing", "CA OpenPGP secret key not found")
+
+
+def _key_records(records: list[list[str]], fingerprint: str, kind: str) -> list[list[str]]:
+    """The ``kind`` (pub/sec) records whose following fpr record is ``fingerprint``."""
+    return [
+        r for r, nxt in zip(records, records[1:])
+        if r[0] == kind and nxt[0] == "fpr" and len(nxt) > 9 and nxt[9] == fingerprint
+    ]
+
+
+def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: int, stderr: str) -> None:
+    """Every valid user ID must now carry a fresh certification by the CA key."""
+    level = f"1{signer.cert_level}x"
+    valid = certified = 0
+    current: str | None = None
+    for record in colon_records(gpg, sigs=True, keys=fpr):
+        if record[0] == "uid":
+            current = record[1]
+            valid += current not in ("r", "e")
+        elif record[0] == "uat":
+            current = None
+        elif record[0] == "sig" and current not in (None, "r", "e"):
+            fresh = record[4] == signer.keyid and record[10] == level and int(record[5] or 0) >= started
+            if fresh:
+                certified += 1
+                current = None  # count each user ID once
+        elif record[0] == "sub":
+            current = None
+    if valid == 0 or certified != valid:
+        # Only gpg's own failure lines: others quote user IDs, which are the requester's text.
+        failures = [line for line in stderr.splitlines() if _GPG_FAILURE.match(line)]
+        detail = f": {failures[-1]}" if failures else ""
+        raise Refusal("openpgp-certify-failed", f"{certified} of {valid} user IDs certified{detail}")
+
+
+def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:
+    """Read the passphrase and the CA secret key export (from key_file or home)."""
+    passphrase = _read_passphrase(signer.passphrase_file)
+    if signer.key_file is not None:
+        try:
+            return CaSecret(signer.key_file.read_bytes(), passphrase)
+        except OSError as exc:
+            raise Refusal("openpgp-root-missing", f"CA OpenPGP key file: {exc.strerror}") from None
+    assert signer.home is not None
+    if not signer.home.is_dir():
+        raise Refusal("openpgp-root-missing", "CA GnuPG home not found")
+    gpg = open_gpg(signer.home)
+    try:
+        key = gpg.export_keys(signer.fingerprint, secret=True, armor=False, passphrase=passphrase)
+    finally:
+        # The export started an agent there that caches the passphrase: stop it.
+        stop_agent(signer.home)
+    if not key:
+        raise Refusal("openpgp-root-missing", "CA OpenPGP secret key not exported from its home (missing, or wrong passphrase)")
+    return CaSecret(key, passphrase)
+
+
+def _read_passphrase(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refusal("openpgp-root-missing", f"CA OpenPGP passphrase file unreadable: {exc}") from None
+    passphrase = text.rstrip("\r\n")
+    if "\n" in passphrase or "\r" in passphrase:
+        raise ValueError("OpenPGP passphrase file must hold one line")
+    return passphrase
+
+
+def _workdir(signer: OpenPGPSigner) -> Path:
+    """The parent of the private homes: created 0700 if absent, and checked to be ours and private."""
+    path = signer.workdir or _DEFAULT_WORK_PARENT / f"signer-gpg-{os.geteuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise GpgError(f"OpenPGP workdir {path}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise GpgError(f"OpenPGP workdir {path} must be a directory of ours, mode 0700")
+    return path

@@ -1,0 +1,369 @@
+"""The web-side client library and ``signer-client`` against a scripted server on a pty."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import serial
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from comm_handler import client_cli
+from comm_handler.client import CrlUpdateError, Response, WebClient, apply_crl_answer, is_spkac, nul_timestamp
+from comm_handler.frames import Action, Message, RequestHeader, decode_message, encode_message, response_header
+from comm_handler.nullmodem import NullModem
+from comm_handler.transfer import LinkTimeout, receive_message, send_message
+
+Handler = Callable[[Message], tuple[bytes, bytes]]
+NOW = datetime.datetime(2026, 11, 28, 20, 45, 7, tzinfo=datetime.timezone.utc)
+
+
+class Server(threading.Thread):
+    """Answers each request with ``handler(request) -> (payload1, payload2)``."""
+
+    def __init__(self, port, handler: Handler) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.handler = handler
+        self.requests: list[Message] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            try:
+                request = decode_message(receive_message(self.port, start_timeout=0.1, chunk_timeout=1.0))
+            except LinkTimeout:
+                continue
+            self.requests.append(request)
+            p1, p2 = self.handler(request)
+            reply = Message(response_header(request.header[1]), (p1, p2, b""))
+            send_message(self.port, encode_message(reply), ready_timeout=2.0, verdict_timeout=2.0)
+
+    def finish(self) -> list[Message]:
+        self._done.set()
+        self.join(timeout=5)
+        return self.requests
+
+
+@pytest.fixture
+def link() -> Iterator[Callable[[Handler], tuple[WebClient, Server]]]:
+    """Yields a factory: handler -> (client on end a, running server on end b)."""
+    with NullModem() as modem:
+        b = serial.Serial(modem.b_path, 115200)
+        made: list[tuple[WebClient, Server]] = []
+
+        def make(handler: Handler) -> tuple[WebClient, Server]:
+            server = Server(b, handler)
+            server.start()
+            client = WebClient(modem.a_path, response_timeout=5.0, ready_timeout=2.0, verdict_timeout=2.0)
+            made.append((client, server))
+            return client, server
+
+        make.path = modem.a_path  # type: ignore[attr-defined]
+        make.port_b = b  # type: ignore[attr-defined]
+        yield make
+        for client, server in made:
+            server.finish()
+            client.close()
+        b.close()
+
+
+def echo_ok(request: Message) -> tuple[bytes, bytes]:
+    return (b"" if request.header[1] == Action.NUL else b"OK " + request.payloads[0][:10]), b""
+
+
+def test_nul_sends_the_time_and_header(link) -> None:
+    client, server = link(echo_ok)
+    response = client.nul(NOW)
+    assert response == Response(b"\x01\x00\x00\x00", b"", b"")
+    assert response.ok and response.reason == ""
+    [request] = server.finish()
+    assert request.header == bytes.fromhex("010000000000000000")
+    assert request.payloads == (b"112820452026.07", b"", b"")
+
+
+def test_nul_timestamp_format_is_date_u_argument() -> None:
+    stamp = nul_timestamp().decode()
+    assert re.fullmatch(r"\d{12}\.\d{2}", stamp)
+    local = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    assert nul_timestamp(local) == b"010201042026.05"
+
+
+def _csr_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "example.org")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+SPKAC = b"commonName = Jane\n1.emailAddress = jane@example.org\nSPKAC = MIIBQDCBqjCBnzANBgkqhkiG9w0B\n"
+
+
+def test_sign_x509_header_payloads_and_spkac_detection(link) -> None:
+    client, server = link(echo_ok)
+    csr = _csr_pem()
+    first = client.sign_x509(1, 5, 8, 730, csr, "DNS:example.org,DNS:www.example.org", "/CN=example.org")
+    second = client.sign_x509(0, 0, 0, 365, SPKAC, b"email:jane@example.org", b"/CN=Jane")
+    assert first.ok and first.payload1 == b"OK " + csr[:10]
+    assert second.ok
+    one, two = server.finish()
+    assert one.header == bytes([1, 1, 1, 1, 5, 8, 0x02, 0xDA, 0])
+    assert one.payloads == (csr, b"DNS:example.org,DNS:www.example.org", b"/CN=example.org")
+    assert RequestHeader.from_bytes(two.header).spkac is True
+    assert two.header == bytes([1, 1, 1, 0, 0, 0, 0x01, 0x6D, 1])
+    assert two.payloads == (SPKAC, b"email:jane@example.org", b"/CN=Jane")
+
+
+def test_spkac_detection_rule() -> None:
+    assert is_spkac(b"CN = x\nSPKAC=abc")
+    assert is_spkac(b"SPKAC  \t= abc\n")
+    assert not is_spkac(b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n")
+    assert not is_spkac(b"CN = my SPKAC = no\n")
+
+
+def test_sign_openpgp_header(link) -> None:
+    client, server = link(echo_ok)
+    assert client.sign_openpgp(b"\x99\x01\x0dkey").ok
+    [request] = server.finish()
+    assert request.header == bytes.fromhex("01010200000201 6E00".replace(" ", ""))
+    assert request.payloads == (b"\x99\x01\x0dkey", b"", b"")
+
+
+def test_refusal_carries_the_reason(link) -> None:
+    client, _ = link(lambda request: (b"", b"ERR unknown-root: root 7 is not configured"))
+    response = client.sign_x509(7, 0, 0, 365, _csr_pem(), "", "/CN=x")
+    assert not response.ok
+    assert response.reason == "ERR unknown-root: root 7 is not configured"
+    assert not client.nul(NOW).ok
+
+
+# -- CRLs --
+
+
+class Ca:
+    def __init__(self, name: str = "Test Root") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(1)
+            .not_valid_before(NOW - datetime.timedelta(days=1))
+            .not_valid_after(NOW + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def crl(self, revoked: list[int]) -> x509.CertificateRevocationList:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.name)
+            .last_update(NOW)
+            .next_update(NOW + datetime.timedelta(days=7))
+        )
+        for serial_number in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial_number).revocation_date(NOW).build()
+            )
+        return builder.sign(self.key, hashes.SHA256())
+
+    def crl_der(self, revoked: list[int]) -> bytes:
+        return self.crl(revoked).public_bytes(serialization.Encoding.DER)
+
+    def write_cert(self, path: Path) -> Path:
+        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+
+def xdelta_delta(tmp: Path, old: bytes, new: bytes) -> bytes:
+    (tmp / "d-old").write_bytes(old)
+    (tmp / "d-new").write_bytes(new)
+    result = subprocess.run(["xdelta", "delta", str(tmp / "d-old"), str(tmp / "d-new"), str(tmp / "d-patch")])
+    assert result.returncode in (0, 1)  # xdelta 1.x: 1 means "the files differ"
+    return (tmp / "d-patch").read_bytes()
+
+
+def openssl_verifies(crl_path: Path, root_cert: Path) -> bool:
+    result = subprocess.run(
+        ["openssl", "crl", "-inform", "DER", "-in", str(crl_path), "-noout", "-verify", "-CAfile", str(root_cert)],
+        capture_output=True, text=True,
+    )
+    return result.returncode == 0 and "verify OK" in result.stderr
+
+
+def test_refresh_without_a_crl_gets_the_whole_pem(link, tmp_path: Path) -> None:
+    ca = Ca()
+    root = ca.write_cert(tmp_path / "root.pem")
+    crl = ca.crl([5])
+    client, server = link(lambda request: (crl.public_bytes(serialization.Encoding.PEM), b""))
+    crl_path = tmp_path / "revoke.crl"
+    assert client.refresh_crl(3, crl_path, root).ok
+    assert crl_path.read_bytes() == crl.public_bytes(serialization.Encoding.DER)
+    assert openssl_verifies(crl_path, root)
+    [request] = server.finish()
+    assert request.header == bytes.fromhex("010201030000016d00")
+    assert request.payloads == (b"", b"", hashlib.sha1(b"").hexdigest().encode())
+
+
+def test_revoke_applies_an_xdelta_patch(link, tmp_path: Path) -> None:
+    ca = Ca()
+    root = ca.write_cert(tmp_path / "root.pem")
+    old, new = ca.crl_der([5]), ca.crl_der([5, 77, 1 << 70])
+    crl_path = tmp_path / "revoke.crl"
+    crl_path.write_bytes(old)
+    patch = xdelta_delta(tmp_path, old, new)
+    client, server = link(lambda request: (patch, b""))
+    cert_pem = ca.cert.public_bytes(serialization.Encoding.PEM)
+    assert client.revoke(0, cert_pem, crl_path, root).ok
+    assert crl_path.read_bytes() == new
+    assert openssl_verifies(crl_path, root)
+    parsed = x509.load_der_x509_crl(crl_path.read_bytes())
+    assert parsed.get_revoked_certificate_by_serial_number(77) is not None
+    [request] = server.finish()
+    assert request.payloads == (cert_pem, b"", hashlib.sha1(old).hexdigest().encode())
+
+
+@pytest.mark.parametrize("kind", ["foreign-signature", "garbage-patch", "wrong-base", "bad-pem"])
+def test_bad_crl_answers_leave_the_file_alone(tmp_path: Path, kind: str) -> None:
+    ca, other = Ca(), Ca("Test Root")  # same name, other key
+    root = ca.write_cert(tmp_path / "root.pem")
+    held = ca.crl_der([1])
+    crl_path = tmp_path / "revoke.crl"
+    crl_path.write_bytes(held)
+    answer = {
+        "foreign-signature": other.crl(([1, 2])).public_bytes(serialization.Encoding.PEM),
+        "garbage-patch": b"%XDZ004%" + bytes(40),
+        "wrong-base": xdelta_delta(tmp_path, ca.crl_der([9, 10, 11]), ca.crl_der([9, 10, 11, 12])),
+        "bad-pem": b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n",
+    }[kind]
+    with pytest.raises(CrlUpdateError):
+        apply_crl_answer(answer, held, crl_path, root)
+    assert crl_path.read_bytes() == held
+    if kind == "foreign-signature":  # openssl agrees with the refusal
+        (tmp_path / "foreign.crl").write_bytes(other.crl_der([1, 2]))
+        assert not openssl_verifies(tmp_path / "foreign.crl", root)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_empty_crl_answer_is_a_failure_not_an_update(link, tmp_path: Path) -> None:
+    ca = Ca()
+    root = ca.write_cert(tmp_path / "root.pem")
+    crl_path = tmp_path / "revoke.crl"
+    held = ca.crl_der([])
+    crl_path.write_bytes(held)
+    client, _ = link(lambda request: (b"", b"ERR crl-unavailable: no CRL for root 0"))
+    response = client.refresh_crl(0, crl_path, root)
+    assert not response.ok and response.reason.startswith("ERR crl-unavailable")
+    assert crl_path.read_bytes() == held
+
+
+# -- over a TCP socket (pyserial's socket:// URL) --
+
+
+class SocketPort:
+    """The server side of socket://: just enough of pyserial's interface."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.timeout: float | None = None
+
+    def read(self, size: int = 1) -> bytes:
+        self.sock.settimeout(self.timeout)
+        try:
+            return self.sock.recv(size)
+        except socket.timeout:
+            return b""
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def reset_input_buffer(self) -> None:
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
+
+def test_client_over_socket_url() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    holder: dict[str, Server] = {}
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        holder["server"] = Server(SocketPort(conn), echo_ok)
+        holder["server"].start()
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    with WebClient(f"socket://127.0.0.1:{port}", response_timeout=5.0) as client:
+        acceptor.join(timeout=5)
+        assert client.sign_openpgp(b"key over tcp").payload1 == b"OK key over t"
+    [request] = holder["server"].finish()
+    assert request.payloads[0] == b"key over tcp"
+    listener.close()
+
+
+# -- the command line --
+
+
+def test_cli_sign_prints_payload1(link, tmp_path: Path, capsysbinary) -> None:
+    link(lambda request: (b"-----BEGIN CERTIFICATE-----\nfake\n", b""))
+    csr = tmp_path / "req.pem"
+    csr.write_bytes(SPKAC)
+    code = client_cli.main([
+        "--link", link.path, "--timeout", "5", "sign-x509", "--root", "0", "--profile", "5",
+        "--md", "8", "--days", "365", "--csr", str(csr), "--san", "DNS:a.example", "--subject", "/CN=a.example",
+    ])
+    out, err = capsysbinary.readouterr()
+    assert (code, out, err) == (0, b"-----BEGIN CERTIFICATE-----\nfake\n", b"")
+
+
+def test_cli_refusal_exits_1_with_reason(link, tmp_path: Path, capsys) -> None:
+    link(lambda request: (b"", b"ERR bad-key: no user ID"))
+    key = tmp_path / "key.asc"
+    key.write_bytes(b"not a key")
+    assert client_cli.main(["--link", link.path, "--timeout", "5", "sign-openpgp", "--key", str(key)]) == 1
+    assert "ERR bad-key: no user ID" in capsys.readouterr().err
+
+
+def test_cli_refresh_crl_reports_the_file(link, tmp_path: Path, capsys) -> None:
+    ca = Ca()
+    root = ca.write_cert(tmp_path / "root.pem")
+    link(lambda request: (ca.crl(([3])).public_bytes(serialization.Encoding.PEM), b""))
+    crl_path = tmp_path / "revoke.crl"
+    code = client_cli.main([
+        "--link", link.path, "--timeout", "5", "refresh-crl", "--root", "0",
+        "--crl", str(crl_path), "--root-cert", str(root),
+    ])
+    assert code == 0
+    assert capsys.readouterr().out == f"crl updated: {crl_path} sha1={hashlib.sha1(crl_path.read_bytes()).hexdigest()}\n"
+
+
+def test_cli_link_failure_exits_2(capsys) -> None:
+    assert client_cli.main(["--link", "/dev/does-not-exist", "nul"]) == 2
+    assert "link failure" in capsys.readouterr().err
+    with NullModem() as modem:  # a cable with nobody at the other end
+        code = client_cli.main(["--link", modem.a_path, "--ready-timeout", "0.3", "nul"])
+    assert code == 2
+    assert "no ready" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""signer_core.san: subjectAltName payloads, examples and properties."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from signer_core.refusal import Refusal
+from signer_core.san import MAX_SAN_BYTES, MAX_SAN_ENTRIES, parse_san
+
+XMPP = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
+
+
+def xmpp(jid: str) -> x509.OtherName:
+    raw = jid.encode()
+    assert len(raw) < 128
+    return x509.OtherName(XMPP, b"\x0c" + bytes([len(raw)]) + raw)
+
+
+def test_every_kind():
+    names = parse_san(b"DNS:example.org,DNS:*.example.org,email:a.b+c@example.org,"
+                      b"IP:192.0.2.7,IP:2001:db8::1,URI:https://example.org/x?y=1,"
+                      b"otherName:1.3.6.1.5.5.7.8.5;UTF8:j\xc3\xbcrgen@example.org,"
+                      b"dns:xn--bcher-kva.example")
+    assert names == [
+        x509.DNSName("example.org"), x509.DNSName("*.example.org"),
+        x509.RFC822Name("a.b+c@example.org"),
+        x509.IPAddress(ipaddress.ip_address("192.0.2.7")),
+        x509.IPAddress(ipaddress.ip_address("2001:db8::1")),
+        x509.UniformResourceIdentifier("https://example.org/x?y=1"),
+        xmpp("j\u00fcrgen@example.org"), x509.DNSName("xn--bcher-kva.example")]
+
+
+def test_empty_payload_gives_no_names():
+    assert parse_san(b"") == []
+
+
+def test_long_xmpp_uses_long_der_length():
+    jid = "a" * 200 + "@example.org"
+    (name,) = parse_san(f"otherName:1.3.6.1.5.5.7.8.5;UTF8:{jid}".encode())
+    assert name.value == b"\x0c\x81\xd4" + jid.encode()
+
+
+@pytest.mark.parametrize("payload,why", [
+    (b"example.org", "unsupported type"), (b"DNS:a.org,", "unsupported type"),
+    (b",DNS:a.org", "unsupported type"), (b"DNS:a.org,,DNS:b.org", "entry 2"),
+    (b"dirName:foo", "unsupported"), (b"RID:1.2.3", "unsupported"),
+    (b"otherName:1.2.3.4;UTF8:x", "invalid"), (b"otherName:1.3.6.1.5.5.7.8.5;IA5:x.org", "invalid"),
+    (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:a@b.org/res", "invalid"),
+    (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:@b.org", "invalid"),
+    (b"DNS:a.org DNS:b.org", "forbidden"), (b"DNS:a.org\tx", "forbidden"),
+    (b"DNS:a.org\r\nDNS:b", "forbidden"), (b"DNS:a\x00.org", "forbidden"),
+    (b"DNS:a#.org", "forbidden"), (b'DNS:"a.org"', "forbidden"), (b"DNS:'a.org'", "forbidden"),
+    (b"DNS:a\\x2c.org", "forbidden"), (b"DNS:a.org\x7f", "forbidden"),
+    (b"DNS:a.org\xe2\x80\x8b", "forbidden"),
+    (b"DNS:\xff.org", "UTF-8"),
+    (b"DNS:org", "invalid"), (b"DNS:-a.org", "invalid"), (b"DNS:a-.org", "invalid"),
+    (b"DNS:a..org", "invalid"), (b"DNS:a.org.", "invalid"), (b"DNS:a_b.org", "invalid"),
+    (b"DNS:*.*.a.org", "invalid"), (b"DNS:a.*.org", "invalid"), (b"DNS:*a.org", "invalid"),
+    (b"DNS:" + b"a" * 64 + b".org", "invalid"), (b"DNS:" + b"a." * 126 + b"org", "invalid"),
+    (b"DNS:\xc3\xa4.org", "invalid"), (b"DNS:", "invalid"),
+    (b"email:a", "invalid"), (b"email:a@b", "invalid"), (b"email:a@@b.org", "invalid"),
+    (b"email:.a@b.org", "invalid"), (b"email:a..b@b.org", "invalid"),
+    (b"email:\xc3\xa4@b.org", "invalid"), (b"email:" + b"a" * 65 + b"@b.org", "invalid"),
+    (b"IP:1.2.3", "invalid"), (b"IP:1.2.3.256", "invalid"), (b"IP:10.0.0.0/8", "invalid"),
+    (b"IP:example.org", "invalid"), (b"URI:example.org", "invalid"),
+    (b"URI:http://\xc3\xa4.org/", "invalid"), (b"URI:http://a.org/" + b"x" * 1100, "invalid"),
+    (b"DNS:a.org," * MAX_SAN_ENTRIES + b"DNS:b.org", "more than"),
+    (b"URI:http://a.org/" + b"x" * MAX_SAN_BYTES, "longer than"),
+])
+def test_refusals(payload, why):
+    with pytest.raises(Refusal) as exc:
+        parse_san(payload)
+    assert exc.value.code == "bad-san"
+    assert why in exc.value.text
+
+
+def test_refusal_names_the_entry():
+    with pytest.raises(Refusal) as exc:
+        parse_san(b"DNS:ok.example.org,DNS:also.ok.org,DNS:bad_one.org")
+    assert "entry 3" in exc.value.text and "bad_one.org" in exc.value.text
+
+
+# -- properties ---------------------------------------------------------------
+
+LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\Z")
+DOMAIN = st.lists(LABEL, min_size=2, max_size=5).map(".".join)
+LOCAL = st.from_regex(r"\A[a-zA-Z0-9!$%&*+=?^_`{|}~-]{1,20}(\.[a-z0-9]{1,5}){0,2}\Z")
+ENTRY = st.one_of(
+    st.builds(lambda w, d: (f"DNS:{'*.' if w else ''}{d}",
+                            x509.DNSName(f"{'*.' if w else ''}{d}")), st.booleans(), DOMAIN),
+    st.builds(lambda a, d: (f"email:{a}@{d}", x509.RFC822Name(f"{a}@{d}")), LOCAL, DOMAIN),
+    st.ip_addresses().map(lambda ip: (f"IP:{ip}", x509.IPAddress(ip))),
+    st.builds(lambda d, p: (f"URI:https://{d}/{p}", x509.UniformResourceIdentifier(f"https://{d}/{p}")),
+              DOMAIN, st.from_regex(r"\A[a-zA-Z0-9/?=&;.~-]{0,30}\Z")),
+    st.builds(lambda u, d: (f"otherName:1.3.6.1.5.5.7.8.5;UTF8:{u}@{d}", xmpp(f"{u}@{d}")),
+              st.text("abc\u00e4\u00df\u4e2d.-_", min_size=1, max_size=10), DOMAIN),
+)
+FRAGMENTS = ["DNS:", "email:", "IP:", "URI:", "otherName:", "1.3.6.1.5.5.7.8.5;UTF8:", ",", ":",
+             "a", "example", ".", "org", "*", "-", "@", "1", "::", " ", "#", "\\", "\u00e4", "/"]
+
+
+@given(st.lists(ENTRY, min_size=1, max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_round_trip(entries):
+    payload = ",".join(text for text, _ in entries).encode()
+    assert parse_san(payload) == [name for _, name in entries]
+
+
+@given(st.one_of(st.binary(max_size=400),
+                 st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(lambda x: "".join(x).encode())))
+@settings(max_examples=1000, deadline=None)
+def test_anything_gives_names_or_a_refusal(payload):
+    try:
+        names = parse_san(payload)
+    except Refusal as exc:
+        assert exc.code == "bad-san"
+    else:
+        assert all(isinstance(n, x509.GeneralName) for n in names)
+        if names:   # accepted names survive encoding in a real extension
+            x509.SubjectAlternativeName(names)
