@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +93,7 @@ class CADatabase:
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.execute("PRAGMA foreign_keys=ON")
         self.connection.executescript(_SCHEMA)
+        self._on_rollback: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.connection.close()
@@ -112,8 +113,16 @@ class CADatabase:
             yield self.connection
         except BaseException:
             self.connection.execute("ROLLBACK")
+            hooks, self._on_rollback = self._on_rollback, []
+            for hook in hooks:
+                hook()
             raise
+        self._on_rollback = []
         self.connection.execute("COMMIT")
+
+    def on_rollback(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` if the current transaction is rolled back (to drop caches)."""
+        self._on_rollback.append(hook)
 
     def find_by_digest(self, digest: bytes) -> CertRow | None:
         cur = self.connection.execute(

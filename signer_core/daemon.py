@@ -27,6 +27,10 @@ from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.dispatch import SignerContext, dispatch
+from signer_core.openpgp import OpenPGPSigner, load_signer
+from signer_core.openpgp_gpg import GpgError
+from signer_core.refusal import Refusal
+from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
 from spool.hardening import HardeningError, harden
@@ -57,8 +61,30 @@ def build_context(cfg: Config) -> SignerContext:
     for root_id, why in sorted(roots.missing.items()):
         log.warning("root %d is not installed: %s", root_id, why)
         audit.append("root-missing", root=root_id, reason=why)
+    openpgp, openpgp_missing = load_openpgp(cfg)
+    audit.append("openpgp-root", loaded=openpgp is not None, reason=openpgp_missing)
+    revocations = Revocations(db, validity_days=cfg.crl.validity_days, history=cfg.crl.history,
+                              prune_expired_after_days=cfg.crl.prune_expired_after_days)
     return SignerContext(config=cfg, roots=roots, db=db, audit=audit,
-                         time_readings=TimeReadings(db, cfg.signer.state_dir))
+                         time_readings=TimeReadings(db, cfg.signer.state_dir),
+                         revocations=revocations, openpgp=openpgp,
+                         openpgp_missing=openpgp_missing)
+
+
+def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
+    """The OpenPGP root, or None and the reason requests for it will be refused."""
+    if cfg.openpgp is None:
+        return None, "no OpenPGP root is configured"
+    o = cfg.openpgp
+    try:
+        signer = load_signer(fingerprint=o.fingerprint, home=o.home, key_file=o.key_file,
+                             passphrase_file=o.passphrase_file, policy_url=o.policy_url,
+                             cert_level=o.cert_level, digest=o.digest,
+                             workdir=cfg.signer.state_dir / "gpg-work")
+    except (Refusal, GpgError, ValueError, OSError) as exc:
+        log.warning("OpenPGP root not usable: %s", exc)
+        return None, f"the OpenPGP root is not installed ({exc})"[:150]
+    return signer, ""
 
 
 def process(ctx: SignerContext, spool: Spool, request: Request) -> None:

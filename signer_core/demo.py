@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from comm_handler.client import WebClient
+from comm_handler.transfer import LinkError
 from signer_core.democa import Users, create_demo_ca, system_users
 from signer_core.supervise import Service, Supervisor
 from signer_core.x509compat import verify_issued_by
@@ -71,13 +73,29 @@ def demo_request() -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def wait_until_served(link: str, timeout: float = 30.0) -> None:
+    """Keep sending keep-alives until one is answered, as the web host's client would.
+
+    A start byte sent before the comm handler has opened its end is lost
+    (opening a port flushes its input), so the first exchange must be retried.
+    """
+    deadline = time.monotonic() + timeout
+    with WebClient(link, ready_timeout=1.0, response_timeout=10.0) as client:
+        while True:
+            try:
+                if client.nul().ok:
+                    return
+            except LinkError:
+                if time.monotonic() > deadline:
+                    raise
+
+
 def sign_one(link: str, root_cert: Path, out) -> bool:
     """Send one server-certificate request over the link and check the answer."""
     client = WebClient(link)
     try:
-        response = client.sign_x509(root=0, profile=5, md=8, days=365,
-                                    request=demo_request(), san=f"DNS:{DEMO_NAME}".encode(),
-                                    subject=f"/CN={DEMO_NAME}".encode())
+        response = client.sign_x509(0, 5, 8, 365, demo_request(),
+                                    f"DNS:{DEMO_NAME}", f"/CN={DEMO_NAME}")
     finally:
         client.close()
     if not response.ok:
@@ -112,6 +130,7 @@ def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
         supervisor = daemons(config, log_dir)
         supervisor.start()
         print(f"link: {cable.web_end}", file=out, flush=True)
+        wait_until_served(cable.web_end)
         ok = sign_one(cable.web_end, directory / "certs" / "root0.crt", out)
         if serve and ok:
             print("serving; interrupt to stop", file=out, flush=True)

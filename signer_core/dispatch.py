@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from comm_handler.frames import Action, FrameError, RequestHeader, System
@@ -24,7 +25,9 @@ from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.config import Config
 from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.openpgp import OpenPGPSigner, certify_key
 from signer_core.refusal import Refusal
+from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
 from spool.record import Request, Result
@@ -43,6 +46,9 @@ class SignerContext:
     db: CADatabase
     audit: AuditLog
     time_readings: TimeReadings
+    revocations: Revocations
+    openpgp: OpenPGPSigner | None  # None: no OpenPGP root configured or installed
+    openpgp_missing: str = "no OpenPGP root is configured"
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
 
@@ -94,9 +100,39 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
+    if header.root != 0:
+        raise Refusal("unknown-root", f"there is no OpenPGP root {header.root}")
+    if ctx.openpgp is None:
+        raise Refusal("openpgp-root-missing", ctx.openpgp_missing)
+    if request.payloads[1] or request.payloads[2]:
+        raise Refusal("bad-request", "payloads 2 and 3 must be empty for OpenPGP")
+    armoured = certify_key(ctx.openpgp, request.payloads[0], header.days)
+    ctx.audit.append("openpgp-certified", days=header.days,
+                     request=request_digest(request).hex())
+    return armoured
+
+
+def handle_revoke(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
+    """Revoke the certificate in payload 1 (none: refresh) and answer with the CRL."""
+    cert_pem, extra, client_crl = request.payloads
+    if extra:
+        raise Refusal("bad-request", "payload 2 must be empty for revoke")
+    root = ctx.roots.get(header.root)
+    with ctx.db.transaction():
+        answer = ctx.revocations.revoke(root, cert_pem, client_crl, ctx.now())
+        details = {"root": root.id, "crl_number": ctx.revocations.current_number(root.id)}
+        if cert_pem:  # checked by revoke(): a certificate this root issued
+            details["serial"] = format(x509.load_pem_x509_certificate(cert_pem).serial_number, "x")
+        ctx.audit.append("revoked" if cert_pem else "crl-issued", **details)
+    return answer
+
+
 REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {
     (Action.NUL, System.NONE): handle_nul,
     (Action.SIGN, System.X509): handle_sign_x509,
+    (Action.SIGN, System.OPENPGP): handle_sign_openpgp,
+    (Action.REVOKE, System.X509): handle_revoke,
 }
 
 

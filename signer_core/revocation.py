@@ -210,6 +210,13 @@ class Revocations:
             (root_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def current_number(self, root_id: int) -> int | None:
+        """The CRL number of the root's newest issued CRL."""
+        row = self._conn.execute(
+            "SELECT number FROM crls WHERE root = ? AND imported = 0 ORDER BY id DESC LIMIT 1",
+            (root_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def add_known_crl(self, root_id: int, der: bytes) -> None:
         """Remember a CRL made elsewhere (migration) as a delta base.
 
@@ -237,14 +244,11 @@ class Revocations:
 
     @contextlib.contextmanager
     def _transaction(self, root_id: int) -> Iterator[None]:
-        try:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield
-        except BaseException:
-            # The cache may hold rows of the rolled-back transaction.
-            self._entries.pop(root_id, None)
-            raise
+        """A write transaction, or the caller's if one is open (a handler adds its audit record)."""
+        with self.db.transaction():
+            # The cache may come to hold rows of a transaction that is rolled back.
+            self.db.on_rollback(lambda: self._entries.pop(root_id, None))
+            yield
 
     def _refresh(self, root: CrlRoot, client: bytes, now: dt.datetime) -> bytes:
         now = _utc_seconds(now)

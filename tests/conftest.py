@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from signer_core.democa import Users, create_demo_ca, system_users
-from signer_core.demo import Cable, daemons, start_cable
+from signer_core.demo import Cable, daemons, start_cable, wait_until_served
 from signer_core.supervise import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,6 +88,7 @@ def appliance(world_dir, users):
         log_dir.mkdir()
         supervisor = daemons(config, log_dir)
         supervisor.start()
+        wait_until_served(cable.web_end)
         yield Appliance(world_dir / "ca", config, cable, supervisor, users)
     finally:
         if supervisor is not None:

@@ -24,12 +24,21 @@ from signer_core.x509compat import verify_issued_by
 SUBJECT = "/CN=www.example.org/emailAddress=admin@example.org"
 
 
-def make_csr(path, key=None, signer=None) -> bytes:
-    key = key or ec.generate_private_key(ec.SECP256R1())
+def spki(key) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def make_csr(path, *, signed_by_another_key: bool = False) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-own-subject")]))
-           .sign(signer or key, hashes.SHA256()))
-    pem = csr.public_bytes(serialization.Encoding.PEM)
+           .sign(key, hashes.SHA256()))
+    der = csr.public_bytes(serialization.Encoding.DER)
+    if signed_by_another_key:  # same-size P-256 key in place of the signer's
+        der = der.replace(spki(key), spki(ec.generate_private_key(ec.SECP256R1())))
+        assert not x509.load_der_x509_csr(der).is_signature_valid
+    pem = x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
     path.write_bytes(pem)
     return pem
 
@@ -117,7 +126,7 @@ def test_refusals_keep_daemons_running(appliance, world_dir, change, code):
 
 
 def test_csr_signed_by_another_key_is_refused(appliance, world_dir):
-    make_csr(world_dir / "bad.csr", signer=ec.generate_private_key(ec.SECP256R1()))
+    make_csr(world_dir / "bad.csr", signed_by_another_key=True)
     refused = sign(appliance, world_dir / "bad.csr")
     assert refused.returncode == 1
     assert "ERR bad-csr-signature:" in refused.stderr.decode()
