@@ -14,6 +14,7 @@ agent.
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +37,11 @@ _AGENT_EXIT_WAIT = 5.0
 # directory (on tmpfs by default), and its passphrase is in the signer's
 # memory anyway. No smartcard daemon: nothing here uses one.
 _AGENT_CONF = "s2k-count 65536\ndisable-scdaemon\n"
+
+
+# python-gnupg logs, at DEBUG, the first bytes of what it imports and of gpg's
+# output: that would put the CA secret key export into the logs.
+logging.getLogger("gnupg").setLevel(logging.INFO)
 
 
 class GpgError(RuntimeError):

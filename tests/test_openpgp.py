@@ -7,6 +7,7 @@ GnuPG home and no gpg-agent left behind."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -335,6 +336,20 @@ def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     with pytest.raises(Refusal) as info:
         certify_key(world.signer, forged, 5)
     assert info.value.code == "openpgp-certify-failed"
+
+
+def test_ca_secret_key_never_reaches_the_logs(world, clean, caplog):
+    caplog.set_level(logging.DEBUG)
+    fpr = user_key(world, "Logged")
+    certify_key(world.signer, export(world.user_home, fpr), 1)
+    load_signer(fingerprint=world.ca_fpr, home=world.ca_home, passphrase_file=world.ca_pass_file,
+                workdir=world.workdir)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert CA_PASS not in logged
+    encrypted = walk(world.signer.ca_secret.key)[0].body[-48:]
+    # a window whose repr is the same whichever quote repr() picks
+    window = next(encrypted[i:i + 12] for i in range(36) if not set(encrypted[i:i + 12]) & set(b"'\"\\"))
+    assert repr(window)[2:-1] not in logged
 
 
 def test_cleanup_after_an_unexpected_error(world, clean, monkeypatch):
