@@ -10,9 +10,18 @@ python-gnupg, and the CA key material the operator installed.
 
 ``load_signer`` runs once at start: it reads the CA secret key (from an
 exported key file, or exported from a GnuPG home), checks in a private home
-that it is there, can certify, and unlocks with the configured passphrase,
-and keeps that home's export of it (still passphrase-protected, with a cheap
-S2K count) in memory, so that requests never touch the CA's home again.
+that it is there, not expired or revoked, and unlocks with the configured
+passphrase, and keeps that home's export of it (still passphrase-protected,
+with a cheap S2K count) in memory, so that requests never touch the CA's
+home again.
+
+Refusal codes: openpgp-too-large, -bad-armour, -bad-packets, -secret-key,
+-no-key, -multiple-keys, -weak-key, -unsupported-key, -no-uid,
+-too-many-uids (packet checks); -ca-key, -bad-days; -key-revoked,
+-key-expired, -no-valid-uid, -import-failed (after import);
+-certify-failed, -export-failed (gpg's work checked); -root-missing (the CA
+key). Bad settings raise ValueError; a broken environment (workdir not
+private, gpgconf failing) raises GpgError.
 """
 
 from __future__ import annotations
