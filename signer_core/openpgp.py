@@ -10,14 +10,24 @@ python-gnupg, and the CA key material the operator installed.
 
 ``load_signer`` runs once at start: it reads the CA secret key (from an
 exported key file, or exported from a GnuPG home), checks in a private home
-that it is there, can certify, and unlocks with the configured passphrase,
-and keeps that home's export of it (still passphrase-protected, with a cheap
-S2K count) in memory, so that requests never touch the CA's home again.
+that it is there, not expired or revoked, and unlocks with the configured
+passphrase, and keeps that home's export of it (still passphrase-protected,
+with a cheap S2K count) in memory, so that requests never touch the CA's
+home again.
+
+Refusal codes: openpgp-too-large, -bad-armour, -bad-packets, -secret-key,
+-no-key, -multiple-keys, -weak-key, -unsupported-key, -no-uid,
+-too-many-uids (packet checks); -ca-key, -bad-days; -key-revoked,
+-key-expired, -no-valid-uid, -import-failed (after import);
+-certify-failed, -export-failed (gpg's work checked); -root-missing (the CA
+key). Bad settings raise ValueError; a broken environment (workdir not
+private, gpgconf failing) raises GpgError.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import stat
@@ -31,6 +41,7 @@ import gnupg
 from signer_core.openpgp_gpg import (
     MAX_HOME_PATH,
     GpgError,
+    checked_signatures,
     colon_records,
     open_gpg,
     private_home,
@@ -160,7 +171,7 @@ def _import_user_key(gpg: gnupg.GPG, summary: KeySummary) -> None:
     records = colon_records(gpg)
     fprs = [r[9] for r in records if r[0] == "fpr"]
     pubs = [r for r in records if r[0] == "pub"]
-    if not pubs and getattr(imported, "no_user_id", 0):
+    if not pubs and getattr(imported, "no_user_id", None):
         raise Refusal("openpgp-no-valid-uid", "no user ID of the key has a valid self-signature")
     if len(pubs) != 1 or not fprs or fprs[0] != summary.fingerprint:
         raise Refusal("openpgp-import-failed", "gpg did not import the key that was inspected")
@@ -187,24 +198,25 @@ def _import_ca(gpg: gnupg.GPG, signer: OpenPGPSigner, secret: CaSecret) -> None:
 def _key_records(records: list[list[str]], fingerprint: str, kind: str) -> list[list[str]]:
     """The ``kind`` (pub/sec) records whose following fpr record is ``fingerprint``."""
     return [
-        r for r, nxt in zip(records, records[1:])
+        r for r, nxt in itertools.pairwise(records)
         if r[0] == kind and nxt[0] == "fpr" and len(nxt) > 9 and nxt[9] == fingerprint
     ]
 
 
 def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: int, stderr: str) -> None:
-    """Every valid user ID must now carry a fresh certification by the CA key."""
+    """Every valid user ID must now carry a fresh, verifying certification by the CA key."""
     level = f"1{signer.cert_level}x"
     valid = certified = 0
     current: str | None = None
-    for record in colon_records(gpg, sigs=True, keys=fpr):
+    for record in checked_signatures(gpg, fpr):
         if record[0] == "uid":
             current = record[1]
             valid += current not in ("r", "e")
         elif record[0] == "uat":
             current = None
         elif record[0] == "sig" and current not in (None, "r", "e"):
-            fresh = record[4] == signer.keyid and record[10] == level and int(record[5] or 0) >= started
+            fresh = (record[1] == "!" and record[4] == signer.keyid and record[10] == level
+                     and int(record[5] or 0) >= started)
             if fresh:
                 certified += 1
                 current = None  # count each user ID once
@@ -235,7 +247,9 @@ def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:
         # The export started an agent there that caches the passphrase: stop it.
         stop_agent(signer.home)
     if not key:
-        raise Refusal("openpgp-root-missing", "CA OpenPGP secret key not exported from its home (missing, or wrong passphrase)")
+        raise Refusal(
+            "openpgp-root-missing", "CA OpenPGP secret key not exported from its home (absent, or wrong passphrase)"
+        )
     return CaSecret(key, passphrase)
 
 

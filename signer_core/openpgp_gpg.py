@@ -14,6 +14,7 @@ agent.
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gnupg
 
@@ -35,6 +37,11 @@ _AGENT_EXIT_WAIT = 5.0
 # directory (on tmpfs by default), and its passphrase is in the signer's
 # memory anyway. No smartcard daemon: nothing here uses one.
 _AGENT_CONF = "s2k-count 65536\ndisable-scdaemon\n"
+
+
+# python-gnupg logs, at DEBUG, the first bytes of what it imports and of gpg's
+# output: that would put the CA secret key export into the logs.
+logging.getLogger("gnupg").setLevel(logging.INFO)
 
 
 class GpgError(RuntimeError):
@@ -106,8 +113,18 @@ def quick_sign_key(gpg: gnupg.GPG, certifier: str, target: str, passphrase: str)
     return run_command(gpg, ["--local-user", certifier, "--quick-sign-key", target], passphrase)
 
 
-def colon_records(gpg: gnupg.GPG, *, secret: bool = False, sigs: bool = False, keys: str | None = None) -> list[list[str]]:
-    """The ``--with-colons`` listing of the home, one field list per line."""
-    listing = gpg.list_keys(secret=secret, keys=keys, sigs=sigs)
+def colon_records(gpg: gnupg.GPG, *, secret: bool = False) -> list[list[str]]:
+    """The ``--with-colons`` key listing of the home, one field list per line."""
+    return _fields(gpg.list_keys(secret=secret))
+
+
+def checked_signatures(gpg: gnupg.GPG, fingerprint: str) -> list[list[str]]:
+    """``--check-sigs`` colon listing of one key: each signature verified, verdict in field 2."""
+    # python-gnupg's list_keys(sigs=True) only lists; its list machinery runs the checking variant.
+    process = gpg._open_subprocess(["--check-sigs", "--fingerprint", fingerprint])
+    return _fields(gpg._get_list_output(process, "list"))
+
+
+def _fields(listing: Any) -> list[list[str]]:
     text = listing.data.decode("utf-8", "replace")
     return [line.split(":") for line in text.splitlines() if line]

@@ -25,7 +25,7 @@ GPG = ("gpg", "--batch", "--no-tty", "--no-greeting")
 
 def gpg(home: Path, *args: str, data: bytes | None = None, check: bool = True) -> bytes:
     proc = subprocess.run(
-        [*GPG, "--homedir", str(home), *args], input=data or b"", capture_output=True, timeout=120
+        [*GPG, "--homedir", str(home), *args], input=data or b"", capture_output=True, timeout=120, check=False
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"gpg {args} failed: {proc.stderr.decode(errors='replace')}")
@@ -49,13 +49,13 @@ class Homes:
 
     def close(self) -> None:
         for home in self.root.iterdir():
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 def fingerprint(home: Path, uid: str, secret: bool = False) -> str:
     out = gpg(home, "--with-colons", "--list-secret-keys" if secret else "--list-keys", uid).decode()
-    return [line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:")][0]
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
 def gen_key(home: Path, uid: str, algo: str = "ed25519", expire: str = "never",
@@ -71,7 +71,7 @@ def assert_clean(workdir: Path) -> None:
     assert sorted(p.name for p in workdir.iterdir()) == []
     deadline = time.monotonic() + 3
     while True:
-        found = subprocess.run(["pgrep", "-f", re.escape(str(workdir))], capture_output=True)
+        found = subprocess.run(["pgrep", "-f", re.escape(str(workdir))], capture_output=True, check=False)
         if found.returncode == 1:
             return
         assert time.monotonic() < deadline, f"left running: {found.stdout!r}"
@@ -113,7 +113,7 @@ class Ed25519Key:
         return hashlib.sha1(b"\x99" + len(self.public_body).to_bytes(2, "big") + self.public_body).digest()
 
     @classmethod
-    def from_secret_export(cls, data: bytes) -> "Ed25519Key":
+    def from_secret_export(cls, data: bytes) -> Ed25519Key:
         body = walk(data)[0].body  # unprotected tag-5 packet
         oid_len = body[6]
         point = 7 + oid_len

@@ -7,14 +7,13 @@ GnuPG home and no gpg-agent left behind."""
 from __future__ import annotations
 
 import dataclasses
-import re
+import logging
 import subprocess
 import time
 from pathlib import Path
 
 import gnupg
 import pytest
-
 from conftest_openpgp import (
     Ed25519Key,
     Homes,
@@ -25,7 +24,13 @@ from conftest_openpgp import (
     packet,
     user_ids,
 )
-from signer_core.openpgp import DEFAULT_POLICY_URL, OpenPGPSigner, certify_key, load_signer
+
+from signer_core.openpgp import (
+    DEFAULT_POLICY_URL,
+    OpenPGPSigner,
+    certify_key,
+    load_signer,
+)
 from signer_core.openpgp_packets import walk
 from signer_core.refusal import Refusal
 
@@ -310,6 +315,43 @@ def test_refusal_when_ca_key_no_longer_unlocks(world, clean):
     assert info.value.text == "0 of 1 user IDs certified: gpg: signing failed: Bad passphrase"
 
 
+def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
+    """With dropping and signing switched off, an earlier genuine CA certification passes
+    the final check, and the same one with a broken signature does not."""
+    import signer_core.openpgp as module
+    from signer_core.openpgp_gpg import CommandResult
+    from signer_core.openpgp_packets import summarise
+
+    fpr = user_key(world, "Forged")
+    packets = walk(gpg(world.homes.new(), "--dearmor", data=certify_key(world.signer, export(world.user_home, fpr), 5)))
+    [at] = [i for i, p in enumerate(packets) if p.tag == 2 and p.body[1] == 0x12]
+    broken = bytearray(packets[at].body)
+    broken[-1] ^= 1
+    genuine = b"".join(p.raw for p in packets)
+    forged = b"".join(packet(2, bytes(broken)) if i == at else p.raw for i, p in enumerate(packets))
+    monkeypatch.setattr(module, "summarise", lambda data, drop_certifier: summarise(data))
+    monkeypatch.setattr(module, "quick_sign_key", lambda *args: CommandResult(0, ""))
+    monkeypatch.setattr(module, "_CLOCK_SLACK", 3600)
+    assert certify_key(world.signer, genuine, 5).startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    with pytest.raises(Refusal) as info:
+        certify_key(world.signer, forged, 5)
+    assert info.value.code == "openpgp-certify-failed"
+
+
+def test_ca_secret_key_never_reaches_the_logs(world, clean, caplog):
+    caplog.set_level(logging.DEBUG)
+    fpr = user_key(world, "Logged")
+    certify_key(world.signer, export(world.user_home, fpr), 1)
+    load_signer(fingerprint=world.ca_fpr, home=world.ca_home, passphrase_file=world.ca_pass_file,
+                workdir=world.workdir)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert CA_PASS not in logged
+    encrypted = walk(world.signer.ca_secret.key)[0].body[-48:]
+    # a window whose repr is the same whichever quote repr() picks
+    window = next(encrypted[i:i + 12] for i in range(36) if not set(encrypted[i:i + 12]) & set(b"'\"\\"))
+    assert repr(window)[2:-1] not in logged
+
+
 def test_cleanup_after_an_unexpected_error(world, clean, monkeypatch):
     """An exception from deep inside (agent already running) still removes home and agent."""
     import signer_core.openpgp as module
@@ -353,7 +395,7 @@ def test_load_signer_refusals(world, clean):
         assert info.value.code == "openpgp-root-missing", case
         assert_clean(world.workdir)
     # no CA agent left holding the passphrase either
-    agents = subprocess.run(["pgrep", "-af", "gpg-agent"], capture_output=True).stdout
+    agents = subprocess.run(["pgrep", "-af", "gpg-agent"], capture_output=True, check=False).stdout
     assert f"--homedir {world.ca_home} ".encode() not in agents
 
 

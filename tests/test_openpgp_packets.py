@@ -10,12 +10,12 @@ import hashlib
 import time
 
 import pytest
+from conftest_openpgp import Ed25519Key, mpi, packet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest_openpgp import Ed25519Key, mpi, packet
 from signer_core import openpgp_packets as op
 from signer_core.refusal import Refusal
 
