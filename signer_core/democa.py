@@ -10,9 +10,10 @@ docs/architecture.md, one configuration file for both daemons.
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import os
 import pwd
-import grp
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,19 @@ def make_roots(keys: Path, certs: Path) -> None:
         _write(certs / f"root{root}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def config_text(users: Users, device: str) -> str:
+def make_openpgp_root(home: Path) -> str:
+    """The demo's OpenPGP root: an Ed25519 key in its own GnuPG home; returns its fingerprint."""
+    home.mkdir(mode=0o700, exist_ok=True)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "Demo CA OpenPGP root <openpgp-root@demo.example>",
+                    "ed25519", "cert,sign", "10y"], check=True, capture_output=True)
+    listing = subprocess.run([*gpg, "--with-colons", "--list-secret-keys"], check=True,
+                             capture_output=True, text=True).stdout
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+
+def config_text(users: Users, device: str, openpgp_fingerprint: str) -> str:
     roots = "".join(
         f'\n[x509.roots.{i}]\nname = "{ROOT_NAMES[i]}"\nkey = "keys/root{i}.key"\n'
         f'certificate = "certs/root{i}.crt"\ncrl_url = "{CRL_URLS[i]}"\n'
@@ -125,7 +138,8 @@ def config_text(users: Users, device: str) -> str:
         'database = "lib/ca.sqlite"\nstate_dir = "lib"\n\n'
         '[x509]\nocsp_url = "http://ocsp.cacert.org/"\n'
         'cps_url = "http://www.cacert.org/cps.php"\n'
-        'policy_oid = "1.3.6.1.4.1.18506.4.4"\n' + roots
+        'policy_oid = "1.3.6.1.4.1.18506.4.4"\n' + roots +
+        f'\n[openpgp]\nhome = "keys/openpgp"\nfingerprint = "{openpgp_fingerprint}"\n'
     )
 
 
@@ -144,10 +158,12 @@ def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
         path.chmod(mode)
     if not (keys / "root0.key").exists():
         make_roots(keys, certs)
-    for path in (keys, lib, *keys.iterdir()):
+        (keys / "openpgp.fpr").write_text(make_openpgp_root(keys / "openpgp"))
+    fingerprint = (keys / "openpgp.fpr").read_text()
+    for path in (lib, keys, *keys.rglob("*")):
         _chown(path, users.signer_uid, users.signer_gid)
     Spool(directory / "spool").create_dirs(
         signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid)
     config = directory / "signer.toml"
-    _write(config, config_text(users, device).encode(), 0o644)
+    _write(config, config_text(users, device, fingerprint).encode(), 0o644)
     return config
