@@ -9,10 +9,15 @@ Output is a human table by default and JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import sys
 from pathlib import Path
+
+from spool import admin
+from spool.queue import STATES, Spool
 
 DEFAULT_CONFIG = Path("/etc/signer-appliance/signer.toml")
 
@@ -54,12 +59,52 @@ def cmd_status(args) -> tuple[object, int]:
         status = {
             "daemons": overview.daemons(),
             "database": overview.database(conn),
+            "spool": overview.spool_status(Spool(cfg.spool_dir)),
             "time": overview.time_status(conn),
             "roots": overview.roots(cfg),
+            "crls": overview.crls(conn),
             "audit": overview.audit_head(conn),
         }
     alive = all(status["daemons"].values())
     return status, 0 if alive else 1
+
+
+def _spool(args):
+    return Spool(_config(args).spool_dir)
+
+
+def cmd_spool_list(args) -> tuple[object, int]:
+    states = (args.state,) if args.state else STATES
+    return [dataclasses.asdict(e) for e in admin.entries(_spool(args), states)], 0
+
+
+def cmd_spool_show(args) -> tuple[object, int]:
+    return admin.show(_spool(args), args.name), 0
+
+
+def cmd_spool_requeue(args) -> tuple[object, int]:
+    admin.requeue(_spool(args), args.name)
+    return {"requeued": args.name}, 0
+
+
+def cmd_spool_purge(args) -> tuple[object, int]:
+    return {"purged": admin.purge_corrupt(_spool(args), args.older_than_days * 86400.0)}, 0
+
+
+def cmd_crl_show(args) -> tuple[object, int]:
+    from cryptography import x509
+    from signer_core.overview import crl_der, iso
+    with _db(_config(args)) as conn:
+        der = crl_der(conn, args.root)
+    if der is None:
+        return {"root": args.root, "crl": None}, 1
+    crl = x509.load_der_x509_crl(der)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    return {"root": args.root, "issuer": crl.issuer.rfc4514_string(), "crl_number": number,
+            "this_update": iso(crl.last_update.replace(tzinfo=dt.timezone.utc).timestamp()),
+            "next_update": iso(crl.next_update.replace(tzinfo=dt.timezone.utc).timestamp()),
+            "entries": len(crl), "der_bytes": len(der),
+            "sha1": hashlib.sha1(der).hexdigest()}, 0
 
 
 def cmd_certs_find(args) -> tuple[object, int]:
@@ -112,6 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--limit", type=int, default=100)
     find.set_defaults(func=cmd_certs_find)
 
+    sp = commands.add_parser("spool", help="the spool's entries").add_subparsers(required=True)
+    ls = sp.add_parser("list", help="entries per state, with age and refusal reason")
+    ls.add_argument("--state", choices=STATES)
+    ls.set_defaults(func=cmd_spool_list)
+    for name, func, text in (("show", cmd_spool_show, "one entry's details"),
+                             ("requeue", cmd_spool_requeue, "send a corrupt entry back to incoming")):
+        cmd = sp.add_parser(name, help=text)
+        cmd.add_argument("name", help="the entry's file name")
+        cmd.set_defaults(func=func)
+    purge = sp.add_parser("purge-corrupt", help="delete refused entries")
+    purge.add_argument("--older-than-days", type=float, default=0.0)
+    purge.set_defaults(func=cmd_spool_purge)
+
+    crl = commands.add_parser("crl", help="CRLs").add_subparsers(required=True)
+    show = crl.add_parser("show", help="a root's current CRL")
+    show.add_argument("root", type=int)
+    show.set_defaults(func=cmd_crl_show)
+
     tm = commands.add_parser("time", help="the web host's time: drift, history, last reading")
     tm.add_argument("--limit", type=int, default=20)
     tm.set_defaults(func=cmd_time)
@@ -133,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         data, code = args.func(args)
-    except (ConfigError, sqlite3.Error, OSError) as exc:
+    except (ConfigError, sqlite3.Error, OSError, KeyError, ValueError) as exc:
         print(f"signerctl: {exc}", file=sys.stderr)
         return 2
     if data is not None:

@@ -20,6 +20,7 @@ from cryptography import x509
 from signer_core.audit import AuditLog
 from signer_core.config import Config
 from signer_core.x509compat import not_after
+from spool.queue import STATES, Spool
 
 DAEMONS = ("signer-core", "signer-comm")
 
@@ -68,6 +69,33 @@ def roots(cfg: Config) -> list[dict]:
 def table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                         (name,)).fetchone() is not None
+
+
+def spool_status(spool: Spool) -> list[dict]:
+    ages = {state: spool.oldest_age(state) for state in STATES}
+    return [{"state": state, "entries": n,
+             "oldest_age_seconds": None if ages[state] is None else round(ages[state], 1)}
+            for state, n in spool.counts().items()]
+
+
+def crls(conn: sqlite3.Connection) -> list[dict]:
+    """Each root's newest CRL: number, nextUpdate, entries."""
+    if not table_exists(conn, "crls"):
+        return []
+    rows = conn.execute(
+        "SELECT c.root, c.number, c.next_update, length(c.der) AS size,"
+        " (SELECT count(*) FROM revocations r WHERE r.root = c.root) AS entries"
+        " FROM crls c WHERE c.id = (SELECT max(id) FROM crls WHERE root = c.root AND imported = 0)"
+        " ORDER BY c.root").fetchall()
+    return [{"root": r["root"], "crl_number": r["number"], "next_update": iso(r["next_update"]),
+             "entries": r["entries"], "der_bytes": r["size"]} for r in rows]
+
+
+def crl_der(conn: sqlite3.Connection, root: int) -> bytes | None:
+    row = conn.execute("SELECT der FROM crls WHERE root = ? AND imported = 0"
+                       " ORDER BY id DESC LIMIT 1", (root,)).fetchone() \
+        if table_exists(conn, "crls") else None
+    return None if row is None else bytes(row[0])
 
 
 def database(conn: sqlite3.Connection) -> dict:

@@ -19,13 +19,13 @@ history only every ``HISTORY_INTERVAL`` seconds or when the drift moves.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from signer_core.cadb import CADatabase
 from signer_core.refusal import Refusal
+from spool.safeio import commit_file
 
 HISTORY_INTERVAL = 600.0
 DRIFT_STEP = 1.0
@@ -115,10 +115,4 @@ class TimeReadings:
             f'date -u -s "@$(( $(date -u +%s) + ({drift}) ))"\n'
             "hwclock --systohc\n"
         )
-        tmp = self.script.with_name(f".{self.script.name}.tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.script)
+        commit_file(self.script.parent, self.script.name, text.encode("ascii"), 0o644)
