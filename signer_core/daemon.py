@@ -33,6 +33,7 @@ from signer_core.refusal import Refusal
 from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
+from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden
 from spool.queue import Spool
 from spool.record import Request
@@ -99,6 +100,7 @@ def run(cfg: Config, spool: Spool) -> None:
         log.info("watching %s", spool.root / "incoming")
         while True:
             while (request := spool.claim_next()) is not None:
+                crashpoint("request-claimed")
                 process(ctx, spool, request)
             spool.prune_results(RESULT_MAX_AGE)
             watcher.wait(IDLE_WAKEUP)

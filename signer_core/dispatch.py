@@ -30,6 +30,7 @@ from signer_core.refusal import Refusal
 from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
+from spool.crashpoint import crashpoint
 from spool.record import Request, Result
 
 log = logging.getLogger("signer-core")
@@ -73,6 +74,7 @@ def _reserve_serial(ctx: SignerContext, root: int, digest: bytes, profile: int) 
     for _ in range(SERIAL_ATTEMPTS):
         serial = new_serial()
         if ctx.db.reserve(root, serial, digest, profile):
+            crashpoint("serial-reserved")
             return serial
     raise Refusal("internal", "no free serial number found")
 
@@ -91,11 +93,13 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
     serial = row.serial if row is not None else _reserve_serial(
         ctx, header.root, digest, header.profile)
     cert = sign_certificate(plan, serial)
+    crashpoint("certificate-signed")
     with ctx.db.transaction():
         ctx.db.record_issued(digest, cert)
         ctx.audit.append("issued", root=header.root, profile=header.profile,
                          serial=format(serial, "x"), subject=cert.subject.rfc4514_string(),
                          request=digest.hex())
+    crashpoint("database-committed")
     log.info("issued serial %x by root %d, profile %d", serial, header.root, header.profile)
     return cert.public_bytes(serialization.Encoding.PEM)
 

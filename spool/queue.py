@@ -38,6 +38,7 @@ from spool.record import (
     encode_result,
     is_valid_id,
 )
+from spool.crashpoint import crashpoint
 from spool.safeio import UnsafeEntry, commit_file, fsync_dir, read_hostile, unlink_quietly
 from spool.watch import DirWatcher
 
@@ -277,6 +278,7 @@ class Spool:
             if result.id != request.id:
                 raise ValueError(f"result id {result.id} does not match request {request.id}")
             commit_file(self.results, f"{request.id}.res", encode_result(result), RESULT_MODE)
+            crashpoint("result-committed")
         try:
             os.unlink(self.active / f"{request.id}.req")
         except FileNotFoundError:
