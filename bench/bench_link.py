@@ -36,7 +36,8 @@ SIZES = [("1 KiB", 1024, 50), ("1 MiB", 1 << 20, 10), ("16 MiB max", MAX_PAYLOAD
 
 def start_cable() -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "comm_handler.nullmodem"], stdout=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-m", "comm_handler.nullmodem"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     a = proc.stdout.readline().split(": ", 1)[1].strip()
     b = proc.stdout.readline().split(": ", 1)[1].strip()
     return proc, a, b

@@ -203,8 +203,8 @@ class NullModem:
             with self._lock:
                 self._do_hangups()
                 lanes = list(self._lanes.values())
-            readers = [self._wake_r] + [l.src for l in lanes if len(l.pending) < MAX_PENDING]
-            writers = [l.dst for l in lanes if l.pending]
+            readers = [self._wake_r] + [lane.src for lane in lanes if len(lane.pending) < MAX_PENDING]
+            writers = [lane.dst for lane in lanes if lane.pending]
             readable, writable, _ = select.select(readers, writers, [], 0.5)
             if self._wake_r in readable:
                 os.read(self._wake_r, 4096)

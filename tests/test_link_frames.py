@@ -94,7 +94,7 @@ def test_receiver_fed_in_arbitrary_splits(message: Message, data: st.DataObject)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12), label="cuts"))
     receiver = FrameReceiver()
     consumed = 0
-    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         consumed += receiver.feed(stream[start:end])
     assert consumed == len(frame)
     assert receiver.state is ReceiverState.COMPLETE

@@ -31,8 +31,8 @@ from comm_handler.transfer import (
 )
 
 A2B, B2A = Direction.A_TO_B, Direction.B_TO_A
-CHUNK = 0.4  # receiver's silence limit
-FAST = dict(ready_timeout=2.0, verdict_timeout=1.5)  # verdict > CHUNK, as deployed (5 s vs 5 s)
+CHUNK = 0.5  # receiver's silence limit
+FAST = dict(ready_timeout=2.0, verdict_timeout=2.0)  # verdict > CHUNK, as deployed (5 s vs 5 s)
 
 
 def msg(tag: bytes, size: int = 0) -> bytes:
