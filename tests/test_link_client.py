@@ -7,6 +7,7 @@ import hashlib
 import re
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -368,3 +369,12 @@ def test_cli_link_failure_exits_2(capsys) -> None:
         code = client_cli.main(["--link", modem.a_path, "--ready-timeout", "0.3", "nul"])
     assert code == 2
     assert "no ready" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_program() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "comm_handler.client_cli", "--link", "/dev/does-not-exist", "nul"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("signer-client: link failure:")
