@@ -161,10 +161,15 @@ class WebClient:
         return self.exchange(header, key_bytes)
 
     def revoke(self, root: int, cert_pem: bytes, crl_path: Path | str, root_cert_path: Path | str) -> Response:
-        """Revoke ``cert_pem``; on success the CRL at ``crl_path`` is brought up to date."""
+        """Revoke ``cert_pem``; on success the CRL at ``crl_path`` is brought up to date.
+
+        Raises CrlUpdateError when the answer cannot be applied or does not
+        verify (the file is then unchanged), besides the ``exchange`` errors.
+        """
         return self._crl_exchange(root, cert_pem, Path(crl_path), Path(root_cert_path))
 
     def refresh_crl(self, root: int, crl_path: Path | str, root_cert_path: Path | str) -> Response:
+        """Ask for the current CRL of ``root`` (empty payload 1); errors as ``revoke``."""
         return self._crl_exchange(root, b"", Path(crl_path), Path(root_cert_path))
 
     def _crl_exchange(self, root: int, cert_pem: bytes, crl_path: Path, root_cert_path: Path) -> Response:

@@ -22,7 +22,6 @@ import enum
 import os
 import select
 import signal
-import sys
 import termios
 import threading
 from dataclasses import dataclass, field
@@ -144,7 +143,7 @@ class NullModem:
         done = threading.Event()
         with self._lock:
             self._hangups.append((side, done))
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 self._do_hangups()
         self._wake()
@@ -241,7 +240,6 @@ def main() -> None:
         modem.run()
     finally:
         modem.close()
-    sys.exit(0)
 
 
 if __name__ == "__main__":
