@@ -73,7 +73,9 @@ class Response:
 
 
 def nul_timestamp(now: datetime.datetime | None = None) -> bytes:
-    """UTC time as ``MMDDhhmmYYYY.SS``, the argument format of ``date -u``."""
+    """UTC time as ``MMDDhhmmYYYY.SS``, the argument format of ``date -u``.
+
+    An aware ``now`` is converted to UTC; a naive one is taken as UTC."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if now.tzinfo is not None:
         now = now.astimezone(datetime.timezone.utc)

@@ -310,10 +310,12 @@ def test_length_over_limit_is_dropped(ends) -> None:
 
 def test_receive_start_timeout(ends) -> None:
     _, b = ends
+    b.timeout = 7.0
     started = time.monotonic()
     with pytest.raises(LinkTimeout, match="start"):
         receive_message(b, start_timeout=0.3)
     assert 0.25 < time.monotonic() - started < 1.5
+    assert b.timeout == 7.0  # restored
 
 
 def test_raw_peer_sees_the_documented_bytes(ends) -> None:
