@@ -256,7 +256,7 @@ def test_fuzz_decoders_with_mutated_frames() -> None:
         _decode_everything(_mutate(rng, rng.choice(seeds)))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_decoders_with_random_bytes(data: bytes) -> None:
     _decode_everything(data)
