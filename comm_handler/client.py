@@ -25,6 +25,7 @@ from pathlib import Path
 import serial
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from .frames import Action, Message, RequestHeader, System, decode_message, encode_message
 from .transfer import Pacing, SerialLike, receive_message, send_message
@@ -32,6 +33,9 @@ from .transfer import Pacing, SerialLike, receive_message, send_message
 SPKAC_LINE = re.compile(rb"^\s*SPKAC\s*=", re.MULTILINE)
 PEM_CRL_MARKER = b"-----BEGIN X509 CRL-----"
 XDELTA_TIMEOUT = 60.0
+SIGNING_KEY_TYPES = (
+    rsa.RSAPublicKey, ec.EllipticCurvePublicKey, dsa.DSAPublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey
+)
 
 
 class ClientError(Exception):
@@ -69,7 +73,9 @@ class Response:
 
 
 def nul_timestamp(now: datetime.datetime | None = None) -> bytes:
-    """UTC time as ``MMDDhhmmYYYY.SS``, the argument format of ``date -u``."""
+    """UTC time as ``MMDDhhmmYYYY.SS``, the argument format of ``date -u``.
+
+    An aware ``now`` is converted to UTC; a naive one is taken as UTC."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if now.tzinfo is not None:
         now = now.astimezone(datetime.timezone.utc)
@@ -99,8 +105,13 @@ class WebClient:
         chunk_timeout: float = 5.0,
         pacing: Pacing | None = None,
     ) -> None:
-        self.port = serial.serial_for_url(link, baudrate=baud, timeout=1.0) if isinstance(link, str) else link
-        self._owns_port = isinstance(link, str)
+        self.port: SerialLike
+        if isinstance(link, str):
+            self._owned = serial.serial_for_url(link, baudrate=baud, timeout=1.0)
+            self.port = self._owned
+        else:
+            self._owned = None
+            self.port = link
         self.response_timeout = response_timeout
         self.ready_timeout = ready_timeout
         self.verdict_timeout = verdict_timeout
@@ -108,8 +119,8 @@ class WebClient:
         self.pacing = pacing
 
     def close(self) -> None:
-        if self._owns_port:
-            self.port.close()
+        if self._owned is not None:
+            self._owned.close()
 
     def __enter__(self) -> WebClient:
         return self
@@ -152,10 +163,15 @@ class WebClient:
         return self.exchange(header, key_bytes)
 
     def revoke(self, root: int, cert_pem: bytes, crl_path: Path | str, root_cert_path: Path | str) -> Response:
-        """Revoke ``cert_pem``; on success the CRL at ``crl_path`` is brought up to date."""
+        """Revoke ``cert_pem``; on success the CRL at ``crl_path`` is brought up to date.
+
+        Raises CrlUpdateError when the answer cannot be applied or does not
+        verify (the file is then unchanged), besides the ``exchange`` errors.
+        """
         return self._crl_exchange(root, cert_pem, Path(crl_path), Path(root_cert_path))
 
     def refresh_crl(self, root: int, crl_path: Path | str, root_cert_path: Path | str) -> Response:
+        """Ask for the current CRL of ``root`` (empty payload 1); errors as ``revoke``."""
         return self._crl_exchange(root, b"", Path(crl_path), Path(root_cert_path))
 
     def _crl_exchange(self, root: int, cert_pem: bytes, crl_path: Path, root_cert_path: Path) -> Response:
@@ -173,10 +189,8 @@ def apply_crl_answer(answer: bytes, held: bytes, crl_path: Path, root_cert_path:
     ``answer`` is a whole PEM CRL or an xdelta 1.x patch from ``held``.
     Raises CrlUpdateError (file left as it was).
     """
-    if answer.lstrip().startswith(PEM_CRL_MARKER):
-        new = _pem_crl_to_der(answer)
-    else:
-        new = xdelta_patch(held, answer)
+    is_pem = answer.lstrip().startswith(PEM_CRL_MARKER)
+    new = _pem_crl_to_der(answer) if is_pem else xdelta_patch(held, answer)
     verify_crl(new, root_cert_path)
     try:
         _replace_atomically(crl_path, new)
@@ -216,13 +230,17 @@ def verify_crl(der: bytes, root_cert_path: Path) -> None:
     """The CRL parses as DER, names the root as issuer and carries its signature."""
     try:
         crl = x509.load_der_x509_crl(der)
-        root_pem = root_cert_path.read_bytes()
-        root = x509.load_pem_x509_certificate(root_pem) if b"-----BEGIN" in root_pem else x509.load_der_x509_certificate(root_pem)
+        root_bytes = root_cert_path.read_bytes()
+        is_pem = b"-----BEGIN" in root_bytes
+        root = x509.load_pem_x509_certificate(root_bytes) if is_pem else x509.load_der_x509_certificate(root_bytes)
     except (ValueError, OSError) as exc:
         raise CrlUpdateError(f"CRL or root certificate unreadable: {exc}") from exc
     if crl.issuer != root.subject:
         raise CrlUpdateError("CRL issuer is not the root certificate's subject")
-    if not crl.is_signature_valid(root.public_key()):
+    key = root.public_key()
+    if not isinstance(key, SIGNING_KEY_TYPES):
+        raise CrlUpdateError(f"root certificate holds no signing key ({type(key).__name__})")
+    if not crl.is_signature_valid(key):
         raise CrlUpdateError("CRL signature does not verify with the root certificate")
 
 

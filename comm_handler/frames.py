@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
 VERSION = 1
 START = 0x02
@@ -221,7 +222,10 @@ def response_header(action: int) -> bytes:
     return bytes([VERSION, action, 0, 0])
 
 
-def _enum_value(kind: type[enum.IntEnum], value: int, name: str) -> enum.IntEnum:
+_E = TypeVar("_E", Action, System)
+
+
+def _enum_value(kind: type[_E], value: int, name: str) -> _E:
     try:
         return kind(value)
     except ValueError:
@@ -262,8 +266,8 @@ class RequestHeader:
             raise FrameError(f"key-type flag {data[8]} is neither 0 nor 1")
         return cls(
             version=data[0],
-            action=data[1],
-            system=data[2],
+            action=_enum_value(Action, data[1], "action"),
+            system=_enum_value(System, data[2], "system"),
             root=data[3],
             profile=data[4],
             md=data[5],

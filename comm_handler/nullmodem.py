@@ -22,7 +22,6 @@ import enum
 import os
 import select
 import signal
-import sys
 import termios
 import threading
 from dataclasses import dataclass, field
@@ -144,7 +143,7 @@ class NullModem:
         done = threading.Event()
         with self._lock:
             self._hangups.append((side, done))
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 self._do_hangups()
         self._wake()
@@ -203,8 +202,8 @@ class NullModem:
             with self._lock:
                 self._do_hangups()
                 lanes = list(self._lanes.values())
-            readers = [self._wake_r] + [l.src for l in lanes if len(l.pending) < MAX_PENDING]
-            writers = [l.dst for l in lanes if l.pending]
+            readers = [self._wake_r] + [lane.src for lane in lanes if len(lane.pending) < MAX_PENDING]
+            writers = [lane.dst for lane in lanes if lane.pending]
             readable, writable, _ = select.select(readers, writers, [], 0.5)
             if self._wake_r in readable:
                 os.read(self._wake_r, 4096)
@@ -241,7 +240,6 @@ def main() -> None:
         modem.run()
     finally:
         modem.close()
-    sys.exit(0)
 
 
 if __name__ == "__main__":

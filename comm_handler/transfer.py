@@ -103,6 +103,10 @@ class Pacing:
     per_byte: float = 270e-6
     per_slice: float = 9e-3
 
+    def __post_init__(self) -> None:
+        if self.slice_bytes < 1 or self.per_byte < 0 or self.per_slice < 0:
+            raise ValueError(f"invalid pacing {self}")
+
 
 DEPLOYED_PACING = Pacing()
 

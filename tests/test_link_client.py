@@ -7,6 +7,7 @@ import hashlib
 import re
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -243,7 +244,7 @@ def test_bad_crl_answers_leave_the_file_alone(tmp_path: Path, kind: str) -> None
     crl_path = tmp_path / "revoke.crl"
     crl_path.write_bytes(held)
     answer = {
-        "foreign-signature": other.crl(([1, 2])).public_bytes(serialization.Encoding.PEM),
+        "foreign-signature": other.crl([1, 2]).public_bytes(serialization.Encoding.PEM),
         "garbage-patch": b"%XDZ004%" + bytes(40),
         "wrong-base": xdelta_delta(tmp_path, ca.crl_der([9, 10, 11]), ca.crl_der([9, 10, 11, 12])),
         "bad-pem": b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n",
@@ -283,7 +284,7 @@ class SocketPort:
         self.sock.settimeout(self.timeout)
         try:
             return self.sock.recv(size)
-        except socket.timeout:
+        except TimeoutError:
             return b""
 
     def write(self, data: bytes) -> int:
@@ -350,14 +351,15 @@ def test_cli_refusal_exits_1_with_reason(link, tmp_path: Path, capsys) -> None:
 def test_cli_refresh_crl_reports_the_file(link, tmp_path: Path, capsys) -> None:
     ca = Ca()
     root = ca.write_cert(tmp_path / "root.pem")
-    link(lambda request: (ca.crl(([3])).public_bytes(serialization.Encoding.PEM), b""))
+    link(lambda request: (ca.crl([3]).public_bytes(serialization.Encoding.PEM), b""))
     crl_path = tmp_path / "revoke.crl"
     code = client_cli.main([
         "--link", link.path, "--timeout", "5", "refresh-crl", "--root", "0",
         "--crl", str(crl_path), "--root-cert", str(root),
     ])
     assert code == 0
-    assert capsys.readouterr().out == f"crl updated: {crl_path} sha1={hashlib.sha1(crl_path.read_bytes()).hexdigest()}\n"
+    digest = hashlib.sha1(crl_path.read_bytes()).hexdigest()
+    assert capsys.readouterr().out == f"crl updated: {crl_path} sha1={digest}\n"
 
 
 def test_cli_link_failure_exits_2(capsys) -> None:
@@ -367,3 +369,12 @@ def test_cli_link_failure_exits_2(capsys) -> None:
         code = client_cli.main(["--link", modem.a_path, "--ready-timeout", "0.3", "nul"])
     assert code == 2
     assert "no ready" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_program() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "comm_handler.client_cli", "--link", "/dev/does-not-exist", "nul"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("signer-client: link failure:")
