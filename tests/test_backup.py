@@ -1,0 +1,379 @@
+"""Backup and restore with real gpg and real SQLite.
+
+A backup is taken while another process keeps writing to the CA database;
+restored into an empty directory it holds exactly the certificates and audit
+records of one committed state, and the chain's head is the one the backup
+printed. Damaged, truncated, wrongly-encrypted and tampered archives are
+refused with a reason and change nothing, even with --force.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest_backup import (
+    GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
+    signer_user, tree_state)
+from signer_core.audit import AuditLog
+from signer_core.backup import (
+    DATABASE_MEMBER, MANIFEST, BackupError, Manifest, Member, make_backup, parse_manifest)
+from signer_core.restore import RestoreError, restore_backup
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def backup_key():
+    key = make_gpg_key("CA backup <backup@example.org>")
+    yield key
+    remove_gpg_home(key.home)
+
+
+@pytest.fixture(scope="module")
+def other_key():
+    key = make_gpg_key("Someone else <other@example.org>")
+    yield key
+    remove_gpg_home(key.home)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, backup_key):
+    """One CA and a backup of it with keys, shared by the refusal tests (read-only)."""
+    base = tmp_path_factory.mktemp("made")
+    config = make_ca(base / "ca")
+    result = make_backup(load(config), str(backup_key.public_file), base / "ca.backup",
+                         include_keys=True)
+    return config, result
+
+
+def rows(db: Path, table: str, limit: int | None = None) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        order = "seq" if table == "audit" else "id"
+        query = f"SELECT * FROM {table} ORDER BY {order}"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def verdict(db: Path):
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return AuditLog(conn, create=False).verify()
+    finally:
+        conn.close()
+
+
+WRITER = r"""
+import sys, time
+from pathlib import Path
+from conftest_backup import issue, load, root_material
+from signer_core.audit import AuditLog
+from signer_core.cadb import CADatabase
+
+config, stop = Path(sys.argv[1]), Path(sys.argv[2])
+key, cert = root_material(config)
+db = CADatabase(load(config).signer.database)
+audit = AuditLog(db.connection)
+n = 1000
+while not stop.exists():
+    with db.transaction():
+        issue(db, audit, key, cert, n)
+        time.sleep(0.01)   # the write stays in flight a while, uncommitted
+    n += 1
+print(n - 1000)
+"""
+
+
+def wait_for_records(db: Path, at_least: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = verdict(db).count
+        if count >= at_least:
+            return count
+        time.sleep(0.02)
+    raise AssertionError(f"the writer did not reach {at_least} records")
+
+
+def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key):
+    config = make_ca(tmp_path / "ca")
+    cfg = load(config)
+    stop = tmp_path / "stop"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(config), str(stop)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        before = wait_for_records(cfg.signer.database, 12 + 5)
+        made = make_backup(cfg, str(backup_key.public_file), tmp_path / "b.gpg")
+        wait_for_records(cfg.signer.database, made.audit_count + 5)
+    finally:
+        stop.touch()
+        out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err.decode()
+    assert made.audit_ok and made.audit_count >= before
+    original = cfg.signer.database
+    assert verdict(original).count > made.audit_count  # writes went on after the snapshot
+
+    target = tmp_path / "new"
+    target.mkdir()
+    restored = restore_backup(tmp_path / "b.gpg", target / "signer.toml",
+                              gnupghome=backup_key.home, load=load)
+    db = target / "lib" / "ca.sqlite"
+    assert (restored.audit_count, restored.audit_head) == (made.audit_count, made.audit_head)
+    assert restored.archive_sha256 == made.sha256
+    check = verdict(db)
+    assert check.ok and (check.count, check.head) == (made.audit_count, made.audit_head)
+    assert rows(db, "audit") == rows(original, "audit", made.audit_count)
+    # Every certificate is audited in its own transaction: one committed state has
+    # exactly as many issued rows as "issued" records, and they are the original's.
+    certs = rows(db, "certificates")
+    assert len(certs) == made.audit_count
+    assert certs == rows(original, "certificates", len(certs))
+    assert (target / "signer.toml").read_bytes() == config.read_bytes()
+    assert not (target / "keys" / "root0.key").exists()   # no --include-keys
+
+
+def test_restore_with_keys_into_empty_directory(tmp_path, made, backup_key):
+    config, result = made
+    cfg = load(config)
+    target = tmp_path / "new"
+    restored = restore_backup(result.path, target / "etc" / "signer.toml",
+                              gnupghome=backup_key.home, load=load)
+    etc = target / "etc"
+    new = load(etc / "signer.toml")
+    root, old_root = new.x509.roots[0], cfg.x509.roots[0]
+    pairs = [(root.key, old_root.key), (root.passphrase_file, old_root.passphrase_file),
+             (root.certificate, old_root.certificate),
+             (new.openpgp.key_file, cfg.openpgp.key_file),
+             (new.openpgp.passphrase_file, cfg.openpgp.passphrase_file),
+             (etc / "lib" / "crl" / "root0.crl", cfg.signer.state_dir / "crl" / "root0.crl")]
+    for new_path, old_path in pairs:
+        assert new_path.read_bytes() == old_path.read_bytes()
+        assert str(etc) in str(new_path)
+    assert set(restored.restored) == {str(p) for p, _ in pairs} | {
+        str(etc / "signer.toml"), str(new.signer.database)}
+    assert rows(new.signer.database, "certificates") == rows(cfg.signer.database, "certificates")
+    assert rows(new.signer.database, "audit") == rows(cfg.signer.database, "audit")
+    for secret in (root.key, root.passphrase_file, new.openpgp.key_file, new.signer.database):
+        assert secret.stat().st_mode & 0o777 == 0o600
+    assert root.key.parent.stat().st_mode & 0o777 == 0o700
+    assert new.signer.database.parent.stat().st_mode & 0o777 == 0o700
+    if os.geteuid() == 0:
+        import pwd
+        uid = pwd.getpwnam(signer_user()).pw_uid
+        for path in (root.key, new.signer.database, root.key.parent):
+            assert path.stat().st_uid == uid
+        assert (etc / "signer.toml").stat().st_uid == 0
+    assert restored.warnings == ()
+
+
+def test_backup_prints_what_the_archive_holds(made, backup_key):
+    config, result = made
+    plain = gpg_decrypt(backup_key, result.path.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        names = tar.getnames()
+        manifest = parse_manifest(tar.extractfile(MANIFEST).read())
+    assert names[0] == MANIFEST and names[1:] == [m.name for m in manifest.members]
+    assert (manifest.audit_count, manifest.audit_head) == (result.audit_count, result.audit_head)
+    assert manifest.audit_head == verdict(load(config).signer.database).head
+    import hashlib
+    assert hashlib.sha256(result.path.read_bytes()).hexdigest() == result.sha256
+    assert "keys/root0.key" in names and "openpgp/key" in names
+
+
+def test_without_include_keys_no_secret_leaves(tmp_path, made, backup_key):
+    config, _ = made
+    result = make_backup(load(config), str(backup_key.public_file), tmp_path / "pub.backup")
+    plain = gpg_decrypt(backup_key, result.path.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        names = tar.getnames()
+    assert names == [MANIFEST, "config/signer.toml", DATABASE_MEMBER, "certs/root0.crt",
+                     "crl/crl/root0.crl"]
+    secrets = [p.read_bytes() for p in (load(config).signer.state_dir.parent / "keys").iterdir()]
+    assert not any(s in plain for s in secrets)
+    assert oct(result.path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture
+def keyring(tmp_path, backup_key):
+    """An operator's keyring holding the backup public key (and nothing else)."""
+    ring = tmp_path / "ring"
+    ring.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(ring), "--batch", "--import",
+                    str(backup_key.public_file)], check=True, capture_output=True)
+    yield ring
+    remove_gpg_home(ring)
+
+
+def test_backup_to_a_key_id_in_a_keyring(tmp_path, made, backup_key, keyring):
+    config, _ = made
+    before = tree_state(keyring)
+    result = make_backup(load(config), backup_key.fingerprint[-16:], tmp_path / "k.backup",
+                         keyring=keyring)
+    assert result.recipient == backup_key.fingerprint
+    assert gpg_decrypt(backup_key, result.path.read_bytes())[:512].find(b"MANIFEST") >= 0
+    with pytest.raises(BackupError, match="no public key"):
+        make_backup(load(config), "0123456789ABCDEF", tmp_path / "y.backup", keyring=keyring)
+    assert tree_state(keyring) == before   # the keyring was only read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.backup", "ring"]
+
+
+def test_backup_refuses_a_secret_key_and_an_existing_file(tmp_path, made, backup_key):
+    config, result = made
+    secret = tmp_path / "secret.asc"
+    secret.write_bytes(subprocess.run(
+        ["gpg", "--homedir", str(backup_key.home), "--batch", "--armor",
+         "--export-secret-keys", backup_key.fingerprint], check=True, capture_output=True).stdout)
+    with pytest.raises(BackupError, match="private half must never be on the signer"):
+        make_backup(load(config), str(secret), tmp_path / "x.backup")
+    with pytest.raises(BackupError, match="exists"):
+        make_backup(load(config), str(backup_key.public_file), result.path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.asc"]
+
+
+# --- refusals ---------------------------------------------------------------------
+
+@pytest.fixture
+def installed(tmp_path, made):
+    """A target that already holds an installation: refusals must leave it as it is."""
+    target = tmp_path / "target"
+    make_ca(target, certificates=3)
+    return target, tree_state(target)
+
+
+def refused(archive: Path, target: Path, key: GpgKey, match: str) -> None:
+    with pytest.raises(RestoreError, match=match):
+        restore_backup(archive, target / "signer.toml", gnupghome=key.home, force=True, load=load)
+
+
+def test_flipped_byte_is_refused(tmp_path, made, installed, backup_key):
+    _, result = made
+    data = bytearray(result.path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(data)
+    refused(damaged, installed[0], backup_key, "damaged or truncated|differs from the manifest")
+    assert tree_state(installed[0]) == installed[1]
+
+
+def test_truncated_backup_is_refused(tmp_path, made, installed, backup_key):
+    _, result = made
+    data = result.path.read_bytes()
+    for cut in (len(data) * 2 // 3, len(data) - 1, 40):
+        truncated = tmp_path / f"cut{cut}"
+        truncated.write_bytes(data[:cut])
+        refused(truncated, installed[0], backup_key, "damaged or truncated")
+    assert tree_state(installed[0]) == installed[1]
+
+
+def test_backup_for_another_key_is_refused(tmp_path, made, installed, backup_key, other_key):
+    config, _ = made
+    wrong = make_backup(load(config), str(other_key.public_file), tmp_path / "wrong")
+    refused(wrong.path, installed[0], backup_key, "not encrypted to a key held here")
+    assert tree_state(installed[0]) == installed[1]
+
+
+def rebuild(key: GpgKey, archive: Path, change) -> bytes:
+    """Decrypt, let ``change`` edit the list of (TarInfo, bytes), re-encrypt to the same key."""
+    plain = gpg_decrypt(key, archive.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        members = [(i, tar.extractfile(i).read()) for i in tar.getmembers()]
+    change(members)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gpg_encrypt(key, out.getvalue())
+
+
+def _alter(members):
+    info, data = members[1]
+    members[1] = (info, data.replace(b"test root", b"evil root"))
+
+
+def _extra(members):
+    members.append((tarfile.TarInfo("keys/root7.key"), b"-----BEGIN PRIVATE KEY-----\n"))
+
+
+def _missing(members):
+    del members[3]
+
+
+def _manifest_last(members):
+    members.append(members.pop(0))
+
+
+def _chain_edited(members):
+    """A database whose audit chain was edited, under a manifest that matches it."""
+    import hashlib
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, "db")
+        index = next(i for i, (info, _) in enumerate(members) if info.name == DATABASE_MEMBER)
+        path.write_bytes(members[index][1])
+        conn = sqlite3.connect(path)
+        conn.execute("""UPDATE audit SET details = '{"root":0,"serial":"1"}' WHERE seq = 3""")
+        conn.commit()
+        conn.close()
+        data = path.read_bytes()
+    members[index] = (members[index][0], data)
+    manifest = parse_manifest(members[0][1])
+    members[0] = (members[0][0], Manifest(
+        manifest.created, manifest.audit_count, manifest.audit_head, manifest.includes_keys,
+        tuple(Member(m.name, len(data), hashlib.sha256(data).hexdigest())
+              if m.name == DATABASE_MEMBER else m for m in manifest.members)).to_bytes())
+
+
+@pytest.mark.parametrize("change, reason", [
+    (_alter, "config/signer.toml: SHA-256 differs from the manifest"),
+    (_extra, "keys/root7.key: extra, not in the manifest"),
+    (_missing, "certs/root0.crt: in the manifest but missing"),
+    (_manifest_last, "does not start with its MANIFEST"),
+    (_chain_edited, "audit chain in the backup is broken at record 3"),
+])
+def test_tampered_archive_is_refused(tmp_path, made, installed, backup_key, change, reason):
+    _, result = made
+    tampered = tmp_path / "tampered"
+    tampered.write_bytes(rebuild(backup_key, result.path, change))
+    refused(tampered, installed[0], backup_key, reason)
+    assert tree_state(installed[0]) == installed[1]
+
+
+def test_existing_database_needs_force(tmp_path, made, installed, backup_key):
+    config, result = made
+    target, before = installed
+    with pytest.raises(RestoreError, match="a CA database exists there; use --force"):
+        restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
+                       load=load)
+    assert tree_state(target) == before
+    restored = restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
+                              force=True, load=load)
+    db = load(target / "signer.toml").signer.database
+    assert rows(db, "certificates") == rows(load(config).signer.database, "certificates")
+    assert verdict(db).head == restored.audit_head == result.audit_head
+    assert not Path(f"{db}-wal").exists() or verdict(db).count == result.audit_count
+    assert load(target / "signer.toml").x509.roots[0].key.read_bytes() == \
+        load(config).x509.roots[0].key.read_bytes()
+
+
+def test_differing_file_needs_force(tmp_path, made, backup_key):
+    _, result = made
+    target = tmp_path / "t"
+    target.mkdir()
+    (target / "signer.toml").write_text("# the package's default\n")
+    before = tree_state(target)
+    with pytest.raises(RestoreError, match="signer.toml: exists and differs"):
+        restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home, load=load)
+    assert tree_state(target) == before
