@@ -99,6 +99,7 @@ class BackupResult:
     audit_count: int
     audit_head: str
     audit_problem: str
+    database_problem: str       # "" when SQLite's integrity check passed
     members: tuple[str, ...]
     missing: tuple[str, ...]
 
@@ -271,9 +272,23 @@ def snapshot_database(database: Path, target: Path) -> None:
         src.close()
 
 
+def _open_immutable(database: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{database.resolve().as_uri()}?immutable=1", uri=True)
+
+
+def database_problem(database: Path) -> str:
+    """SQLite's integrity check of a file nobody is writing: "" when it is sound."""
+    conn = _open_immutable(database)
+    try:
+        lines = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
+    finally:
+        conn.close()
+    return "" if lines == ["ok"] else "; ".join(lines)
+
+
 def audit_of(database: Path) -> Verdict:
     """The audit verdict of a database file nobody else is writing."""
-    conn = sqlite3.connect(f"{database.resolve().as_uri()}?immutable=1", uri=True)
+    conn = _open_immutable(database)
     try:
         has_audit = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'").fetchone()
@@ -405,7 +420,7 @@ def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
         try:
             snapshot = workdir / "ca.sqlite"
             snapshot_database(cfg.signer.database, snapshot)
-            verdict = audit_of(snapshot)
+            verdict, problem = audit_of(snapshot), database_problem(snapshot)
             items, missing = _collect(cfg, include_keys, snapshot)
             now = dt.datetime.now(dt.timezone.utc)
             manifest = Manifest(
@@ -417,8 +432,8 @@ def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return BackupResult(out, sha256_file(out), fingerprint, verdict.ok, verdict.count,
-                        verdict.head, verdict.problem, tuple(i.name for i in items),
-                        tuple(missing))
+                        verdict.head, verdict.problem, problem,
+                        tuple(i.name for i in items), tuple(missing))
 
 
 def _sha256_item(item: _Item) -> str:

@@ -34,18 +34,14 @@ def cmd_backup(args) -> tuple[object, int]:
         data["missing"] = list(result.missing)
     if not result.audit_ok:
         data["audit"]["problem"] = result.audit_problem
-    return data, 0 if result.audit_ok and not result.missing else 1
-
-
-def _signer_running() -> bool:
-    from signer_core.overview import daemons
-    return bool(daemons()["signer-core"])
+    if result.database_problem:
+        data["database_problem"] = result.database_problem
+    sound = result.audit_ok and not result.database_problem and not result.missing
+    return data, 0 if sound else 1
 
 
 def cmd_restore(args) -> tuple[object, int]:
     from signer_core.restore import RestoreError, restore_backup
-    if _signer_running():
-        return {"refused": "signer-core is running; stop the daemons before a restore"}, 1
     try:
         result = restore_backup(args.input, args.config, gnupghome=args.gnupghome,
                                 force=args.force)

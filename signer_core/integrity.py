@@ -167,7 +167,13 @@ def check(cfg, *, baseline: Path | None = None, accept: bool = False,
     baseline = Path(baseline) if baseline is not None else default_baseline(state_dir)
     files = current_files(cfg, programs=programs, unit_dirs=unit_dirs)
     digest = set_digest(files)
-    old = load_baseline(baseline)
+    try:
+        old = load_baseline(baseline)
+    except IntegrityError as exc:
+        _write_json(state_dir / LAST_CHECK_NAME, {
+            "at": _now(), "clean": False, "accepted": False, "digest": digest,
+            "baseline": str(baseline), "problem": str(exc)})
+        raise
     old_files, accepted_at = old if old is not None else ({}, None)
     report = Report(
         files, digest, baseline, set_digest(old_files) if old is not None else None,

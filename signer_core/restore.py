@@ -43,8 +43,8 @@ from typing import IO
 
 from signer_core.backup import (
     CONFIG_MEMBER, DATABASE_MEMBER, MANIFEST, MAX_MANIFEST, BackupError, GpgRun, Manifest,
-    Member, audit_of, check_member_name, gpg_command, gpg_result, parse_manifest,
-    sha256_file, write_atomically)
+    Member, audit_of, check_member_name, database_problem, gpg_command, gpg_result,
+    parse_manifest, sha256_file, write_atomically)
 
 _SLACK = 64 * 1024          # tar headers, pax records and padding per member
 _KEY = re.compile(r"keys/root(\d{1,3})\.(key|passphrase)")
@@ -183,16 +183,11 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
 
 def check_database(database: Path, manifest: Manifest) -> None:
     try:
-        conn = sqlite3.connect(f"{database.resolve().as_uri()}?immutable=1", uri=True)
-        try:
-            result = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            conn.close()
-        verdict = audit_of(database)
+        problem, verdict = database_problem(database), audit_of(database)
     except sqlite3.Error as exc:
         raise RestoreError(f"the database in the backup is unreadable: {exc}") from exc
-    if result != "ok":
-        raise RestoreError(f"the database in the backup is corrupt: {result}")
+    if problem:
+        raise RestoreError(f"the database in the backup is corrupt: {problem}")
     if not verdict.ok:
         raise RestoreError(f"the audit chain in the backup is broken at record"
                            f" {verdict.bad_seq}: {verdict.problem}")
@@ -267,6 +262,22 @@ def plan(manifest: Manifest, cfg, staging: Path, config_path: Path) -> list[Plac
     return sorted(placements, key=lambda p: p.member == DATABASE_MEMBER)
 
 
+def database_holders(database: Path) -> list[int]:
+    """Processes that have the database (or its WAL) open, as far as /proc shows."""
+    names = {f"{database.resolve()}{suffix}" for suffix in ("", *_DB_SIDE_FILES)}
+    holders = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd.path) for fd in os.scandir(f"{entry.path}/fd")]
+        except OSError:
+            continue  # gone, or not ours to see
+        if names.intersection(links):
+            holders.append(int(entry.name))
+    return holders
+
+
 def check_targets(placements: list[Placement], staging: Path, force: bool) -> None:
     for p in sorted(placements, key=lambda p: p.member != DATABASE_MEMBER):
         if p.target.is_dir():
@@ -276,6 +287,11 @@ def check_targets(placements: list[Placement], staging: Path, force: bool) -> No
             if exists and not force:
                 raise RestoreError(f"{p.target}: a CA database exists there;"
                                    " use --force to replace it")
+            # Replacing a database under a running signer would corrupt it, even forced.
+            holders = database_holders(p.target) if exists else []
+            if holders:
+                raise RestoreError(f"{p.target}: in use by process {holders[0]};"
+                                   " stop the daemons first")
         elif (p.target.exists() and not force
               and sha256_file(p.target) != sha256_file(staging / p.member)):
             raise RestoreError(f"{p.target}: exists and differs from the backup;"

@@ -9,6 +9,8 @@ refused with a reason and change nothing, even with --force.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import io
 import os
 import sqlite3
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest_backup import (
-    GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
+    STAND_IN, GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
     signer_user, tree_state)
 from signer_core.audit import AuditLog
 from signer_core.backup import (
@@ -187,7 +189,6 @@ def test_backup_prints_what_the_archive_holds(made, backup_key):
     assert names[0] == MANIFEST and names[1:] == [m.name for m in manifest.members]
     assert (manifest.audit_count, manifest.audit_head) == (result.audit_count, result.audit_head)
     assert manifest.audit_head == verdict(load(config).signer.database).head
-    import hashlib
     assert hashlib.sha256(result.path.read_bytes()).hexdigest() == result.sha256
     assert "keys/root0.key" in names and "openpgp/key" in names
 
@@ -317,7 +318,6 @@ def _manifest_last(members):
 
 def _chain_edited(members):
     """A database whose audit chain was edited, under a manifest that matches it."""
-    import hashlib
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         path = Path(d, "db")
@@ -358,9 +358,18 @@ def test_existing_database_needs_force(tmp_path, made, installed, backup_key):
         restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
                        load=load)
     assert tree_state(target) == before
+    db = load(target / "signer.toml").signer.database
+    busy = sqlite3.connect(db)
+    busy.execute("SELECT count(*) FROM certificates").fetchone()
+    try:
+        with pytest.raises(RestoreError, match=f"in use by process {os.getpid()}"):
+            restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
+                           force=True, load=load)
+    finally:
+        busy.close()
+    assert tree_state(target) == before
     restored = restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
                               force=True, load=load)
-    db = load(target / "signer.toml").signer.database
     assert rows(db, "certificates") == rows(load(config).signer.database, "certificates")
     assert verdict(db).head == restored.audit_head == result.audit_head
     assert not Path(f"{db}-wal").exists() or verdict(db).count == result.audit_count
@@ -377,3 +386,43 @@ def test_differing_file_needs_force(tmp_path, made, backup_key):
     with pytest.raises(RestoreError, match="signer.toml: exists and differs"):
         restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home, load=load)
     assert tree_state(target) == before
+
+
+@pytest.mark.skipif(STAND_IN, reason="signerctl reads the configuration with signer_core.config")
+def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
+    from signer_core.ctl import render
+    from signer_core.ctl_backup import add_commands
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path)
+    add_commands(parser.add_subparsers(dest="command", required=True))
+
+    def ctl(*argv):
+        args = parser.parse_args([str(a) for a in argv])
+        return args.func(args)
+
+    config, _ = made
+    out = tmp_path / "cli.backup"
+    data, code = ctl("--config", config, "backup", "--encrypt-to", backup_key.public_file,
+                     "--out", out, "--include-keys")
+    assert code == 0 and data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert data["audit"]["head"] == verdict(load(config).signer.database).head
+    text = io.StringIO()
+    render(data, out=text)
+    assert data["sha256"] in text.getvalue() and data["audit"]["head"] in text.getvalue()
+
+    target = tmp_path / "new" / "signer.toml"
+    data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
+    assert code == 0 and data["audit"]["head"] == verdict(load(config).signer.database).head
+    data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
+    assert code == 1 and "use --force" in data["refused"]
+    data, code = ctl("--config", target, "backup", "--encrypt-to", backup_key.public_file,
+                     "--out", out)
+    assert code == 1 and "exists" in data["refused"]
+
+    data, code = ctl("--config", target, "integrity")
+    assert code == 1 and not data["clean"] and "no baseline" in data["note"]
+    assert any(label.startswith("program:signer_core/") for label in data["added"])
+    data, code = ctl("--config", target, "integrity", "--accept")
+    assert code == 0 and data["clean"]
+    again, code = ctl("--config", target, "integrity")
+    assert code == 0 and again["clean"] and again["digest"] == data["digest"]

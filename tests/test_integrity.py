@@ -125,6 +125,8 @@ def test_edited_baseline_is_refused(site):
     path.write_text(json.dumps(data))
     with pytest.raises(IntegrityError, match="digest does not match"):
         run(site)
+    failed = last_check(load(site[0]).signer.state_dir)
+    assert failed["clean"] is False and "digest does not match" in failed["problem"]
     path.write_text("[]")
     with pytest.raises(IntegrityError, match="not a baseline"):
         run(site)
