@@ -10,6 +10,7 @@ the machine that holds the backup secret key). Wiring only: the work is in
 from __future__ import annotations
 
 import argparse
+import pwd
 from pathlib import Path
 
 
@@ -49,7 +50,18 @@ def cmd_restore(args) -> tuple[object, int]:
         return {"refused": str(exc)}, 1
     return {"archive_sha256": result.archive_sha256, "backup_made": result.created,
             "audit": {"records": result.audit_count, "head": result.audit_head},
-            "restored": list(result.restored), "warnings": list(result.warnings)}, 0
+            "restored": [_as_installed(Path(p)) for p in result.restored],
+            "warnings": [{"warning": w} for w in result.warnings]}, 0
+
+
+def _as_installed(path: Path) -> dict:
+    """What is on disk now, for the operator to see: path, mode, owner."""
+    st = path.stat()
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return {"path": str(path), "mode": f"{st.st_mode & 0o7777:04o}", "owner": owner}
 
 
 def cmd_integrity(args) -> tuple[object, int]:
@@ -61,9 +73,12 @@ def cmd_integrity(args) -> tuple[object, int]:
     data = {"clean": report.clean, "digest": report.digest, "files": len(report.files),
             "baseline": str(report.baseline),
             "baseline_accepted_at": report.baseline_accepted_at,
-            "changed": list(report.changed), "added": list(report.added),
-            "removed": list(report.removed)}
-    if report.baseline_digest is None:
+            "differences": [{"change": change, "file": label}
+                            for change, labels in (("changed", report.changed),
+                                                   ("added", report.added),
+                                                   ("removed", report.removed))
+                            for label in labels]}
+    if report.baseline_digest is None and not args.accept:
         data["note"] = "no baseline yet: check the list, then run integrity --accept"
     if args.accept:
         data["accepted"] = "the current set is now the baseline"

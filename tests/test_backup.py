@@ -84,48 +84,51 @@ from conftest_backup import issue, load, root_material
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 
-config, stop = Path(sys.argv[1]), Path(sys.argv[2])
+config, control = Path(sys.argv[1]), Path(sys.argv[2])
 key, cert = root_material(config)
 db = CADatabase(load(config).signer.database)
 audit = AuditLog(db.connection)
-n = 1000
-while not stop.exists():
+n = 0
+while not (control / "stop").exists():
     with db.transaction():
-        issue(db, audit, key, cert, n)
-        time.sleep(0.01)   # the write stays in flight a while, uncommitted
+        issue(db, audit, key, cert, 1000 + n)
+        if n == 5:  # hold this write uncommitted until the test has its backup
+            (control / "in-flight").touch()
+            while not (control / "go").exists():
+                time.sleep(0.005)
+        time.sleep(0.002)
     n += 1
-print(n - 1000)
 """
 
 
-def wait_for_records(db: Path, at_least: int, timeout: float = 30) -> int:
+def wait_for(condition, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        count = verdict(db).count
-        if count >= at_least:
-            return count
-        time.sleep(0.02)
-    raise AssertionError(f"the writer did not reach {at_least} records")
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key):
     config = make_ca(tmp_path / "ca")
     cfg = load(config)
-    stop = tmp_path / "stop"
+    original = cfg.signer.database
+    control = tmp_path / "control"
+    control.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(config), str(stop)],
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(config), str(control)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        before = wait_for_records(cfg.signer.database, 12 + 5)
+        wait_for((control / "in-flight").exists, "the writer's sixth transaction")
         made = make_backup(cfg, str(backup_key.public_file), tmp_path / "b.gpg")
-        wait_for_records(cfg.signer.database, made.audit_count + 5)
+        (control / "go").touch()
+        wait_for(lambda: verdict(original).count >= 12 + 10, "more writes")
     finally:
-        stop.touch()
-        out, err = writer.communicate(timeout=60)
+        (control / "stop").touch()
+        _, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err.decode()
-    assert made.audit_ok and made.audit_count >= before
-    original = cfg.signer.database
-    assert verdict(original).count > made.audit_count  # writes went on after the snapshot
+    # Five writes committed before the backup, the sixth was in flight: not in it.
+    assert made.audit_ok and made.audit_count == 12 + 5
+    assert verdict(original).count >= 12 + 10
 
     target = tmp_path / "new"
     target.mkdir()
@@ -137,8 +140,6 @@ def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key)
     check = verdict(db)
     assert check.ok and (check.count, check.head) == (made.audit_count, made.audit_head)
     assert rows(db, "audit") == rows(original, "audit", made.audit_count)
-    # Every certificate is audited in its own transaction: one committed state has
-    # exactly as many issued rows as "issued" records, and they are the original's.
     certs = rows(db, "certificates")
     assert len(certs) == made.audit_count
     assert certs == rows(original, "certificates", len(certs))
@@ -413,6 +414,9 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
     target = tmp_path / "new" / "signer.toml"
     data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
     assert code == 0 and data["audit"]["head"] == verdict(load(config).signer.database).head
+    installed = {row["path"]: row for row in data["restored"]}
+    key = installed[str(load(target).x509.roots[0].key)]
+    assert key["mode"] == "0600" and (os.geteuid() != 0 or key["owner"] == signer_user())
     data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
     assert code == 1 and "use --force" in data["refused"]
     data, code = ctl("--config", target, "backup", "--encrypt-to", backup_key.public_file,
@@ -421,7 +425,7 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
 
     data, code = ctl("--config", target, "integrity")
     assert code == 1 and not data["clean"] and "no baseline" in data["note"]
-    assert any(label.startswith("program:signer_core/") for label in data["added"])
+    assert {"change": "added", "file": "program:signer_core/ctl_backup.py"} in data["differences"]
     data, code = ctl("--config", target, "integrity", "--accept")
     assert code == 0 and data["clean"]
     again, code = ctl("--config", target, "integrity")
