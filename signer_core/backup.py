@@ -359,10 +359,14 @@ def _encrypt_to_file(home: Path, fingerprint: str, fd: int, write) -> None:
             stdin=subprocess.PIPE, stdout=fd, stderr=err)
         try:
             write(proc.stdin)
-            proc.stdin.close()
         except BrokenPipeError:
             pass  # gpg stopped early; its own message says why
         finally:
+            # Whatever happened, gpg must see the end of its input to finish.
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
             returncode = proc.wait(timeout=600)
         err.seek(0)
         run = gpg_result(returncode, err.read())

@@ -102,9 +102,12 @@ def _stage_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member,
     if info.size != member.size:
         raise RestoreError(f"member {member.name}: {info.size} bytes, manifest says {member.size}")
     target = staging / member.name
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise RestoreError(f"member {member.name}: clashes with another member") from exc
     digest, source = hashlib.sha256(), tar.extractfile(info)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
@@ -142,16 +145,20 @@ def read_archive(stream: IO[bytes], staging: Path) -> Manifest:
 
 
 def _gpg_problem(run: GpgRun) -> str | None:
-    """Why gpg did not decrypt, or None if it has not said so (yet)."""
-    if run.has("NO_SECKEY") and not run.has("DECRYPTION_OKAY"):
+    """Why gpg did not decrypt, if its status lines say so.
+
+    These come first: once gpg has failed, what the tar reader made of its
+    output is a consequence, not the reason.
+    """
+    if run.has("DECRYPTION_OKAY"):
+        return None
+    if run.has("NO_SECKEY"):
         keys = [s.split()[1] for s in run.status if s.startswith("NO_SECKEY ")]
         return f"not encrypted to a key held here (encrypted to {', '.join(keys)})"
     if run.has("DECRYPTION_FAILED") or run.has("BADMDC"):
         return f"gpg could not decrypt it (damaged or truncated): {run.reason()}"
-    if run.has("NODATA") and not run.has("DECRYPTION_OKAY"):
+    if run.has("NODATA"):
         return "gpg found no encrypted data in it (damaged or truncated)"
-    if run.returncode != 0 and not run.has("DECRYPTION_OKAY"):
-        return f"gpg could not read it (damaged or truncated): {run.reason()}"
     return None
 
 
@@ -159,16 +166,17 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
     """Decrypt with the backup secret key and stage the members; RestoreError if anything is off."""
     # No --batch: a passphrase-protected backup key may need the operator's pinentry.
     command = gpg_command(gnupghome, "--decrypt", "--output", "-", str(archive))
+    failure = None
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err)
         try:
             manifest = read_archive(proc.stdout, staging)
-            failure = None
         except RestoreError as exc:
             failure = exc
-        proc.stdout.close()
-        returncode = proc.wait(timeout=600)
+        finally:
+            proc.stdout.close()  # gpg, if still writing, stops on the closed pipe
+            returncode = proc.wait(timeout=600)
         err.seek(0)
         run = gpg_result(returncode, err.read())
     problem = _gpg_problem(run)
@@ -176,6 +184,8 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
         raise RestoreError(problem) from failure
     if failure is not None:
         raise failure
+    if returncode != 0:
+        raise RestoreError(f"gpg could not read it (damaged or truncated): {run.reason()}")
     if not (run.has("DECRYPTION_OKAY") and run.has("GOODMDC")):
         raise RestoreError("gpg did not confirm the archive's integrity protection")
     return manifest
@@ -223,7 +233,7 @@ def _target(cfg, name: str) -> tuple[Path | None, int, bool]:
     if (m := _KEY.fullmatch(name)) and int(m[1]) in roots:
         root = roots[int(m[1])]
         return (root.key if m[2] == "key" else root.passphrase_file), 0o600, True
-    if name.startswith("crl/"):
+    if name.startswith("crl/") and name.endswith(".crl"):
         return cfg.signer.state_dir / name[4:], 0o644, True
     if pgp is not None and name == "openpgp/key":
         return pgp.key_file, 0o600, True
@@ -258,6 +268,10 @@ def plan(manifest: Manifest, cfg, staging: Path, config_path: Path) -> list[Plac
             raise RestoreError(f"member {member.name}: no place for it in the configuration")
         placements.append(Placement(member.name, _relocate(target, staged_base, real_base),
                                     mode, owned))
+    targets = [p.target for p in placements]
+    if len(set(targets)) != len(targets):
+        twice = next(t for t in targets if targets.count(t) > 1)
+        raise RestoreError(f"{twice}: two members of the backup would go there")
     # The database goes last: until it is in place, a half-restored machine cannot start.
     return sorted(placements, key=lambda p: p.member == DATABASE_MEMBER)
 

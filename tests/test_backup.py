@@ -337,12 +337,24 @@ def _chain_edited(members):
               if m.name == DATABASE_MEMBER else m for m in manifest.members)).to_bytes())
 
 
+def _smuggle(members):
+    """A member the manifest lists too, aimed at the database's place."""
+    data = b"SQLite format 3\x00 not really"
+    manifest = parse_manifest(members[0][1])
+    members[0] = (members[0][0], Manifest(
+        manifest.created, manifest.audit_count, manifest.audit_head, manifest.includes_keys,
+        (*manifest.members, Member("crl/ca.sqlite", len(data), hashlib.sha256(data).hexdigest())),
+    ).to_bytes())
+    members.append((tarfile.TarInfo("crl/ca.sqlite"), data))
+
+
 @pytest.mark.parametrize("change, reason", [
     (_alter, "config/signer.toml: SHA-256 differs from the manifest"),
     (_extra, "keys/root7.key: extra, not in the manifest"),
     (_missing, "certs/root0.crt: in the manifest but missing"),
     (_manifest_last, "does not start with its MANIFEST"),
     (_chain_edited, "audit chain in the backup is broken at record 3"),
+    (_smuggle, "crl/ca.sqlite: no place for it in the configuration"),
 ])
 def test_tampered_archive_is_refused(tmp_path, made, installed, backup_key, change, reason):
     _, result = made
@@ -430,3 +442,21 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
     assert code == 0 and data["clean"]
     again, code = ctl("--config", target, "integrity")
     assert code == 0 and again["clean"] and again["digest"] == data["digest"]
+
+
+def test_early_refusal_in_a_large_backup_names_the_member(tmp_path, backup_key):
+    """gpg is still writing when the reader refuses the first member: the reason is the member's."""
+    config = make_ca(tmp_path / "ca", certificates=2)
+    db = sqlite3.connect(load(config).signer.database)
+    db.execute("CREATE TABLE padding (data BLOB)")
+    db.executemany("INSERT INTO padding VALUES (?)", [(os.urandom(1 << 20),) for _ in range(6)])
+    db.commit()
+    db.close()
+    result = make_backup(load(config), str(backup_key.public_file), tmp_path / "big")
+    assert result.path.stat().st_size > 6 << 20
+    tampered = tmp_path / "tampered"
+    tampered.write_bytes(rebuild(backup_key, result.path, _alter))
+    target = tmp_path / "new"
+    with pytest.raises(RestoreError, match="config/signer.toml: SHA-256 differs"):
+        restore_backup(tampered, target / "signer.toml", gnupghome=backup_key.home, load=load)
+    assert not target.exists()

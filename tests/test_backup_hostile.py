@@ -145,3 +145,10 @@ def test_links_and_escaping_names_are_refused():
 def test_manifest_listing_an_unsafe_name_is_refused():
     bad = manifest_for(FILES).replace(b"keys/root0.key", b"keys/../../x.key")
     assert "unsafe member name" in read(tar_bytes([(tarfile.TarInfo(MANIFEST), bad)]))[1]
+
+
+def test_members_that_clash_are_refused():
+    files = {"crl/a.crl": b"1", "crl/a.crl/b.crl": b"2"}
+    data = tar_bytes([(tarfile.TarInfo(MANIFEST), manifest_for(files))]
+                     + [(tarfile.TarInfo(n), d) for n, d in files.items()])
+    assert "crl/a.crl/b.crl: clashes with another member" in read(data)[1]
