@@ -182,7 +182,7 @@ def gpg_result(returncode: int, stderr: bytes) -> GpgRun:
 
 def run_gpg(home: Path | None, *args: str, data: bytes = b"") -> tuple[GpgRun, bytes]:
     proc = subprocess.run(gpg_command(home, "--batch", *args), input=data,
-                          capture_output=True, timeout=120)
+                          capture_output=True, timeout=120, check=False)
     return gpg_result(proc.returncode, proc.stderr), proc.stdout
 
 
@@ -194,7 +194,7 @@ def throwaway_home() -> Iterator[Path]:
         yield home
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                       capture_output=True, timeout=30)
+                       capture_output=True, timeout=30, check=False)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -234,14 +234,20 @@ def import_backup_key(home: Path, encrypt_to: str, keyring: Path | None = None) 
 @dataclass(frozen=True)
 class _Item:
     name: str
-    data: bytes | None = None   # small files are read once, into memory
-    path: Path | None = None    # the database snapshot is streamed from disk
+    # Small files are read once, into memory; the database snapshot is streamed from disk.
+    source: bytes | Path
 
     def size(self) -> int:
-        return len(self.data) if self.data is not None else self.path.stat().st_size
+        s = self.source
+        return len(s) if isinstance(s, bytes) else s.stat().st_size
 
     def open(self) -> IO[bytes]:
-        return io.BytesIO(self.data) if self.data is not None else self.path.open("rb")
+        s = self.source
+        return io.BytesIO(s) if isinstance(s, bytes) else s.open("rb")
+
+    def sha256(self) -> str:
+        s = self.source
+        return hashlib.sha256(s).hexdigest() if isinstance(s, bytes) else sha256_file(s)
 
 
 def sha256_file(path: Path) -> str:
@@ -306,12 +312,12 @@ def _files_under(directory: Path, pattern: str) -> Iterator[tuple[str, Path]]:
 
 
 def _public_items(cfg) -> Iterator[_Item]:
-    yield _Item(CONFIG_MEMBER, data=Path(cfg.path).read_bytes())
+    yield _Item(CONFIG_MEMBER, Path(cfg.path).read_bytes())
     for root_id, root in sorted(cfg.x509.roots.items()):
         if root.certificate.is_file():
-            yield _Item(f"certs/root{root_id}.crt", data=root.certificate.read_bytes())
+            yield _Item(f"certs/root{root_id}.crt", root.certificate.read_bytes())
     for rel, path in _files_under(cfg.signer.state_dir, "*.crl"):
-        yield _Item(check_member_name(f"crl/{rel}"), data=path.read_bytes())
+        yield _Item(check_member_name(f"crl/{rel}"), path.read_bytes())
 
 
 def _secret_items(cfg) -> Iterator[tuple[str, Path]]:
@@ -357,6 +363,7 @@ def _encrypt_to_file(home: Path, fingerprint: str, fd: int, write) -> None:
             gpg_command(home, "--batch", "--trust-model", "always", "--no-auto-key-locate",
                         "--recipient", fingerprint, "--encrypt", "--output", "-"),
             stdin=subprocess.PIPE, stdout=fd, stderr=err)
+        assert proc.stdin is not None
         try:
             write(proc.stdin)
         except BrokenPipeError:
@@ -397,12 +404,12 @@ def write_atomically(target: Path, fill) -> None:
 
 def _collect(cfg, include_keys: bool, snapshot: Path) -> tuple[list[_Item], list[str]]:
     items = list(_public_items(cfg))
-    items.insert(1, _Item(DATABASE_MEMBER, path=snapshot))
+    items.insert(1, _Item(DATABASE_MEMBER, snapshot))
     missing: list[str] = []
     if include_keys:
         for name, source in _secret_items(cfg):
             if source.is_file():
-                items.append(_Item(name, data=source.read_bytes()))
+                items.append(_Item(name, source.read_bytes()))
             else:
                 missing.append(str(source))
     if len(items) > MAX_MEMBERS:
@@ -429,7 +436,7 @@ def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
             now = dt.datetime.now(dt.timezone.utc)
             manifest = Manifest(
                 now.isoformat(timespec="seconds"), verdict.count, verdict.head, include_keys,
-                tuple(Member(i.name, i.size(), _sha256_item(i)) for i in items)).to_bytes()
+                tuple(Member(i.name, i.size(), i.sha256()) for i in items)).to_bytes()
             write_atomically(out, lambda fd: _encrypt_to_file(
                 home, fingerprint, fd,
                 lambda stdin: _stream_archive(stdin, manifest, items, int(now.timestamp()))))
@@ -439,8 +446,3 @@ def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
                         verdict.head, verdict.problem, problem,
                         tuple(i.name for i in items), tuple(missing))
 
-
-def _sha256_item(item: _Item) -> str:
-    if item.data is not None:
-        return hashlib.sha256(item.data).hexdigest()
-    return sha256_file(item.path)

@@ -5,9 +5,9 @@ Trusted side tooling, run by an operator (as root) on the console. It hashes
 every file of the installed packages ``comm_handler``, ``signer_core`` and
 ``spool`` (found through their modules' ``__file__``, byte-code included:
 Python runs a ``.pyc`` whose header matches its source, whatever the source
-says), the configuration file, each configured root certificate and the
-``signer-*`` units with their drop-ins, and compares them with the baseline
-recorded at install or at the last ``--accept``.
+says), their entry-point scripts, the configuration file, each configured
+root certificate and the ``signer-*`` units with their drop-ins, and compares
+them with the baseline recorded at install or at the last ``--accept``.
 
 The baseline lives in the state directory, so whoever can change the
 programs as root can change it too. The evidence is therefore the digest
@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from pathlib import Path
 from signer_core.backup import sha256_file, write_atomically
 
 PACKAGES = ("comm_handler", "signer_core", "spool")
+SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
+SCRIPT_DIRS = (Path("/usr/bin"), Path("/usr/local/bin"), Path(sys.prefix, "bin"))
 UNIT_DIRS = (Path("/lib/systemd/system"), Path("/usr/lib/systemd/system"),
              Path("/etc/systemd/system"))
 BASELINE_NAME = "integrity-baseline.json"
@@ -99,12 +102,25 @@ def _units(unit_dirs: Iterable[Path]) -> dict[str, str]:
     return files
 
 
+def _scripts(script_dirs: Iterable[Path]) -> dict[str, str]:
+    """The entry points (``/usr/bin/signer-core``...): a changed one runs other code."""
+    files = {}
+    for directory in dict.fromkeys(d.resolve() for d in script_dirs):
+        for name in SCRIPTS:
+            path = directory / name
+            if path.exists() or path.is_symlink():
+                files[f"script:{path}"] = _file_value(path)
+    return files
+
+
 def current_files(cfg, *, programs: Mapping[str, Path] | None = None,
-                  unit_dirs: Iterable[Path] = UNIT_DIRS) -> dict[str, str]:
-    """Every file the report covers, by label; ``programs`` overrides the package dirs."""
+                  unit_dirs: Iterable[Path] = UNIT_DIRS,
+                  script_dirs: Iterable[Path] = SCRIPT_DIRS) -> dict[str, str]:
+    """Every file the report covers, by label; the keywords override where to look."""
     files: dict[str, str] = {}
     for name, top in sorted((package_dirs() if programs is None else programs).items()):
         files.update(_tree(f"program:{name}", top))
+    files.update(_scripts(script_dirs))
     files[f"config:{Path(cfg.path).absolute()}"] = _file_value(Path(cfg.path))
     for root_id, root in sorted(cfg.x509.roots.items()):
         if root.certificate.exists():
@@ -160,12 +176,13 @@ def _now() -> str:
 
 def check(cfg, *, baseline: Path | None = None, accept: bool = False,
           programs: Mapping[str, Path] | None = None,
-          unit_dirs: Iterable[Path] = UNIT_DIRS) -> Report:
+          unit_dirs: Iterable[Path] = UNIT_DIRS,
+          script_dirs: Iterable[Path] = SCRIPT_DIRS) -> Report:
     """Hash, compare with the baseline, record the result; with ``accept``, make
     the current set the new baseline (the differences are still reported)."""
     state_dir = Path(cfg.signer.state_dir)
     baseline = Path(baseline) if baseline is not None else default_baseline(state_dir)
-    files = current_files(cfg, programs=programs, unit_dirs=unit_dirs)
+    files = current_files(cfg, programs=programs, unit_dirs=unit_dirs, script_dirs=script_dirs)
     digest = set_digest(files)
     try:
         old = load_baseline(baseline)
@@ -178,7 +195,8 @@ def check(cfg, *, baseline: Path | None = None, accept: bool = False,
     report = Report(
         files, digest, baseline, set_digest(old_files) if old is not None else None,
         accepted_at,
-        changed=tuple(sorted(k for k in files.keys() & old_files.keys() if files[k] != old_files[k])),
+        changed=tuple(sorted(k for k in files.keys() & old_files.keys()
+                             if files[k] != old_files[k])),
         added=tuple(sorted(files.keys() - old_files.keys())),
         removed=tuple(sorted(old_files.keys() - files.keys())),
         accepted=accept)

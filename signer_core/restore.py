@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from signer_core.backup import (
     CONFIG_MEMBER, DATABASE_MEMBER, MANIFEST, MAX_MANIFEST, BackupError, GpgRun, Manifest,
@@ -89,10 +89,16 @@ def _read_manifest(tar: tarfile.TarFile, stream: _Bounded) -> Manifest:
         raise RestoreError("the archive does not start with its MANIFEST")
     if info.size > MAX_MANIFEST:
         raise RestoreError("MANIFEST too large")
-    manifest = parse_manifest(tar.extractfile(info).read())
+    manifest = parse_manifest(_contents(tar, info).read())
     listed = sum(m.size for m in manifest.members)
     stream.limit = stream.consumed + listed + (len(manifest.members) + 2) * _SLACK
     return manifest
+
+
+def _contents(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    reader = tar.extractfile(info)
+    assert reader is not None, "a regular member always has contents"
+    return reader
 
 
 def _stage_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member,
@@ -107,7 +113,7 @@ def _stage_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member,
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except (FileExistsError, NotADirectoryError) as exc:
         raise RestoreError(f"member {member.name}: clashes with another member") from exc
-    digest, source = hashlib.sha256(), tar.extractfile(info)
+    digest, source = hashlib.sha256(), _contents(tar, info)
     with os.fdopen(fd, "wb") as out:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
@@ -120,7 +126,7 @@ def read_archive(stream: IO[bytes], staging: Path) -> Manifest:
     """Check the tar stream against its manifest, writing members under ``staging``."""
     bounded = _Bounded(stream, MAX_MANIFEST + 4 * _SLACK)
     try:
-        with tarfile.open(fileobj=bounded, mode="r|") as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], bounded), mode="r|") as tar:
             manifest = _read_manifest(tar, bounded)
             expected = {m.name: m for m in manifest.members}
             seen: set[str] = set()
@@ -170,6 +176,7 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err)
+        assert proc.stdout is not None
         try:
             manifest = read_archive(proc.stdout, staging)
         except RestoreError as exc:
@@ -374,7 +381,8 @@ def restore_backup(archive: Path, config_path: Path, *, gnupghome: Path | None =
     """Check ``archive`` completely, then install it; ``load`` reads a configuration
     file (``signer_core.config.load_config`` unless given)."""
     if load is None:
-        from signer_core.config import load_config as load
+        from signer_core.config import load_config
+        load = load_config
     digest = archive_sha256(archive)
     staging = Path(tempfile.mkdtemp(prefix="signer-restore-")).resolve()
     try:

@@ -104,7 +104,8 @@ def make_root(cn: str = "Backup test root") -> tuple[ec.EllipticCurvePrivateKey,
     now = dt.datetime.now(dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     return key, cert
@@ -161,7 +162,8 @@ def make_ca(directory: Path, certificates: int = 12) -> Path:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(PASSPHRASE)), 0o600)
     _write(certs / "root0.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write(keys / "openpgp.sec", b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n" + os.urandom(300).hex().encode(), 0o600)
+    _write(keys / "openpgp.sec",
+           b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n" + os.urandom(300).hex().encode(), 0o600)
     _write(keys / "openpgp.passphrase", b"openpgp passphrase\n", 0o600)
     now = dt.datetime.now(dt.timezone.utc)
     crl = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
@@ -212,7 +214,8 @@ def make_gpg_key(uid: str) -> GpgKey:
 
 
 def remove_gpg_home(home: Path) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                   capture_output=True, check=False)
     shutil.rmtree(home, ignore_errors=True)
 
 

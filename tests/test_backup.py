@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest_backup import (
     STAND_IN, GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
     signer_user, tree_state)
+
 from signer_core.audit import AuditLog
 from signer_core.backup import (
     DATABASE_MEMBER, MANIFEST, BackupError, Manifest, Member, make_backup, parse_manifest)

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import signer_core
 from conftest_backup import load, make_ca, make_root
 from cryptography.hazmat.primitives import serialization
+
+import signer_core
 from signer_core.integrity import (
     LAST_CHECK_NAME, IntegrityError, check, default_baseline, last_check, package_dirs)
 
@@ -28,12 +28,17 @@ def site(tmp_path):
     units.mkdir()
     (units / "signer-core.service").write_text("[Service]\nExecStart=/usr/bin/signer-core\n")
     (units / "unrelated.service").write_text("[Service]\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "signer-core").write_text(
+        "#!/usr/bin/python3\nfrom signer_core.daemon import main\n")
+    (tmp_path / "bin" / "python3").write_text("not ours\n")
     return config, programs, units
 
 
 def run(site, **kw):
     config, programs, units = site
-    return check(load(config), programs=programs, unit_dirs=[units], **kw)
+    return check(load(config), programs=programs, unit_dirs=[units],
+                 script_dirs=[units.parent / "bin"], **kw)
 
 
 def test_finds_the_installed_packages():
@@ -47,7 +52,8 @@ def test_first_check_has_no_baseline_and_accept_makes_it_clean(site):
     assert not first.clean and first.baseline_digest is None
     assert "program:signer_core/integrity.py" in first.added
     assert "unit:" + str(site[2] / "signer-core.service") in first.added
-    assert not any("unrelated" in label for label in first.files)
+    assert not any("unrelated" in label or "python3" in label for label in first.files)
+    assert f"script:{site[2].parent / 'bin' / 'signer-core'}" in first.added
     accepted = run(site, accept=True)
     assert accepted.clean and accepted.digest == first.digest
     again = run(site)
@@ -65,9 +71,11 @@ def test_changed_program_file_is_listed(site):
     (programs["spool"] / "__pycache__").mkdir()
     (programs["spool"] / "__pycache__" / "evil.cpython-311.pyc").write_bytes(b"\x00" * 16)
     (programs["signer_core"] / "audit.py").unlink()
+    script = site[2].parent / "bin" / "signer-core"
+    script.write_text(script.read_text() + "import os; os.system('id')\n")
     report = run(site)
     assert not report.clean
-    assert report.changed == ("program:signer_core/restore.py",)
+    assert report.changed == ("program:signer_core/restore.py", f"script:{script}")
     assert report.added == ("program:spool/__pycache__/evil.cpython-311.pyc",)
     assert report.removed == ("program:signer_core/audit.py",)
     assert report.digest != report.baseline_digest
@@ -77,8 +85,9 @@ def test_changed_program_file_is_listed(site):
 def test_changed_configuration_and_added_root_are_listed(site):
     config, _, _ = site
     run(site, accept=True)
-    key, cert = make_root("A second root")
-    (config.parent / "certs" / "root1.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _, cert = make_root("A second root")
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (config.parent / "certs" / "root1.crt").write_bytes(pem)
     with config.open("a") as f:
         f.write('\n[x509.roots.1]\nname = "second"\nkey = "keys/root1.key"\n'
                 'certificate = "certs/root1.crt"\ncrl_url = "http://crl.example.org/1.crl"\n'
