@@ -196,9 +196,11 @@ class GpgKey:
     public_file: Path
 
 
-def make_gpg_key(uid: str) -> GpgKey:
-    """An ed25519/cv25519 key pair without passphrase in a fresh home."""
-    home = Path(tempfile.mkdtemp(prefix="bkt-gpg-"))
+def make_gpg_key(uid: str, home: Path | None = None) -> GpgKey:
+    """An ed25519/cv25519 key pair without passphrase in ``home`` (default: a fresh one)."""
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="bkt-gpg-"))
+    home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--passphrase", ""]
     subprocess.run([*gpg, "--quick-gen-key", uid, "ed25519", "cert", "0"],
                    check=True, capture_output=True)

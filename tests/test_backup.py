@@ -460,3 +460,43 @@ def test_early_refusal_in_a_large_backup_names_the_member(tmp_path, backup_key):
     with pytest.raises(RestoreError, match="config/signer.toml: SHA-256 differs"):
         restore_backup(tampered, target / "signer.toml", gnupghome=backup_key.home, load=load)
     assert not target.exists()
+
+
+def test_openpgp_home_is_restored_and_usable(tmp_path, backup_key):
+    """A GnuPG home as the OpenPGP key: its files travel, its agent's sockets do not."""
+    config = make_ca(tmp_path / "ca", certificates=1)
+    text = config.read_text()
+    config.write_text(text[:text.index("[openpgp]")] + '[openpgp]\nhome = "gnupg"\n'
+                      f'fingerprint = "{"AB" * 20}"\n')
+    ca_key = make_gpg_key("CA OpenPGP <pgp@example.org>", home=tmp_path / "ca" / "gnupg")
+    try:
+        # A running agent leaves sockets in the home; they are not files to back up.
+        subprocess.run(["gpg-connect-agent", "--homedir", str(ca_key.home), "/bye"],
+                       check=True, capture_output=True)
+        assert (ca_key.home / "S.gpg-agent").exists()
+        result = make_backup(load(config), str(backup_key.public_file), tmp_path / "pgp",
+                             include_keys=True)
+    finally:
+        remove_gpg_home(ca_key.home)
+    assert not any("S.gpg-agent" in name for name in result.members)
+    assert any(name.startswith("openpgp/home/private-keys-v1.d/") for name in result.members)
+    target = tmp_path / "new"
+    restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home, load=load)
+    home = target / "gnupg"
+    assert home.stat().st_mode & 0o777 == 0o700
+    try:
+        listing = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons",
+                                  "--list-secret-keys"], check=True, capture_output=True,
+                                 text=True).stdout
+    finally:
+        remove_gpg_home(home)
+    assert f"fpr:::::::::{ca_key.fingerprint}:" in listing
+
+
+def test_missing_key_files_are_named(tmp_path, backup_key):
+    config = make_ca(tmp_path / "ca", certificates=1)
+    cfg = load(config)
+    cfg.x509.roots[0].passphrase_file.unlink()
+    result = make_backup(cfg, str(backup_key.public_file), tmp_path / "b", include_keys=True)
+    assert result.missing == (str(cfg.x509.roots[0].passphrase_file),)
+    assert "keys/root0.key" in result.members and "keys/root0.passphrase" not in result.members
