@@ -58,7 +58,7 @@ MAX_MEMBERS = 10_000
 MAX_KEY_FILE = 1 << 20
 CONFIG_MEMBER = "config/signer.toml"
 DATABASE_MEMBER = "database/ca.sqlite"
-_NAME = re.compile(r"[A-Za-z0-9_+~-][A-Za-z0-9._+~-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9._+~-]{1,128}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -109,7 +109,7 @@ def check_member_name(name: object) -> str:
     if not isinstance(name, str) or len(name) > 1024:
         raise BackupError("member name is not a short string")
     parts = name.split("/")
-    if len(parts) > 8 or not all(_NAME.fullmatch(p) for p in parts):
+    if len(parts) > 8 or not all(_NAME.fullmatch(p) and p not in (".", "..") for p in parts):
         raise BackupError(f"unsafe member name {name[:80]!r}")
     return name
 
@@ -395,7 +395,12 @@ def write_atomically(target: Path, fill) -> None:
             os.close(fd)
         os.unlink(tmp)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    fsync_dir(target.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -45,13 +45,18 @@ def cmd_restore(args) -> tuple[object, int]:
     from signer_core.restore import RestoreError, restore_backup
     try:
         result = restore_backup(args.input, args.config, gnupghome=args.gnupghome,
-                                force=args.force)
+                                force=args.force, check_only=args.check)
     except RestoreError as exc:
         return {"refused": str(exc)}, 1
-    return {"archive_sha256": result.archive_sha256, "backup_made": result.created,
-            "audit": {"records": result.audit_count, "head": result.audit_head},
-            "restored": [_as_installed(Path(p)) for p in result.restored],
-            "warnings": [{"warning": w} for w in result.warnings]}, 0
+    data: dict = {"archive_sha256": result.archive_sha256, "backup_made": result.created,
+                  "audit": {"records": result.audit_count, "head": result.audit_head}}
+    if args.check:
+        data["sound"] = "every member checked; nothing was installed"
+        data["would_restore"] = [{"path": p} for p in result.restored]
+    else:
+        data["restored"] = [_as_installed(Path(p)) for p in result.restored]
+        data["warnings"] = [{"warning": w} for w in result.warnings]
+    return data, 0
 
 
 def _as_installed(path: Path) -> dict:
@@ -103,6 +108,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("--gnupghome", type=Path, help="GnuPG home with the backup secret key")
     restore.add_argument("--force", action="store_true",
                          help="replace an existing CA database and differing files")
+    restore.add_argument("--check", action="store_true",
+                         help="check the backup completely but install nothing")
     restore.set_defaults(func=cmd_restore)
 
     integrity = subparsers.add_parser(

@@ -20,7 +20,8 @@ key can make one, and a copy carried on a stick can be damaged. So:
    fsync, rename) with its mode, owned by the signer user when run as root.
 
 A refusal happens before step 5 and changes nothing but the staging
-directory, which is always removed. The operator compares the audit head
+directory, which is always removed. ``check_only`` stops after step 4 (on
+the office machine, to know a backup is sound before it is needed). The operator compares the audit head
 printed here with the one written down when the backup was made.
 """
 
@@ -44,7 +45,7 @@ from typing import IO, cast
 from signer_core.backup import (
     CONFIG_MEMBER, DATABASE_MEMBER, MANIFEST, MAX_MANIFEST, BackupError, GpgRun, Manifest,
     Member, audit_of, check_member_name, database_problem, gpg_command, gpg_result,
-    parse_manifest, sha256_file, write_atomically)
+    fsync_dir, parse_manifest, sha256_file, write_atomically)
 
 _SLACK = 64 * 1024          # tar headers, pax records and padding per member
 _KEY = re.compile(r"keys/root(\d{1,3})\.(key|passphrase)")
@@ -339,6 +340,7 @@ def _make_dirs(directory: Path, mode: int, owner: tuple[int, int] | None) -> Non
         d.chmod(mode)
         if owner is not None:
             os.chown(d, *owner)
+        fsync_dir(d.parent)
 
 
 def install(p: Placement, source: Path, owner: tuple[int, int] | None) -> list[str]:
@@ -376,10 +378,11 @@ def archive_sha256(archive: Path) -> str:
 
 
 def restore_backup(archive: Path, config_path: Path, *, gnupghome: Path | None = None,
-                   force: bool = False,
+                   force: bool = False, check_only: bool = False,
                    load: Callable[[Path], object] | None = None) -> RestoreResult:
-    """Check ``archive`` completely, then install it; ``load`` reads a configuration
-    file (``signer_core.config.load_config`` unless given)."""
+    """Check ``archive`` completely, then install it (unless ``check_only``: then
+    ``restored`` lists where it would go); ``load`` reads a configuration file
+    (``signer_core.config.load_config`` unless given)."""
     if load is None:
         from signer_core.config import load_config
         load = load_config
@@ -392,10 +395,12 @@ def restore_backup(archive: Path, config_path: Path, *, gnupghome: Path | None =
         check_database(staging / DATABASE_MEMBER, manifest)
         cfg = load_staged_config(staging, load)
         placements = plan(manifest, cfg, staging, Path(config_path).absolute())
-        check_targets(placements, staging, force)
-        owner, warnings = signer_owner(cfg.signer.user, cfg.signer.group)
-        for p in placements:
-            warnings += install(p, staging / p.member, owner)
+        warnings: list[str] = []
+        if not check_only:
+            check_targets(placements, staging, force)
+            owner, warnings = signer_owner(cfg.signer.user, cfg.signer.group)
+            for p in placements:
+                warnings += install(p, staging / p.member, owner)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return RestoreResult(digest, manifest.created, manifest.audit_count, manifest.audit_head,

@@ -348,6 +348,7 @@ def _smuggle(members):
     members.append((tarfile.TarInfo("crl/ca.sqlite"), data))
 
 
+@pytest.mark.parametrize("check_only", [False, True])
 @pytest.mark.parametrize("change, reason", [
     (_alter, "config/signer.toml: SHA-256 differs from the manifest"),
     (_extra, "keys/root7.key: extra, not in the manifest"),
@@ -356,12 +357,25 @@ def _smuggle(members):
     (_chain_edited, "audit chain in the backup is broken at record 3"),
     (_smuggle, "crl/ca.sqlite: no place for it in the configuration"),
 ])
-def test_tampered_archive_is_refused(tmp_path, made, installed, backup_key, change, reason):
+def test_tampered_archive_is_refused(tmp_path, made, installed, backup_key, change, reason,
+                                    check_only):
     _, result = made
     tampered = tmp_path / "tampered"
     tampered.write_bytes(rebuild(backup_key, result.path, change))
-    refused(tampered, installed[0], backup_key, reason)
+    with pytest.raises(RestoreError, match=reason):
+        restore_backup(tampered, installed[0] / "signer.toml", gnupghome=backup_key.home,
+                       force=True, check_only=check_only, load=load)
     assert tree_state(installed[0]) == installed[1]
+
+
+def test_check_only_installs_nothing(tmp_path, made, backup_key):
+    _, result = made
+    target = tmp_path / "new"
+    checked = restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
+                             check_only=True, load=load)
+    assert (checked.audit_count, checked.audit_head) == (result.audit_count, result.audit_head)
+    assert str(target / "keys" / "root0.key") in checked.restored
+    assert not target.exists()
 
 
 def test_existing_database_needs_force(tmp_path, made, installed, backup_key):
@@ -424,6 +438,10 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
     assert data["sha256"] in text.getvalue() and data["audit"]["head"] in text.getvalue()
 
     target = tmp_path / "new" / "signer.toml"
+    data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home,
+                     "--check")
+    assert code == 0 and {"path": str(target)} in data["would_restore"]
+    assert not target.parent.exists()
     data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
     assert code == 0 and data["audit"]["head"] == verdict(load(config).signer.database).head
     installed = {row["path"]: row for row in data["restored"]}
