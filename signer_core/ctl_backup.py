@@ -15,8 +15,8 @@ from pathlib import Path
 
 
 def _config(args):
-    from signer_core.config import load_config
-    return load_config(args.config)
+    from signer_core.ctl import _config as load  # the one place signerctl reads it
+    return load(args)
 
 
 def cmd_backup(args) -> tuple[object, int]:
