@@ -1,0 +1,225 @@
+"""Integrity report: are the installed programs, configuration, root
+certificates and systemd units still what an operator accepted?
+
+Trusted side tooling, run by an operator (as root) on the console. It hashes
+every file of the installed packages ``comm_handler``, ``signer_core`` and
+``spool`` (found through their modules' ``__file__``, byte-code included:
+Python runs a ``.pyc`` whose header matches its source, whatever the source
+says), their entry-point scripts, the configuration file, each configured
+root certificate and the ``signer-*`` units with their drop-ins, and compares
+them with the baseline recorded at install or at the last ``--accept``.
+
+The baseline lives in the state directory, so whoever can change the
+programs as root can change it too. The evidence is therefore the digest
+over the whole current set, which the operator writes down on each visit and
+compares with the previous note; the baseline only says *what* changed. The
+time and result of the last check are kept beside it for ``signerctl status``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from signer_core.backup import sha256_file, write_atomically
+
+PACKAGES = ("comm_handler", "signer_core", "spool")
+SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
+SCRIPT_DIRS = (Path("/usr/bin"), Path("/usr/local/bin"), Path(sys.prefix, "bin"))
+UNIT_DIRS = (Path("/lib/systemd/system"), Path("/usr/lib/systemd/system"),
+             Path("/etc/systemd/system"))
+BASELINE_NAME = "integrity-baseline.json"
+LAST_CHECK_NAME = "integrity-last.json"
+MAX_BASELINE = 16 << 20
+
+
+class IntegrityError(Exception):
+    """The baseline cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Report:
+    files: Mapping[str, str]            # label -> SHA-256 (or "symlink:<target>")
+    digest: str                         # over the whole current set
+    baseline: Path
+    baseline_digest: str | None         # None: no baseline recorded yet
+    baseline_accepted_at: str | None
+    changed: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    accepted: bool
+
+    @property
+    def clean(self) -> bool:
+        return self.accepted or (self.baseline_digest is not None
+                                 and not (self.changed or self.added or self.removed))
+
+
+def package_dirs(names: Iterable[str] = PACKAGES) -> dict[str, Path]:
+    """Where each installed package lives; a missing one is left out (its files show as removed)."""
+    found = {}
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            found[name] = Path(spec.origin).parent
+    return found
+
+
+def _file_value(path: Path) -> str:
+    if path.is_symlink():
+        return f"symlink:{os.readlink(path)}"
+    return sha256_file(path)
+
+
+def _tree(label: str, top: Path) -> dict[str, str]:
+    files = {}
+    for directory, dirs, names in os.walk(top):
+        dirs.sort()
+        for name in names:
+            path = Path(directory, name)
+            files[f"{label}/{path.relative_to(top).as_posix()}"] = _file_value(path)
+    return files
+
+
+def _units(unit_dirs: Iterable[Path]) -> dict[str, str]:
+    files, seen = {}, set()
+    for directory in unit_dirs:
+        # /lib is /usr/lib on merged-/usr systems: hash each real directory once.
+        real = directory.resolve()
+        if real in seen or not directory.is_dir():
+            continue
+        seen.add(real)
+        for path in sorted([*directory.glob("signer-*.service"),
+                            *directory.glob("signer-*.service.d/*.conf")]):
+            files[f"unit:{path}"] = _file_value(path)
+    return files
+
+
+def _scripts(script_dirs: Iterable[Path]) -> dict[str, str]:
+    """The entry points (``/usr/bin/signer-core``...): a changed one runs other code."""
+    files = {}
+    for directory in dict.fromkeys(d.resolve() for d in script_dirs):
+        for name in SCRIPTS:
+            path = directory / name
+            if path.exists() or path.is_symlink():
+                files[f"script:{path}"] = _file_value(path)
+    return files
+
+
+def current_files(cfg, *, programs: Mapping[str, Path] | None = None,
+                  unit_dirs: Iterable[Path] = UNIT_DIRS,
+                  script_dirs: Iterable[Path] = SCRIPT_DIRS) -> dict[str, str]:
+    """Every file the report covers, by label; the keywords override where to look."""
+    files: dict[str, str] = {}
+    for name, top in sorted((package_dirs() if programs is None else programs).items()):
+        files.update(_tree(f"program:{name}", top))
+    files.update(_scripts(script_dirs))
+    files[f"config:{Path(cfg.path).absolute()}"] = _file_value(Path(cfg.path))
+    for root_id, root in sorted(cfg.x509.roots.items()):
+        if root.certificate.exists():
+            files[f"root-certificate:{root_id}:{root.certificate}"] = _file_value(root.certificate)
+    files.update(_units(unit_dirs))
+    return files
+
+
+def set_digest(files: Mapping[str, str]) -> str:
+    """One SHA-256 over the sorted (label, value) pairs: the number the operator writes down."""
+    material = "".join(f"{label}\0{value}\n" for label, value in sorted(files.items()))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def default_baseline(state_dir: Path) -> Path:
+    return Path(state_dir) / BASELINE_NAME
+
+
+def load_baseline(path: Path) -> tuple[dict[str, str], str] | None:
+    """(files, accepted_at) of a baseline, None if there is none."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BASELINE + 1)
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw)
+        files, accepted_at = data["files"], data["accepted_at"]
+        ok = (len(raw) <= MAX_BASELINE and isinstance(accepted_at, str)
+              and isinstance(files, dict)
+              and all(isinstance(v, str) for v in files.values())
+              and data["digest"] == set_digest(files))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{path}: not a baseline file ({exc})") from exc
+    if not ok:
+        raise IntegrityError(f"{path}: malformed, or its digest does not match its files")
+    return files, accepted_at
+
+
+def _write_json(path: Path, data: dict) -> None:
+    text = (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+    def fill(fd: int) -> None:
+        os.write(fd, text)
+        os.fchmod(fd, 0o644)
+
+    write_atomically(path, fill)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check(cfg, *, baseline: Path | None = None, accept: bool = False,
+          programs: Mapping[str, Path] | None = None,
+          unit_dirs: Iterable[Path] = UNIT_DIRS,
+          script_dirs: Iterable[Path] = SCRIPT_DIRS) -> Report:
+    """Hash, compare with the baseline, record the result; with ``accept``, make
+    the current set the new baseline (the differences are still reported)."""
+    state_dir = Path(cfg.signer.state_dir)
+    baseline = Path(baseline) if baseline is not None else default_baseline(state_dir)
+    files = current_files(cfg, programs=programs, unit_dirs=unit_dirs, script_dirs=script_dirs)
+    digest = set_digest(files)
+    try:
+        old = load_baseline(baseline)
+    except IntegrityError as exc:
+        _write_json(state_dir / LAST_CHECK_NAME, {
+            "at": _now(), "clean": False, "accepted": False, "digest": digest,
+            "baseline": str(baseline), "problem": str(exc)})
+        raise
+    old_files, accepted_at = old if old is not None else ({}, None)
+    report = Report(
+        files, digest, baseline, set_digest(old_files) if old is not None else None,
+        accepted_at,
+        changed=tuple(sorted(k for k in files.keys() & old_files.keys()
+                             if files[k] != old_files[k])),
+        added=tuple(sorted(files.keys() - old_files.keys())),
+        removed=tuple(sorted(old_files.keys() - files.keys())),
+        accepted=accept)
+    now = _now()
+    if accept:
+        _write_json(baseline, {"accepted_at": now, "digest": digest, "files": files})
+    _write_json(state_dir / LAST_CHECK_NAME, {
+        "at": now, "clean": report.clean, "accepted": accept, "digest": digest,
+        "baseline": str(baseline), "baseline_digest": report.baseline_digest,
+        "changed": len(report.changed), "added": len(report.added),
+        "removed": len(report.removed)})
+    return report
+
+
+def last_check(state_dir: Path) -> dict | None:
+    """The last check's time and result for ``signerctl status``; None if never run."""
+    path = Path(state_dir) / LAST_CHECK_NAME
+    try:
+        data = json.loads(path.read_bytes()[:1 << 16])
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"at": None, "clean": False, "problem": f"{path} is unreadable"}
+    if not isinstance(data, dict) or not isinstance(data.get("clean"), bool):
+        return {"at": None, "clean": False, "problem": f"{path} is malformed"}
+    return data
