@@ -3,7 +3,10 @@
 Trusted side tooling, run by an operator (root or the signer user) on the
 appliance's console. It reads the configuration, the CA database (read-only)
 and the spool; it never talks to the link and never loads a private key.
-Output is a human table by default and JSON with ``--json``.
+Output is a human table by default and JSON with ``--json``. The commands
+that write say so: spool requeue and purge (the spool), backup (the archive),
+restore (the configured paths), integrity (its record in the state
+directory), and the migration imports (the CA database, daemons stopped).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def _db(cfg):
 
 def cmd_status(args) -> tuple[object, int]:
     from signer_core import overview
+    from signer_core.integrity import last_check
     cfg = _config(args)
     with _db(cfg) as conn:
         status = {
@@ -64,6 +68,7 @@ def cmd_status(args) -> tuple[object, int]:
             "roots": overview.roots(cfg),
             "crls": overview.crls(conn),
             "audit": overview.audit_head(conn),
+            "integrity": last_check(cfg.signer.state_dir),
         }
     alive = all(status["daemons"].values())
     return status, 0 if alive else 1
@@ -182,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit chain").add_subparsers(required=True)
     audit.add_parser("verify", help="check the whole chain, print its head hash") \
         .set_defaults(func=cmd_audit_verify)
+
+    from signer_core.ctl_backup import add_commands
+    add_commands(commands)
 
     demo = commands.add_parser("demo", help="run both daemons on a throwaway CA and sign one request")
     demo.add_argument("--dir", type=Path, required=True, help="where the demo CA lives")
