@@ -155,16 +155,20 @@ def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[d
 
 
 def _sans(profile: Profile, subject: x509.Name, payload2: bytes) -> tuple[x509.GeneralName, ...]:
+    """Payload 2's names plus the subject's e-mail addresses, which RFC 5280
+    4.1.2.6 requires in the SAN too: first for EMAIL_AND_PAYLOAD profiles,
+    after the payload's names otherwise; a profile without SAN refuses both."""
     requested = parse_san(payload2)
+    emails = [x509.RFC822Name(str(a.value))
+              for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
     if profile.san_source is SanSource.NONE:
-        if requested:
-            raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName")
+        if requested or emails:
+            raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName or e-mail")
         return ()
+    ordered = emails + requested if profile.san_source is SanSource.EMAIL_AND_PAYLOAD \
+        else requested + emails
     names: list[x509.GeneralName] = []
-    if profile.san_source is SanSource.EMAIL_AND_PAYLOAD:
-        emails = subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
-        names.extend(x509.RFC822Name(str(a.value)) for a in emails)
-    for name in requested:
+    for name in ordered:
         if name not in names:
             names.append(name)
     if len(names) > MAX_SAN_ENTRIES:
@@ -181,12 +185,15 @@ def _is_xmpp(name: x509.GeneralName) -> bool:
 
 
 def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
-    """The profile's keyUsage, minus the bits the subject key's algorithm forbids
-    (RFC 5480: no encipherment for EC; RFC 8410: signature bits only for EdDSA)."""
+    """The profile's keyUsage minus the bits the subject key's algorithm forbids:
+    RFC 3279 2.3.1 (no keyAgreement for RSA), RFC 5480 3 (no encipherment for
+    EC), RFC 8410 5 (signature bits only for EdDSA)."""
     bits = set(profile.key_usage)
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
+    if isinstance(public_key, rsa.RSAPublicKey):
+        bits -= {"key_agreement", "encipher_only", "decipher_only"}
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
         bits -= {"key_encipherment", "data_encipherment"}
-    elif not isinstance(public_key, rsa.RSAPublicKey):
+    else:
         bits &= {"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}
     if not bits:
         raise Refusal("unsupported-key", f"profile {profile.id} has no key usage for this key type")

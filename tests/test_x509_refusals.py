@@ -216,6 +216,8 @@ def cases(world, weak):
         ("SAN type dirName", dict(payload2=b"dirName:sect"), "bad-san"),
         ("oversized SAN", dict(payload2=b"DNS:a.org," * 2000 + b"DNS:b.org"), "bad-san"),
         ("SAN on a sub-CA", dict(profile=11, payload2=b"DNS:a.example.org"), "bad-san"),
+        ("e-mail subject on a sub-CA", dict(profile=11, payload2=b"",
+                                             payload3=b"/CN=CA/emailAddress=ca@example.org"), "bad-san"),
         ("server without SAN", dict(profile=5, payload2=b""), "bad-san"),
         ("XMPP server without XMPP", dict(profile=7), "bad-san"),
     ]
