@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -116,7 +116,7 @@ def _digest(x509cfg: X509Config, root: Root, md: int) -> str | None:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _can_sign(key_kind: str, digest: str) -> bool:
     """Whether this cryptography build signs certificates with ``digest`` for
     this kind of key (cryptography 50 dropped MD5 and SHA-1), probed once with
@@ -128,7 +128,7 @@ def _can_sign(key_kind: str, digest: str) -> bool:
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
                .public_key(key.public_key()).not_valid_before(start)  # type: ignore[attr-defined]
                .not_valid_after(start + timedelta(days=1)))
@@ -144,7 +144,7 @@ def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[d
         raise ValueError("now must be timezone-aware")
     if not 0 < days <= MAX_DAYS:
         raise Refusal("bad-days", f"validity of {days} days")
-    start = now.astimezone(timezone.utc).replace(microsecond=0)
+    start = now.astimezone(UTC).replace(microsecond=0)
     root_start, root_end = not_before(root.certificate), not_after(root.certificate)
     if start < root_start:
         raise Refusal("root-not-yet-valid", f"root {root.id} is not valid yet")

@@ -14,6 +14,7 @@ import base64
 import binascii
 import dataclasses
 import re
+from typing import ClassVar
 
 from asn1crypto import algos, core, keys
 from cryptography import x509
@@ -39,11 +40,11 @@ class ParsedRequest:
 
 
 class _PublicKeyAndChallenge(core.Sequence):
-    _fields = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
+    _fields: ClassVar[list] = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
 
 
 class _SignedPublicKeyAndChallenge(core.Sequence):
-    _fields = [
+    _fields: ClassVar[list] = [
         ("public_key_and_challenge", _PublicKeyAndChallenge),
         ("signature_algorithm", algos.SignedDigestAlgorithm),
         ("signature", core.OctetBitString),

@@ -156,10 +156,10 @@ def test_builtin_profiles_table():
     ('[spool]\ndir = "x"\n[x509]\nallow_weak_digests = 1\n', "x509.allow_weak_digests"),
     ('[spool]\ndir = "x"\n[x509.roots.0]\nname = "r"\n', "x509.roots.0.key"),
     ('[spool]\ndir = "x"\n[x509.roots.x]\nname = "r"\n', "x509.roots.x"),
-    ('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
-     'crl_url="http://c"\ndefault_digest="md4"\n', "x509.roots.0.default_digest"),
-    ('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
-     'crl_url="http://c"\n', "x509.roots.0.key"),
+    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
+     'crl_url="http://c"\ndefault_digest="md4"\n'), "x509.roots.0.default_digest"),
+    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
+     'crl_url="http://c"\n'), "x509.roots.0.key"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\nenabled = "yes"\n', "x509.profiles.5.enabled"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\nmax_days = 0\n', "x509.profiles.5"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\ncolour = "red"\n', "x509.profiles.5.colour"),

@@ -11,16 +11,21 @@ configured with the CA/B reserved policy OIDs, must lint without ERROR.
 from __future__ import annotations
 
 import pytest
+from conftest_x509 import NOW, World, csr_pem
 from cryptography.hazmat.primitives import serialization
 
-from conftest_x509 import NOW, World, csr_pem
-from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.issue import (
+    SignRequest,
+    new_serial,
+    plan_certificate,
+    sign_certificate,
+)
 
 pytest.importorskip("pkilint")
-from pkilint import finding_filter, loader  # noqa: E402
-from pkilint.cabf import serverauth, smime  # noqa: E402
-from pkilint.pkix import certificate, extension, name  # noqa: E402
-from pkilint.validation import ValidationFindingSeverity as Sev  # noqa: E402
+from pkilint import finding_filter, loader
+from pkilint.cabf import serverauth, smime
+from pkilint.pkix import certificate, extension, name
+from pkilint.validation import ValidationFindingSeverity as Sev
 
 # Deviations of the built-in profiles from the CA/B Forum requirements: the
 # deployed CA's profiles.md is followed, the operator may add the reserved

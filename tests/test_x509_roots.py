@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest_x509 import BASE_TOML, NOW, csr_pem, make_root, root_toml, write_root
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest_x509 import BASE_TOML, NOW, csr_pem, make_root, root_toml, write_root
 from signer_core.config import load_config
-from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.issue import (
+    SignRequest,
+    new_serial,
+    plan_certificate,
+    sign_certificate,
+)
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 
