@@ -62,7 +62,22 @@ class Root:
             raise ValueError(f"cannot load key or certificate: {exc}") from None
         if _spki(key.public_key()) != _spki(cert.public_key()):
             raise ValueError("private key does not match the certificate")
+        if not _is_ca(cert):
+            raise ValueError("certificate is not a CA certificate allowed to sign certificates")
         return cls(cfg.id, cfg, cert, key)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints CA:TRUE, and keyCertSign if keyUsage is present."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True
 
 
 @dataclasses.dataclass(frozen=True)

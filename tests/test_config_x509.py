@@ -174,6 +174,8 @@ def test_builtin_profiles_table():
     ('[spool]\ndir = "x"\n[openpgp]\nfingerprint = "' + "A" * 40 + '"\n', "openpgp.home"),
     ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ncert_level = 4\n',
      "openpgp.cert_level"),
+    ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ndigest = "MD5"\n',
+     "openpgp.digest"),
     ('[spool]\ndir = "x"\n[crl]\nvalidity_days = 0\n', "crl.validity_days"),
     ('[spool]\ndir = "x"\n[crl]\nhistory = "16"\n', "crl.history"),
 ])
