@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 
 import pytest
+from conftest_x509 import csr_pem, spkac_line
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest_x509 import csr_pem, spkac_line
 from signer_core.refusal import Refusal
 from signer_core.x509req import MAX_REQUEST_BYTES, is_spkac, parse_request
 
