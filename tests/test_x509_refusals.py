@@ -341,3 +341,18 @@ def test_root_expiry_refusal(world):
     with pytest.raises(Refusal) as exc:
         plan_certificate(world.cfg, world.store, req, NOW + timedelta(days=365 * 30))
     assert exc.value.code == "root-expired"
+
+
+def test_badkeys_only_check_when_installed(world):
+    """A modulus of sparse primes (polynomial structure): only badkeys' rsapoly
+    knows it. With badkeys installed it is refused; without, it passes, which is
+    the documented difference between the two environments."""
+    p = next_prime((3 << 1022) + (1 << 900) + (1 << 450))
+    q = next_prime((3 << 1022) + (1 << 800) + (1 << 333))
+    req = SignRequest(**{**BASE, "payload1": csr_pem(rsa_from_primes(p, q))})
+    if keychecks.badkeys_available():
+        with pytest.raises(Refusal) as exc:
+            plan_certificate(world.cfg, world.store, req, NOW)
+        assert exc.value.code == "bad-key" and "rsapoly" in exc.value.text
+    else:
+        assert plan_certificate(world.cfg, world.store, req, NOW).public_key.key_size == 2048
