@@ -18,7 +18,11 @@ from typing import ClassVar
 
 from asn1crypto import algos, core, keys
 from cryptography import x509
-from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import (
+    InternalError,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+)
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
@@ -65,15 +69,14 @@ def is_spkac(payload1: bytes) -> bool:
 def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
     """Verify the request's self-signature and return its key (and SPKAC lines).
 
-    ``spkac`` is the header's key-type flag; the payload itself decides the
-    format (a line ``SPKAC=`` makes it SPKAC), and a mismatch is refused.
+    The payload decides the format, as on the deployed server: a line
+    ``SPKAC=`` makes it SPKAC. ``spkac`` (the header's key-type flag) is
+    advisory only: the web side sets it from how it stored the request.
     """
+    del spkac
     if len(payload1) > MAX_REQUEST_BYTES:
         raise Refusal("bad-csr", f"request longer than {MAX_REQUEST_BYTES} bytes")
-    looks_spkac = is_spkac(payload1)
-    if looks_spkac != spkac:
-        raise Refusal("bad-csr", "key-type flag does not match the request format")
-    if looks_spkac:
+    if is_spkac(payload1):
         return _parse_spkac(payload1)
     return ParsedRequest(_parse_pkcs10(payload1), None)
 

@@ -186,8 +186,6 @@ def cases(world, weak):
                                         b"-----END CERTIFICATE REQUEST-----\n"}, "bad-csr"),
         ("truncated CSR", {"payload1": _pem(_der(csr_pem(world.rsa_key))[:-20])}, "bad-csr"),
         ("oversized request", {"payload1": csr_pem(world.rsa_key) + b" " * 70000}, "bad-csr"),
-        ("SPKAC flag with a CSR", {"spkac": True}, "bad-csr"),
-        ("CSR flag with SPKAC", {"payload1": spk}, "bad-csr"),
         ("CSR signed by another key", {"payload1": other_key_csr(world)}, "bad-csr-signature"),
         ("SPKAC challenge altered", {"spkac": True, "payload1": tampered_spkac(world, "challenge")},
          "bad-csr-signature"),
@@ -325,6 +323,15 @@ def test_spkac_variants(world):
     parsed = parse_request(payload, spkac=True)
     assert parsed.spkac_subject_lines == (b"CN = Alice", b"1.OU = x")
     assert parsed.public_key.public_numbers() == world.rsa_key.public_key().public_numbers()
+
+
+def test_payload_decides_the_format_not_the_flag(world):
+    spk = spkac_block(world.spkac["ec"], ["CN = Alice"])
+    for payload, lines in ((csr_pem(world.ec_key), None), (spk, (b"CN = Alice",))):
+        for flag in (False, True):
+            parsed = parse_request(payload, flag)
+            assert parsed.spkac_subject_lines == lines
+            assert parsed.public_key.public_numbers() == world.ec_key.public_key().public_numbers()
 
 
 def test_der_and_labelled_pem_csrs(world):
