@@ -256,6 +256,20 @@ def test_subject_from_payload3_not_csr(world):
     assert cert.subject.rfc4514_string() == "CN=Bob"
 
 
+def test_csr_extensions_are_ignored(world):
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil")]))
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("evil.example.com")]), False)
+           .sign(world.ec_key, hashes.SHA256()))
+    req = SignRequest(0, 5, 0, 365, False, csr.public_bytes(serialization.Encoding.PEM),
+                      b"DNS:good.example.org", b"/CN=good.example.org")
+    cert = sign_certificate(plan_certificate(world.cfg, world.store, req, NOW), new_serial())
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value) == \
+        [x509.DNSName("good.example.org")]
+
+
 def test_new_serial():
     serials = {new_serial() for _ in range(1000)}
     assert len(serials) == 1000

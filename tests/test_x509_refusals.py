@@ -302,6 +302,7 @@ def weak_world(tmp_path_factory):
     return World(tmp_path_factory.mktemp("x509weak"), extra_toml="allow_weak_digests = true\n")
 
 
+@pytest.mark.filterwarnings("ignore:.*signatures are deprecated")
 @pytest.mark.parametrize("md,name", [(1, "md5"), (2, "sha1"), (3, "ripemd160")])
 def test_weak_digests_when_allowed(weak_world, md, name):
     """Allowed for a test CA: signed if this cryptography can, else refused clearly."""
