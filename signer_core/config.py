@@ -19,6 +19,7 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from signer_core.profiles import BUILTIN_PROFILES, KEY_USAGE_NAMES, Profile, SanSource
 
+OPENPGP_DIGESTS = frozenset({"SHA224", "SHA256", "SHA384", "SHA512"})
 DIGEST_NAMES = frozenset({"md5", "sha1", "ripemd160", "sha256", "sha384", "sha512"})
 
 
@@ -201,6 +202,8 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
                       policy_url=_url(t, "policy_url", cps_url),
                       cert_level=t.int_("cert_level", 2, 0, 3),
                       digest=t.str_("digest", "SHA256").upper())
+    if o.digest not in OPENPGP_DIGESTS:
+        raise ConfigError(f"openpgp.digest: one of {sorted(OPENPGP_DIGESTS)}")
     if o.home is None and o.key_file is None:
         raise ConfigError("openpgp.home: give home or key_file")
     t.finish()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -116,7 +116,7 @@ def _digest(x509cfg: X509Config, root: Root, md: int) -> str | None:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _can_sign(key_kind: str, digest: str) -> bool:
     """Whether this cryptography build signs certificates with ``digest`` for
     this kind of key (cryptography 50 dropped MD5 and SHA-1), probed once with
@@ -128,7 +128,7 @@ def _can_sign(key_kind: str, digest: str) -> bool:
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
                .public_key(key.public_key()).not_valid_before(start)  # type: ignore[attr-defined]
                .not_valid_after(start + timedelta(days=1)))
@@ -144,7 +144,7 @@ def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[d
         raise ValueError("now must be timezone-aware")
     if not 0 < days <= MAX_DAYS:
         raise Refusal("bad-days", f"validity of {days} days")
-    start = now.astimezone(timezone.utc).replace(microsecond=0)
+    start = now.astimezone(UTC).replace(microsecond=0)
     root_start, root_end = not_before(root.certificate), not_after(root.certificate)
     if start < root_start:
         raise Refusal("root-not-yet-valid", f"root {root.id} is not valid yet")
@@ -155,16 +155,20 @@ def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[d
 
 
 def _sans(profile: Profile, subject: x509.Name, payload2: bytes) -> tuple[x509.GeneralName, ...]:
+    """Payload 2's names plus the subject's e-mail addresses, which RFC 5280
+    4.1.2.6 requires in the SAN too: first for EMAIL_AND_PAYLOAD profiles,
+    after the payload's names otherwise; a profile without SAN refuses both."""
     requested = parse_san(payload2)
+    emails = [x509.RFC822Name(str(a.value))
+              for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
     if profile.san_source is SanSource.NONE:
-        if requested:
-            raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName")
+        if requested or emails:
+            raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName or e-mail")
         return ()
+    ordered = emails + requested if profile.san_source is SanSource.EMAIL_AND_PAYLOAD \
+        else requested + emails
     names: list[x509.GeneralName] = []
-    if profile.san_source is SanSource.EMAIL_AND_PAYLOAD:
-        emails = subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
-        names.extend(x509.RFC822Name(str(a.value)) for a in emails)
-    for name in requested:
+    for name in ordered:
         if name not in names:
             names.append(name)
     if len(names) > MAX_SAN_ENTRIES:
@@ -181,12 +185,15 @@ def _is_xmpp(name: x509.GeneralName) -> bool:
 
 
 def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
-    """The profile's keyUsage, minus the bits the subject key's algorithm forbids
-    (RFC 5480: no encipherment for EC; RFC 8410: signature bits only for EdDSA)."""
+    """The profile's keyUsage minus the bits the subject key's algorithm forbids:
+    RFC 3279 2.3.1 (no keyAgreement for RSA), RFC 5480 3 (no encipherment for
+    EC), RFC 8410 5 (signature bits only for EdDSA)."""
     bits = set(profile.key_usage)
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
+    if isinstance(public_key, rsa.RSAPublicKey):
+        bits -= {"key_agreement", "encipher_only", "decipher_only"}
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
         bits -= {"key_encipherment", "data_encipherment"}
-    elif not isinstance(public_key, rsa.RSAPublicKey):
+    else:
         bits &= {"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}
     if not bits:
         raise Refusal("unsupported-key", f"profile {profile.id} has no key usage for this key type")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 from cryptography import x509
@@ -24,13 +24,13 @@ from signer_core.refusal import Refusal
 def not_before(cert: x509.Certificate) -> datetime:
     """notBefore as an aware UTC datetime (cryptography 38 and 42+)."""
     value = getattr(cert, "not_valid_before_utc", None)
-    return value if value is not None else cert.not_valid_before.replace(tzinfo=timezone.utc)
+    return value if value is not None else cert.not_valid_before.replace(tzinfo=UTC)
 
 
 def not_after(cert: x509.Certificate) -> datetime:
     """notAfter as an aware UTC datetime (cryptography 38 and 42+)."""
     value = getattr(cert, "not_valid_after_utc", None)
-    return value if value is not None else cert.not_valid_after.replace(tzinfo=timezone.utc)
+    return value if value is not None else cert.not_valid_after.replace(tzinfo=UTC)
 
 
 def _spki(key: object) -> bytes:
@@ -62,7 +62,22 @@ class Root:
             raise ValueError(f"cannot load key or certificate: {exc}") from None
         if _spki(key.public_key()) != _spki(cert.public_key()):
             raise ValueError("private key does not match the certificate")
+        if not _is_ca(cert):
+            raise ValueError("certificate is not a CA certificate allowed to sign certificates")
         return cls(cfg.id, cfg, cert, key)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints CA:TRUE, and keyCertSign if keyUsage is present."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,12 +121,15 @@ def _other(value: str) -> x509.GeneralName | None:
     return x509.OtherName(ObjectIdentifier(XMPP_OID), asn1.UTF8String(jid).dump())
 
 
+_JID_LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")  # RFC 6122 2.4, plus the separators
+
+
 def is_jid(jid: str) -> bool:
-    """A bare XMPP address: ``[local@]domain``, no resource part."""
+    """A bare XMPP address ``[local@]domain``: no resource part, DNS domain."""
     if not jid or len(jid.encode("utf-8")) > MAX_JID_BYTES or "/" in jid:
         return False
-    local, _, domain = jid.rpartition("@")
-    if "@" in local or (_ and not local) or len(local.encode("utf-8")) > 1023:
+    local, at, domain = jid.rpartition("@")
+    if at and (not local or any(c in _JID_LOCAL_FORBIDDEN for c in local)):
         return False
     return is_dns_name(domain)
 

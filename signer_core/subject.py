@@ -25,9 +25,7 @@ MAX_ATTRIBUTES = 16
 # the slash form that the web side and operators read back.
 FORBIDDEN = frozenset("\t\r\n\0#\"'\\/")
 
-# name -> (OID, X.520 upper bound in characters)
-_ATTRS: dict[str, tuple[ObjectIdentifier, int]] = {}
-for _names, _oid, _bound in (
+_ATTRIBUTE_TABLE = (
     (("CN", "commonName"), NameOID.COMMON_NAME, 64),
     (("emailAddress",), NameOID.EMAIL_ADDRESS, 255),
     (("O", "organizationName"), NameOID.ORGANIZATION_NAME, 64),
@@ -35,9 +33,10 @@ for _names, _oid, _bound in (
     (("L", "localityName"), NameOID.LOCALITY_NAME, 128),
     (("ST", "stateOrProvinceName"), NameOID.STATE_OR_PROVINCE_NAME, 128),
     (("C", "countryName"), NameOID.COUNTRY_NAME, 2),
-):
-    for _n in _names:
-        _ATTRS[_n] = (_oid, _bound)
+)
+# name -> (OID, X.520 upper bound in characters)
+_ATTRS: dict[str, tuple[ObjectIdentifier, int]] = {
+    name: (oid, bound) for names, oid, bound in _ATTRIBUTE_TABLE for name in names}
 
 _ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2})?")
 _SPKAC_NAME = re.compile(r"^(?:[0-9]{1,3}\.)?([A-Za-z]{1,40})$")

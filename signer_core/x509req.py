@@ -14,10 +14,15 @@ import base64
 import binascii
 import dataclasses
 import re
+from typing import ClassVar
 
 from asn1crypto import algos, core, keys
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import (
+    InternalError,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+)
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
@@ -31,6 +36,13 @@ _PEM_CSR = re.compile(
     rb"[A-Za-z0-9+/=\r\n]+-----END (?:NEW )?CERTIFICATE REQUEST-----"
 )
 
+# What cryptography raises on malformed input; InternalError comes from
+# cryptography 38's OpenSSL-backed key loading, InvalidVersion from a CSR
+# version other than 1.
+_DECODE_ERRORS = (ValueError, UnsupportedAlgorithm, InternalError, x509.InvalidVersion)
+# What asn1crypto raises on malformed DER (found by fuzzing, see tests).
+_ASN1CRYPTO_ERRORS = (TypeError, KeyError, IndexError, OverflowError)
+
 
 @dataclasses.dataclass(frozen=True)
 class ParsedRequest:
@@ -39,11 +51,11 @@ class ParsedRequest:
 
 
 class _PublicKeyAndChallenge(core.Sequence):
-    _fields = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
+    _fields: ClassVar[list] = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
 
 
 class _SignedPublicKeyAndChallenge(core.Sequence):
-    _fields = [
+    _fields: ClassVar[list] = [
         ("public_key_and_challenge", _PublicKeyAndChallenge),
         ("signature_algorithm", algos.SignedDigestAlgorithm),
         ("signature", core.OctetBitString),
@@ -57,15 +69,14 @@ def is_spkac(payload1: bytes) -> bool:
 def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
     """Verify the request's self-signature and return its key (and SPKAC lines).
 
-    ``spkac`` is the header's key-type flag; the payload itself decides the
-    format (a line ``SPKAC=`` makes it SPKAC), and a mismatch is refused.
+    The payload decides the format, as on the deployed server: a line
+    ``SPKAC=`` makes it SPKAC. ``spkac`` (the header's key-type flag) is
+    advisory only: the web side sets it from how it stored the request.
     """
+    del spkac
     if len(payload1) > MAX_REQUEST_BYTES:
         raise Refusal("bad-csr", f"request longer than {MAX_REQUEST_BYTES} bytes")
-    looks_spkac = is_spkac(payload1)
-    if looks_spkac != spkac:
-        raise Refusal("bad-csr", "key-type flag does not match the request format")
-    if looks_spkac:
+    if is_spkac(payload1):
         return _parse_spkac(payload1)
     return ParsedRequest(_parse_pkcs10(payload1), None)
 
@@ -80,11 +91,11 @@ def _parse_pkcs10(payload1: bytes) -> object:
         else:
             csr = x509.load_der_x509_csr(payload1)
         key = csr.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except _DECODE_ERRORS as exc:
         raise Refusal("bad-csr", f"cannot parse the PKCS#10 request: {_short(exc)}") from None
     try:
         valid = csr.is_signature_valid
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except _DECODE_ERRORS as exc:
         raise Refusal("bad-csr-signature", f"cannot check the signature: {_short(exc)}") from None
     if not valid:
         raise Refusal("bad-csr-signature", "the CSR is not signed by its own key")
@@ -117,7 +128,7 @@ def _verify_spkac(der: bytes) -> object:
         signature = spkac["signature"].native
         canonical = spkac.dump(force=True) == der
         key = serialization.load_der_public_key(spki)
-    except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
+    except (*_DECODE_ERRORS, *_ASN1CRYPTO_ERRORS) as exc:
         raise Refusal("bad-spkac", f"cannot decode the SPKAC: {_short(exc)}") from None
     if not canonical:
         raise Refusal("bad-spkac", "SPKAC is not DER")
@@ -145,7 +156,7 @@ def _verify(key: object, sig_algo: str, algo_name: str, signature: bytes, data: 
             raise Refusal("bad-spkac", f"unsupported SPKAC signature {algo_name}")
     except KeyError:
         raise Refusal("bad-spkac", f"unsupported SPKAC digest {algo_name}") from None
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+    except (InvalidSignature, *_DECODE_ERRORS):
         raise Refusal("bad-csr-signature", "the SPKAC is not signed by its own key") from None
 
 

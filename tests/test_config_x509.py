@@ -156,10 +156,10 @@ def test_builtin_profiles_table():
     ('[spool]\ndir = "x"\n[x509]\nallow_weak_digests = 1\n', "x509.allow_weak_digests"),
     ('[spool]\ndir = "x"\n[x509.roots.0]\nname = "r"\n', "x509.roots.0.key"),
     ('[spool]\ndir = "x"\n[x509.roots.x]\nname = "r"\n', "x509.roots.x"),
-    ('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
-     'crl_url="http://c"\ndefault_digest="md4"\n', "x509.roots.0.default_digest"),
-    ('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
-     'crl_url="http://c"\n', "x509.roots.0.key"),
+    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
+     'crl_url="http://c"\ndefault_digest="md4"\n'), "x509.roots.0.default_digest"),
+    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
+     'crl_url="http://c"\n'), "x509.roots.0.key"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\nenabled = "yes"\n', "x509.profiles.5.enabled"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\nmax_days = 0\n', "x509.profiles.5"),
     ('[spool]\ndir = "x"\n[x509.profiles.5]\ncolour = "red"\n', "x509.profiles.5.colour"),
@@ -174,6 +174,8 @@ def test_builtin_profiles_table():
     ('[spool]\ndir = "x"\n[openpgp]\nfingerprint = "' + "A" * 40 + '"\n', "openpgp.home"),
     ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ncert_level = 4\n',
      "openpgp.cert_level"),
+    ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ndigest = "MD5"\n',
+     "openpgp.digest"),
     ('[spool]\ndir = "x"\n[crl]\nvalidity_days = 0\n', "crl.validity_days"),
     ('[spool]\ndir = "x"\n[crl]\nhistory = "16"\n', "crl.history"),
 ])

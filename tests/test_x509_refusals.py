@@ -14,13 +14,18 @@ from datetime import timedelta
 import pytest
 from asn1crypto import csr as asn1csr
 from asn1crypto import keys as asn1keys
+from conftest_x509 import NOW, World, csr_pem, spkac_block, spkac_line
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from conftest_x509 import NOW, World, csr_pem, spkac_block, spkac_line
 from signer_core import keychecks
-from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.issue import (
+    SignRequest,
+    new_serial,
+    plan_certificate,
+    sign_certificate,
+)
 from signer_core.refusal import Refusal
 from signer_core.x509req import parse_request
 
@@ -163,66 +168,66 @@ def tampered_spkac(world, how: str) -> bytes:
 def cases(world, weak):
     spk = spkac_block(world.spkac["rsa"], ["CN = Alice"])
     return [
-        ("unconfigured root", dict(root=9), "unknown-root"),
-        ("root without files", dict(root=2), "root-not-installed"),
-        ("unknown profile", dict(profile=12), "unknown-profile"),
-        ("disabled profile", dict(profile=4), "profile-disabled"),
-        ("undefined digest id", dict(md=4), "unknown-digest"),
-        ("digest id 255", dict(md=255), "unknown-digest"),
-        ("md5", dict(md=1), "weak-digest"),
-        ("sha1", dict(md=2), "weak-digest"),
-        ("ripemd160", dict(md=3), "weak-digest"),
-        ("zero days", dict(days=0), "bad-days"),
-        ("negative days", dict(days=-1), "bad-days"),
-        ("days above 16 bits", dict(days=70000), "bad-days"),
-        ("garbage request", dict(payload1=b"hello"), "bad-csr"),
-        ("empty request", dict(payload1=b""), "bad-csr"),
-        ("PEM with junk", dict(payload1=b"-----BEGIN CERTIFICATE REQUEST-----\n!!!\n"
-                                        b"-----END CERTIFICATE REQUEST-----\n"), "bad-csr"),
-        ("truncated CSR", dict(payload1=_pem(_der(csr_pem(world.rsa_key))[:-20])), "bad-csr"),
-        ("oversized request", dict(payload1=csr_pem(world.rsa_key) + b" " * 70000), "bad-csr"),
-        ("SPKAC flag with a CSR", dict(spkac=True), "bad-csr"),
-        ("CSR flag with SPKAC", dict(payload1=spk), "bad-csr"),
-        ("CSR signed by another key", dict(payload1=other_key_csr(world)), "bad-csr-signature"),
-        ("SPKAC challenge altered", dict(spkac=True, payload1=tampered_spkac(world, "challenge")),
+        ("unconfigured root", {"root": 9}, "unknown-root"),
+        ("root without files", {"root": 2}, "root-not-installed"),
+        ("unknown profile", {"profile": 12}, "unknown-profile"),
+        ("disabled profile", {"profile": 4}, "profile-disabled"),
+        ("undefined digest id", {"md": 4}, "unknown-digest"),
+        ("digest id 255", {"md": 255}, "unknown-digest"),
+        ("md5", {"md": 1}, "weak-digest"),
+        ("sha1", {"md": 2}, "weak-digest"),
+        ("ripemd160", {"md": 3}, "weak-digest"),
+        ("zero days", {"days": 0}, "bad-days"),
+        ("negative days", {"days": -1}, "bad-days"),
+        ("days above 16 bits", {"days": 70000}, "bad-days"),
+        ("garbage request", {"payload1": b"hello"}, "bad-csr"),
+        ("empty request", {"payload1": b""}, "bad-csr"),
+        ("PEM with junk", {"payload1": b"-----BEGIN CERTIFICATE REQUEST-----\n!!!\n"
+                                        b"-----END CERTIFICATE REQUEST-----\n"}, "bad-csr"),
+        ("truncated CSR", {"payload1": _pem(_der(csr_pem(world.rsa_key))[:-20])}, "bad-csr"),
+        ("oversized request", {"payload1": csr_pem(world.rsa_key) + b" " * 70000}, "bad-csr"),
+        ("CSR signed by another key", {"payload1": other_key_csr(world)}, "bad-csr-signature"),
+        ("SPKAC challenge altered", {"spkac": True, "payload1": tampered_spkac(world, "challenge")},
          "bad-csr-signature"),
-        ("SPKAC not base64", dict(spkac=True, payload1=b"CN = a\nSPKAC=@@@@\n"), "bad-spkac"),
-        ("SPKAC not DER", dict(spkac=True, payload1=b"CN = a\nSPKAC=MAMCAQE=\n"), "bad-spkac"),
-        ("SPKAC in BER", dict(spkac=True, payload1=tampered_spkac(world, "ber")), "bad-spkac"),
-        ("two SPKAC lines", dict(spkac=True, payload1=spk + world.spkac["ec"]), "bad-spkac"),
-        ("SPKAC with 40 lines", dict(spkac=True, payload1=b"OU = a\n" * 40 + spk), "bad-spkac"),
-        ("SPKAC subject unknown attribute", dict(spkac=True, payload1=b"UID = x\n" + spk),
+        ("SPKAC not base64", {"spkac": True, "payload1": b"CN = a\nSPKAC=@@@@\n"}, "bad-spkac"),
+        ("SPKAC not DER", {"spkac": True, "payload1": b"CN = a\nSPKAC=MAMCAQE=\n"}, "bad-spkac"),
+        ("SPKAC in BER", {"spkac": True, "payload1": tampered_spkac(world, "ber")}, "bad-spkac"),
+        ("two SPKAC lines", {"spkac": True, "payload1": spk + world.spkac["ec"]}, "bad-spkac"),
+        ("SPKAC with 40 lines", {"spkac": True, "payload1": b"OU = a\n" * 40 + spk}, "bad-spkac"),
+        ("SPKAC subject unknown attribute", {"spkac": True, "payload1": b"UID = x\n" + spk},
          "bad-subject"),
-        ("RSA 1024", dict(payload1=weak["rsa1024"]), "weak-key"),
-        ("RSA exponent 3", dict(payload1=weak["rsa-e3"]), "bad-exponent"),
-        ("RSA small factor", dict(payload1=weak["small-factor"]), "small-factor"),
-        ("RSA close primes", dict(payload1=weak["close-primes"]), "close-primes"),
-        ("RSA ROCA", dict(payload1=weak["roca"]), "roca-key"),
-        ("EC P-224", dict(payload1=weak["p224"]), "unsupported-key"),
-        ("Ed25519 not enabled", dict(payload1=weak["ed25519"]), "unsupported-key"),
-        ("Ed448", dict(payload1=weak["ed448"]), "unsupported-key"),
-        ("DSA", dict(payload1=weak["dsa"]), "unsupported-key"),
-        ("blocklisted key", dict(payload1=csr_pem(world.blocked_key)), "key-blocklisted"),
-        ("no key usage left for EC", dict(profile=20, payload1=csr_pem(world.ec_key)),
+        ("RSA 1024", {"payload1": weak["rsa1024"]}, "weak-key"),
+        ("RSA exponent 3", {"payload1": weak["rsa-e3"]}, "bad-exponent"),
+        ("RSA small factor", {"payload1": weak["small-factor"]}, "small-factor"),
+        ("RSA close primes", {"payload1": weak["close-primes"]}, "close-primes"),
+        ("RSA ROCA", {"payload1": weak["roca"]}, "roca-key"),
+        ("EC P-224", {"payload1": weak["p224"]}, "unsupported-key"),
+        ("Ed25519 not enabled", {"payload1": weak["ed25519"]}, "unsupported-key"),
+        ("Ed448", {"payload1": weak["ed448"]}, "unsupported-key"),
+        ("DSA", {"payload1": weak["dsa"]}, "unsupported-key"),
+        ("blocklisted key", {"payload1": csr_pem(world.blocked_key)}, "key-blocklisted"),
+        ("no key usage left for EC", {"profile": 20, "payload1": csr_pem(world.ec_key)},
          "unsupported-key"),
-        ("injected '/' in subject", dict(payload3=b"/CN=a\\x2fCN=evil.example.com"), "bad-subject"),
-        ("injected CR LF in subject", dict(payload3=b"/CN=a\\x0d\\x0aO=x"), "bad-subject"),
-        ("bad escape", dict(payload3=b"/CN=a\\x4g"), "bad-subject"),
-        ("unknown attribute", dict(payload3=b"/CN=a/serialNumber=1"), "bad-subject"),
-        ("empty subject value", dict(payload3=b"/CN="), "bad-subject"),
-        ("oversized subject", dict(payload3=b"/OU=" + b"x" * 3000), "bad-subject"),
-        ("escaped ',' separator in SAN", dict(payload2=b"DNS:a.org\\x2cDNS:evil.com"), "bad-san"),
-        ("space separator in SAN", dict(payload2=b"DNS:a.org DNS:evil.com"), "bad-san"),
-        ("SAN type dirName", dict(payload2=b"dirName:sect"), "bad-san"),
-        ("oversized SAN", dict(payload2=b"DNS:a.org," * 2000 + b"DNS:b.org"), "bad-san"),
-        ("SAN on a sub-CA", dict(profile=11, payload2=b"DNS:a.example.org"), "bad-san"),
-        ("server without SAN", dict(profile=5, payload2=b""), "bad-san"),
-        ("XMPP server without XMPP", dict(profile=7), "bad-san"),
+        ("injected '/' in subject", {"payload3": b"/CN=a\\x2fCN=evil.example.com"}, "bad-subject"),
+        ("injected CR LF in subject", {"payload3": b"/CN=a\\x0d\\x0aO=x"}, "bad-subject"),
+        ("bad escape", {"payload3": b"/CN=a\\x4g"}, "bad-subject"),
+        ("unknown attribute", {"payload3": b"/CN=a/serialNumber=1"}, "bad-subject"),
+        ("empty subject value", {"payload3": b"/CN="}, "bad-subject"),
+        ("oversized subject", {"payload3": b"/OU=" + b"x" * 3000}, "bad-subject"),
+        ("escaped ',' separator in SAN", {"payload2": b"DNS:a.org\\x2cDNS:evil.com"}, "bad-san"),
+        ("space separator in SAN", {"payload2": b"DNS:a.org DNS:evil.com"}, "bad-san"),
+        ("SAN type dirName", {"payload2": b"dirName:sect"}, "bad-san"),
+        ("oversized SAN", {"payload2": b"DNS:a.org," * 2000 + b"DNS:b.org"}, "bad-san"),
+        ("SAN on a sub-CA", {"profile": 11, "payload2": b"DNS:a.example.org"}, "bad-san"),
+        ("e-mail subject on a sub-CA", {"profile": 11, "payload2": b"",
+                                             "payload3": b"/CN=CA/emailAddress=ca@example.org"}, "bad-san"),
+        ("server without SAN", {"profile": 5, "payload2": b""}, "bad-san"),
+        ("XMPP server without XMPP", {"profile": 7}, "bad-san"),
     ]
 
 
-BASE = dict(root=0, profile=5, md=0, days=365, spkac=False,
-            payload2=b"DNS:www.example.org", payload3=b"/CN=www.example.org")
+BASE = {"root": 0, "profile": 5, "md": 0, "days": 365, "spkac": False,
+            "payload2": b"DNS:www.example.org", "payload3": b"/CN=www.example.org"}
 
 
 def test_every_hostile_request_is_refused_with_its_code(world, weak):
@@ -297,6 +302,7 @@ def weak_world(tmp_path_factory):
     return World(tmp_path_factory.mktemp("x509weak"), extra_toml="allow_weak_digests = true\n")
 
 
+@pytest.mark.filterwarnings("ignore:.*signatures are deprecated")
 @pytest.mark.parametrize("md,name", [(1, "md5"), (2, "sha1"), (3, "ripemd160")])
 def test_weak_digests_when_allowed(weak_world, md, name):
     """Allowed for a test CA: signed if this cryptography can, else refused clearly."""
@@ -320,6 +326,15 @@ def test_spkac_variants(world):
     assert parsed.public_key.public_numbers() == world.rsa_key.public_key().public_numbers()
 
 
+def test_payload_decides_the_format_not_the_flag(world):
+    spk = spkac_block(world.spkac["ec"], ["CN = Alice"])
+    for payload, lines in ((csr_pem(world.ec_key), None), (spk, (b"CN = Alice",))):
+        for flag in (False, True):
+            parsed = parse_request(payload, flag)
+            assert parsed.spkac_subject_lines == lines
+            assert parsed.public_key.public_numbers() == world.ec_key.public_key().public_numbers()
+
+
 def test_der_and_labelled_pem_csrs(world):
     pem = csr_pem(world.ec_key)
     for payload in (_der(pem), b"junk before\n" + pem + b"junk after",
@@ -334,3 +349,18 @@ def test_root_expiry_refusal(world):
     with pytest.raises(Refusal) as exc:
         plan_certificate(world.cfg, world.store, req, NOW + timedelta(days=365 * 30))
     assert exc.value.code == "root-expired"
+
+
+def test_badkeys_only_check_when_installed(world):
+    """A modulus of sparse primes (polynomial structure): only badkeys' rsapoly
+    knows it. With badkeys installed it is refused; without, it passes, which is
+    the documented difference between the two environments."""
+    p = next_prime((3 << 1022) + (1 << 900) + (1 << 450))
+    q = next_prime((3 << 1022) + (1 << 800) + (1 << 333))
+    req = SignRequest(**{**BASE, "payload1": csr_pem(rsa_from_primes(p, q))})
+    if keychecks.badkeys_available():
+        with pytest.raises(Refusal) as exc:
+            plan_certificate(world.cfg, world.store, req, NOW)
+        assert exc.value.code == "bad-key" and "rsapoly" in exc.value.text
+    else:
+        assert plan_certificate(world.cfg, world.store, req, NOW).public_key.key_size == 2048

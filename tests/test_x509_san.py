@@ -52,6 +52,9 @@ def test_long_xmpp_uses_long_der_length():
     (b"otherName:1.2.3.4;UTF8:x", "invalid"), (b"otherName:1.3.6.1.5.5.7.8.5;IA5:x.org", "invalid"),
     (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:a@b.org/res", "invalid"),
     (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:@b.org", "invalid"),
+    (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:a<b@b.org", "invalid"),
+    (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:a@b@b.org", "invalid"),
+    (b"otherName:1.3.6.1.5.5.7.8.5;UTF8:b_c.org", "invalid"),
     (b"DNS:a.org DNS:b.org", "forbidden"), (b"DNS:a.org\tx", "forbidden"),
     (b"DNS:a.org\r\nDNS:b", "forbidden"), (b"DNS:a\x00.org", "forbidden"),
     (b"DNS:a#.org", "forbidden"), (b'DNS:"a.org"', "forbidden"), (b"DNS:'a.org'", "forbidden"),
@@ -87,16 +90,19 @@ def test_refusal_names_the_entry():
 
 # -- properties ---------------------------------------------------------------
 
-LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\Z")
+ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+LABEL = st.text(ALNUM, min_size=1, max_size=12).map(  # inner hyphens too
+    lambda x: x[0] + x[1:-1].replace("0", "-") + x[-1] if len(x) > 2 else x)
 DOMAIN = st.lists(LABEL, min_size=2, max_size=5).map(".".join)
-LOCAL = st.from_regex(r"\A[a-zA-Z0-9!$%&*+=?^_`{|}~-]{1,20}(\.[a-z0-9]{1,5}){0,2}\Z")
+ATOM = st.text(ALNUM + "ABZ!$%&*+=?^_`{|}~-", min_size=1, max_size=12)
+LOCAL = st.lists(ATOM, min_size=1, max_size=3).map(".".join).filter(lambda x: len(x) <= 64)
 ENTRY = st.one_of(
     st.builds(lambda w, d: (f"DNS:{'*.' if w else ''}{d}",
                             x509.DNSName(f"{'*.' if w else ''}{d}")), st.booleans(), DOMAIN),
     st.builds(lambda a, d: (f"email:{a}@{d}", x509.RFC822Name(f"{a}@{d}")), LOCAL, DOMAIN),
     st.ip_addresses().map(lambda ip: (f"IP:{ip}", x509.IPAddress(ip))),
     st.builds(lambda d, p: (f"URI:https://{d}/{p}", x509.UniformResourceIdentifier(f"https://{d}/{p}")),
-              DOMAIN, st.from_regex(r"\A[a-zA-Z0-9/?=&;.~-]{0,30}\Z")),
+              DOMAIN, st.text(ALNUM + "ABZ/?=&;.~-", max_size=30)),
     st.builds(lambda u, d: (f"otherName:1.3.6.1.5.5.7.8.5;UTF8:{u}@{d}", xmpp(f"{u}@{d}")),
               st.text("abc\u00e4\u00df\u4e2d.-_", min_size=1, max_size=10), DOMAIN),
 )
@@ -104,8 +110,8 @@ FRAGMENTS = ["DNS:", "email:", "IP:", "URI:", "otherName:", "1.3.6.1.5.5.7.8.5;U
              "a", "example", ".", "org", "*", "-", "@", "1", "::", " ", "#", "\\", "\u00e4", "/"]
 
 
-@given(st.lists(ENTRY, min_size=1, max_size=20))
-@settings(max_examples=300, deadline=None)
+@given(st.lists(ENTRY, min_size=1, max_size=6))
+@settings(max_examples=120, deadline=None)
 def test_round_trip(entries):
     payload = ",".join(text for text, _ in entries).encode()
     assert parse_san(payload) == [name for _, name in entries]
@@ -113,7 +119,7 @@ def test_round_trip(entries):
 
 @given(st.one_of(st.binary(max_size=400),
                  st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(lambda x: "".join(x).encode())))
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 def test_anything_gives_names_or_a_refusal(payload):
     try:
         names = parse_san(payload)
