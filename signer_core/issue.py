@@ -18,14 +18,15 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
 from signer_core.config import Config, X509Config
 from signer_core.keychecks import check_public_key
 from signer_core.profiles import XMPP_ADDR, Profile, SanSource
 from signer_core.refusal import Refusal
-from signer_core.roots import Root, RootStore, not_after, not_before
+from signer_core.roots import Root, RootStore
+from signer_core.x509compat import not_after, not_before, verify_signature
 from signer_core.san import MAX_SAN_ENTRIES, parse_san
 from signer_core.subject import parse_spkac_subject, parse_subject
 from signer_core.x509req import parse_request
@@ -267,19 +268,6 @@ def sign_certificate(plan: CertificatePlan, serial: int) -> x509.Certificate:
     return cert
 
 
-def verify_signed_by(cert: x509.Certificate, issuer_key: object) -> None:
-    """Raise InvalidSignature unless ``issuer_key`` made ``cert``'s signature."""
-    sig, tbs, algo = cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm
-    if isinstance(issuer_key, rsa.RSAPublicKey):
-        issuer_key.verify(sig, tbs, padding.PKCS1v15(), algo)  # type: ignore[arg-type]
-    elif isinstance(issuer_key, ec.EllipticCurvePublicKey):
-        issuer_key.verify(sig, tbs, ec.ECDSA(algo))  # type: ignore[arg-type]
-    elif isinstance(issuer_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-        issuer_key.verify(sig, tbs)
-    else:
-        raise InvalidSignature(f"unsupported issuer key {type(issuer_key).__name__}")
-
-
 def check_certificate(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> None:
     """Pre-issuance check: the signed certificate says exactly what the plan says."""
     problems = _problems(cert, plan, serial)
@@ -307,7 +295,7 @@ def _problems(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> lis
     ]
     problems = [text for ok, text in checks if not ok]
     try:
-        verify_signed_by(cert, root_cert.public_key())
+        verify_signature(cert, root_cert.public_key())
     except InvalidSignature:
         problems.append("signature does not verify with the root key")
     return problems

@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,12 +39,11 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from signer_core.cadb import CADatabase, serial_text
 from signer_core.crl import CrlError, build_crl, der_to_pem, encode_entry, pem_length
 from signer_core.refusal import Refusal
-from signer_core.x509compat import not_after
+from signer_core.x509compat import not_after, verify_signature
 from signer_core.xdelta import XdeltaError, make_delta
 
 MAX_PAYLOAD = 2**24 - 1            # protocol v1: longest L3 string
@@ -132,28 +130,13 @@ def _parse_certificate(pem: bytes) -> x509.Certificate:
     return cert
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
-    try:
-        algorithm = cert.signature_hash_algorithm
-        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            key.verify(cert.signature, cert.tbs_certificate_bytes)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
-        return False
-    return True
-
-
 def _check_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
     if cert.issuer != issuer.subject:
         raise Refusal("wrong-issuer", "certificate not issued by this root")
-    if not _signed_by(cert, issuer):
-        raise Refusal("bad-cert-signature", "certificate signature does not verify")
+    try:
+        verify_signature(cert, issuer.public_key())
+    except InvalidSignature:
+        raise Refusal("bad-cert-signature", "certificate signature does not verify") from None
 
 
 class Revocations:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 
 from cryptography import x509
@@ -19,18 +18,6 @@ from cryptography.hazmat.primitives import serialization
 
 from signer_core.config import RootConfig, X509Config
 from signer_core.refusal import Refusal
-
-
-def not_before(cert: x509.Certificate) -> datetime:
-    """notBefore as an aware UTC datetime (cryptography 38 and 42+)."""
-    value = getattr(cert, "not_valid_before_utc", None)
-    return value if value is not None else cert.not_valid_before.replace(tzinfo=UTC)
-
-
-def not_after(cert: x509.Certificate) -> datetime:
-    """notAfter as an aware UTC datetime (cryptography 38 and 42+)."""
-    value = getattr(cert, "not_valid_after_utc", None)
-    return value if value is not None else cert.not_valid_after.replace(tzinfo=UTC)
 
 
 def _spki(key: object) -> bytes:

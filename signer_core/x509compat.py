@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -26,19 +26,32 @@ def not_after(cert: x509.Certificate) -> dt.datetime:
     return _utc(getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after)
 
 
-def verify_issued_by(cert: x509.Certificate | x509.CertificateRevocationList,
-                     issuer: x509.Certificate) -> None:
-    """Raise InvalidSignature unless ``issuer`` signed ``cert`` (a certificate or CRL).
+def verify_signature(signed: x509.Certificate | x509.CertificateRevocationList,
+                     issuer_key: object) -> None:
+    """Raise InvalidSignature unless ``issuer_key`` made the signature of a certificate or CRL.
 
-    ``Certificate.verify_directly_issued_by`` appears only in cryptography 40.
+    ``Certificate.verify_directly_issued_by`` appears only in cryptography 40,
+    and there is no such method for CRLs before 40 either.
     """
-    if cert.issuer != issuer.subject:
+    tbs = (signed.tbs_certificate_bytes if isinstance(signed, x509.Certificate)
+           else signed.tbs_certlist_bytes)
+    algorithm = signed.signature_hash_algorithm
+    try:
+        if isinstance(issuer_key, rsa.RSAPublicKey) and algorithm is not None:
+            issuer_key.verify(signed.signature, tbs, padding.PKCS1v15(), algorithm)
+        elif isinstance(issuer_key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            issuer_key.verify(signed.signature, tbs, ec.ECDSA(algorithm))
+        elif isinstance(issuer_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            issuer_key.verify(signed.signature, tbs)
+        else:
+            raise InvalidSignature(f"unsupported issuer key {type(issuer_key).__name__}")
+    except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
+        raise InvalidSignature(str(exc)) from exc
+
+
+def verify_issued_by(signed: x509.Certificate | x509.CertificateRevocationList,
+                     issuer: x509.Certificate) -> None:
+    """Raise InvalidSignature unless ``issuer`` is named as the issuer and made the signature."""
+    if signed.issuer != issuer.subject:
         raise InvalidSignature("issuer name does not match")
-    tbs = getattr(cert, "tbs_certificate_bytes", None) or cert.tbs_certlist_bytes
-    key = issuer.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        key.verify(cert.signature, tbs, padding.PKCS1v15(), cert.signature_hash_algorithm)
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(cert.signature, tbs, ec.ECDSA(cert.signature_hash_algorithm))
-    else:
-        key.verify(cert.signature, tbs)
+    verify_signature(signed, issuer.public_key())

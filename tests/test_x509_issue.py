@@ -23,7 +23,7 @@ from signer_core.issue import (
     sign_certificate,
 )
 from signer_core.refusal import Refusal
-from signer_core.roots import not_after, not_before
+from signer_core.x509compat import not_after, not_before
 
 DS, KE, KA, KCS, CRL = "digital_signature", "key_encipherment", "key_agreement", "key_cert_sign", "crl_sign"
 CLIENT = ["1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.10.3.4",
