@@ -26,10 +26,15 @@ from spool.queue import Spool
 
 COMM_USER = "_signer-comm"
 SIGNER_USER = "_signer"
-ROOT_NAMES = {0: "class 1 root", 1: "class 3 subroot"}
+# Roots 2-4 are configured as in production but hold no key yet: the signer
+# refuses them with a reason, as it will until an operator installs keys.
+ROOT_NAMES = {0: "class 1 root", 1: "class 3 subroot", 2: "class3s", 3: "root 4", 4: "root 5"}
 CRL_URLS = {
     0: "http://crl.cacert.org/revoke.crl",
     1: "http://crl.cacert.org/class3-revoke.crl",
+    2: "http://crl.cacert.org/class3s-revoke.crl",
+    3: "http://crl.cacert.org/root4.crl",
+    4: "http://crl.cacert.org/root5.crl",
 }
 
 
