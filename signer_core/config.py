@@ -76,6 +76,7 @@ class OpenPGPConfig:
     policy_url: str
     cert_level: int = 2
     digest: str = "SHA256"
+    workdir: Path | None = None  # parent of the per-request GnuPG homes; tmpfs by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +202,8 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
                       passphrase_file=t.opt_path("passphrase_file"),
                       policy_url=_url(t, "policy_url", cps_url),
                       cert_level=t.int_("cert_level", 2, 0, 3),
-                      digest=t.str_("digest", "SHA256").upper())
+                      digest=t.str_("digest", "SHA256").upper(),
+                      workdir=t.opt_path("workdir"))
     if o.digest not in OPENPGP_DIGESTS:
         raise ConfigError(f"openpgp.digest: one of {sorted(OPENPGP_DIGESTS)}")
     if o.home is None and o.key_file is None:

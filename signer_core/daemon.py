@@ -80,7 +80,7 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     try:
         signer = load_signer(fingerprint=o.fingerprint, home=o.home, key_file=o.key_file,
                              passphrase_file=o.passphrase_file, policy_url=o.policy_url,
-                             cert_level=o.cert_level, digest=o.digest)
+                             cert_level=o.cert_level, digest=o.digest, workdir=o.workdir)
     except (Refusal, GpgError, ValueError, OSError) as exc:
         log.warning("OpenPGP root not usable: %s", exc)
         return None, f"the OpenPGP root is not installed ({exc})"[:150]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import grp
+import hashlib
 import os
 import pwd
 import subprocess
@@ -128,7 +129,12 @@ def make_openpgp_root(home: Path) -> str:
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
-def config_text(users: Users, device: str, openpgp_fingerprint: str) -> str:
+def gpg_workdir(directory: Path) -> Path:
+    """Where the demo signer makes its per-request GnuPG homes: tmpfs, one per demo CA."""
+    return Path("/dev/shm") / f"signer-demo-{hashlib.sha256(bytes(directory)).hexdigest()[:10]}"
+
+
+def config_text(users: Users, device: str, openpgp_fingerprint: str, gpg_workdir: Path) -> str:
     roots = "".join(
         f'\n[x509.roots.{i}]\nname = "{ROOT_NAMES[i]}"\nkey = "keys/root{i}.key"\n'
         f'certificate = "certs/root{i}.crt"\ncrl_url = "{CRL_URLS[i]}"\n'
@@ -145,6 +151,7 @@ def config_text(users: Users, device: str, openpgp_fingerprint: str) -> str:
         'cps_url = "http://www.cacert.org/cps.php"\n'
         'policy_oid = "1.3.6.1.4.1.18506.4.4"\n' + roots +
         f'\n[openpgp]\nhome = "keys/openpgp"\nfingerprint = "{openpgp_fingerprint}"\n'
+        f'workdir = "{gpg_workdir}"\n'
     )
 
 
@@ -170,5 +177,5 @@ def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
     Spool(directory / "spool").create_dirs(
         signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid)
     config = directory / "signer.toml"
-    _write(config, config_text(users, device, fingerprint).encode(), 0o644)
+    _write(config, config_text(users, device, fingerprint, gpg_workdir(directory)).encode(), 0o644)
     return config

@@ -22,6 +22,8 @@ from comm_handler.client import WebClient
 from comm_handler.frames import Action, RequestHeader, System
 from conftest_crl import crl_number, serials, this_update
 from conftest_openpgp import gen_key, gpg, user_ids
+from signer_core.democa import gpg_workdir
+from signer_core.openpgp_packets import walk
 from test_e2e import make_csr, sign
 
 
@@ -155,4 +157,48 @@ def test_openpgp_secret_key_is_refused(appliance, world_dir):
     done = appliance.client("sign-openpgp", "--key", str(world_dir / "bob.key"))
     assert done.returncode == 1
     assert "ERR openpgp-secret-key:" in done.stderr.decode()
+    appliance.assert_alive()
+
+
+def _export(home, fpr) -> bytes:
+    return gpg(home, "--export", fpr)
+
+
+def _hostile_key(kind: str, home) -> bytes:
+    if kind == "too-large":
+        return b"\x99" + b"\0" * (1 << 20)
+    if kind == "no-key":
+        return b""
+    if kind == "multiple-keys":
+        return b"".join(_export(home, gen_key(home, f"Twin{i} <t{i}@example.org>")) for i in (1, 2))
+    if kind == "key-revoked":
+        fpr = gen_key(home, "Revoked <r@example.org>")
+        rev = (home / "openpgp-revocs.d" / f"{fpr}.rev").read_text()
+        gpg(home, "--import", data=rev.replace(":-----BEGIN", "-----BEGIN").encode())
+        return _export(home, fpr)
+    if kind == "key-expired":
+        return _export(home, gen_key(home, "Old <old@example.org>", expire="1d",
+                                     at=int(time.time()) - 30 * 86400))
+    if kind == "weak-key":
+        return _export(home, gen_key(home, "Weak <w@example.org>", algo="rsa1024"))
+    if kind == "no-uid":
+        fpr = gen_key(home, "Nouid <n@example.org>")
+        return b"".join(p.raw for p in walk(_export(home, fpr)) if p.tag not in (13, 2))
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["too-large", "no-key", "multiple-keys", "key-revoked",
+                                  "key-expired", "weak-key", "no-uid"])
+def test_openpgp_refusals_leave_no_home_behind(appliance, world_dir, kind):
+    home = world_dir / "user-gnupg"
+    home.mkdir(mode=0o700)
+    key = _hostile_key(kind, home)
+    with WebClient(appliance.link) as client:
+        response = client.sign_openpgp(key, 30)
+    assert response.payload1 == b""
+    assert response.payload2.startswith(f"ERR openpgp-{kind}:".encode()), response.payload2
+    workdir = gpg_workdir(appliance.directory)
+    assert workdir.is_dir() and list(workdir.iterdir()) == []
+    agents = subprocess.run(["pgrep", "-f", f"gpg-agent.*{workdir}"], capture_output=True)
+    assert agents.stdout == b""
     appliance.assert_alive()
