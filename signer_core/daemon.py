@@ -42,6 +42,7 @@ from spool.watch import DirWatcher
 log = logging.getLogger("signer-core")
 
 RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered from the database
+TEMP_MAX_AGE = 3600.0  # a comm temp file this old was left by a crash, not a write in progress
 IDLE_WAKEUP = 60.0
 
 
@@ -103,6 +104,7 @@ def run(cfg: Config, spool: Spool) -> None:
                 crashpoint("request-claimed")
                 process(ctx, spool, request)
             spool.prune_results(RESULT_MAX_AGE)
+            spool.prune_temp(TEMP_MAX_AGE)
             watcher.wait(IDLE_WAKEUP)
 
 
