@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from comm_handler.client import Response, WebClient
 from comm_handler.frames import (
-    ACK, READY, START, Action, Message, RequestHeader, System, decode_message,
+    ACK, NAK, READY, START, Action, Message, RequestHeader, System, decode_message,
     encode_message, make_frame,
 )
 from comm_handler.nullmodem import Direction, NullModem
@@ -152,9 +153,20 @@ class Rig:
         assert self.supervisor.restarts == {"signer-core": 0, "signer-comm": 0}
 
 
-def start_rig(base: Path, template: Path, users, comm: dict[str, object]) -> Rig:
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+
+
+def start_rig(base: Path, template: Path, users, comm: dict[str, object],
+              spool_size: str | None = None) -> Rig:
     ca = base / "ca"
     ca.mkdir()
+    if spool_size is not None:
+        mount_tmpfs(ca / "spool", spool_size)
     for name in ("keys", "certs"):
         shutil.copytree(template / name, ca / name, ignore=shutil.ignore_patterns("S.*"))
     rig = Rig(base, users, NullModem().start(), ca)
@@ -175,10 +187,12 @@ def start_rig(base: Path, template: Path, users, comm: dict[str, object]) -> Rig
 @pytest.fixture
 def make_rig(world_dir, ca_template, users):
     rigs: list[Rig] = []
-    modems: list[NullModem] = []
+    mounts: list[Path] = []
 
-    def make(**comm: object) -> Rig:
-        rig = start_rig(world_dir, ca_template, users, {**COMM, **comm})
+    def make(spool_size: str | None = None, **comm: object) -> Rig:
+        if spool_size is not None:
+            mounts.append(world_dir / "ca" / "spool")
+        rig = start_rig(world_dir, ca_template, users, {**COMM, **comm}, spool_size)
         rigs.append(rig)
         return rig
 
@@ -188,11 +202,11 @@ def make_rig(world_dir, ca_template, users):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)  # a test may have stopped one
         rig.supervisor.stop()
-        modems.append(rig.modem)
+        rig.modem.stop()
         for log in sorted((rig.base / "log").glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-    for modem in modems:
-        modem.stop()
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture
@@ -356,6 +370,28 @@ def test_client_silent_during_response(rig, silent_at) -> None:
     rig.assert_alive(pid)
 
 
+def test_client_naking_every_response_is_given_up_on(make_rig) -> None:
+    rig = make_rig(max_resends=2)
+    pid = rig.comm_pid()
+    csr = make_csr()
+    with rig.port() as port:
+        send_message(port, sign_message(csr), ready_timeout=2.0, verdict_timeout=1.5)
+        port.timeout = 30.0
+        assert port.read(1) == bytes([START])
+        port.write(bytes([READY]))
+        for _ in range(3):  # the first send and max_resends resends
+            length = int.from_bytes(port.read(3), "big")
+            assert len(port.read(length + 9)) == length + 9
+            port.write(bytes([NAK]))
+        wait_for_log(rig, "response not delivered: frame refused 3 times")
+        port.timeout = 0.5
+        assert port.read(100) == b""  # no fourth copy
+    retry = assert_certificate(sign(rig, csr), rig)
+    assert rig.certificates() == [format(retry.serial_number, "x")]
+    assert_spooled(rig, 2)
+    rig.assert_alive(pid)
+
+
 def test_dropped_response_byte_then_retry_gets_the_same_certificate(rig) -> None:
     pid = rig.comm_pid()
     csr = make_csr()
@@ -498,6 +534,30 @@ def test_unwritable_spool_is_refused_and_nul_still_answered(rig) -> None:
     rig.assert_alive(pid)
 
 
+def test_full_spool_is_refused_and_nul_still_answered(make_rig) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    rig = make_rig(spool_size="512k")
+    pid = rig.comm_pid()
+    filler = rig.ca / "spool" / "filler"
+    with open(filler, "wb") as out, pytest.raises(OSError, match="No space left"):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+            os.fsync(out.fileno())
+    refused = sign(rig, make_csr())
+    with rig.client() as client:
+        nul = client.nul()
+    filler.unlink()
+    assert refused.payload1 == b"" and refused.payload2.startswith(b"ERR spool-unavailable: ")
+    assert nul.header == bytes([1, Action.NUL, 0, 0])
+    assert nul.payload2.startswith(b"ERR spool-unavailable: ")
+    assert os.listdir(rig.ca / "spool" / "incoming") == []  # no torn temporary file left
+    assert_certificate(sign(rig, make_csr()), rig)
+    assert_spooled(rig, 1)
+    rig.assert_alive(pid)
+
+
 def test_device_vanishes_and_comes_back(rig) -> None:
     """USB unplugged: the pty hangs up and its path goes; later a new one appears."""
     pid = rig.comm_pid()
@@ -505,7 +565,12 @@ def test_device_vanishes_and_comes_back(rig) -> None:
     old.hangup("a")
     rig.device.unlink()
     wait_for_log(rig, "link lost")
-    wait_for_log(rig, "cannot open", count=2)
+    wait_for_log(rig, "cannot open", count=1)
+    (rig.base / "not-a-tty").write_bytes(b"")
+    if rig.users.comm_uid is not None:
+        os.chown(rig.base / "not-a-tty", rig.users.comm_uid, rig.users.comm_gid)
+    rig.device.symlink_to(rig.base / "not-a-tty")  # a wrong device must not stop it either
+    wait_for_log(rig, "cannot open", count=3)
     rig.plug(NullModem().start())
     old.stop()
     wait_until_served(rig.web_end)
