@@ -154,8 +154,8 @@ def test_answer_is_always_a_v1_response(server, data) -> None:
     reason = response.payloads[1]
     if reason:
         assert reason.startswith((b"ERR bad-message: ", b"ERR timeout: "))
-    else:  # only a well-formed keep-alive is answered without a reason
-        assert response.header[1] == Action.NUL and data[6:9] == bytes([1, 0, 0])
+    else:  # only a keep-alive (version 1, action 0) is answered without a reason
+        assert response.header[1] == Action.NUL and data[6:8] == bytes([1, Action.NUL])
 
 
 def test_answer_queues_well_formed_requests(server) -> None:
