@@ -21,6 +21,13 @@ here so that the daemon fails at start with the key at fault named, not later.
     pace_slice_bytes = 30     #   ... in slices of this many bytes,
     pace_per_byte = 0.00027   #   ... sleeping this long per byte
     pace_per_slice = 0.009    #   ... and this long per slice
+
+Pacing is off by default: on a pty, a USB link or a UART whose driver
+buffers the output, writing at once is safe and fast. Turn it on for the
+deployed web host's serial line if its reads overrun: the slices and delays
+are those of the deployed server (a 1.3 kB certificate then takes 0.75 s
+instead of 0.11 s of line time). The link timeouts must stay within what
+the client allows: it waits 20 s for our ready and 5 s between chunks.
 """
 
 from __future__ import annotations
