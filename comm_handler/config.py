@@ -26,8 +26,9 @@ Pacing is off by default: on a pty, a USB link or a UART whose driver
 buffers the output, writing at once is safe and fast. Turn it on for the
 deployed web host's serial line if its reads overrun: the slices and delays
 are those of the deployed server (a 1.3 kB certificate then takes 0.75 s
-instead of 0.11 s of line time). The link timeouts must stay within what
-the client allows: it waits 20 s for our ready and 5 s between chunks.
+instead of 0.11 s of line time). The deployed client waits 5 s between our
+chunks, 20 s for our ready and 5 s for our verdict; the timeouts here only
+bound how long a silent or broken client can hold the line.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _typed(table: dict, key: str, kind: type, default, where: str):
     return value
 
 
-def _bounded(comm: dict, key: str, default: float | int, low: float, high: float):
+def _bounded(comm: dict, key: str, default: float, low: float, high: float):
     value = _typed(comm, key, type(default), default, "comm")
     if not low <= value <= high:
         raise CommConfigError(f"comm.{key} must be within {low}-{high}, not {value}")

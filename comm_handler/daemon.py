@@ -32,11 +32,21 @@ import serial
 
 from comm_handler.config import CommConfig, CommConfigError, load_comm_config
 from comm_handler.frames import (
-    Action, FrameError, Message, RequestHeader, decode_message, encode_message,
+    Action,
+    FrameError,
+    Message,
+    RequestHeader,
+    decode_message,
+    encode_message,
     response_header,
 )
 from comm_handler.transfer import (
-    PORT_ERRORS, LinkClosed, LinkRefused, LinkTimeout, SerialLike, receive_message,
+    PORT_ERRORS,
+    LinkClosed,
+    LinkRefused,
+    LinkTimeout,
+    SerialLike,
+    receive_message,
     send_message,
 )
 from spool.hardening import HardeningError, harden, refuse_readable
@@ -168,7 +178,7 @@ class LinkServer:
                 self.serve(port)
             except (LinkClosed, *PORT_ERRORS) as exc:
                 log.warning("link lost: %s", exc)
-            except Exception:  # noqa: BLE001 - a bug must cost one exchange, not the link
+            except Exception:  # a bug must cost one exchange, not the daemon
                 log.exception("unexpected error; reopening the link")
             finally:
                 _close(port)

@@ -32,13 +32,22 @@ from cryptography.x509.oid import NameOID
 
 from comm_handler.client import Response, WebClient
 from comm_handler.frames import (
-    ACK, NAK, READY, START, Action, Message, RequestHeader, System, decode_message,
-    encode_message, make_frame,
+    ACK,
+    NAK,
+    READY,
+    START,
+    Action,
+    Message,
+    RequestHeader,
+    System,
+    decode_message,
+    encode_message,
+    make_frame,
 )
 from comm_handler.nullmodem import Direction, NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
-from signer_core.democa import create_demo_ca
 from signer_core.demo import daemons, wait_until_served
+from signer_core.democa import create_demo_ca
 from signer_core.x509compat import verify_issued_by
 from spool.queue import Spool
 
@@ -156,7 +165,7 @@ class Rig:
 def mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
 

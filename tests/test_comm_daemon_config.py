@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comm_handler.config import CommConfig, CommConfigError, LinkTimeouts, load_comm_config
+from comm_handler.config import (
+    CommConfig,
+    CommConfigError,
+    LinkTimeouts,
+    load_comm_config,
+)
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import MAX_STRING, Action, decode_message
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
