@@ -47,7 +47,8 @@ from comm_handler.frames import (
 from comm_handler.nullmodem import Direction, NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
 from signer_core.demo import daemons, wait_until_served
-from signer_core.democa import create_demo_ca
+from signer_core.supervise import Supervisor
+from signer_core.democa import Users, create_demo_ca
 from signer_core.x509compat import verify_issued_by
 from spool.queue import Spool
 
@@ -97,10 +98,10 @@ class Rig:
     """The two daemons on a fresh copy of the demo CA, cabled to the test."""
 
     base: Path
-    users: object
+    users: Users
     modem: NullModem
     ca: Path
-    supervisor: object = None
+    supervisor: Supervisor | None = None
 
     @property
     def device(self) -> Path:
@@ -170,52 +171,52 @@ def mount_tmpfs(path: Path, size: str) -> None:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
 
 
-def start_rig(base: Path, template: Path, users, comm: dict[str, object],
-              spool_size: str | None = None) -> Rig:
-    ca = base / "ca"
-    ca.mkdir()
-    if spool_size is not None:
-        mount_tmpfs(ca / "spool", spool_size)
+def start_rig(rig: Rig, template: Path, comm: dict[str, object]) -> None:
+    """Lay out the CA in ``rig.ca`` with ``comm`` in [comm], start both daemons, wait for them."""
     for name in ("keys", "certs"):
-        shutil.copytree(template / name, ca / name, ignore=shutil.ignore_patterns("S.*"))
-    rig = Rig(base, users, NullModem().start(), ca)
+        shutil.copytree(template / name, rig.ca / name, ignore=shutil.ignore_patterns("S.*"))
     rig.plug(rig.modem)
-    config = create_demo_ca(ca, users, str(rig.device))
+    config = create_demo_ca(rig.ca, rig.users, str(rig.device))
     settings = "".join(f"{key} = {toml_value(value)}\n" for key, value in comm.items())
     text = config.read_text()
     assert "result_deadline = 100.0\n" in text
     config.write_text(text.replace("result_deadline = 100.0\n", settings))
-    (base / "log").mkdir()
-    rig.supervisor = daemons(config, base / "log")
+    (rig.base / "log").mkdir()
+    rig.supervisor = daemons(config, rig.base / "log")
     rig.supervisor.start()
     wait_until_served(rig.web_end)
     rig.wait_until_idle()
-    return rig
 
 
 @pytest.fixture
 def make_rig(world_dir, ca_template, users):
-    rigs: list[Rig] = []
-    mounts: list[Path] = []
+    made: list[Rig] = []
 
     def make(spool_size: str | None = None, **comm: object) -> Rig:
+        rig = Rig(world_dir, users, NullModem().start(), world_dir / "ca")
+        made.append(rig)  # before anything can fail: teardown stops what was started
+        rig.ca.mkdir()
         if spool_size is not None:
-            mounts.append(world_dir / "ca" / "spool")
-        rig = start_rig(world_dir, ca_template, users, {**COMM, **comm}, spool_size)
-        rigs.append(rig)
+            mount_tmpfs(rig.ca / "spool", spool_size)
+        start_rig(rig, ca_template, {**COMM, **comm})
         return rig
 
     yield make
-    for rig in rigs:
+    for rig in made:
+        stop_rig(rig)
+
+
+def stop_rig(rig: Rig) -> None:
+    if rig.supervisor is not None:
         for proc in rig.supervisor.processes.values():
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)  # a test may have stopped one
         rig.supervisor.stop()
-        rig.modem.stop()
-        for log in sorted((rig.base / "log").glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-    for path in mounts:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    rig.modem.stop()
+    for log in sorted((rig.base / "log").glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    if os.path.ismount(rig.ca / "spool"):
+        subprocess.run(["umount", "-l", str(rig.ca / "spool")], check=False)
 
 
 @pytest.fixture
