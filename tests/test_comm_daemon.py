@@ -47,8 +47,8 @@ from comm_handler.frames import (
 from comm_handler.nullmodem import Direction, NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
 from signer_core.demo import daemons, wait_until_served
-from signer_core.supervise import Supervisor
 from signer_core.democa import Users, create_demo_ca
+from signer_core.supervise import Supervisor
 from signer_core.x509compat import verify_issued_by
 from spool.queue import Spool
 
