@@ -112,8 +112,6 @@ class LinkServer:
                 message.header, message.payloads, received_at=received_at, reply=reply)
         except OSError as exc:
             return _refusal(header.action, "spool-unavailable", exc.strerror or str(exc))
-        except SpoolFormatError as exc:  # the frame layer's bounds make this unreachable
-            return _refusal(header.action, "bad-message", str(exc))
         if not reply:
             return _response(Action.NUL)
         log.info("request %s: action %d system %d queued", request_id, header.action, header.system)
