@@ -6,12 +6,18 @@ sends it checks only what the link protocol defines (frame, four strings, a
 nine-byte version-1 header), commits the request to ``spool/incoming``, waits
 for the signer's result and sends it back. Policy is the signer's alone.
 
+Every response is a version-1 message with the request's action, payload 1
+the result and payload 2 empty or ``ERR <code>: <text>``. Codes of its own:
+``bad-message`` (framed but not a v1 request), ``spool-unavailable`` (the
+request could not be committed, or the result not read), ``bad-result`` (the
+result file does not decode), ``result-too-large`` and ``timeout``.
+
 SECURITY: everything read from the cable is hostile and bounded by the frame
-layer; a bad message gets a refusal, a broken cable a reopen with backoff, and
-nothing here exits on input. A request the signer has not answered by
-``result_deadline`` is refused so the client (which gives up after 120 s)
-retries; the request stays queued, and its retry is answered from the CA
-database without a second certificate.
+layer (``comm.max_message``); a bad message gets a refusal, a broken cable a
+reopen with backoff, and nothing here exits on input. A request the signer
+has not answered by ``result_deadline`` is refused so the client (which
+gives up after 120 s) retries; the request stays queued, and its retry is
+answered from the CA database without a second certificate.
 """
 
 from __future__ import annotations
@@ -26,12 +32,26 @@ import serial
 
 from comm_handler.config import CommConfig, CommConfigError, load_comm_config
 from comm_handler.frames import (
-    Action, FrameError, Message, RequestHeader, decode_message, encode_message,
+    Action,
+    FrameError,
+    Message,
+    RequestHeader,
+    decode_message,
+    encode_message,
     response_header,
 )
-from comm_handler.transfer import LinkClosed, LinkTimeout, receive_message, send_message
+from comm_handler.transfer import (
+    PORT_ERRORS,
+    LinkClosed,
+    LinkRefused,
+    LinkTimeout,
+    SerialLike,
+    receive_message,
+    send_message,
+)
 from spool.hardening import HardeningError, harden, refuse_readable
 from spool.queue import Spool
+from spool.record import SpoolFormatError
 
 log = logging.getLogger("signer-comm")
 
@@ -44,7 +64,7 @@ def _response(action: int, payload1: bytes = b"", payload2: bytes = b"") -> byte
 
 def _refusal(action: int, code: str, text: str) -> bytes:
     log.warning("refused: %s: %s", code, text)
-    return _response(action, b"", f"ERR {code}: {text}".encode())
+    return _response(action, b"", f"ERR {code}: {text}".encode("utf-8", "replace")[:1000])
 
 
 def _action_of(data: bytes) -> int:
@@ -56,10 +76,27 @@ def _action_of(data: bytes) -> int:
     return header[1] if len(header) > 1 and header[1] in tuple(Action) else Action.NUL
 
 
+class _Backoff:
+    """Waits that double from REOPEN_BACKOFF[0] to REOPEN_BACKOFF[1]."""
+
+    def __init__(self) -> None:
+        self.wait = REOPEN_BACKOFF[0]
+
+    def reset(self) -> None:
+        self.wait = REOPEN_BACKOFF[0]
+
+    def sleep(self) -> None:
+        time.sleep(self.wait)
+        self.wait = min(self.wait * 2, REOPEN_BACKOFF[1])
+
+
 class LinkServer:
+    """The comm daemon's loop: receive a request, answer it, reopen a lost port."""
+
     def __init__(self, cfg: CommConfig, spool: Spool) -> None:
         self.cfg = cfg
         self.spool = spool
+        self.received = 0  # requests taken off the line since start
 
     def answer(self, data: bytes) -> bytes:
         """The response message for one received request message."""
@@ -77,44 +114,82 @@ class LinkServer:
             return _refusal(header.action, "spool-unavailable", exc.strerror or str(exc))
         if not reply:
             return _response(Action.NUL)
-        remaining = self.cfg.result_deadline - (time.time() - received_at)
-        result = self.spool.wait_result(request_id, max(remaining, 0.0))
-        if result is None:
-            return _refusal(header.action, "timeout",
-                            f"no result within {self.cfg.result_deadline:.0f} s, retry later")
-        return _response(result.action, result.payload1, result.payload2)
+        log.info("request %s: action %d system %d queued", request_id, header.action, header.system)
+        return self._result(header.action, request_id, received_at)
 
-    def serve(self, port) -> None:
-        """Answer requests on an open port until the port goes away."""
+    def _result(self, action: int, request_id: str, received_at: float) -> bytes:
+        """Wait for the signer's result; the response carries the request's action."""
+        remaining = self.cfg.result_deadline - (time.time() - received_at)
+        try:
+            result = self.spool.wait_result(request_id, max(remaining, 0.0))
+        except SpoolFormatError as exc:
+            return _refusal(action, "bad-result", str(exc))
+        except OSError as exc:
+            return _refusal(action, "spool-unavailable", exc.strerror or str(exc))
+        if result is None:
+            # The request stays in the spool: the signer still handles it, and
+            # the client's retry is answered from the CA database.
+            return _refusal(action, "timeout",
+                            f"no result within {self.cfg.result_deadline:g} s, retry later")
+        try:
+            return _response(action, result.payload1, result.payload2)
+        except FrameError as exc:
+            return _refusal(action, "result-too-large", str(exc))
+
+    def serve(self, port: SerialLike) -> None:
+        """Answer requests on an open port until it fails (LinkClosed)."""
+        link = self.cfg.link
         while True:
+            data = receive_message(port, chunk_timeout=link.chunk, max_naks=link.max_naks,
+                                   max_length=link.max_message)
+            self.received += 1
+            response = self.answer(data)
             try:
-                data = receive_message(port)
-            except (LinkTimeout, FrameError) as exc:
-                log.info("link reset: %s", exc)
-                continue
-            try:
-                send_message(port, self.answer(data))
-            except (LinkTimeout, FrameError) as exc:
+                resends = send_message(port, response, ready_timeout=link.ready,
+                                       verdict_timeout=link.verdict,
+                                       max_resends=link.max_resends, pacing=self.cfg.pacing)
+            except (LinkTimeout, LinkRefused) as exc:
+                # The client retries; the signer answers the retry from its database.
                 log.warning("response not delivered: %s", exc)
+                continue
+            if resends:
+                log.info("response delivered after %d resends", resends)
+
+    def _open(self) -> serial.SerialBase | None:
+        try:
+            return serial.serial_for_url(self.cfg.device, baudrate=self.cfg.baud)
+        except (serial.SerialException, ValueError, *PORT_ERRORS) as exc:
+            log.warning("cannot open %s: %s", self.cfg.device, exc)
+            return None
 
     def run_forever(self) -> None:
-        wait = REOPEN_BACKOFF[0]
+        """Open the device, serve it, and reopen it with backoff whenever it fails."""
+        backoff = _Backoff()
         while True:
-            try:
-                port = serial.serial_for_url(self.cfg.device, baudrate=self.cfg.baud)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("cannot open %s: %s; retrying in %.1f s", self.cfg.device, exc, wait)
-                time.sleep(wait)
-                wait = min(wait * 2, REOPEN_BACKOFF[1])
+            port = self._open()
+            if port is None:
+                backoff.sleep()
                 continue
             log.info("link open on %s", self.cfg.device)
-            wait = REOPEN_BACKOFF[0]
+            received = self.received
             try:
                 self.serve(port)
-            except (LinkClosed, serial.SerialException, OSError) as exc:
+            except (LinkClosed, *PORT_ERRORS) as exc:
                 log.warning("link lost: %s", exc)
+            except Exception:  # a bug must cost one exchange, not the daemon
+                log.exception("unexpected error; reopening the link")
             finally:
-                port.close()
+                _close(port)
+            if self.received > received:  # it worked for a while: reopen quickly
+                backoff.reset()
+            backoff.sleep()
+
+
+def _close(port: serial.SerialBase) -> None:
+    try:
+        port.close()
+    except PORT_ERRORS as exc:  # a vanished device may fail even to close
+        log.info("closing the port failed: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CommConfigError, HardeningError) as exc:
         print(f"signer-comm: {exc}", file=sys.stderr)
         return 2
+    pacing = "off" if cfg.pacing is None else f"{cfg.pacing}"
+    log.info("link timeouts %s; pacing %s; result deadline %g s", cfg.link, pacing,
+             cfg.result_deadline)
     LinkServer(cfg, Spool(cfg.spool_dir)).run_forever()
     return 0
 

@@ -212,12 +212,20 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
     return o
 
 
+# Link settings that only the comm handler reads; comm_handler.config checks them.
+COMM_LINK_KEYS = frozenset({
+    "ready_timeout", "verdict_timeout", "chunk_timeout", "max_resends", "max_naks",
+    "max_message", "pace", "pace_slice_bytes", "pace_per_byte", "pace_per_slice",
+})
+
+
 def _comm(t: _Table) -> CommConfig:
     c = CommConfig(device=t.str_("device", "/dev/ttyUSB0"), baud=t.int_("baud", 115200, 50, 4_000_000),
                    user=t.str_("user", "_signer-comm"), group=t.str_("group", "_signer-comm"),
                    result_deadline=float(t.get("result_deadline", (int, float), 100.0)))
     if not 0 < c.result_deadline < 120:
         raise ConfigError("comm.result_deadline: must be above 0 and below the client's 120 s")
+    t.used |= COMM_LINK_KEYS
     t.finish()
     return c
 
