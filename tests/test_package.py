@@ -11,13 +11,15 @@ appliance from outside as the web host would. Root only, slow.
   into it with its dependencies from the archive. The users, directories,
   modes, conffile and units are checked as installed, ``systemd-analyze
   verify`` runs inside it, and both daemons start inside it under their own
-  users (chroot + setpriv in a network namespace of their own, no systemd) on
+  users (chroot + setpriv, in a network namespace of their own and, where the
+  kernel has PR_SET_MDWE, with memory-deny-write-execute; no systemd) on
   a pseudo-terminal link whose other end the test drives from outside with
   signer-client: a CSR is signed, an OpenPGP key certified, a certificate
   revoked. Steps the tree cannot do yet are skipped with the reason. Last,
   the package is purged and what it leaves is checked (keys kept).
 
-A release whose archive cannot be reached is skipped with the reason. Every
+$SIGNER_PACKAGE_RELEASES picks the releases (default "bookworm trixie"). A
+release whose archive cannot be reached is skipped with the reason. Every
 mount is undone and every process stopped whatever happens.
 """
 
@@ -46,9 +48,16 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "signer-appliance"
 CONF = "/etc/signer-appliance/signer.toml"
 UNITS = ("signer-core", "signer-comm")
-RELEASES = ("bookworm", "trixie")
+RELEASES = tuple(os.environ.get("SIGNER_PACKAGE_RELEASES", "bookworm trixie").split())
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 EXPOSURE_LIMIT = 2.0
+# systemd's MemoryDenyWriteExecute=yes, done with the kernel's prctl (Linux 6.3+): set
+# before exec, kept across it, so the daemons run under it as the units run them.
+PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
+MDWE_EXEC = ("import ctypes, os, sys\n"
+             f"if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0):\n"
+             "    sys.exit('PR_SET_MDWE refused')\n"
+             "os.execvp(sys.argv[1], sys.argv[1:])\n")
 DAEMON_SETTLE = 4.0  # seconds a daemon must stay up to count as started
 CLIENT_TIMEOUT = 90
 
@@ -233,7 +242,7 @@ def _base_tarball(cache: dict, release: str) -> Path:
 
 @dataclass
 class System:
-    """A Debian root file system under ``root`` with proc and the host's /dev/pts mounted."""
+    """A Debian root file system under ``root``: proc, /dev/shm and the host's /dev/pts mounted."""
 
     release: str
     root: Path
@@ -248,16 +257,16 @@ class System:
             input: str | None = None) -> subprocess.CompletedProcess:
         return _run(self.argv(*cmd, user=user), check=check, timeout=timeout, input=input)
 
-    def argv(self, *cmd: str, user: str | None = None) -> list[str]:
+    def argv(self, *cmd: str, user: str | None = None, mdwe: bool = False) -> list[str]:
         drop = (["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
                  "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"] if user else [])
+        wrap = ["python3", "-c", MDWE_EXEC] if mdwe else []
         return ["chroot", str(self.root), "env", "-i", PATH_ENV, "LC_ALL=C.UTF-8",
-                "DEBIAN_FRONTEND=noninteractive", *drop, *cmd]
+                "DEBIAN_FRONTEND=noninteractive", *wrap, *drop, *cmd]
 
-    def start(self, name: str, *cmd: str, user: str | None = None,
-              network: bool = False) -> subprocess.Popen:
-        """A long-running process in the system; stopped by ``stop_all`` whatever happens."""
-        argv = self.argv(*cmd, user=user) if network else ["unshare", "--net", *self.argv(*cmd, user=user)]
+    def start(self, name: str, *cmd: str, user: str | None = None) -> subprocess.Popen:
+        """A process in the system with no network (PrivateNetwork=yes); stopped by ``stop_all``."""
+        argv = ["unshare", "--net", *self.argv(*cmd, user=user, mdwe=user is not None and _mdwe())]
         with open(self.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -286,6 +295,12 @@ class System:
         groups = _fields(self.path("/etc/group"))
         return ({**users}, {f[0]: int(f[2]) for f in groups},
                 {f[0]: [m for m in f[3].split(",") if m] for f in groups})
+
+
+def _mdwe() -> bool:
+    """Whether this kernel has PR_SET_MDWE; without it the daemons run without the lock."""
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_GET_MDWE, 0, 0, 0, 0) >= 0
 
 
 def _fields(path: Path) -> list[list[str]]:
@@ -320,6 +335,7 @@ def system(request, base_tarballs, deb) -> System:
         _run(["tar", "-C", str(root), "-xf", str(tarball)])
         _run(["mount", "-t", "proc", "proc", str(root / "proc")])
         _run(["mount", "--bind", "/dev/pts", str(root / "dev/pts")])
+        _run(["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", str(root / "dev/shm")])
         shutil.copy(deb, root / "tmp" / deb.name)
         start = time.monotonic()
         sysm.run("apt-get", "install", "-y", "-q", "--no-install-recommends", f"/tmp/{deb.name}")
@@ -534,6 +550,7 @@ class TestInstalled:
             real_uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
             assert real_uid == uids[user]
             assert re.search(r"^CapBnd:\s+0+$", status, re.M), "empty bounding set"
+            assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
         assert "ERR" not in appliance.system.log("signer-comm")
 
     def test_signs_a_csr_over_the_link(self, system, appliance):
