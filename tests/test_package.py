@@ -400,19 +400,27 @@ def _make_demo_roots(sysm: System) -> None:
 
 
 def _openpgp_section(sysm: System) -> str:
-    """An OpenPGP root made by _signer's gpg in the system; '' if it cannot be made."""
-    home = "/var/lib/signer-appliance/gnupg"
+    """An OpenPGP root made by _signer's gpg and installed as the template says; '' if not made."""
+    home, key = "/var/lib/signer-appliance/gnupg-make", "/etc/signer-appliance/keys/openpgp0.key"
+    gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     sysm.run("install", "-d", "-m", "0700", "-o", "_signer", "-g", "_signer", home)
-    made = sysm.run("gpg", "--homedir", home, "--batch", "--passphrase", "", "--quick-gen-key",
-                    "Demo OpenPGP root (not trusted)", "ed25519", "cert", "never",
-                    user="_signer", check=False)
-    sysm.run("gpgconf", "--homedir", home, "--kill", "gpg-agent", user="_signer", check=False)
-    listing = sysm.run("gpg", "--homedir", home, "--with-colons", "--list-secret-keys",
-                       user="_signer", check=False).stdout
-    fprs = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
-    if made.returncode != 0 or not fprs:
-        return ""
-    return f'\n[openpgp]\nhome = "{home}"\nfingerprint = "{fprs[0]}"\n'
+    try:
+        made = sysm.run(*gpg, "--quick-gen-key", "Demo OpenPGP root (not trusted)", "ed25519",
+                        "cert", "never", user="_signer", check=False)
+        listing = sysm.run(*gpg, "--with-colons", "--list-secret-keys", user="_signer",
+                           check=False).stdout
+        fprs = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+        if made.returncode != 0 or not fprs:
+            return ""
+        secret = sysm.run(*gpg, "--armor", "--export-secret-keys", fprs[0], user="_signer").stdout
+        sysm.path(key).write_text(secret)
+        uids, gids, _ = sysm.ids()
+        os.chown(sysm.path(key), uids["_signer"], gids["_signer"])
+        sysm.path(key).chmod(0o600)
+    finally:
+        sysm.run("gpgconf", "--homedir", home, "--kill", "all", user="_signer", check=False)
+        sysm.run("rm", "-rf", home)
+    return f'\n[openpgp]\nkey_file = "keys/openpgp0.key"\nfingerprint = "{fprs[0]}"\n'
 
 
 def _configure(sysm: System, device: str) -> str:
