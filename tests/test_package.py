@@ -234,7 +234,8 @@ def _base_tarball(cache: dict, release: str) -> Path:
             cache[release] = tarball
             print(f"\n{release}: base system in {time.monotonic() - start:.0f} s", file=sys.stderr)
         else:
-            cache[release] = f"mmdebstrap cannot build {release}: {proc.stderr.strip()[-500:]}"
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("E: ")]
+            cache[release] = f"mmdebstrap cannot build {release}: {'; '.join(errors)[:600]}"
     if isinstance(cache[release], str):
         pytest.skip(cache[release])
     return cache[release]
