@@ -107,7 +107,8 @@ def _run(cmd: list[str], *, timeout: float = 600, check: bool = True, **kw) -> s
 def _apt_install(*packages: str) -> None:
     missing = [p for p in packages if _run(["dpkg-query", "-W", "-f=${Status}", p],
                                            check=False).stdout != "install ok installed"]
-    if missing:
+    if missing:  # a fresh machine may have no package lists yet
+        _run(["apt-get", "update", "-qq"])
         _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
