@@ -15,8 +15,11 @@ appliance from outside as the web host would. Root only, slow.
   kernel has PR_SET_MDWE, with memory-deny-write-execute; no systemd) on
   a pseudo-terminal link whose other end the test drives from outside with
   signer-client: a CSR is signed, an OpenPGP key certified, a certificate
-  revoked. Steps the tree cannot do yet are skipped with the reason. Last,
-  the package is purged and what it leaves is checked (keys kept).
+  revoked. Then the same system is booted with systemd-nspawn: the units as
+  shipped must start, run hardened (uid, no new privileges, seccomp, empty
+  bounding set) and do the same three things with the link as /dev/ttyS0.
+  Steps the tree cannot do yet are skipped with the reason. Last, the
+  package is purged and what it leaves is checked (keys kept).
 
 $SIGNER_PACKAGE_RELEASES picks the releases (default "bookworm trixie"). A
 release whose archive cannot be reached is skipped with the reason. Every
@@ -36,7 +39,8 @@ import sys
 import tempfile
 import time
 import tomllib
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +51,7 @@ from signer_core.x509compat import verify_issued_by
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "signer-appliance"
 CONF = "/etc/signer-appliance/signer.toml"
+OPENPGP_KEY = "/etc/signer-appliance/keys/openpgp0.key"
 UNITS = ("signer-core", "signer-comm")
 RELEASES = tuple(os.environ.get("SIGNER_PACKAGE_RELEASES", "bookworm trixie").split())
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -275,6 +280,19 @@ class System:
         self.processes.append(proc)
         return proc
 
+    API_MOUNTS = (("proc", "proc", "/proc", ""), ("--bind", "/dev/pts", "/dev/pts", ""),
+                  ("tmpfs", "shm", "/dev/shm", "mode=1777,nosuid,nodev"))
+
+    def mount_api(self) -> None:
+        """proc, the host's /dev/pts (for links from outside) and a tmpfs /dev/shm."""
+        for kind, source, target, options in self.API_MOUNTS:
+            how = ["--bind"] if kind == "--bind" else ["-t", kind] + (["-o", options] if options else [])
+            _run(["mount", *how, source, str(self.path(target))])
+
+    def umount_api(self) -> None:
+        for _kind, _source, target, _options in reversed(self.API_MOUNTS):
+            _run(["umount", str(self.path(target))])
+
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -335,9 +353,7 @@ def system(request, base_tarballs, deb) -> System:
         stack.callback(_umount_all, root)
         stack.callback(sysm.stop_all)
         _run(["tar", "-C", str(root), "-xf", str(tarball)])
-        _run(["mount", "-t", "proc", "proc", str(root / "proc")])
-        _run(["mount", "--bind", "/dev/pts", str(root / "dev/pts")])
-        _run(["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", str(root / "dev/shm")])
+        sysm.mount_api()
         shutil.copy(deb, root / "tmp" / deb.name)
         start = time.monotonic()
         sysm.run("apt-get", "install", "-y", "-q", "--no-install-recommends", f"/tmp/{deb.name}")
@@ -403,7 +419,7 @@ def _make_demo_roots(sysm: System) -> None:
 
 def _openpgp_section(sysm: System) -> str:
     """An OpenPGP root made by _signer's gpg and installed as the template says; '' if not made."""
-    home, key = "/var/lib/signer-appliance/gnupg-make", "/etc/signer-appliance/keys/openpgp0.key"
+    home, key = "/var/lib/signer-appliance/gnupg-make", OPENPGP_KEY
     gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     sysm.run("install", "-d", "-m", "0700", "-o", "_signer", "-g", "_signer", home)
     try:
@@ -477,6 +493,142 @@ def appliance(system) -> Appliance:
     work = Path(tempfile.mkdtemp(prefix="signer-pkg-web-"))
     yield Appliance(system, link, daemons, work)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _host_link(sysm: System) -> Link:
+    """A null-modem relay run outside, from this tree (as the demo does)."""
+    if importlib.util.find_spec("comm_handler.nullmodem") is None:
+        pytest.skip("comm_handler.nullmodem is not in this tree yet")
+    relay = subprocess.Popen([sys.executable, "-m", "comm_handler.nullmodem"], cwd=REPO,
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                             start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    sysm.processes.append(relay)
+    ends = {}
+    while len(ends) < 2:
+        line = relay.stdout.readline()
+        assert line, "the null-modem relay did not start"
+        name, _, path = line.strip().partition(": ")
+        ends[name] = path
+    return Link(ends["a"], ends["b"])
+
+
+def _nsenter(init: int, *cmd: str, check: bool = True) -> str:
+    return _run(["nsenter", "-t", str(init), "-a", *cmd], check=check, timeout=60).stdout
+
+
+def _wait_for_init(nspawn: subprocess.Popen, sysm: System) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if nspawn.poll() is not None:
+            pytest.skip(f"systemd-nspawn cannot boot a system here: {sysm.log('nspawn')[-600:]}")
+        init = _run(["pgrep", "-P", str(nspawn.pid), "-x", "systemd"], check=False).stdout.split()
+        if init:
+            return int(init[0])
+        time.sleep(0.2)
+    pytest.skip(f"systemd did not start under systemd-nspawn: {sysm.log('nspawn')[-600:]}")
+
+
+def _wait_active(init: int) -> None:
+    deadline = time.monotonic() + 60
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        states = _nsenter(init, "systemctl", "is-active", *UNITS, check=False).split()
+        if states == ["active"] * len(UNITS) or "failed" in states:
+            break
+        time.sleep(0.5)
+    journal = _nsenter(init, "journalctl", "--no-pager", "-n", "60", *(f"-u{u}" for u in UNITS),
+                       check=False)
+    assert states == ["active"] * len(UNITS), f"units {UNITS}: {states}\n{journal}"
+
+
+@contextmanager
+def _booted(sysm: System, serial: str) -> Iterator[int]:
+    """The system booted by systemd-nspawn, ``serial`` as its /dev/ttyS0; yields init's pid."""
+    sysm.umount_api()
+    with open(sysm.log_dir / "nspawn.log", "ab") as log:
+        nspawn = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(sysm.root), "--boot", "--register=no", "--keep-unit",
+             "--console=passive", f"--bind={serial}:/dev/ttyS0"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    init = None
+    try:
+        init = _wait_for_init(nspawn, sysm)
+        _wait_active(init)
+        yield init
+    finally:
+        if init is not None:
+            subprocess.run(["nsenter", "-t", str(init), "-a", "systemctl", "poweroff"],
+                           capture_output=True, timeout=60)
+        try:
+            nspawn.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(nspawn.pid, signal.SIGKILL)
+            nspawn.wait()
+        sysm.mount_api()
+
+
+def _sign(appliance: Appliance, out_path: Path) -> None:
+    """A server certificate for a fresh CSR over the link, verified against root 0."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name.from_rfc4514_string("CN=ignored"))
+           .sign(key, hashes.SHA256()))
+    (appliance.work / "req.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    out = appliance.expect_ok(appliance.client(
+        "sign-x509", "--root", "0", "--profile", "5", "--md", "8", "--days", "365",
+        "--csr", str(appliance.work / "req.csr"), "--san", "DNS:www.example.org",
+        "--subject", "/CN=www.example.org"), "signing a CSR")
+    cert = x509.load_pem_x509_certificate(out)
+    root = x509.load_pem_x509_certificate(
+        appliance.system.path("/etc/signer-appliance/certs/root0.crt").read_bytes())
+    verify_issued_by(cert, root)
+    assert cert.subject.rfc4514_string() == "CN=www.example.org"
+    assert cert.issuer == root.subject
+    out_path.write_bytes(out)
+
+
+def _certify(appliance: Appliance) -> None:
+    """A web user's OpenPGP key certified over the link by the OpenPGP root, checked by gpg."""
+    if appliance.system.openpgp_missing:
+        pytest.skip(appliance.system.openpgp_missing)
+    home = Path(tempfile.mkdtemp(prefix="g", dir=appliance.work))
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    try:
+        _run([*gpg, "--quick-gen-key", "Web User <user@example.org>", "ed25519", "sign", "1y"])
+        (home / "user.asc").write_text(_run([*gpg, "--armor", "--export", "user@example.org"]).stdout)
+        out = appliance.expect_ok(appliance.client("sign-openpgp", "--key", str(home / "user.asc")),
+                                  "certifying an OpenPGP key")
+        _run([*gpg, "--import"], input=out.decode())
+        # The root's key too, so that gpg checks the certification itself ("!").
+        _run([*gpg, "--import", str(appliance.system.path(OPENPGP_KEY))])
+        sigs = _run([*gpg, "--with-colons", "--check-sigs", "user@example.org"]).stdout
+    finally:
+        _run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    conf = tomllib.loads(appliance.system.path(CONF).read_text())
+    root_keyid = conf["openpgp"]["fingerprint"][-16:]
+    good = [f for f in (line.split(":") for line in sigs.splitlines())
+            if f[0] == "sig" and f[1] == "!" and f[4] == root_keyid]
+    assert good, f"no good certification by {root_keyid}:\n{sigs}"
+
+
+def _revoke(appliance: Appliance, issued: Path) -> None:
+    """Revoke ``issued`` over the link; the web host's CRL for root 0 then lists it."""
+    from cryptography import x509
+
+    crl_path = appliance.work / "root0.crl"
+    root_cert = appliance.system.path("/etc/signer-appliance/certs/root0.crt")
+    appliance.expect_ok(appliance.client("revoke", "--cert", str(issued), "--root", "0",
+                                         "--crl", str(crl_path), "--root-cert", str(root_cert)),
+                        "revoking a certificate")
+    crl = x509.load_der_x509_crl(crl_path.read_bytes())
+    assert crl.is_signature_valid(x509.load_pem_x509_certificate(root_cert.read_bytes()).public_key())
+    serial = x509.load_pem_x509_certificate(issued.read_bytes()).serial_number
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
 class TestInstalled:
@@ -564,25 +716,7 @@ class TestInstalled:
         assert "ERR" not in appliance.system.log("signer-comm")
 
     def test_signs_a_csr_over_the_link(self, system, appliance):
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name.from_rfc4514_string("CN=ignored"))
-               .sign(key, hashes.SHA256()))
-        (appliance.work / "req.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-        out = appliance.expect_ok(appliance.client(
-            "sign-x509", "--root", "0", "--profile", "5", "--md", "8", "--days", "365",
-            "--csr", str(appliance.work / "req.csr"), "--san", "DNS:www.example.org",
-            "--subject", "/CN=www.example.org"), "signing a CSR")
-        cert = x509.load_pem_x509_certificate(out)
-        root = x509.load_pem_x509_certificate(system.path("/etc/signer-appliance/certs/root0.crt").read_bytes())
-        verify_issued_by(cert, root)
-        assert cert.subject.rfc4514_string() == "CN=www.example.org"
-        assert cert.issuer == root.subject
-        (appliance.work / "issued.pem").write_bytes(out)
+        _sign(appliance, appliance.work / "issued.pem")
 
     def test_refuses_a_root_without_key(self, system, appliance):
         if not (appliance.work / "req.csr").exists():
@@ -594,39 +728,39 @@ class TestInstalled:
         assert re.search(r"ERR [a-z-]+: .*root 2", proc.stderr.decode()), proc.stderr
 
     def test_certifies_an_openpgp_key(self, system, appliance):
-        if system.openpgp_missing:
-            pytest.skip(system.openpgp_missing)
-        home = appliance.work / "gnupg"
-        home.mkdir(mode=0o700)
-        gpg = ["gpg", "--homedir", str(home), "--batch", "--passphrase", ""]
-        _run([*gpg, "--quick-gen-key", "Web User <user@example.org>", "ed25519", "sign", "1y"])
-        exported = _run([*gpg, "--armor", "--export", "user@example.org"]).stdout
-        (appliance.work / "user.asc").write_text(exported)
-        out = appliance.expect_ok(appliance.client("sign-openpgp", "--key", str(appliance.work / "user.asc")),
-                                  "certifying an OpenPGP key")
-        _run([*gpg, "--import"], input=out.decode())
-        sigs = _run([*gpg, "--with-colons", "--check-sigs", "user@example.org"]).stdout
-        conf = tomllib.loads(system.path(CONF).read_text())
-        root_keyid = conf["openpgp"]["fingerprint"][-16:]
-        assert any(line.startswith("sig:") and line.split(":")[4] == root_keyid
-                   for line in sigs.splitlines()), sigs
-        _run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+        _certify(appliance)
 
     def test_revokes_a_certificate(self, system, appliance):
-        from cryptography import x509
-
         issued = appliance.work / "issued.pem"
         if not issued.exists():
             pytest.skip("no certificate was issued: nothing to revoke")
-        crl_path = appliance.work / "root0.crl"
-        root_cert = system.path("/etc/signer-appliance/certs/root0.crt")
-        appliance.expect_ok(appliance.client("revoke", "--cert", str(issued), "--root", "0",
-                                             "--crl", str(crl_path), "--root-cert", str(root_cert)),
-                            "revoking a certificate")
-        crl = x509.load_der_x509_crl(crl_path.read_bytes())
-        assert crl.is_signature_valid(x509.load_pem_x509_certificate(root_cert.read_bytes()).public_key())
-        serial = x509.load_pem_x509_certificate(issued.read_bytes()).serial_number
-        assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+        _revoke(appliance, issued)
+
+    def test_units_serve_under_systemd(self, system, appliance):
+        """The units as shipped, run by systemd (in systemd-nspawn): hardened, and serving the link."""
+        system.stop_all()  # the chroot's daemons and relay
+        try:
+            _apt_install("systemd-container")
+        except AssertionError as exc:
+            pytest.skip(f"no systemd-nspawn: {str(exc)[:300]}")
+        conf = system.path(CONF)
+        conf.write_text(re.sub(r'(?m)^device = .*$', 'device = "/dev/ttyS0"', conf.read_text()))
+        link = _host_link(system)
+        uids, gids, _ = system.ids()
+        os.chown(link.appliance_end, uids["_signer-comm"], gids["_signer-comm"])
+        with _booted(system, link.appliance_end) as init:
+            for unit, user in (("signer-core", "_signer"), ("signer-comm", "_signer-comm")):
+                pid = _nsenter(init, "systemctl", "show", "-p", "MainPID", "--value", unit).strip()
+                status = _nsenter(init, "cat", f"/proc/{pid}/status")
+                assert re.search(rf"^Uid:\s+{uids[user]}\s", status, re.M), status
+                for line in ("NoNewPrivs:\t1", "Seccomp:\t2", "CapBnd:\t0000000000000000"):
+                    assert line in status, f"{unit}: {line!r} not in\n{status}"
+            web = Appliance(system, link, {}, appliance.work)
+            issued = appliance.work / "issued-under-systemd.pem"
+            _sign(web, issued)
+            _certify(web)
+            _revoke(web, issued)
+
 
     def test_purge_keeps_the_keys(self, system):
         system.stop_all()
