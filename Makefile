@@ -5,7 +5,7 @@ DEMO_DIR ?= demo-ca
 PYTEST_ARGS ?=
 DEB_ENV := PYTHONPATH=$(CURDIR):$(CURDIR)/.deb-extra
 
-.PHONY: setup demo serve test test-debian test-venv bench clean
+.PHONY: setup demo serve test test-debian test-venv deb test-package clean
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,13 @@ test-debian:
 test-venv:
 	@echo "== tests on current PyPI releases (.venv)"
 	cd $(CURDIR) && .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+deb:
+	scripts/build-deb.sh dist
+
+test-package:
+	@echo "== the Debian package: build, lintian, install into Debian 12 and 13, run, purge (root)"
+	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest tests/test_package.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .deb-extra $(DEMO_DIR) .pytest_cache .hypothesis
