@@ -214,7 +214,7 @@ from pathlib import Path
 incoming, secret, name, good = Path(sys.argv[1]), sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
 end = time.monotonic() + float(sys.argv[5])
 i = 0
-while time.monotonic() < end:
+while i < 300 or time.monotonic() < end:  # enough rounds even on a loaded machine
     i += 1
     temp = incoming / f".race{i}"
     if i % 3 == 0:
@@ -250,7 +250,7 @@ def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -
         rounds = int(finish(racer))
         while (request := spool.claim_next()) is not None:
             claimed.append(request)
-    assert rounds > 100
+    assert rounds >= 300
     assert claimed and {r.payloads[0] for r in claimed} == {b"ok"}
     assert secret.read_bytes() == before
     reasons = [(spool.corrupt / n).read_text() for n in os.listdir(spool.corrupt) if n.endswith(".reason")]
