@@ -61,7 +61,7 @@ def cmd_status(args) -> tuple[object, int]:
     cfg = _config(args)
     with _db(cfg) as conn:
         status = {
-            "daemons": overview.daemons(),
+            "daemons": overview.daemons(cfg.path),
             "database": overview.database(conn),
             "spool": overview.spool_status(Spool(cfg.spool_dir)),
             "time": overview.time_status(conn),
@@ -199,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
     import sqlite3
     from signer_core.config import ConfigError
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `signerctl ... | head` ends quietly
     args = build_parser().parse_args(argv)
     try:
         data, code = args.func(args)

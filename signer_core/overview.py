@@ -37,8 +37,17 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def daemons() -> dict[str, list[dict]]:
-    """Running daemons by their process name (each sets it with prctl at start)."""
+def _runs_on(pid: str, config: Path) -> bool:
+    try:
+        argv = Path("/proc", pid, "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(arg and Path(os.fsdecode(arg)).resolve() == config for arg in argv[1:])
+
+
+def daemons(config: Path) -> dict[str, list[dict]]:
+    """Running daemons of this configuration, by process name (each sets it at start)."""
+    config = config.resolve()
     found: dict[str, list[dict]] = {name: [] for name in DAEMONS}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -49,7 +58,7 @@ def daemons() -> dict[str, list[dict]]:
             continue
         fields = dict(l.split(":\t", 1) for l in status.splitlines() if ":\t" in l)
         name = fields.get("Name", "").strip()
-        if name in found:
+        if name in found and _runs_on(entry.name, config):
             found[name].append({"pid": int(entry.name), "uid": int(fields["Uid"].split()[0])})
     return found
 
