@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS openssl_state (
     root INTEGER PRIMARY KEY,
     next_serial TEXT NOT NULL,
     imported_at INTEGER NOT NULL
-);
+)
 """
 
 
@@ -408,9 +408,10 @@ def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.C
     ``progress`` gets a progress line when it is a terminal.
     """
     run = _Run(root_id, ca_dir / "index.txt")
-    revs = Revocations(db)      # creates its tables now: DDL would end our transaction
+    # Both create their (empty) tables with executescript, which would commit
+    # our transaction: so before it, as the signer itself does at start-up.
+    revs = Revocations(db)
     audit = AuditLog(db.connection)
-    db.connection.executescript(OPENSSL_STATE_SCHEMA)
     next_serial = _hex_file(ca_dir / "serial", run)
     next_crl_number = _hex_file(ca_dir / "crlnumber", run)
     crls = _read_crls(crl, crl_dir, root_cert, run)
@@ -431,6 +432,7 @@ def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.C
         if run.problems:
             raise MigrationError(run.problems)
         crl_number = _continue_numbers(conn, revs, run, crls, next_crl_number)
+        conn.execute(OPENSSL_STATE_SCHEMA)
         if next_serial is not None:
             conn.execute("INSERT INTO openssl_state VALUES (?, ?, ?) ON CONFLICT (root) DO UPDATE"
                          " SET next_serial = excluded.next_serial, imported_at = excluded.imported_at"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,7 @@ def build_old_ca(base: Path, *, valid: int = 180, expired: int = 20) -> OldCA:
     openssl_ca(ca_dir, "-notext", "-startdate", "200101000000Z", "-enddate", "210101000000Z",
                "-infiles", *_csrs(work, expired, valid))
     openssl_ca(ca_dir, "-updatedb")
+    shutil.rmtree(work)
     serials = [0x1000 + i for i in range(valid)]
     to_revoke = serials[3:valid:5][:34]
     revoked: dict[int, tuple[dt.datetime, str | None]] = {}
