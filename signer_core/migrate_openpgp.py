@@ -5,7 +5,8 @@ keyrings per root (``secring<N>.gpg``, ``pubring<N>.gpg``); GnuPG 2.2 imports
 both formats, handing the secret key to its agent, which re-protects it in
 its own format (so a protected key needs its passphrase, read from a file).
 The result is a new GnuPG home, mode 0700, holding exactly one secret primary
-key (or the one the operator names), and the ``[openpgp]`` lines that make
+key (or the one the operator names), checked by making a signature with it
+and the passphrase the signer will use, and the ``[openpgp]`` lines that make
 the signer use it. On any failure the new home is removed: there is no
 half-imported root.
 """
@@ -105,6 +106,7 @@ def import_openpgp(keyring_dir: Path, root_id: int, home: Path, *,
         _gpg(home, *secret, "--import", str(secring))
         secrets = _secret_fingerprints(home)
         chosen = _choose(secrets, fingerprint)
+        _check_signs(home, chosen, secret)
         listing = _gpg(home, "--with-colons", "--list-keys").splitlines()
         public = sum(line.startswith("pub:") for line in listing)
     except BaseException:
@@ -115,6 +117,21 @@ def import_openpgp(keyring_dir: Path, root_id: int, home: Path, *,
     if owner is not None:
         _chown_tree(home, owner)
     return OpenPGPImport(home, chosen, tuple(secrets), public)
+
+
+def _check_signs(home: Path, fingerprint: str, secret: list[str]) -> None:
+    """The root must sign with the passphrase the signer will have, as the signer will."""
+    try:
+        done = subprocess.run(
+            [GPG, "--homedir", str(home), "--batch", "--no-tty", *secret, "--status-fd", "1",
+             "--local-user", fingerprint, "--detach-sign", "--output", "-"],
+            input=b"import check", capture_output=True, timeout=TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OpenPGPImportError(f"cannot run {GPG}: {exc}") from exc
+    if done.returncode != 0 or b"[GNUPG:] SIG_CREATED" not in done.stdout:
+        raise OpenPGPImportError(
+            f"the imported key {fingerprint} cannot sign with the passphrase given"
+            " (a protected key needs --passphrase-file)")
 
 
 def _choose(secrets: list[str], fingerprint: str | None) -> str:
