@@ -118,6 +118,7 @@ class _Run:
 
     root_id: int
     index: Path
+    fresh: bool = False         # the root had no certificate: nothing to compare with
     problems: list[Problem] = field(default_factory=list)
     seen: dict[int, int] = field(default_factory=dict)           # serial -> line
     revoked: list[IndexEntry] = field(default_factory=list)
@@ -173,24 +174,23 @@ def _hex_file(path: Path, run: _Run) -> int | None:
         return None
 
 
-def _load_certificate(path: Path) -> x509.Certificate:
-    with path.open("rb") as f:
-        data = f.read(MAX_CERT_FILE + 1)
-    if len(data) > MAX_CERT_FILE:
-        raise ValueError(f"larger than {MAX_CERT_FILE} bytes")
-    cert = (x509.load_pem_x509_certificate(data) if _PEM_CERT in data
-            else x509.load_der_x509_certificate(data))
-    _ = (cert.subject, cert.serial_number, not_after(cert))  # cryptography 38 parses lazily
-    return cert
-
-
-def _certificate_path(ca_dir: Path, entry: IndexEntry) -> Path | None:
+def _load_certificate(ca_dir: Path, entry: IndexEntry) -> x509.Certificate | None:
+    """The entry's certificate; None if no file holds it."""
     names = [f"{d}/{entry.serial_hex}.pem" for d in CERT_DIRS]
     if entry.filename not in ("", "unknown") and "/" not in entry.filename.lstrip("./"):
         names.insert(0, entry.filename)
     for name in names:
-        if (ca_dir / name).is_file():
-            return ca_dir / name
+        try:
+            with open(ca_dir / name, "rb") as f:
+                data = f.read(MAX_CERT_FILE + 1)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+        if len(data) > MAX_CERT_FILE:
+            raise ValueError(f"{name} is larger than {MAX_CERT_FILE} bytes")
+        cert = (x509.load_pem_x509_certificate(data) if _PEM_CERT in data
+                else x509.load_der_x509_certificate(data))
+        _ = (cert.subject, cert.serial_number, not_after(cert))  # cryptography 38 is lazy
+        return cert
     return None
 
 
@@ -276,8 +276,9 @@ def _index_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str | No
 def _store_certificate(conn, run: _Run, entry: IndexEntry, cert: x509.Certificate) -> bool:
     """Insert the certificate's row; False if an identical one is there already."""
     der = cert.public_bytes(serialization.Encoding.DER)
-    row = conn.execute("SELECT state, der FROM certificates WHERE root = ? AND serial = ?",
-                       (run.root_id, serial_text(entry.serial))).fetchone()
+    row = None if run.fresh else conn.execute(
+        "SELECT state, der FROM certificates WHERE root = ? AND serial = ?",
+        (run.root_id, serial_text(entry.serial))).fetchone()
     if row is not None:
         if row[0] != "issued" or bytes(row[1]) != der:
             run.problem(entry.line, f"serial {entry.serial_hex} is already in the database"
@@ -329,19 +330,18 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
                     f" (first on line {run.seen[entry.serial]})")
         return
     run.seen[entry.serial] = number
-    path = _certificate_path(ca_dir, entry)
-    if path is None:
+    try:
+        cert = _load_certificate(ca_dir, entry)
+    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
+        run.problem(number, f"unreadable certificate {entry.serial_hex}.pem: {exc}")
+        return
+    if cert is None:
         run.problem(number, f"certificate {entry.serial_hex}.pem is missing from"
                     f" {' and '.join(CERT_DIRS)}/")
         return
-    try:
-        cert = _load_certificate(path)
-    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
-        run.problem(number, f"unreadable certificate {path.name}: {exc}")
-        return
     wrong = _check_certificate(cert, entry, root_cert)
-    for text in wrong:
-        run.problem(number, text)
+    for complaint in wrong:
+        run.problem(number, complaint)
     if wrong:
         return
     new = _store_certificate(conn, run, entry, cert)
@@ -358,6 +358,13 @@ def _store_revocations(conn, run: _Run) -> None:
     """In serial order, as ``openssl ca -gencrl`` sorts its CRLs."""
     for entry in sorted(run.revoked, key=lambda e: e.serial):
         run.counts["R" if _store_revocation(conn, run, entry) else "skipped"] += 1
+
+
+def _crl_number(old: OldCrl) -> int:
+    try:
+        return old.crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return 0
 
 
 def _revocation_date(item: x509.RevokedCertificate) -> dt.datetime:
@@ -382,8 +389,12 @@ def _check_current_crl(old: OldCrl, run: _Run) -> None:
 
 def _continue_numbers(conn, revs: Revocations, run: _Run, crls: list[OldCrl],
                       next_crl_number: int | None) -> int:
-    """Remember the CRLs as delta bases; return the number the next CRL will carry."""
-    for old in crls:
+    """Remember the CRLs as delta bases; return the number the next CRL will carry.
+
+    Oldest first: Revocations keeps the newest ``history`` CRLs by id, so the
+    current one, the likeliest on the web host, must be the last to go.
+    """
+    for old in sorted(crls, key=_crl_number):
         known = conn.execute("SELECT 1 FROM crls WHERE root = ? AND sha1 = ?",
                              (run.root_id, hashlib.sha1(old.der).digest())).fetchone()
         if known is None:   # even a conflicting insert would use up an id: leave no trace
@@ -421,6 +432,8 @@ def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.C
         raise MigrationError([Problem(str(run.index), None, f"cannot read: {exc.strerror}")])
     meter = Progress(progress, size, f"importing root {root_id}")
     with db.transaction() as conn:
+        run.fresh = conn.execute("SELECT 1 FROM certificates WHERE root = ? LIMIT 1",
+                                 (root_id,)).fetchone() is None
         for number, text in _index_lines(run.index, meter):
             run.counts["lines"] = number
             _import_line(conn, run, ca_dir, root_cert, number, text)

@@ -88,6 +88,8 @@ def test_import_keeps_every_certificate(db, old_ca):
     assert event == "openssl-imported"
     assert json.loads(details)["revoked"] == len(old_ca.revoked)
     assert AuditLog(db.connection).verify().ok
+    numbers = [n for n, in db.connection.execute("SELECT number FROM crls ORDER BY id")]
+    assert numbers == [1, 2, 3], "the current CRL must be the last pruned"
 
 
 def test_next_crl_continues_the_old_one_as_a_delta(db, old_ca, tmp_path):

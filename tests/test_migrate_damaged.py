@@ -210,6 +210,34 @@ def test_conflicting_certificate_with_same_serial(db, old_ca):
     only(refused(db, old_ca), 3, "different certificate")
 
 
+def test_reason_arguments_are_read_and_counted_as_dropped(db, old_ca):
+    line = next(i for i, l in enumerate(
+        (old_ca.dir / "index.txt").read_text().splitlines(), 1) if "keyCompromise" in l)
+    edit_index(old_ca, line, lambda l: [l.replace("keyCompromise", "keyCompromise,20231231000000Z")])
+    totals = import_openssl(db, 0, old_ca.dir, old_ca.root.certificate, crl=old_ca.current_crl,
+                            progress=None)
+    assert totals.dropped_arguments == 1 and totals.revoked == len(old_ca.revoked)
+
+
+@pytest.mark.parametrize("field, reason, argument", [
+    ("240101000000Z", None, ""),
+    ("240101000000Z,certificateHold,holdInstructionReject", "certificateHold",
+     "holdInstructionReject"),
+    ("20500101000000Z,CACompromise,20491231000000Z", "cACompromise", "20491231000000Z"),
+])
+def test_revocation_field_forms(field, reason, argument):
+    entry = parse_line(1, f"R\t300101000000Z\t{field}\t0A\tunknown\t/CN=x")
+    assert (None if entry.reason is None else entry.reason.value, entry.reason_argument) \
+        == (reason, argument)
+
+
+@pytest.mark.parametrize("field", ["240101000000Z,superseded,x", "240101000000Z,",
+                                   "241301000000Z", "2401010000Z"])
+def test_bad_revocation_fields(field):
+    with pytest.raises(IndexError_):
+        parse_line(1, f"R\t300101000000Z\t{field}\t0A\tunknown\t/CN=x")
+
+
 # -- the index parser on arbitrary input ------------------------------------
 
 @settings(max_examples=300, deadline=None)
