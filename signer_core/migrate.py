@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase, serial_text
 from signer_core.crl import encode_entry
-from signer_core.migrate_index import IndexEntry, IndexError_, oneline, parse_line
+from signer_core.migrate_index import MAX_LINE, IndexEntry, IndexError_, oneline, parse_line
 from signer_core.revocation import MAX_IMPORTED_CRL, Revocations
 from signer_core.x509compat import not_after, not_before, verify_issued_by
 
@@ -55,6 +55,7 @@ MAX_CERT_FILE = 64 * 1024
 MAX_PROBLEMS = 1000
 CERT_DIRS = ("newcerts", "certs")
 _SHA1_NAME = re.compile(r"[0-9a-f]{40}\.crl")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,42}")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
 OPENSSL_STATE_SCHEMA = """
@@ -163,15 +164,17 @@ class Progress:
 def _hex_file(path: Path, run: _Run) -> int | None:
     """The number in an OpenSSL ``serial`` or ``crlnumber`` file; None if absent."""
     try:
-        text = path.read_text("ascii").strip()
-        if not re.fullmatch(r"[0-9A-Fa-f]{1,42}", text):
-            raise ValueError(text)
-        return int(text, 16)
+        with path.open("rb") as f:
+            text = f.read(64).strip()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, UnicodeDecodeError):
+    except OSError as exc:
+        run.problem(None, f"cannot read: {exc.strerror}", path)
+        return None
+    if not _HEX.fullmatch(text):
         run.problem(1, "not a hexadecimal number", path)
         return None
+    return int(text, 16)
 
 
 def _load_certificate(ca_dir: Path, entry: IndexEntry) -> x509.Certificate | None:
@@ -257,13 +260,20 @@ def _read_crls(current: Path | None, crl_dir: Path | None, root_cert: x509.Certi
 
 
 def _index_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) of each line; text None for a line that is not UTF-8."""
+    """(line number, text) of each line; text None for a line too long or not UTF-8."""
     done = number = 0
     with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
+        while raw := f.readline(MAX_LINE + 1):
+            number += 1
             done += len(raw)
             if number % 4096 == 0:
                 progress.update(done, number)
+            if len(raw) > MAX_LINE:
+                while raw and not raw.endswith(b"\n"):   # skip the rest, keep the count right
+                    raw = f.readline(MAX_LINE + 1)
+                    done += len(raw)
+                yield number, None
+                continue
             try:
                 yield number, raw.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError:
@@ -318,7 +328,7 @@ def _store_revocation(conn, run: _Run, entry: IndexEntry) -> bool:
 def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
                  number: int, text: str | None) -> None:
     if text is None:
-        run.problem(number, "malformed line: not UTF-8")
+        run.problem(number, f"malformed line: not UTF-8 or over {MAX_LINE} bytes")
         return
     try:
         entry = parse_line(number, text)
@@ -352,6 +362,18 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
         run.counts[entry.status] += 1
     else:
         run.counts["skipped"] += 1
+
+
+def _import_index(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
+                  meter: Progress) -> None:
+    run.fresh = conn.execute("SELECT 1 FROM certificates WHERE root = ? LIMIT 1",
+                             (run.root_id,)).fetchone() is None
+    for number, text in _index_lines(run.index, meter):
+        run.counts["lines"] = number
+        _import_line(conn, run, ca_dir, root_cert, number, text)
+        if run.full:
+            break
+    _store_revocations(conn, run)
 
 
 def _store_revocations(conn, run: _Run) -> None:
@@ -429,17 +451,11 @@ def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.C
     try:
         size = run.index.stat().st_size
     except OSError as exc:
-        raise MigrationError([Problem(str(run.index), None, f"cannot read: {exc.strerror}")])
+        run.problem(None, f"cannot read: {exc.strerror}")
+        raise MigrationError(run.problems) from None
     meter = Progress(progress, size, f"importing root {root_id}")
     with db.transaction() as conn:
-        run.fresh = conn.execute("SELECT 1 FROM certificates WHERE root = ? LIMIT 1",
-                                 (root_id,)).fetchone() is None
-        for number, text in _index_lines(run.index, meter):
-            run.counts["lines"] = number
-            _import_line(conn, run, ca_dir, root_cert, number, text)
-            if run.full:
-                break
-        _store_revocations(conn, run)
+        _import_index(conn, run, ca_dir, root_cert, meter)
         if crl is not None and crls and crls[0].path == crl:
             _check_current_crl(crls[0], run)
         if run.problems:

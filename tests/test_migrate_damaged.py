@@ -101,6 +101,23 @@ def test_malformed_line(db, old_ca, damage, line, words):
     only(refused(db, old_ca), line, *words)
 
 
+def test_overlong_and_non_utf8_lines(db, old_ca):
+    path = old_ca.dir / "index.txt"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4].replace(b"user 4", b"user \xff")
+    lines[6] = b"V\t" + b"x" * 200_000 + b"\n"
+    path.write_bytes(b"".join(lines))
+    problems = refused(db, old_ca)
+    assert [(p.line, "malformed" in p.text) for p in problems] == [(5, True), (7, True)]
+
+
+def test_missing_index_and_bad_counter_files(db, old_ca):
+    (old_ca.dir / "serial").write_text("not hex\n")
+    (old_ca.dir / "index.txt").unlink()
+    problems = refused(db, old_ca)
+    assert [(Path(p.file).name, p.line) for p in problems] == [("serial", 1), ("index.txt", None)]
+
+
 def test_missing_certificate(db, old_ca):
     (old_ca.dir / "newcerts" / "1009.pem").unlink()
     only(refused(db, old_ca), 10, "missing", "1009.pem")
