@@ -26,7 +26,6 @@ import argparse
 import base64
 import datetime as dt
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -38,12 +37,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from signer_core.migrate_index import format_line, oneline, parse_line  # noqa: E402
+from signer_core.migrate_index import format_line, oneline, parse_line
 
 UTC = dt.timezone.utc
 FIRST_SERIAL = 1 << 64          # every serial from here to 2**65 is 9 content bytes

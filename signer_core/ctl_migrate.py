@@ -57,6 +57,7 @@ def _give_back(database: Path, owner: tuple[int, int] | None) -> None:
 
 def cmd_import_openssl(args) -> tuple[object, int]:
     from cryptography import x509
+
     from signer_core.cadb import CADatabase
     from signer_core.migrate import MigrationError, import_openssl
     _refuse_if_signer_runs(args)

@@ -46,7 +46,13 @@ from cryptography.hazmat.primitives import serialization
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase, serial_text
 from signer_core.crl import encode_entry
-from signer_core.migrate_index import MAX_LINE, IndexEntry, IndexError_, oneline, parse_line
+from signer_core.migrate_index import (
+    MAX_LINE,
+    IndexEntry,
+    IndexLineError,
+    oneline,
+    parse_line,
+)
 from signer_core.revocation import MAX_IMPORTED_CRL, Revocations
 from signer_core.x509compat import not_after, not_before, verify_issued_by
 
@@ -332,7 +338,7 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
         return
     try:
         entry = parse_line(number, text)
-    except IndexError_ as exc:
+    except IndexLineError as exc:
         run.problem(number, f"malformed line: {exc}")
         return
     if entry.serial in run.seen:

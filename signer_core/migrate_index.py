@@ -43,7 +43,7 @@ REASON_NAMES = {flag: name for name, flag in REASONS.items()}
 _WITH_ARGUMENT = {"certificateHold", "keyCompromise", "CACompromise"}
 
 
-class IndexError_(ValueError):
+class IndexLineError(ValueError):
     """One index line cannot be read; the message says why."""
 
 
@@ -64,7 +64,7 @@ class IndexEntry:
 def parse_time(text: str) -> dt.datetime:
     """An ASN.1 UTCTime (RFC 5280 century rule) or GeneralizedTime as OpenSSL writes them."""
     if not _TIME.fullmatch(text):
-        raise IndexError_(f"bad time {text!r}")
+        raise IndexLineError(f"bad time {text!r}")
     digits = text[:-1]
     if len(digits) == 12:
         year = int(digits[:2])
@@ -74,7 +74,7 @@ def parse_time(text: str) -> dt.datetime:
                            int(digits[8:10]), int(digits[10:12]), int(digits[12:14]),
                            tzinfo=_UTC)
     except ValueError:
-        raise IndexError_(f"bad time {text!r}") from None
+        raise IndexLineError(f"bad time {text!r}") from None
 
 
 def format_time(when: dt.datetime) -> str:
@@ -91,32 +91,32 @@ def _revocation(field: str) -> tuple[dt.datetime, x509.ReasonFlags | None, str]:
     if len(parts) == 1:
         return when, None, ""
     if parts[1] not in REASONS:
-        raise IndexError_(f"unknown revocation reason {parts[1]!r}")
+        raise IndexLineError(f"unknown revocation reason {parts[1]!r}")
     argument = parts[2] if len(parts) == 3 else ""
     if argument and parts[1] not in _WITH_ARGUMENT:
-        raise IndexError_(f"reason {parts[1]} takes no argument")
+        raise IndexLineError(f"reason {parts[1]} takes no argument")
     return when, REASONS[parts[1]], argument
 
 
 def parse_line(number: int, text: str) -> IndexEntry:
-    """One index line (without its newline); IndexError_ says what is wrong."""
+    """One index line (without its newline); IndexLineError says what is wrong."""
     if len(text) > MAX_LINE:
-        raise IndexError_(f"line longer than {MAX_LINE} characters")
+        raise IndexLineError(f"line longer than {MAX_LINE} characters")
     fields = text.split("\t")
     if len(fields) != 6:
-        raise IndexError_(f"{len(fields)} tab-separated fields, expected 6")
+        raise IndexLineError(f"{len(fields)} tab-separated fields, expected 6")
     status, expiry, revocation, serial, filename, subject = fields
     if status not in ("V", "R", "E"):
-        raise IndexError_(f"unknown status {status!r}")
+        raise IndexLineError(f"unknown status {status!r}")
     if not _SERIAL.fullmatch(serial):
-        raise IndexError_(f"bad serial {serial!r}")
+        raise IndexLineError(f"bad serial {serial!r}")
     revoked_at, reason, argument = None, None, ""
     if status == "R":
         revoked_at, reason, argument = _revocation(revocation)
     elif revocation:
-        raise IndexError_(f"status {status} with a revocation field")
+        raise IndexLineError(f"status {status} with a revocation field")
     if not subject.startswith("/"):
-        raise IndexError_("subject is not in /NAME=value form")
+        raise IndexLineError("subject is not in /NAME=value form")
     return IndexEntry(number, status, parse_time(expiry), revoked_at, reason, argument,
                       int(serial, 16), serial, filename, subject)
 

@@ -17,12 +17,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest_crl import Root, make_root, pem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest_crl import Root, make_root, pem
 from signer_core.migrate_index import format_time, parse_line
 
 UTC = dt.timezone.utc

@@ -7,24 +7,21 @@ are applied with the real ``xdelta patch`` and checked with ``openssl crl
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from conftest_crl import NOW, WebHost, crl_number, pem, this_update
+from conftest_crl import NOW, WebHost, crl_number, this_update
 from conftest_migrate import OldCA, build_old_ca, openssl_ca, write_cnf
+from cryptography import x509
+
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase, serial_text
-from signer_core.migrate import IMPORTED_PROFILE, imported_digest, import_openssl
+from signer_core.migrate import IMPORTED_PROFILE, import_openssl, imported_digest
 from signer_core.migrate_export import ExportError, export_openssl
 from signer_core.revocation import Revocations
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest_crl import pem
 from conftest_migrate import OldCA, build_old_ca
+
 from signer_core import ctl
 from signer_core.cadb import CADatabase
 from signer_core.democa import Users, config_text

@@ -13,18 +13,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest_crl import EMPTY_SHA1, NOW, issue, make_root
+from conftest_migrate import OldCA, build_old_ca
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest_crl import NOW, EMPTY_SHA1, issue, make_root
-from conftest_migrate import OldCA, build_old_ca
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
 from signer_core.migrate import MigrationError, Problem, import_openssl
-from signer_core.migrate_index import IndexError_, format_line, parse_line
+from signer_core.migrate_index import IndexLineError, format_line, parse_line
 from signer_core.revocation import Revocations
 
 _TEMPLATE: dict[str, OldCA] = {}
@@ -38,7 +38,7 @@ def old_ca(tmp_path_factory, tmp_path) -> OldCA:
     ca = _TEMPLATE["ca"]
     copy = tmp_path / "copy"
     shutil.copytree(ca.dir.parent, copy)
-    rebase = lambda p: copy / p.relative_to(ca.dir.parent)  # noqa: E731
+    rebase = lambda p: copy / p.relative_to(ca.dir.parent)
     return OldCA(rebase(ca.dir), ca.root, rebase(ca.current_crl), rebase(ca.crl_dir),
                  ca.revoked, ca.valid, ca.expired)
 
@@ -251,7 +251,7 @@ def test_revocation_field_forms(field, reason, argument):
 @pytest.mark.parametrize("field", ["240101000000Z,superseded,x", "240101000000Z,",
                                    "241301000000Z", "2401010000Z"])
 def test_bad_revocation_fields(field):
-    with pytest.raises(IndexError_):
+    with pytest.raises(IndexLineError):
         parse_line(1, f"R\t300101000000Z\t{field}\t0A\tunknown\t/CN=x")
 
 
@@ -262,7 +262,7 @@ def test_bad_revocation_fields(field):
 def test_parse_line_refuses_cleanly(text):
     try:
         entry = parse_line(1, text)
-    except IndexError_:
+    except IndexLineError:
         return
     assert entry.status in "VRE" and entry.serial >= 0
 
