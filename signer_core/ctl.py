@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, required=True, help="where the demo CA lives")
     demo.add_argument("--serve", action="store_true", help="keep serving the link until interrupted")
     demo.set_defaults(func=cmd_demo)
+
+    from signer_core import ctl_migrate
+    ctl_migrate.add_commands(commands)
     return parser
 
 
