@@ -28,7 +28,7 @@ def _config(args):
 
 def _refuse_if_signer_runs(args) -> None:
     from signer_core.overview import daemons
-    running = daemons()["signer-core"]
+    running = daemons(args.config)["signer-core"]
     if running and not args.force:
         pids = ", ".join(str(p["pid"]) for p in running)
         raise ValueError(f"signer-core is running (pid {pids}): stop it first, or use --force")

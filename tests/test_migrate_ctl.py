@@ -43,7 +43,7 @@ def config(tmp_path: Path, old_ca: OldCA) -> Path:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "root0.crt").write_bytes(pem(old_ca.root.certificate))
     path = tmp_path / "signer.toml"
-    path.write_text(config_text(Users(), "loop://", "A" * 40))
+    path.write_text(config_text(Users(), "loop://", "A" * 40, Path("/dev/shm/unused")))
     return path
 
 
@@ -93,8 +93,9 @@ def test_import_lists_problems_and_exits_1(capsys, config, old_ca, tmp_path):
 
 def test_import_refuses_while_signer_core_runs(capsys, config, old_ca, tmp_path):
     fake = tmp_path / "signer-core"      # the kernel's process name comes from the file name
-    shutil.copy("/bin/sleep", fake)
-    proc = subprocess.Popen([str(fake), "60"])
+    fake.write_text("#!/bin/sh\nsleep 60\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen([str(fake), "--config", str(config)])  # a signer of this config
     try:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -95,7 +95,7 @@ def test_import_makes_a_working_root_home(tmp_path, passphrase):
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     # The printed lines are a valid [openpgp] section for this root.
     config = tmp_path / "signer.toml"
-    text = config_text(Users(), "loop://", "A" * 40).split("[openpgp]")[0]
+    text = config_text(Users(), "loop://", "A" * 40, Path("/dev/shm/unused")).split("[openpgp]")[0]
     config.write_text(text + done.config_lines(old.passphrase_file))
     loaded = load_config(config).openpgp
     assert loaded.fingerprint == old.fingerprint and loaded.home == home
