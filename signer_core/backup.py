@@ -323,6 +323,8 @@ def _public_items(cfg) -> Iterator[_Item]:
 def _secret_items(cfg) -> Iterator[tuple[str, Path]]:
     """(member name, source) of every secret the configuration names."""
     for root_id, root in sorted(cfg.x509.roots.items()):
+        if not root.certificate.is_file():
+            continue  # a root not installed yet has no key to keep; one with a certificate must
         yield f"keys/root{root_id}.key", root.key
         if root.passphrase_file is not None:
             yield f"keys/root{root_id}.passphrase", root.passphrase_file
