@@ -157,3 +157,16 @@ def test_nul_is_answered_and_recorded(appliance):
             break
         subprocess.run(["sleep", "0.1"])
     assert row is not None and abs(row[0]) < 5
+
+
+def test_logs_hold_no_key_material_and_no_request(appliance, world_dir):
+    csr = make_csr(world_dir / "req.csr")
+    assert sign(appliance, world_dir / "req.csr").returncode == 0
+    refused = sign(appliance, world_dir / "req.csr", subject="/CN=secret-subject\\x0a")
+    assert refused.returncode == 1
+    logs = b"".join(p.read_bytes() for p in (world_dir / "log").glob("*.log"))
+    assert b"issued serial" in logs  # the daemons do log
+    key_lines = (appliance.directory / "keys" / "root1.key").read_bytes().splitlines()[1:-1]
+    csr_lines = csr.splitlines()[1:-1]
+    for secret in [b"PRIVATE KEY", *key_lines, *csr_lines]:
+        assert secret not in logs
