@@ -30,6 +30,7 @@ from comm_handler.frames import (
     response_header,
 )
 from comm_handler.transfer import LinkClosed, LinkTimeout, receive_message, send_message
+from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden, refuse_readable
 from spool.queue import Spool
 
@@ -73,6 +74,7 @@ class LinkServer:
         try:
             request_id = self.spool.enqueue(
                 message.header, message.payloads, received_at=received_at, reply=reply)
+            crashpoint("request-committed")
         except OSError as exc:
             return _refusal(header.action, "spool-unavailable", exc.strerror or str(exc))
         if not reply:
@@ -89,11 +91,13 @@ class LinkServer:
         while True:
             try:
                 data = receive_message(port)
+                crashpoint("frame-received")
             except (LinkTimeout, FrameError) as exc:
                 log.info("link reset: %s", exc)
                 continue
             try:
                 send_message(port, self.answer(data))
+                crashpoint("response-sent")
             except (LinkTimeout, FrameError) as exc:
                 log.warning("response not delivered: %s", exc)
 
