@@ -74,7 +74,7 @@ def test_crash_loses_nothing_and_issues_once(armed):
         cert = x509.load_pem_x509_certificate(outcome.response.payload1)
         verify_issued_by(cert, x509.load_pem_x509_certificate(appliance.root_cert(0).read_bytes()))
 
-        assert marker.exists(), "the crash point was never reached"
+        wait_until(marker.exists, 5, "the crash point to be reached")  # after the client's ACK
         wait_until(lambda: appliance.supervisor.restarts[victim] == 1, 10, f"{victim} to restart")
         others = {name: n for name, n in appliance.supervisor.restarts.items() if name != victim}
         assert set(others.values()) == {0}, appliance.supervisor.restarts
