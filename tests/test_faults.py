@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -212,4 +213,39 @@ def test_disk_full_refuses_and_resumes(small_disk, appliance):
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]
     assert audit_verdict(db_path).ok
     wait_spool_settled(spool_dir)
+    appliance.assert_alive()
+
+
+def test_disk_full_under_the_signer_keeps_the_request_until_space_returns(small_disk, appliance):
+    """The comm handler commits a request into the last free page; the signer cannot copy it.
+
+    The signer must neither crash (a restart storm) nor drop or refuse the
+    request for the disk's sake: it keeps it and serves it once space returns,
+    while the comm handler is still waiting to answer the client.
+    """
+    db_path = appliance.directory / "lib" / "ca.sqlite"
+    spool_dir = appliance.directory / "spool"
+    answers: list = []
+    with WebClient(appliance.link, response_timeout=60) as client:
+        assert sign(client, csr_pem(), "before").ok
+        filler = fill(small_disk)
+        os.truncate(filler, filler.stat().st_size - 4096)  # one page: room for the request only
+        csr = csr_pem()
+        waiting = threading.Thread(target=lambda: answers.append(sign(client, csr, "stalled")))
+        waiting.start()
+        try:
+            wait_until(lambda: spool_names(spool_dir, "incoming") or spool_names(spool_dir, "active"),
+                       20, "the request to be committed")
+            time.sleep(3)  # the signer has met the full disk, maybe several times
+            assert len(spool_names(spool_dir, "incoming") + spool_names(spool_dir, "active")) == 1
+            assert appliance.supervisor.restarts == {"signer-core": 0, "signer-comm": 0}
+            assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued"]
+            assert audit_verdict(db_path).ok
+        finally:
+            filler.unlink()
+            waiting.join()
+    assert answers and answers[0].ok, answers
+    assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]
+    wait_spool_settled(spool_dir)
+    assert audit_verdict(db_path).ok
     appliance.assert_alive()
