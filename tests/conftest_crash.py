@@ -69,10 +69,12 @@ class Outcome:
     failures: tuple[str, ...]  # why each failed try failed
 
 
-def deployed_retry(call: Callable[[], Response], tries: int = 3) -> Outcome:
+def deployed_retry(call: Callable[[], Response], tries: int = 3, pause: float = 0.0) -> Outcome:
     """Send the same request again, as the deployed client does, until payload 1 comes back.
 
     A link failure or an empty payload 1 is a failed try; three tries at most.
+    ``pause``: seconds of silence after a link failure, so the peer gives up
+    on the broken transfer before the next start byte.
     """
     failures: list[str] = []
     response = None
@@ -81,6 +83,7 @@ def deployed_retry(call: Callable[[], Response], tries: int = 3) -> Outcome:
             response = call()
         except LinkError as exc:
             failures.append(f"link: {type(exc).__name__}: {exc}")
+            time.sleep(pause)
             continue
         if response.ok:
             return Outcome(response, attempt, tuple(failures))
