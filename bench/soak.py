@@ -39,18 +39,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
-
-from comm_handler.client import Response, WebClient  # noqa: E402
-from comm_handler.nullmodem import Direction, NullModem  # noqa: E402
-from conftest_crash import (  # noqa: E402
-    audit_verdict, cert_rows, csr_pem, deployed_retry, peak_kib, rss_kib, spool_names,
+from conftest_crash import (
+    audit_verdict,
+    cert_rows,
+    csr_pem,
+    deployed_retry,
+    peak_kib,
+    rss_kib,
+    sign_x509,
+    spool_names,
     wait_spool_settled,
 )
-from signer_core.demo import daemons, wait_until_served  # noqa: E402
-from signer_core.democa import Users, create_demo_ca, system_users  # noqa: E402
-from signer_core.x509compat import verify_issued_by  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from comm_handler.client import WebClient
+from comm_handler.nullmodem import Direction, NullModem
+from signer_core.demo import daemons, wait_until_served
+from signer_core.democa import Users, create_demo_ca, system_users
+from signer_core.x509compat import verify_issued_by
 
 KINDS = {"x509": 35, "x509-repeat": 10, "openpgp": 10, "revoke": 10, "refresh": 10, "nul": 25}
 RESPONSE_TIMEOUT = 10.0  # an answer takes well under a second; a lost one costs this
@@ -119,9 +126,6 @@ class WebHost:
         self.revoked: set[int] = set()
         self.count = 0
 
-    def _sign(self, csr: bytes) -> Response:
-        return self.client.sign_x509(0, 5, 8, 365, csr, "DNS:soak.example.org", "/CN=soak.example.org")
-
     def _check_cert(self, csr: bytes, pem: bytes) -> None:
         verify_issued_by(x509.load_pem_x509_certificate(pem), self.root_cert)
         first = self.issued.setdefault(csr, pem)
@@ -139,7 +143,7 @@ class WebHost:
         if kind == "revoke" and not self.unrevoked:
             kind = "refresh"
         calls = {
-            "x509": lambda: self._sign(csr), "x509-repeat": lambda: self._sign(csr),
+            "x509": lambda: sign_x509(self.client, csr, "soak"), "x509-repeat": lambda: sign_x509(self.client, csr, "soak"),
             "openpgp": lambda: self.client.sign_openpgp(self.rng.choice(self.openpgp_keys), 30),
             "nul": self.client.nul,
             "refresh": lambda: self.client.refresh_crl(0, self.crl_path, self.ca / "certs" / "root0.crt"),
@@ -176,7 +180,7 @@ def percentiles(values: list[float]) -> str:
     if not values:
         return "-"
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return (f"p50 {pick(0.5) * 1000:7.0f}  p90 {pick(0.9) * 1000:7.0f}  "
             f"p99 {pick(0.99) * 1000:7.0f}  max {ordered[-1] * 1000:7.0f} ms")
 

@@ -27,28 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-from comm_handler.client import Response  # noqa: E402
-from comm_handler.frames import Action, RequestHeader, System  # noqa: E402
-from comm_handler.transfer import LinkError  # noqa: E402
-from signer_core.audit import AuditLog, Verdict  # noqa: E402
-from signer_core.democa import Users  # noqa: E402
+from comm_handler.client import Response, WebClient, nul_timestamp
+from comm_handler.frames import Action, RequestHeader, System
+from comm_handler.transfer import LinkError
+from signer_core.audit import AuditLog, Verdict
+from signer_core.demo import demo_request as csr_pem
+from signer_core.democa import Users
 
 SIGN_HEADER = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8,
                             days=365)
 NUL_HEADER = RequestHeader(action=Action.NUL, system=System.NONE)
-
-
-def csr_pem() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
-           .sign(key, hashes.SHA256()))
-    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def sign_payloads(name: str, csr: bytes | None = None) -> tuple[bytes, bytes, bytes]:
@@ -56,11 +44,16 @@ def sign_payloads(name: str, csr: bytes | None = None) -> tuple[bytes, bytes, by
 
 
 def nul_payloads() -> tuple[bytes, bytes, bytes]:
-    from comm_handler.client import nul_timestamp
     return (nul_timestamp(), b"", b"")
 
 
 # --- the web host ------------------------------------------------------------
+
+def sign_x509(client: WebClient, csr: bytes, name: str) -> Response:
+    """A server certificate for ``name``.example.org from root 0, as the web host asks."""
+    p1, san, subject = sign_payloads(name, csr)
+    return client.sign_x509(0, 5, 8, 365, p1, san, subject)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -141,20 +134,22 @@ def wait_spool_settled(spool_dir: Path, timeout: float = 30.0) -> None:
                timeout, "incoming/ and active/ to empty")
 
 
-def rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise ProcessLookupError(pid)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory now."""
+    return _status_kib(pid, "VmRSS")
 
 
 def peak_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise ProcessLookupError(pid)
+    """The most resident memory the process ever had."""
+    return _status_kib(pid, "VmHWM")
 
 
 # --- the comm handler --------------------------------------------------------

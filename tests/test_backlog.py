@@ -17,10 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest_crash import (
-    LoneSigner, audit_events, audit_verdict, cert_rows, enqueue_as_comm, rss_kib, spool_names,
+    LoneSigner,
+    audit_events,
+    audit_verdict,
+    cert_rows,
+    enqueue_as_comm,
+    rss_kib,
+    spool_names,
 )
+
 from signer_core.democa import create_demo_ca
 
 REQUESTS = 10_000
@@ -65,7 +71,7 @@ def test_backlog_served_in_order_in_flat_memory(shm_dir, users):
 
     signs = [f"b{i}" for i in range(0, REQUESTS, SIGN_EVERY)]
     sign_ids = {ids[i] for i in range(0, REQUESTS, SIGN_EVERY)}
-    assert set(n.removesuffix(".res") for n in spool_names(spool_dir, "results")) == sign_ids
+    assert {n.removesuffix(".res") for n in spool_names(spool_dir, "results")} == sign_ids
     assert spool_names(spool_dir, "corrupt") == []
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued"] * len(signs)
     issued = [e["subject"].removeprefix("CN=").removesuffix(".example.org")

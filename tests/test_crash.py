@@ -15,14 +15,21 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest_crash import (
+    audit_events,
+    audit_verdict,
+    cert_rows,
+    csr_pem,
+    deployed_retry,
+    sign_x509,
+    spool_names,
+    wait_spool_settled,
+    wait_until,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from comm_handler.client import WebClient
-from conftest_crash import (
-    audit_events, audit_verdict, cert_rows, csr_pem, deployed_retry, spool_names,
-    wait_spool_settled, wait_until,
-)
 from signer_core.x509compat import verify_issued_by
 
 COMM_POINTS = ("frame-received", "request-committed", "response-sent")
@@ -54,9 +61,6 @@ def armed(request, monkeypatch, world_dir):
     return appliance, point, marker
 
 
-def sign(client: WebClient, csr: bytes, name: str):
-    return client.sign_x509(0, 5, 8, 365, csr, f"DNS:{name}.example.org", f"/CN={name}.example.org")
-
 
 @pytest.mark.parametrize("armed", COMM_POINTS + SIGNER_POINTS, indirect=True)
 def test_crash_loses_nothing_and_issues_once(armed):
@@ -68,7 +72,7 @@ def test_crash_loses_nothing_and_issues_once(armed):
     marker.unlink()  # armed: the first process to reach the point dies
     with WebClient(appliance.link, response_timeout=RESPONSE_TIMEOUT,
                    ready_timeout=READY_TIMEOUT) as client:
-        outcome = deployed_retry(lambda: sign(client, csr, "crash"))
+        outcome = deployed_retry(lambda: sign_x509(client, csr, "crash"))
         assert outcome.response is not None and outcome.response.ok, outcome.failures
         assert outcome.tries == (2 if point in RETRIED else 1), outcome.failures
         cert = x509.load_pem_x509_certificate(outcome.response.payload1)
@@ -90,8 +94,8 @@ def test_crash_loses_nothing_and_issues_once(armed):
 
         # Service goes on: the same request is answered with the same certificate,
         # a new one gets a second.
-        again = deployed_retry(lambda: sign(client, csr, "crash")).response
-        fresh = deployed_retry(lambda: sign(client, csr_pem(), "after")).response
+        again = deployed_retry(lambda: sign_x509(client, csr, "crash")).response
+        fresh = deployed_retry(lambda: sign_x509(client, csr_pem(), "after")).response
     assert again is not None and again.ok and again.payload1 == outcome.response.payload1
     assert fresh is not None and fresh.ok and fresh.payload1 != again.payload1
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]

@@ -20,15 +20,23 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_crash import (
+    LoneSigner,
+    audit_verdict,
+    cert_rows,
+    csr_pem,
+    deployed_retry,
+    enqueue_as_comm,
+    sign_x509,
+    spool_names,
+    wait_spool_settled,
+    wait_until,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from inotify_simple import INotify, flags
 
 from comm_handler.client import WebClient
-from conftest_crash import (
-    LoneSigner, audit_verdict, cert_rows, csr_pem, deployed_retry, enqueue_as_comm, spool_names,
-    wait_spool_settled, wait_until,
-)
 from signer_core.cadb import CADatabase
 from signer_core.democa import create_demo_ca
 
@@ -72,7 +80,7 @@ def is_sync(call, path_end: str) -> bool:
     return call[0] in ("fsync", "fdatasync") and bool(call[1]) and call[1][0].endswith(path_end)
 
 
-@pytest.mark.skipif(subprocess.run(["which", "strace"], capture_output=True).returncode != 0,
+@pytest.mark.skipif(subprocess.run(["which", "strace"], capture_output=True, check=False).returncode != 0,
                     reason="strace is not installed")
 def test_every_commit_point_is_durable_in_order(world_dir, users):
     config = create_demo_ca(world_dir / "ca", users, "/dev/null")
@@ -133,6 +141,7 @@ def test_inotify_overflow_is_survived_by_rescanning(world_dir, users):
         probe.add_watch(str(spool_dir / "incoming"), flags.CREATE | flags.MOVED_TO)
         enqueue_as_comm(spool_dir, users, ["nul"])  # served once the signer watches and scans
         wait_spool_settled(spool_dir)
+        QUEUE_LIMIT.write_text(saved)  # both watches keep their 8; spare every other process
         plan = [f"sign burst{i}" if i % 10 == 0 else "nul" for i in range(300)]
         enqueue_as_comm(spool_dir, users, plan)
         wait_spool_settled(spool_dir, 120)
@@ -185,19 +194,16 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def sign(client: WebClient, csr: bytes, name: str):
-    return client.sign_x509(0, 5, 8, 365, csr, f"DNS:{name}.example.org", f"/CN={name}.example.org")
-
 
 def test_disk_full_refuses_and_resumes(small_disk, appliance):
     db_path = appliance.directory / "lib" / "ca.sqlite"
     spool_dir = appliance.directory / "spool"
     with WebClient(appliance.link, response_timeout=30) as client:
-        before = sign(client, csr_pem(), "before")
+        before = sign_x509(client, csr_pem(), "before")
         assert before.ok
         filler = fill(small_disk)
         csr = csr_pem()
-        refused = sign(client, csr, "during")
+        refused = sign_x509(client, csr, "during")
         assert refused.payload1 == b"" and refused.payload2.startswith(b"ERR spool-unavailable: ")
         nul = client.nul()
         assert not nul.ok and nul.payload2.startswith(b"ERR spool-unavailable: ")
@@ -208,7 +214,7 @@ def test_disk_full_refuses_and_resumes(small_disk, appliance):
         assert audit_verdict(db_path).ok
         assert spool_names(spool_dir, "incoming") == spool_names(spool_dir, "active") == []
         filler.unlink()
-        after = deployed_retry(lambda: sign(client, csr, "during"))
+        after = deployed_retry(lambda: sign_x509(client, csr, "during"))
     assert after.response is not None and after.response.ok, after.failures
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]
     assert audit_verdict(db_path).ok
@@ -227,11 +233,11 @@ def test_disk_full_under_the_signer_keeps_the_request_until_space_returns(small_
     spool_dir = appliance.directory / "spool"
     answers: list = []
     with WebClient(appliance.link, response_timeout=60) as client:
-        assert sign(client, csr_pem(), "before").ok
+        assert sign_x509(client, csr_pem(), "before").ok
         filler = fill(small_disk)
         os.truncate(filler, filler.stat().st_size - 4096)  # one page: room for the request only
         csr = csr_pem()
-        waiting = threading.Thread(target=lambda: answers.append(sign(client, csr, "stalled")))
+        waiting = threading.Thread(target=lambda: answers.append(sign_x509(client, csr, "stalled")))
         waiting.start()
         try:
             wait_until(lambda: spool_names(spool_dir, "incoming") or spool_names(spool_dir, "active"),
