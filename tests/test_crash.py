@@ -21,6 +21,7 @@ from conftest_crash import (
     cert_rows,
     csr_pem,
     deployed_retry,
+    open_db,
     sign_x509,
     spool_names,
     wait_spool_settled,
@@ -100,4 +101,39 @@ def test_crash_loses_nothing_and_issues_once(armed):
     assert fresh is not None and fresh.ok and fresh.payload1 != again.payload1
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]
     wait_spool_settled(spool_dir)
+    assert audit_verdict(db_path).ok
+
+
+def revocation_rows(db_path) -> list[tuple[int, str]]:
+    conn = open_db(db_path)
+    try:
+        return conn.execute("SELECT root, serial FROM revocations ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("armed", ("request-committed", "request-claimed", "result-committed"),
+                         indirect=True)
+def test_crash_during_revocation_revokes_once(armed, world_dir):
+    """A revocation is idempotent: done again after a crash, it answers with the same CRL."""
+    appliance, point, marker = armed
+    db_path = appliance.directory / "lib" / "ca.sqlite"
+    crl_path, root_cert = world_dir / "root0.crl", appliance.root_cert(0)
+    victim = "signer-comm" if point in COMM_POINTS else "signer-core"
+    with WebClient(appliance.link, response_timeout=RESPONSE_TIMEOUT,
+                   ready_timeout=READY_TIMEOUT) as client:
+        issued = sign_x509(client, csr_pem(), "revoked")  # the marker still disarms the point
+        assert issued.ok
+        time.sleep(SETTLE)
+        marker.unlink()
+        outcome = deployed_retry(lambda: client.revoke(0, issued.payload1, crl_path, root_cert))
+    assert outcome.response is not None and outcome.response.ok, outcome.failures
+    assert outcome.tries == (2 if point in RETRIED else 1), outcome.failures
+    wait_until(marker.exists, 5, "the crash point to be reached")
+    wait_until(lambda: appliance.supervisor.restarts[victim] == 1, 10, f"{victim} to restart")
+    serial = x509.load_pem_x509_certificate(issued.payload1).serial_number
+    crl = x509.load_der_x509_crl(crl_path.read_bytes())  # verified by the client on the way
+    assert [entry.serial_number for entry in crl] == [serial]
+    assert revocation_rows(db_path) == [(0, format(serial, "x"))]
+    wait_spool_settled(appliance.directory / "spool")
     assert audit_verdict(db_path).ok
