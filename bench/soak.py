@@ -53,7 +53,7 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from comm_handler.client import WebClient
+from comm_handler.client import ClientError, WebClient
 from comm_handler.nullmodem import Direction, NullModem
 from signer_core.demo import daemons, wait_until_served
 from signer_core.democa import Users, create_demo_ca, system_users
@@ -125,6 +125,7 @@ class WebHost:
         self.unrevoked: list[bytes] = []
         self.revoked: set[int] = set()
         self.count = 0
+        self.errors: list[str] = []  # wrong answers: a second certificate, a CRL that does not apply
 
     def _check_cert(self, csr: bytes, pem: bytes) -> None:
         verify_issued_by(x509.load_pem_x509_certificate(pem), self.root_cert)
@@ -186,7 +187,7 @@ def percentiles(values: list[float]) -> str:
 
 
 def final_checks(host: WebHost, ca: Path, supervisor) -> list[str]:
-    problems = []
+    problems = list(host.errors)
     db = ca / "lib" / "ca.sqlite"
     try:
         wait_spool_settled(ca / "spool", 60)
@@ -258,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                     kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
                     fault.maybe()
                     t0 = time.monotonic()
-                    kind, tries = host.one(kind)
+                    try:
+                        kind, tries = host.one(kind)
+                    except (AssertionError, ClientError, ValueError) as exc:
+                        host.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+                        tries = 0
                     if tries:
                         stats.latencies[kind].append(time.monotonic() - t0)
                         stats.retried += tries > 1

@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from comm_handler.client import Response, WebClient, nul_timestamp
-from comm_handler.frames import Action, RequestHeader, System
+from comm_handler.frames import Action, FrameError, RequestHeader, System
 from comm_handler.transfer import LinkError
 from signer_core.audit import AuditLog, Verdict
 from signer_core.demo import demo_request as csr_pem
@@ -52,7 +52,8 @@ def nul_payloads() -> tuple[bytes, bytes, bytes]:
 def sign_x509(client: WebClient, csr: bytes, name: str) -> Response:
     """A server certificate for ``name``.example.org from root 0, as the web host asks."""
     p1, san, subject = sign_payloads(name, csr)
-    return client.sign_x509(0, 5, 8, 365, p1, san, subject)
+    h = SIGN_HEADER
+    return client.sign_x509(h.root, h.profile, h.md, h.days, p1, san, subject)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Outcome:
 def deployed_retry(call: Callable[[], Response], tries: int = 3, pause: float = 0.0) -> Outcome:
     """Send the same request again, as the deployed client does, until payload 1 comes back.
 
-    A link failure or an empty payload 1 is a failed try; three tries at most.
+    A link failure, a response that is not a message, or an empty payload 1
+    is a failed try; three tries at most.
     ``pause``: seconds of silence after a link failure, so the peer gives up
     on the broken transfer before the next start byte.
     """
@@ -74,7 +76,7 @@ def deployed_retry(call: Callable[[], Response], tries: int = 3, pause: float = 
     for attempt in range(1, tries + 1):
         try:
             response = call()
-        except LinkError as exc:
+        except (LinkError, FrameError) as exc:
             failures.append(f"link: {type(exc).__name__}: {exc}")
             time.sleep(pause)
             continue
