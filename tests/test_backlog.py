@@ -11,7 +11,9 @@ signer's own work, not this machine's disk (docs/reliability.md gives both).
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from conftest_crash import (
     enqueue_as_comm,
     rss_kib,
     spool_names,
+    wait_spool_settled,
+    wait_until,
 )
 
 from signer_core.democa import create_demo_ca
@@ -85,3 +89,35 @@ def test_backlog_served_in_order_in_flat_memory(shm_dir, users):
           f"enqueued in {enqueued:.1f} s, served in {elapsed:.1f} s = {REQUESTS / elapsed:.0f}/s; "
           f"signer RSS {baseline / 1024:.1f} MiB warm, {peak / 1024:.1f} MiB peak")
     assert peak - baseline < RSS_BOUND_KIB, (baseline, peak)
+
+
+KILLS = 4
+
+
+def test_backlog_survives_kill_9_at_random_moments(shm_dir, users):
+    """1,000 X.509 requests; the signer is killed -9 four times while serving and started again."""
+    config = create_demo_ca(shm_dir / "ca", users, "/dev/null")
+    spool_dir, db_path = shm_dir / "ca" / "spool", shm_dir / "ca" / "lib" / "ca.sqlite"
+    count = 1000
+    ids = enqueue_as_comm(spool_dir, users, [f"sign k{i}" for i in range(count)])
+    (shm_dir / "log").mkdir()
+    rng = random.Random(1234)
+    for _ in range(KILLS):
+        target = len(spool_names(spool_dir, "incoming")) - rng.randint(20, 150)
+        signer = LoneSigner(config, shm_dir / "log" / "signer.log")
+        wait_until(lambda: len(os.listdir(spool_dir / "incoming")) <= target, 60, "progress",  # noqa: B023
+                   step=0.005)
+        os.kill(signer.pid, signal.SIGKILL)  # in the middle of serving, wherever it is
+        signer.proc.wait()
+    assert len(spool_names(spool_dir, "incoming")) > count // 2
+    signer = LoneSigner(config, shm_dir / "log" / "signer.log")
+    try:
+        wait_spool_settled(spool_dir, DEADLINE)
+    finally:
+        signer.stop()
+    assert {n.removesuffix(".res") for n in spool_names(spool_dir, "results")} == set(ids)
+    assert spool_names(spool_dir, "corrupt") == []
+    assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued"] * count
+    issued = [e["request"] for e in audit_events(db_path, "issued")]
+    assert len(issued) == len(set(issued)) == count  # one issuance per request
+    assert audit_verdict(db_path).ok
