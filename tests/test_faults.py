@@ -76,6 +76,11 @@ def syscalls(trace: Path, pid: int) -> list[tuple[str, list[str], int]]:
     return calls
 
 
+def unlink_of(calls, path: Path) -> int:
+    return next(i for i, c in enumerate(calls) if c[0].startswith("unlink") and c[1][-1:] == [str(path)]
+                and c[2] == 0)
+
+
 def is_sync(call, path_end: str) -> bool:
     return call[0] in ("fsync", "fdatasync") and bool(call[1]) and call[1][0].endswith(path_end)
 
@@ -90,7 +95,7 @@ def test_every_commit_point_is_durable_in_order(world_dir, users):
     trace = world_dir / "trace"
     signer = LoneSigner(config, world_dir / "log" / "signer.log", wrapper=[
         "strace", "-f", "-qq", "-y", "-o", str(trace),
-        "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,openat"])
+        "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,openat,unlink,unlinkat"])
     try:
         wait_until(lambda: len(spool_names(spool_dir, "results")) == 2, 60, "two results")
         wait_spool_settled(spool_dir)
@@ -107,6 +112,10 @@ def test_every_commit_point_is_durable_in_order(world_dir, users):
         assert any(is_sync(c, temp) for c in calls[opened:i]), f"{temp} renamed before fsync"
         next_sync = next(c for c in calls[i + 1:] if c[0] in ("fsync", "fdatasync"))
         assert next_sync[1] == [str(Path(final).parent)], f"no directory fsync after {final}"
+    for request_id in ids:  # a committed copy never goes before its successor is durable
+        claimed = next(i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req"))
+        dropped = unlink_of(calls, spool_dir / "incoming" / f"{request_id}.req")
+        assert is_sync(calls[claimed + 2], "spool/active") and claimed + 2 < dropped
     for request_id in (ids[0], ids[2]):
         claimed = next(i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req"))
         result = next(i for i in spool_renames if calls[i][1][1].endswith(f"results/{request_id}.res"))
@@ -116,6 +125,8 @@ def test_every_commit_point_is_durable_in_order(world_dir, users):
                           and calls[j][1][:1] == [calls[result][1][0]])
         last_wal = max(j for j in range(claimed, result) if is_sync(calls[j], "ca.sqlite-wal"))
         assert last_wal < result_open, "result written before the database commit was synced"
+        assert is_sync(calls[result + 2], "spool/results")
+        assert result + 2 < unlink_of(calls, spool_dir / "active" / f"{request_id}.req")
     rows = cert_rows(world_dir / "ca" / "lib" / "ca.sqlite")
     assert [state for _, _, state, _ in rows] == ["issued", "issued"]
 
