@@ -195,13 +195,12 @@ def _enqueue_main(spool_dir: str) -> None:
 class LoneSigner:
     """signer-core on ``config`` as a plain child (as root it drops to its own user)."""
 
-    def __init__(self, config: Path, log_file: Path, extra_env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> None:
-        env = dict(os.environ, **(extra_env or {}))
+    def __init__(self, config: Path, log_file: Path, wrapper: list[str] | None = None) -> None:
+        """``wrapper``: a command line to run it under (strace...)."""
         with open(log_file, "ab") as out:
             self.proc = subprocess.Popen(
                 [*(wrapper or []), sys.executable, "-m", "signer_core.daemon", "--config", str(config)],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
     @property
