@@ -49,6 +49,7 @@ from comm_handler.transfer import (
     receive_message,
     send_message,
 )
+from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden, refuse_readable
 from spool.queue import Spool
 from spool.record import SpoolFormatError
@@ -110,6 +111,7 @@ class LinkServer:
         try:
             request_id = self.spool.enqueue(
                 message.header, message.payloads, received_at=received_at, reply=reply)
+            crashpoint("request-committed")
         except OSError as exc:
             return _refusal(header.action, "spool-unavailable", exc.strerror or str(exc))
         if not reply:
@@ -142,12 +144,14 @@ class LinkServer:
         while True:
             data = receive_message(port, chunk_timeout=link.chunk, max_naks=link.max_naks,
                                    max_length=link.max_message)
+            crashpoint("frame-received")
             self.received += 1
             response = self.answer(data)
             try:
                 resends = send_message(port, response, ready_timeout=link.ready,
                                        verdict_timeout=link.verdict,
                                        max_resends=link.max_resends, pacing=self.cfg.pacing)
+                crashpoint("response-sent")
             except (LinkTimeout, LinkRefused) as exc:
                 # The client retries; the signer answers the retry from its database.
                 log.warning("response not delivered: %s", exc)

@@ -18,7 +18,9 @@ import argparse
 import hashlib
 import logging
 import pwd
+import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -44,6 +46,7 @@ log = logging.getLogger("signer-core")
 RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered from the database
 TEMP_MAX_AGE = 3600.0  # a comm temp file this old was left by a crash, not a write in progress
 IDLE_WAKEUP = 60.0
+STORAGE_RETRY = 5.0
 
 
 def comm_uid(cfg: Config) -> int | None:
@@ -92,19 +95,36 @@ def process(ctx: SignerContext, spool: Spool, request: Request) -> None:
     spool.finish(request, dispatch(ctx, request))
 
 
+def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> None:
+    """Finish what active/ holds (when asked), then every request in incoming/."""
+    if recover:
+        for request in spool.recover():
+            log.info("finishing request %s left by a crash or a storage failure", request.id)
+            process(ctx, spool, request)
+    while (request := spool.claim_next()) is not None:
+        crashpoint("request-claimed")
+        process(ctx, spool, request)
+    spool.prune_results(RESULT_MAX_AGE)
+    spool.prune_temp(TEMP_MAX_AGE)
+
+
 def run(cfg: Config, spool: Spool) -> None:
     ctx = build_context(cfg)
-    for request in spool.recover():
-        log.info("finishing request %s left by a previous run", request.id)
-        process(ctx, spool, request)
+    recover = True
     with DirWatcher(spool.root / "incoming") as watcher:
         log.info("watching %s", spool.root / "incoming")
         while True:
-            while (request := spool.claim_next()) is not None:
-                crashpoint("request-claimed")
-                process(ctx, spool, request)
-            spool.prune_results(RESULT_MAX_AGE)
-            spool.prune_temp(TEMP_MAX_AGE)
+            # A full disk or an I/O error is the machine's fault, not the
+            # request's: keep the request where it is (incoming/ or active/)
+            # and try again, rather than refuse it or exit into a restart storm.
+            try:
+                serve_queue(ctx, spool, recover=recover)
+            except (OSError, sqlite3.OperationalError) as exc:
+                log.error("storage failure: %s; trying again in %.0f s", exc, STORAGE_RETRY)
+                recover = True
+                time.sleep(STORAGE_RETRY)
+                continue
+            recover = False
             watcher.wait(IDLE_WAKEUP)
 
 
