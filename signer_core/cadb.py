@@ -16,6 +16,9 @@ leaves a state the next attempt can finish without issuing twice:
 A request seen again (same digest) is answered from the row: an issued row
 returns its certificate, a reserved one is signed again with the same serial.
 One row per certificate; nothing is stored per request beyond that row.
+OpenPGP certifications are kept the same way, one row per request, so that
+a retry gets the key certified the first time rather than a second
+certification.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ CREATE TABLE IF NOT EXISTS certificates (
     UNIQUE (root, serial)
 );
 CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
+CREATE TABLE IF NOT EXISTS openpgp_certifications (
+    id INTEGER PRIMARY KEY,
+    request_digest BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    days INTEGER NOT NULL,
+    certified_at INTEGER NOT NULL,
+    armoured BLOB NOT NULL
+);
 """
 
 
@@ -162,6 +173,20 @@ class CADatabase:
                  der, digest, serial_text(cert.serial_number)))
             if cur.rowcount != 1:
                 raise RuntimeError("no reserved row matches the certificate just signed")
+
+    def find_openpgp(self, digest: bytes) -> bytes | None:
+        """The armoured key answered to this request before, if any."""
+        row = self.connection.execute(
+            "SELECT armoured FROM openpgp_certifications WHERE request_digest = ?",
+            (digest,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def record_openpgp(self, digest: bytes, fingerprint: str, days: int, armoured: bytes) -> None:
+        with self.transaction():
+            self.connection.execute(
+                "INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
+                " certified_at, armoured) VALUES (?, ?, ?, ?, ?)",
+                (digest, fingerprint, days, int(time.time()), armoured))
 
     def count(self, state: str = "issued") -> int:
         cur = self.connection.execute(

@@ -26,6 +26,7 @@ from signer_core.cadb import CADatabase
 from signer_core.config import Config
 from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
 from signer_core.openpgp import OpenPGPSigner, certify_key
+from signer_core.openpgp_packets import summarise
 from signer_core.refusal import Refusal
 from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
@@ -111,9 +112,17 @@ def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Requ
         raise Refusal("openpgp-root-missing", ctx.openpgp_missing)
     if request.payloads[1] or request.payloads[2]:
         raise Refusal("bad-request", "payloads 2 and 3 must be empty for OpenPGP")
+    digest = request_digest(request)
+    answered = ctx.db.find_openpgp(digest)
+    if answered is not None:
+        log.info("OpenPGP request seen before: answering with the key certified then")
+        return answered
     armoured = certify_key(ctx.openpgp, request.payloads[0], header.days)
-    ctx.audit.append("openpgp-certified", days=header.days,
-                     request=request_digest(request).hex())
+    fingerprint = summarise(request.payloads[0]).fingerprint  # certify_key has checked it
+    with ctx.db.transaction():
+        ctx.db.record_openpgp(digest, fingerprint, header.days, armoured)
+        ctx.audit.append("openpgp-certified", fingerprint=fingerprint, days=header.days,
+                         request=digest.hex())
     return armoured
 
 
