@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from signer_core.audit import GENESIS, AuditLog, Verdict
+from spool.safeio import fsync_dir
 
 FORMAT = "signer-appliance-backup/1"
 MANIFEST = "MANIFEST"
@@ -398,15 +399,6 @@ def write_atomically(target: Path, fill) -> None:
         os.unlink(tmp)
         raise
     fsync_dir(target.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new entry in ``directory`` durable."""
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _collect(cfg, include_keys: bool, snapshot: Path) -> tuple[list[_Item], list[str]]:

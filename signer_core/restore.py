@@ -43,9 +43,24 @@ from pathlib import Path
 from typing import IO, cast
 
 from signer_core.backup import (
-    CONFIG_MEMBER, DATABASE_MEMBER, MANIFEST, MAX_MANIFEST, BackupError, GpgRun, Manifest,
-    Member, audit_of, check_member_name, database_problem, gpg_command, gpg_result,
-    fsync_dir, parse_manifest, sha256_file, write_atomically)
+    CONFIG_MEMBER,
+    DATABASE_MEMBER,
+    MANIFEST,
+    MAX_MANIFEST,
+    BackupError,
+    GpgRun,
+    Manifest,
+    Member,
+    audit_of,
+    check_member_name,
+    database_problem,
+    gpg_command,
+    gpg_result,
+    parse_manifest,
+    sha256_file,
+    write_atomically,
+)
+from spool.safeio import fsync_dir
 
 _SLACK = 64 * 1024          # tar headers, pax records and padding per member
 _KEY = re.compile(r"keys/root(\d{1,3})\.(key|passphrase)")
