@@ -15,6 +15,7 @@ What goes in, in this order (``MANIFEST`` first):
   which holds the certificates, revocations, CRL history and audit chain;
 - ``certs/root<N>.crt``: the root certificates (public, needed to run);
 - ``crl/<path>``: any ``*.crl`` file under the state directory;
+- ``config/blocklist``: the blocklist of compromised public keys, if configured;
 - only with ``include_keys``: ``keys/root<N>.key``, ``keys/root<N>.passphrase``
   and ``openpgp/key``, ``openpgp/passphrase``, ``openpgp/home/<path>``.
 
@@ -59,6 +60,7 @@ MAX_MEMBERS = 10_000
 MAX_KEY_FILE = 1 << 20
 CONFIG_MEMBER = "config/signer.toml"
 DATABASE_MEMBER = "database/ca.sqlite"
+BLOCKLIST_MEMBER = "config/blocklist"  # the operator's list of compromised public keys
 _NAME = re.compile(r"[A-Za-z0-9._+~-]{1,128}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -319,6 +321,9 @@ def _public_items(cfg) -> Iterator[_Item]:
             yield _Item(f"certs/root{root_id}.crt", root.certificate.read_bytes())
     for rel, path in _files_under(cfg.signer.state_dir, "*.crl"):
         yield _Item(check_member_name(f"crl/{rel}"), path.read_bytes())
+    blocklist = cfg.x509.blocklist_file
+    if blocklist is not None and blocklist.is_file():
+        yield _Item(BLOCKLIST_MEMBER, blocklist.read_bytes())
 
 
 def _secret_items(cfg) -> Iterator[tuple[str, Path]]:

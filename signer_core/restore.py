@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from signer_core.backup import (
+    BLOCKLIST_MEMBER,
     CONFIG_MEMBER,
     DATABASE_MEMBER,
     MANIFEST,
@@ -256,6 +257,8 @@ def _target(cfg, name: str) -> tuple[Path | None, int, bool]:
     if (m := _KEY.fullmatch(name)) and int(m[1]) in roots:
         root = roots[int(m[1])]
         return (root.key if m[2] == "key" else root.passphrase_file), 0o600, True
+    if name == BLOCKLIST_MEMBER and cfg.x509.blocklist_file is not None:
+        return cfg.x509.blocklist_file, 0o644, False
     if name.startswith("crl/") and name.endswith(".crl"):
         return cfg.signer.state_dir / name[4:], 0o644, True
     if pgp is not None and name == "openpgp/key":

@@ -134,7 +134,7 @@ def config_text(user: str, openpgp: bool = True) -> str:
         '[comm]\ndevice = "loop://"\n\n'
         f'[signer]\nuser = "{user}"\ngroup = "{user if user != "nobody" else "nogroup"}"\n'
         'database = "lib/ca.sqlite"\nstate_dir = "lib"\n\n'
-        '[x509]\n\n'
+        '[x509]\nblocklist_file = "blocked.txt"\n\n'
         '[x509.roots.0]\nname = "test root"\nkey = "keys/root0.key"\n'
         'certificate = "certs/root0.crt"\npassphrase_file = "keys/root0.passphrase"\n'
         'crl_url = "http://crl.example.org/root0.crl"\ndefault_digest = "sha256"\n')
@@ -162,6 +162,7 @@ def make_ca(directory: Path, certificates: int = 12) -> Path:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(PASSPHRASE)), 0o600)
     _write(certs / "root0.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(directory / "blocked.txt", os.urandom(32).hex().encode() + b"\n", 0o644)
     _write(keys / "openpgp.sec",
            b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n" + os.urandom(300).hex().encode(), 0o600)
     _write(keys / "openpgp.passphrase", b"openpgp passphrase\n", 0o600)

@@ -160,7 +160,8 @@ def test_restore_with_keys_into_empty_directory(tmp_path, made, backup_key):
              (root.certificate, old_root.certificate),
              (new.openpgp.key_file, cfg.openpgp.key_file),
              (new.openpgp.passphrase_file, cfg.openpgp.passphrase_file),
-             (etc / "lib" / "crl" / "root0.crl", cfg.signer.state_dir / "crl" / "root0.crl")]
+             (etc / "lib" / "crl" / "root0.crl", cfg.signer.state_dir / "crl" / "root0.crl"),
+             (new.x509.blocklist_file, cfg.x509.blocklist_file)]
     for new_path, old_path in pairs:
         assert new_path.read_bytes() == old_path.read_bytes()
         assert str(etc) in str(new_path)
@@ -201,7 +202,7 @@ def test_without_include_keys_no_secret_leaves(tmp_path, made, backup_key):
     with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
         names = tar.getnames()
     assert names == [MANIFEST, "config/signer.toml", DATABASE_MEMBER, "certs/root0.crt",
-                     "crl/crl/root0.crl"]
+                     "crl/crl/root0.crl", "config/blocklist"]
     secrets = [p.read_bytes() for p in (load(config).signer.state_dir.parent / "keys").iterdir()]
     assert not any(s in plain for s in secrets)
     assert oct(result.path.stat().st_mode & 0o777) == "0o600"
