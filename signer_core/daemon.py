@@ -108,8 +108,18 @@ def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> None:
     spool.prune_temp(TEMP_MAX_AGE)
 
 
+def start(cfg: Config) -> SignerContext:
+    """The context, once storage allows: a full disk at start waits, as it does later."""
+    while True:
+        try:
+            return build_context(cfg)
+        except (OSError, sqlite3.OperationalError) as exc:
+            log.error("cannot start: %s; trying again in %.0f s", exc, STORAGE_RETRY)
+            time.sleep(STORAGE_RETRY)
+
+
 def run(cfg: Config, spool: Spool) -> None:
-    ctx = build_context(cfg)
+    ctx = start(cfg)
     recover = True
     with DirWatcher(spool.root / "incoming") as watcher:
         log.info("watching %s", spool.root / "incoming")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -266,3 +267,23 @@ def test_disk_full_under_the_signer_keeps_the_request_until_space_returns(small_
     wait_spool_settled(spool_dir)
     assert audit_verdict(db_path).ok
     appliance.assert_alive()
+
+
+def test_signer_started_on_a_full_disk_waits_for_space(small_disk, appliance):
+    """A signer (re)started while the disk is full must wait, not exit into a restart storm."""
+    db_path = appliance.directory / "lib" / "ca.sqlite"
+    with WebClient(appliance.link, response_timeout=60) as client:
+        assert sign_x509(client, csr_pem(), "before").ok
+        filler = fill(small_disk)
+        try:
+            os.kill(appliance.supervisor.pid("signer-core"), signal.SIGKILL)
+            wait_until(lambda: appliance.supervisor.restarts["signer-core"] == 1, 20, "a restart")
+            time.sleep(3)  # the new signer meets the full disk at start, maybe several times
+            assert appliance.supervisor.restarts == {"signer-core": 1, "signer-comm": 0}
+            assert appliance.supervisor.processes["signer-core"].poll() is None
+        finally:
+            filler.unlink()
+        after = deployed_retry(lambda: sign_x509(client, csr_pem(), "after"))
+    assert after.response is not None and after.response.ok, after.failures
+    assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued", "issued"]
+    assert audit_verdict(db_path).ok
