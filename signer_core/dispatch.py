@@ -37,6 +37,7 @@ from spool.record import Request, Result
 log = logging.getLogger("signer-core")
 
 SERIAL_ATTEMPTS = 8
+MAX_QUEUE_AGE = 7 * 86400.0
 
 
 @dataclass
@@ -67,7 +68,11 @@ def request_digest(request: Request) -> bytes:
 
 
 def handle_nul(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
-    ctx.time_readings.record(request.payloads[0], request.received_at)
+    # received_at comes from the comm handler: believed only between a week ago
+    # (a backlog) and now, so a lie cannot put an absurd drift in the clock script.
+    now = ctx.now().timestamp()
+    received_at = min(max(request.received_at, now - MAX_QUEUE_AGE), now)
+    ctx.time_readings.record(request.payloads[0], received_at)
     return b""
 
 

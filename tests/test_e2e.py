@@ -170,3 +170,4 @@ def test_logs_hold_no_key_material_and_no_request(appliance, world_dir):
     csr_lines = csr.splitlines()[1:-1]
     for secret in [b"PRIVATE KEY", *key_lines, *csr_lines]:
         assert secret not in logs
+
