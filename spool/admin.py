@@ -1,6 +1,7 @@
 """The operator's view of the spool: list, show, requeue, purge.
 
-Run by ``signerctl`` as root or as the signer user, never by a daemon. Entries
+Trusted side tooling: run by ``signerctl`` as root or as the signer user,
+never by a daemon; it trusts nothing it reads in the spool. Entries
 are read with the same hostile-file rules as the signer uses (no links
 followed, bounded reads), because whatever is in incoming/ or corrupt/ may
 have been planted by a compromised comm handler. Requeue moves a refused
