@@ -630,6 +630,22 @@ def _revoke(appliance: Appliance, issued: Path) -> None:
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
+def _exec_status(init, unit: str, timeout: float = 30.0) -> str:
+    """/proc/PID/status of the unit's main process once systemd has exec'd it.
+
+    Until then the process is systemd's own fork, named "(<unit>)" and still root.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = _nsenter(init, "systemctl", "show", "-p", "MainPID", "--value", unit).strip()
+        status = (_nsenter(init, "cat", f"/proc/{pid}/status", check=False)
+                  if pid not in ("", "0") else "")
+        if status and not re.search(r"^Name:\s+\(", status, re.M):
+            return status
+        assert time.monotonic() < deadline, f"{unit} was not exec'd: {status}"
+        time.sleep(0.2)
+
+
 class TestInstalled:
     """In file order, per release: install checks, the daemons at work, then purge."""
 
@@ -749,8 +765,7 @@ class TestInstalled:
         os.chown(link.appliance_end, uids["_signer-comm"], gids["_signer-comm"])
         with _booted(system, link.appliance_end) as init:
             for unit, user in (("signer-core", "_signer"), ("signer-comm", "_signer-comm")):
-                pid = _nsenter(init, "systemctl", "show", "-p", "MainPID", "--value", unit).strip()
-                status = _nsenter(init, "cat", f"/proc/{pid}/status")
+                status = _exec_status(init, unit)
                 assert re.search(rf"^Uid:\s+{uids[user]}\s", status, re.M), status
                 for line in ("NoNewPrivs:\t1", "Seccomp:\t2", "CapBnd:\t0000000000000000"):
                     assert line in status, f"{unit}: {line!r} not in\n{status}"
