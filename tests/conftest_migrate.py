@@ -10,6 +10,8 @@ date per serial, so tests can tell original dates from the import's.
 
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 import hashlib
 import shutil
@@ -164,3 +166,14 @@ def build_old_ca(base: Path, *, valid: int = 180, expired: int = 20) -> OldCA:
     return OldCA(ca_dir, root, current, crl_dir, revoked,
                  frozenset(serials) - set(revoked),
                  frozenset(0x1000 + valid + i for i in range(expired)))
+
+
+_TEMPLATE: dict[str, OldCA] = {}
+
+
+@pytest.fixture
+def old_ca(tmp_path_factory) -> OldCA:
+    """The old CA, built once per session for every migration test module; tests only read it."""
+    if "ca" not in _TEMPLATE:
+        _TEMPLATE["ca"] = build_old_ca(tmp_path_factory.mktemp("old"))
+    return _TEMPLATE["ca"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest_crl import NOW, WebHost, crl_number, this_update
-from conftest_migrate import OldCA, build_old_ca, openssl_ca, write_cnf
+from conftest_migrate import OldCA, old_ca, openssl_ca, write_cnf  # noqa: F401 (fixture)
 from cryptography import x509
 
 from signer_core.audit import AuditLog
@@ -24,17 +24,6 @@ from signer_core.cadb import CADatabase, serial_text
 from signer_core.migrate import IMPORTED_PROFILE, import_openssl, imported_digest
 from signer_core.migrate_export import ExportError, export_openssl
 from signer_core.revocation import Revocations
-
-_TEMPLATE: dict[str, OldCA] = {}
-
-
-@pytest.fixture
-def old_ca(tmp_path_factory) -> OldCA:
-    """The old CA, built once per session; tests only read it."""
-    if "ca" not in _TEMPLATE:
-        _TEMPLATE["ca"] = build_old_ca(tmp_path_factory.mktemp("old"))
-    return _TEMPLATE["ca"]
-
 
 @pytest.fixture
 def db(tmp_path: Path) -> CADatabase:

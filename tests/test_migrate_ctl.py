@@ -20,22 +20,12 @@ from pathlib import Path
 
 import pytest
 from conftest_crl import pem
-from conftest_migrate import OldCA, build_old_ca
+from conftest_migrate import OldCA, old_ca  # noqa: F401 (fixture)
 
 from signer_core import ctl
 from signer_core.cadb import CADatabase
 from signer_core.democa import Users, config_text
 from signer_core.migrate import import_openssl
-
-_TEMPLATE: dict[str, OldCA] = {}
-
-
-@pytest.fixture
-def old_ca(tmp_path_factory) -> OldCA:
-    if "ca" not in _TEMPLATE:
-        _TEMPLATE["ca"] = build_old_ca(tmp_path_factory.mktemp("old"))
-    return _TEMPLATE["ca"]
-
 
 @pytest.fixture
 def config(tmp_path: Path, old_ca: OldCA) -> Path:
