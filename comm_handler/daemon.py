@@ -7,7 +7,10 @@ nine-byte version-1 header), commits the request to ``spool/incoming``, waits
 for the signer's result and sends it back. Policy is the signer's alone.
 
 Every response is a version-1 message with the request's action, payload 1
-the result and payload 2 empty or ``ERR <code>: <text>``. Codes of its own:
+the result and payload 2 empty or ``ERR <code>: <text>``. When the web host
+ACKs a response that carried the signer's result, a delivery receipt for that
+request goes into the spool: the signer then knows that an identical request
+later is a new one (a renewal), not a retry. Codes of its own:
 ``bad-message`` (framed but not a v1 request), ``spool-unavailable`` (the
 request could not be committed, or the result not read), ``bad-result`` (the
 result file does not decode), ``result-too-large`` and ``timeout``.
@@ -17,7 +20,8 @@ layer (``comm.max_message``); a bad message gets a refusal, a broken cable a
 reopen with backoff, and nothing here exits on input. A request the signer
 has not answered by ``result_deadline`` is refused so the client (which
 gives up after 120 s) retries; the request stays queued, and its retry is
-answered from the CA database without a second certificate.
+answered from the CA database without a second certificate. A response
+whose ACK never arrived gets no receipt: its retry is answered again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import serial
@@ -52,7 +57,7 @@ from comm_handler.transfer import (
 from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden, refuse_readable
 from spool.queue import Spool
-from spool.record import SpoolFormatError
+from spool.record import SpoolFormatError, error_payload
 
 log = logging.getLogger("signer-comm")
 
@@ -65,7 +70,15 @@ def _response(action: int, payload1: bytes = b"", payload2: bytes = b"") -> byte
 
 def _refusal(action: int, code: str, text: str) -> bytes:
     log.warning("refused: %s: %s", code, text)
-    return _response(action, b"", f"ERR {code}: {text}".encode("utf-8", "replace")[:1000])
+    return _response(action, b"", error_payload(code, text)[:1000])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response to send, and the request whose result it carries (for the receipt)."""
+
+    message: bytes
+    delivers: str | None = None  # request id; None for our own refusals and NUL
 
 
 def _action_of(data: bytes) -> int:
@@ -75,6 +88,14 @@ def _action_of(data: bytes) -> int:
     except FrameError:
         return Action.NUL
     return header[1] if len(header) > 1 and header[1] in tuple(Action) else Action.NUL
+
+
+class _NoResult(Exception):
+    """No result to send for a request; ``message`` is our refusal instead."""
+
+    def __init__(self, message: bytes) -> None:
+        super().__init__("no result")
+        self.message = message
 
 
 class _Backoff:
@@ -99,44 +120,59 @@ class LinkServer:
         self.spool = spool
         self.received = 0  # requests taken off the line since start
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes) -> Answer:
         """The response message for one received request message."""
         received_at = time.time()
         try:
             message = decode_message(data)
             header = RequestHeader.from_bytes(message.header)
         except FrameError as exc:
-            return _refusal(_action_of(data), "bad-message", str(exc))
+            return Answer(_refusal(_action_of(data), "bad-message", str(exc)))
         reply = header.action != Action.NUL
         try:
             request_id = self.spool.enqueue(
                 message.header, message.payloads, received_at=received_at, reply=reply)
             crashpoint("request-committed")
         except OSError as exc:
-            return _refusal(header.action, "spool-unavailable", exc.strerror or str(exc))
+            return Answer(_refusal(header.action, "spool-unavailable", exc.strerror or str(exc)))
         if not reply:
-            return _response(Action.NUL)
+            return Answer(_response(Action.NUL))
         log.info("request %s: action %d system %d queued", request_id, header.action, header.system)
         return self._result(header.action, request_id, received_at)
 
-    def _result(self, action: int, request_id: str, received_at: float) -> bytes:
+    def _result(self, action: int, request_id: str, received_at: float) -> Answer:
+        try:
+            return Answer(self._result_message(action, request_id, received_at), request_id)
+        except _NoResult as exc:
+            return Answer(exc.message)
+
+    def _result_message(self, action: int, request_id: str, received_at: float) -> bytes:
         """Wait for the signer's result; the response carries the request's action."""
         remaining = self.cfg.result_deadline - (time.time() - received_at)
         try:
             result = self.spool.wait_result(request_id, max(remaining, 0.0))
         except SpoolFormatError as exc:
-            return _refusal(action, "bad-result", str(exc))
+            raise _NoResult(_refusal(action, "bad-result", str(exc))) from None
         except OSError as exc:
-            return _refusal(action, "spool-unavailable", exc.strerror or str(exc))
+            raise _NoResult(_refusal(action, "spool-unavailable", exc.strerror or str(exc))) from None
         if result is None:
             # The request stays in the spool: the signer still handles it, and
             # the client's retry is answered from the CA database.
-            return _refusal(action, "timeout",
-                            f"no result within {self.cfg.result_deadline:g} s, retry later")
+            raise _NoResult(_refusal(action, "timeout",
+                                     f"no result within {self.cfg.result_deadline:g} s, retry later"))
         try:
             return _response(action, result.payload1, result.payload2)
-        except FrameError as exc:
-            return _refusal(action, "result-too-large", str(exc))
+        except FrameError as exc:  # the signer keeps answers within MAX_ANSWER: a bug or a forgery
+            raise _NoResult(_refusal(action, "result-too-large", str(exc))) from None
+
+    def _receipt(self, request_id: str) -> None:
+        """Tell the signer the web host has this request's answer; a failure only costs a reuse."""
+        try:
+            self.spool.deliver(request_id)
+            crashpoint("receipt-committed")
+        except OSError as exc:
+            log.warning("request %s: delivery receipt not written: %s", request_id,
+                        exc.strerror or exc)
 
     def serve(self, port: SerialLike) -> None:
         """Answer requests on an open port until it fails (LinkClosed)."""
@@ -146,9 +182,9 @@ class LinkServer:
                                    max_length=link.max_message)
             crashpoint("frame-received")
             self.received += 1
-            response = self.answer(data)
+            answer = self.answer(data)
             try:
-                resends = send_message(port, response, ready_timeout=link.ready,
+                resends = send_message(port, answer.message, ready_timeout=link.ready,
                                        verdict_timeout=link.verdict,
                                        max_resends=link.max_resends, pacing=self.cfg.pacing)
                 crashpoint("response-sent")
@@ -158,6 +194,8 @@ class LinkServer:
                 continue
             if resends:
                 log.info("response delivered after %d resends", resends)
+            if answer.delivers is not None:
+                self._receipt(answer.delivers)
 
     def _open(self) -> serial.SerialBase | None:
         try:

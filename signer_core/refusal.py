@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from spool.record import error_payload
+
 _CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_TEXT = 200
 
@@ -27,4 +29,4 @@ class Refusal(Exception):
         self.text = text
 
     def payload2(self) -> bytes:
-        return f"ERR {self.code}: {self.text}".encode("utf-8", "replace")
+        return error_payload(self.code, self.text)

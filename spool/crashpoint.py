@@ -16,6 +16,7 @@ import signal
 
 POINTS = (
     "frame-received", "request-committed", "response-sent",            # comm handler
+    "receipt-committed",
     "request-claimed", "serial-reserved", "certificate-signed",         # signer
     "database-committed", "result-committed",
 )

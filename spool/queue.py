@@ -5,6 +5,8 @@ A request's life is a series of atomic moves between state directories::
     comm:   .tmp --rename--> incoming/<id>.req
     signer: incoming/<id>.req --(validated copy)--> active/<id>.req
     signer: result --> results/<id>.res, then active/<id>.req removed
+    comm:   response ACKed --> incoming/<id>.dlv (a delivery receipt)
+    signer: incoming/<id>.dlv read and removed (no active copy: it is a hint)
     signer: anything refused --> corrupt/<name> + corrupt/<name>.reason
 
 Comm-side methods (``enqueue``, ``wait_result``) run as the untrusted comm
@@ -29,11 +31,15 @@ from pathlib import Path
 from spool.record import (
     MAX_REQUEST_SIZE,
     MAX_RESULT_SIZE,
+    RECEIPT_SIZE,
+    Receipt,
     Request,
     Result,
     SpoolFormatError,
+    decode_receipt,
     decode_request,
     decode_result,
+    encode_receipt,
     encode_request,
     encode_result,
     is_valid_id,
@@ -62,6 +68,7 @@ PRIVATE_MODE = 0o600
 _NAME = {
     ".req": re.compile(r"([0-9]{20}-[0-9a-f]{32})\.req"),
     ".res": re.compile(r"([0-9]{20}-[0-9a-f]{32})\.res"),
+    ".dlv": re.compile(r"([0-9]{20}-[0-9a-f]{32})\.dlv"),
 }
 _KEEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 _REASON = ".reason"
@@ -146,6 +153,12 @@ class Spool:
         commit_file(self.incoming, f"{request.id}.req", data, REQUEST_MODE)
         return request.id
 
+    def deliver(self, request_id: str) -> str:
+        """Commit a receipt: the web host ACKed the result of ``request_id``."""
+        receipt = Receipt(_CLOCK.next_id(), request_id)
+        commit_file(self.incoming, f"{receipt.id}.dlv", encode_receipt(receipt), REQUEST_MODE)
+        return receipt.id
+
     def wait_result(self, request_id: str, timeout: float) -> Result | None:
         """The result for ``request_id``, or None if none is committed within ``timeout`` s."""
         if not is_valid_id(request_id):
@@ -180,12 +193,14 @@ class Spool:
 
     # -- signer side -----------------------------------------------------
 
-    def claim_next(self) -> Request | None:
+    def claim_next(self) -> Request | Receipt | None:
         """Move the oldest valid incoming request to active/ and return it.
 
-        Invalid entries met on the way go to corrupt/. None means a fresh scan
-        of incoming/ found nothing valid: the caller may then wait on its
-        watcher (added before this call).
+        A delivery receipt met first is removed and returned as it is: losing
+        one to a crash only makes its request's retry look undelivered, which
+        is the safe side. Invalid entries met on the way go to corrupt/. None
+        means a fresh scan of incoming/ found nothing valid: the caller may
+        then wait on its watcher (added before this call).
         """
         for fresh_scan in (False, True):
             if fresh_scan:
@@ -199,7 +214,9 @@ class Spool:
     def _listing(self, directory: Path) -> list[str]:
         return [n for n in os.listdir(directory) if not n.startswith(".") and n not in self._stuck]
 
-    def _take(self, name: str) -> Request | None:
+    def _take(self, name: str) -> Request | Receipt | None:
+        if name.endswith(".dlv"):
+            return self._take_receipt(name)
         match = _NAME[".req"].fullmatch(name)
         if match is None:
             self._to_corrupt(self.incoming, name, "name does not match <time_ns>-<hex32>.req")
@@ -215,6 +232,24 @@ class Spool:
             self._to_corrupt(self.incoming, name, str(exc))
             return None
         return self._activate(name, request)
+
+    def _take_receipt(self, name: str) -> Receipt | None:
+        match = _NAME[".dlv"].fullmatch(name)
+        if match is None:
+            self._to_corrupt(self.incoming, name, "name does not match <time_ns>-<hex32>.dlv")
+            return None
+        try:
+            data = read_hostile(self.incoming / name, max_size=RECEIPT_SIZE, expected_uid=self.comm_uid)
+            receipt = decode_receipt(data)
+            if receipt.id != match.group(1):
+                raise SpoolFormatError(f"file holds id {receipt.id}")
+        except FileNotFoundError:
+            return None
+        except (UnsafeEntry, SpoolFormatError) as exc:
+            self._to_corrupt(self.incoming, name, str(exc))
+            return None
+        unlink_quietly(self.incoming / name)
+        return receipt
 
     def _activate(self, name: str, request: Request) -> Request | None:
         data = encode_request(request)

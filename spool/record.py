@@ -8,11 +8,20 @@ a ``SpoolFormatError``. Nothing is ever executed on load (no pickle, no eval).
 
 Layout (all integers big-endian)::
 
-    magic "SGSP" | version 1 | kind ("Q" request, "R" result) | id (53 ASCII)
+    magic "SGSP" | version 1 | kind ("Q" request, "R" result, "D" receipt)
+             | id (53 ASCII)
     request: received_at (IEEE double) | flags (bit 0 = reply) | header (9)
              | 3 x (L3 length | payload)
     result:  action (1) | 2 x (L3 length | payload)
+    receipt: delivered request id (53 ASCII)
     end marker "\\0END" | SHA-256 of everything before it, end marker included
+
+A delivery receipt is the comm handler's word that the web host ACKed the
+response frame that carried a request's result. It travels the way requests
+do (comm writes only to incoming/), so the comm side never writes results.
+The signer believes a receipt only as far as it goes: a forged one can make
+a later identical request count as new, never make the signer issue what a
+request could not get it to issue anyway.
 
 The SHA-256 is a checksum against torn or edited files, not a MAC: the comm
 handler can compute it too. Authenticity comes from directory permissions.
@@ -31,6 +40,7 @@ MAGIC = b"SGSP"
 VERSION = 1
 KIND_REQUEST = ord("Q")
 KIND_RESULT = ord("R")
+KIND_RECEIPT = ord("D")
 END_MARKER = b"\x00END"
 DIGEST_SIZE = 32
 MAX_PAYLOAD = 2**24 - 1
@@ -44,6 +54,13 @@ _TRAILER = len(END_MARKER) + DIGEST_SIZE
 _DOUBLE = struct.Struct(">d")
 MAX_REQUEST_SIZE = _PREFIX + 8 + 1 + HEADER_SIZE + 3 * (3 + MAX_PAYLOAD) + _TRAILER
 MAX_RESULT_SIZE = _PREFIX + 1 + 2 * (3 + MAX_PAYLOAD) + _TRAILER
+RECEIPT_SIZE = _PREFIX + ID_SIZE + _TRAILER
+# The largest answer the comm handler can send: a v1 response is one L3
+# string holding four L3 strings (4-byte header, payload 1, payload 2, empty
+# payload 3), so payload 1 and payload 2 share 2**24 - 1 less 16 bytes. Both
+# sides use this one figure: the signer refuses a larger answer before it
+# commits it, and the comm handler never meets one.
+MAX_ANSWER = MAX_PAYLOAD - 4 * 3 - 4
 
 
 class SpoolFormatError(ValueError):
@@ -65,6 +82,17 @@ class Result:
     action: int
     payload1: bytes
     payload2: bytes  # b"" or b"ERR <code>: <text>"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: str  # the receipt's own spool id (sorts it after the request it names)
+    request_id: str  # the request whose result the web host ACKed
+
+
+def error_payload(code: str, text: str) -> bytes:
+    """Payload 2 of a refusal, as both daemons send it: ``ERR <code>: <text>``."""
+    return f"ERR {code}: {text}".encode("utf-8", "replace")
 
 
 def is_valid_id(value: object) -> bool:
@@ -115,6 +143,11 @@ def encode_result(result: Result) -> bytes:
         raise SpoolFormatError(f"bad action {action!r:.40}")
     body = [bytes([action]), _l3(result.payload1), _l3(result.payload2)]
     return _seal(KIND_RESULT, result.id, body)
+
+
+def encode_receipt(receipt: Receipt) -> bytes:
+    """Serialize ``receipt``; ``SpoolFormatError`` if an id is malformed."""
+    return _seal(KIND_RECEIPT, receipt.id, [_check_id(receipt.request_id)])
 
 
 class _Reader:
@@ -191,3 +224,16 @@ def decode_result(data: bytes) -> Result:
     payload2 = reader.take_l3()
     reader.finish()
     return Result(record_id, action, payload1, payload2)
+
+
+def decode_receipt(data: bytes) -> Receipt:
+    """Parse a delivery receipt; ``SpoolFormatError`` on any defect."""
+    record_id, reader = _open(data, KIND_RECEIPT, RECEIPT_SIZE)
+    try:
+        request_id = reader.take(ID_SIZE).decode("ascii")
+    except UnicodeDecodeError:
+        raise SpoolFormatError("delivered id is not ASCII") from None
+    if not is_valid_id(request_id):
+        raise SpoolFormatError(f"bad delivered id {request_id!r}")
+    reader.finish()
+    return Receipt(record_id, request_id)

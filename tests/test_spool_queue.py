@@ -12,7 +12,16 @@ import pytest
 from inotify_simple import INotify, flags
 
 from spool.queue import Spool
-from spool.record import Request, Result, SpoolFormatError, decode_request, encode_request, encode_result
+from spool.record import (
+    Receipt,
+    Request,
+    Result,
+    SpoolFormatError,
+    decode_request,
+    encode_receipt,
+    encode_request,
+    encode_result,
+)
 from spool.watch import WATCH_MASK, DirWatcher
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
@@ -79,6 +88,40 @@ def test_fifo_order(spool: Spool) -> None:
         claimed.append(request)
     assert [r.id for r in claimed] == ids
     assert [r.payloads[0] for r in claimed] == [b"%d" % i for i in range(60)]
+
+
+def test_receipts_come_in_order_and_leave_nothing_behind(spool: Spool) -> None:
+    first = enqueue(spool)
+    receipt_id = spool.deliver(first)
+    second = enqueue(spool)
+    assert mode(spool.incoming / f"{receipt_id}.dlv") == 0o644
+    claimed = [spool.claim_next(), spool.claim_next(), spool.claim_next()]
+    assert [type(c).__name__ for c in claimed] == ["Request", "Receipt", "Request"]
+    assert claimed[1] == Receipt(receipt_id, first) and claimed[2].id == second
+    assert spool.claim_next() is None
+    assert os.listdir(spool.incoming) == []
+    assert spool.counts()["corrupt"] == 0
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv", b"junk", "too short"),
+    ("01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv",
+     encode_receipt(Receipt("01795898819128038868-00000000000000000000000000000000",
+                            "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df")),
+     "file holds id"),
+    ("x.dlv", b"", "does not match"),
+])
+def test_bad_receipts_go_to_corrupt(spool: Spool, name, data, reason) -> None:
+    (spool.incoming / name).write_bytes(data)
+    assert spool.claim_next() is None
+    assert reason in (spool.corrupt / f"{name}.reason").read_text()
+
+
+def test_receipt_as_a_directory_is_refused_not_fatal(spool: Spool) -> None:
+    (spool.incoming / "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv").mkdir()
+    request_id = enqueue(spool)
+    assert spool.claim_next().id == request_id
+    assert spool.counts()["corrupt"] == 1
 
 
 def test_claim_sees_entries_committed_after_its_scan(spool: Spool) -> None:

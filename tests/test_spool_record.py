@@ -9,15 +9,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from comm_handler.frames import FrameError, Message, encode_message, response_header
 from spool.record import (
+    MAX_ANSWER,
     MAX_PAYLOAD,
     MAX_REQUEST_SIZE,
     MAX_RESULT_SIZE,
+    RECEIPT_SIZE,
+    Receipt,
     Request,
     Result,
     SpoolFormatError,
+    decode_receipt,
     decode_request,
     decode_result,
+    encode_receipt,
     encode_request,
     encode_result,
 )
@@ -39,6 +45,7 @@ requests = st.builds(
     reply=st.booleans(),
 )
 results = st.builds(Result, id=ids, action=st.integers(0, 255), payload1=small, payload2=small)
+receipts = st.builds(Receipt, id=ids, request_id=ids)
 
 
 @given(requests)
@@ -49,6 +56,44 @@ def test_request_round_trip(request: Request) -> None:
 @given(results)
 def test_result_round_trip(result: Result) -> None:
     assert decode_result(encode_result(result)) == result
+
+
+@given(receipts)
+def test_receipt_round_trip(receipt: Receipt) -> None:
+    encoded = encode_receipt(receipt)
+    assert len(encoded) == RECEIPT_SIZE
+    assert decode_receipt(encoded) == receipt
+
+
+@settings(max_examples=300)
+@given(st.data(), receipts)
+def test_fuzzed_receipt_decoder_raises_only_spool_format_error(data, receipt: Receipt) -> None:
+    encoded = encode_receipt(receipt)
+    mutated = data.draw(_mutations(encoded))
+    try:
+        decoded = decode_receipt(mutated)
+    except SpoolFormatError:
+        return
+    assert mutated == encoded or decoded != receipt
+
+
+def test_receipts_are_not_requests_or_results() -> None:
+    receipt = encode_receipt(Receipt(ID, ID))
+    for decode in (decode_request, decode_result):
+        with pytest.raises(SpoolFormatError, match="kind"):
+            decode(receipt)
+    with pytest.raises(SpoolFormatError, match="kind"):
+        decode_receipt(encode_result(Result(ID, 0, b"", b"")))
+    with pytest.raises(SpoolFormatError, match="bad id"):
+        encode_receipt(Receipt(ID, "not-an-id"))
+
+
+def test_max_answer_is_the_largest_payload_a_response_holds() -> None:
+    """One limit for both sides: the signer's check and the comm handler's encoder agree."""
+    header = response_header(1)
+    encode_message(Message(header, (b"x" * MAX_ANSWER, b"", b"")))
+    with pytest.raises(FrameError):
+        encode_message(Message(header, (b"x" * (MAX_ANSWER + 1), b"", b"")))
 
 
 def reseal(body: bytes) -> bytes:
