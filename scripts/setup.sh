@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(python3 python3-venv python3-dev gcc libcap-dev
       python3-cryptography python3-serial python3-gnupg python3-prctl
-      python3-asn1crypto python3-pytest python3-hypothesis
+      python3-asn1crypto python3-idna python3-pytest python3-hypothesis
       gnupg xdelta openssl passwd util-linux procps)
 
 missing=()
@@ -28,7 +28,7 @@ fi
 
 # The venv uses Debian's interpreter: the daemons run under other users in the
 # tests and the demo, and they must be able to execute it (not a pyenv under /root).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import signer_core, pytest, hypothesis, gnupg, prctl, pkilint, badkeys' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import signer_core, pytest, hypothesis, gnupg, prctl, pkilint, badkeys, idna' 2>/dev/null; then
   echo "setup: building .venv with current PyPI releases"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

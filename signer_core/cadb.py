@@ -11,14 +11,19 @@ leaves a state the next attempt can finish without issuing twice:
 1. ``reserve``: the random serial and the request's digest are recorded in
    state ``reserved`` before the key is used;
 2. ``record_issued``: the signed certificate is stored and the row becomes
-   ``issued``.
+   ``issued``. A refusal after step 1 marks the row ``released`` (its
+   serial stays spent) in the same transaction as the refusal's record.
 
-A request seen again (same digest) is answered from the row: an issued row
-returns its certificate, a reserved one is signed again with the same serial.
-One row per certificate; nothing is stored per request beyond that row.
-OpenPGP certifications are kept the same way, one row per request, so that
-a retry gets the key certified the first time rather than a second
-certification.
+A retry is not a renewal. Each row remembers the spool id of the last
+request it answered (``answer_id``) and, once the comm handler's receipt
+says the web host ACKed that answer, when (``delivered_at``). The
+dispatcher answers a request with the same digest again only while the row's
+answer is undelivered; an identical request after a delivered answer is a
+renewal and gets a row of its own. OpenPGP certifications are kept the same
+way, one row per certification.
+
+The schema carries a version (``PRAGMA user_version``); opening a database
+made by an earlier release upgrades it in one transaction.
 """
 
 from __future__ import annotations
@@ -35,37 +40,71 @@ from cryptography.hazmat.primitives import serialization
 
 from signer_core.x509compat import not_after, not_before
 
-_SCHEMA = """
+SCHEMA_VERSION = 2
+_TABLES = """
 CREATE TABLE IF NOT EXISTS certificates (
     id INTEGER PRIMARY KEY,
     root INTEGER NOT NULL,
     serial TEXT NOT NULL,
-    request_digest BLOB NOT NULL UNIQUE,
+    request_digest BLOB NOT NULL,
     profile INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('reserved', 'issued')),
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'issued', 'released')),
     reserved_at INTEGER NOT NULL,
     issued_at INTEGER,
     subject TEXT,
     not_before INTEGER,
     not_after INTEGER,
     der BLOB,
+    answer_id TEXT,
+    delivered_at INTEGER,
     UNIQUE (root, serial)
 );
-CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
 CREATE TABLE IF NOT EXISTS openpgp_certifications (
     id INTEGER PRIMARY KEY,
-    request_digest BLOB NOT NULL UNIQUE,
+    request_digest BLOB NOT NULL,
     fingerprint TEXT NOT NULL,
     days INTEGER NOT NULL,
     certified_at INTEGER NOT NULL,
-    armoured BLOB NOT NULL
+    armoured BLOB NOT NULL,
+    answer_id TEXT,
+    delivered_at INTEGER
 );
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
+CREATE INDEX IF NOT EXISTS certificates_request ON certificates (request_digest);
+CREATE INDEX IF NOT EXISTS certificates_answer ON certificates (answer_id);
+CREATE INDEX IF NOT EXISTS openpgp_request ON openpgp_certifications (request_digest);
+CREATE INDEX IF NOT EXISTS openpgp_answer ON openpgp_certifications (answer_id);
+"""
+# Release 1 (user_version 0) had UNIQUE request digests and no delivery
+# columns. Its answers are taken as delivered: after the upgrade an identical
+# request is a renewal, which is what it most likely is.
+_UPGRADE_FROM_1 = """
+ALTER TABLE certificates RENAME TO certificates_v1;
+ALTER TABLE openpgp_certifications RENAME TO openpgp_certifications_v1;
+""" + _TABLES + """
+INSERT INTO certificates (id, root, serial, request_digest, profile, state, reserved_at,
+    issued_at, subject, not_before, not_after, der, delivered_at)
+    SELECT id, root, serial, request_digest, profile, state, reserved_at, issued_at, subject,
+           not_before, not_after, der, issued_at FROM certificates_v1;
+INSERT INTO openpgp_certifications (id, request_digest, fingerprint, days, certified_at,
+    armoured, delivered_at)
+    SELECT id, request_digest, fingerprint, days, certified_at, armoured, certified_at
+    FROM openpgp_certifications_v1;
+DROP TABLE certificates_v1;
+DROP TABLE openpgp_certifications_v1;
+"""
+_CERT_COLUMNS = "id, root, serial, profile, state, der, issued_at, not_after, answer_id, delivered_at"
 
 
 def serial_text(serial: int) -> str:
     """The database's spelling of a serial: lowercase hex, no leading zeros."""
     return format(serial, "x")
+
+
+class SchemaError(RuntimeError):
+    """The database was made by a newer release than this one."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +114,11 @@ class CertRow:
     profile: int
     state: str
     der: bytes | None
+    id: int = 0
+    issued_at: int | None = None
+    not_after: int | None = None
+    answer_id: str | None = None
+    delivered_at: int | None = None
 
     def certificate(self) -> x509.Certificate:
         assert self.der is not None, "a reserved row has no certificate yet"
@@ -84,10 +128,41 @@ class CertRow:
         return self.certificate().public_bytes(serialization.Encoding.PEM)
 
 
+@dataclass(frozen=True)
+class OpenPGPRow:
+    id: int
+    fingerprint: str
+    days: int
+    certified_at: int
+    armoured: bytes
+    delivered_at: int | None
+
+
 def _row(r: sqlite3.Row | None) -> CertRow | None:
     if r is None:
         return None
-    return CertRow(r["root"], int(r["serial"], 16), r["profile"], r["state"], r["der"])
+    return CertRow(r["root"], int(r["serial"], 16), r["profile"], r["state"], r["der"],
+                   r["id"], r["issued_at"], r["not_after"], r["answer_id"], r["delivered_at"])
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION; a fresh file just gets the tables."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"the CA database has schema version {version}; this release"
+                          f" knows versions up to {SCHEMA_VERSION}")
+    old = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'certificates'").fetchone()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        script = _UPGRADE_FROM_1 if version < 2 and old else _TABLES
+        for statement in (script + _INDEXES).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class CADatabase:
@@ -103,48 +178,57 @@ class CADatabase:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(_SCHEMA)
+        _upgrade(self.connection)
         self._on_rollback: list[Callable[[], None]] = []
 
     def close(self) -> None:
         self.connection.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; nested uses join the outer one.
 
         Handlers wrap a decision and its audit record in one transaction so
-        that neither is on disk without the other.
+        that neither is on disk without the other. ``durable=False`` skips
+        the flush at commit (WAL order is kept: the next durable commit
+        flushes it too); only for what a power cut may lose safely.
         """
         if self.connection.in_transaction:
             yield self.connection
             return
-        self.connection.execute("BEGIN IMMEDIATE")
+        if not durable:
+            self.connection.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self.connection
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            hooks, self._on_rollback = self._on_rollback, []
-            for hook in hooks:
-                hook()
-            raise
-        self._on_rollback = []
-        self.connection.execute("COMMIT")
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                hooks, self._on_rollback = self._on_rollback, []
+                for hook in hooks:
+                    hook()
+                raise
+            self._on_rollback = []
+            self.connection.execute("COMMIT")
+        finally:
+            if not durable:
+                self.connection.execute("PRAGMA synchronous=FULL")
 
     def on_rollback(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` if the current transaction is rolled back (to drop caches)."""
         self._on_rollback.append(hook)
 
     def find_by_digest(self, digest: bytes) -> CertRow | None:
+        """The newest live row (reserved or issued) made for a request with this digest."""
         cur = self.connection.execute(
-            "SELECT root, serial, profile, state, der FROM certificates"
-            " WHERE request_digest = ?", (digest,))
+            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE request_digest = ?"
+            " AND state != 'released' ORDER BY id DESC LIMIT 1", (digest,))
         return _row(cur.fetchone())
 
     def find_certificate(self, root: int, serial: int) -> CertRow | None:
         cur = self.connection.execute(
-            "SELECT root, serial, profile, state, der FROM certificates"
-            " WHERE root = ? AND serial = ?", (root, serial_text(serial)))
+            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE root = ? AND serial = ?",
+            (root, serial_text(serial)))
         return _row(cur.fetchone())
 
     def reserve(self, root: int, serial: int, digest: bytes, profile: int) -> bool:
@@ -156,37 +240,65 @@ class CADatabase:
                     " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
                     (root, serial_text(serial), digest, profile, int(time.time())))
         except sqlite3.IntegrityError:
-            if self.find_by_digest(digest) is not None:
-                raise
             return False
         return True
 
-    def record_issued(self, digest: bytes, cert: x509.Certificate) -> None:
+    def release(self, root: int, serial: int) -> None:
+        """A reserved serial that will not be issued: kept, as spent, in state ``released``."""
+        self.connection.execute(
+            "UPDATE certificates SET state = 'released' WHERE root = ? AND serial = ?"
+            " AND state = 'reserved'", (root, serial_text(serial)))
+
+    def record_issued(self, digest: bytes, cert: x509.Certificate, answer_id: str | None = None,
+                      at: int | None = None) -> None:
         der = cert.public_bytes(serialization.Encoding.DER)
         with self.transaction():
             cur = self.connection.execute(
                 "UPDATE certificates SET state = 'issued', issued_at = ?, subject = ?,"
-                " not_before = ?, not_after = ?, der = ?"
+                " not_before = ?, not_after = ?, der = ?, answer_id = ?"
                 " WHERE request_digest = ? AND state = 'reserved' AND serial = ?",
-                (int(time.time()), cert.subject.rfc4514_string(),
+                (int(time.time()) if at is None else at, cert.subject.rfc4514_string(),
                  int(not_before(cert).timestamp()), int(not_after(cert).timestamp()),
-                 der, digest, serial_text(cert.serial_number)))
+                 der, answer_id, digest, serial_text(cert.serial_number)))
             if cur.rowcount != 1:
                 raise RuntimeError("no reserved row matches the certificate just signed")
 
-    def find_openpgp(self, digest: bytes) -> bytes | None:
-        """The armoured key answered to this request before, if any."""
-        row = self.connection.execute(
-            "SELECT armoured FROM openpgp_certifications WHERE request_digest = ?",
-            (digest,)).fetchone()
-        return None if row is None else bytes(row[0])
+    def answer_again(self, table: str, row_id: int, answer_id: str) -> None:
+        """Row ``row_id`` of ``table`` now answers request ``answer_id`` (a retry)."""
+        if table not in ("certificates", "openpgp_certifications"):
+            raise ValueError(f"no answers in table {table!r}")
+        self.connection.execute(f"UPDATE {table} SET answer_id = ? WHERE id = ?",
+                                (answer_id, row_id))
 
-    def record_openpgp(self, digest: bytes, fingerprint: str, days: int, armoured: bytes) -> None:
+    def mark_delivered(self, answer_id: str, at: int) -> dict[str, object] | None:
+        """Record that the answer to ``answer_id`` reached the web host; what it carried."""
+        row = self.connection.execute(
+            "UPDATE certificates SET delivered_at = ? WHERE answer_id = ?"
+            " AND delivered_at IS NULL RETURNING root, serial", (at, answer_id)).fetchone()
+        if row is not None:
+            return {"root": row[0], "serial": row[1]}
+        row = self.connection.execute(
+            "UPDATE openpgp_certifications SET delivered_at = ? WHERE answer_id = ?"
+            " AND delivered_at IS NULL RETURNING fingerprint", (at, answer_id)).fetchone()
+        return None if row is None else {"fingerprint": row[0]}
+
+    def find_openpgp(self, digest: bytes) -> OpenPGPRow | None:
+        """The newest certification made for a request with this digest."""
+        row = self.connection.execute(
+            "SELECT id, fingerprint, days, certified_at, armoured, delivered_at"
+            " FROM openpgp_certifications WHERE request_digest = ? ORDER BY id DESC LIMIT 1",
+            (digest,)).fetchone()
+        if row is None:
+            return None
+        return OpenPGPRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5])
+
+    def record_openpgp(self, digest: bytes, fingerprint: str, days: int, armoured: bytes,
+                       answer_id: str, at: int) -> None:
         with self.transaction():
             self.connection.execute(
                 "INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
-                " certified_at, armoured) VALUES (?, ?, ?, ?, ?)",
-                (digest, fingerprint, days, int(time.time()), armoured))
+                " certified_at, armoured, answer_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (digest, fingerprint, days, at, armoured, answer_id))
 
     def count(self, state: str = "issued") -> int:
         cur = self.connection.execute(

@@ -42,6 +42,8 @@ class SignerConfig:
     group: str
     database: Path
     state_dir: Path
+    # How long an undelivered answer is given again to the same request bytes.
+    retry_window_days: int = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,7 @@ class X509Config:
     blocklist_file: Path | None
     roots: Mapping[int, RootConfig]
     profiles: Mapping[int, Profile]
+    subject_order: str = "policy"   # "policy" (the old CA's DN order) or "as-sent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +236,8 @@ def _comm(t: _Table) -> CommConfig:
 def _signer(t: _Table) -> SignerConfig:
     s = SignerConfig(user=t.str_("user", "_signer"), group=t.str_("group", "_signer"),
                      database=t.path("database", "/var/lib/signer-appliance/ca.sqlite"),
-                     state_dir=t.path("state_dir", "/var/lib/signer-appliance"))
+                     state_dir=t.path("state_dir", "/var/lib/signer-appliance"),
+                     retry_window_days=t.int_("retry_window_days", 7, 1, 366))
     t.finish()
     return s
 
@@ -288,7 +292,10 @@ def _x509(t: _Table) -> X509Config:
                    allow_weak_digests=t.bool_("allow_weak_digests", False),
                    allow_ed25519=t.bool_("allow_ed25519", False),
                    blocklist_file=t.opt_path("blocklist_file"),
-                   roots=MappingProxyType(roots), profiles=MappingProxyType(profiles))
+                   roots=MappingProxyType(roots), profiles=MappingProxyType(profiles),
+                   subject_order=t.str_("subject_order", "policy"))
+    if x.subject_order not in ("policy", "as-sent"):
+        raise ConfigError(f'{t.key("subject_order")}: "policy" or "as-sent"')
     t.finish()
     return x
 
@@ -312,7 +319,7 @@ _PROFILE_KEYS: dict[str, type] = {
     "name": str, "enabled": bool, "key_usage": list, "extended_key_usage": list,
     "san_source": str, "ca": bool, "path_length": int, "max_days": int,
     "ocsp_nocheck": bool, "eku_critical": bool, "require_san": bool,
-    "require_xmpp": bool, "policy_oids": list,
+    "require_xmpp": bool, "server_names": bool, "email_names": bool, "policy_oids": list,
 }
 _NEW_PROFILE_REQUIRED = ("name", "enabled", "key_usage", "extended_key_usage", "san_source")
 

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives import hashes
 
 from signer_core.audit import AuditLog
 from signer_core.cadb import CADatabase
+from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
-from signer_core.dispatch import SignerContext, dispatch
+from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.openpgp import OpenPGPSigner, load_signer
 from signer_core.openpgp_gpg import GpgError
 from signer_core.refusal import Refusal
@@ -38,7 +39,7 @@ from signer_core.timesync import TimeReadings
 from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden
 from spool.queue import Spool
-from spool.record import Request
+from spool.record import Receipt, Request
 from spool.watch import DirWatcher
 
 log = logging.getLogger("signer-core")
@@ -68,9 +69,10 @@ def build_context(cfg: Config) -> SignerContext:
         audit.append("root-missing", root=root_id, reason=why)
     openpgp, openpgp_missing = load_openpgp(cfg)
     audit.append("openpgp-root", loaded=openpgp is not None, reason=openpgp_missing)
+    ca_keys = CaKeys.build(roots, openpgp)
     revocations = Revocations(db, validity_days=cfg.crl.validity_days, history=cfg.crl.history,
                               prune_expired_after_days=cfg.crl.prune_expired_after_days)
-    return SignerContext(config=cfg, roots=roots, db=db, audit=audit,
+    return SignerContext(config=cfg, roots=roots, ca_keys=ca_keys, db=db, audit=audit,
                          time_readings=TimeReadings(db, cfg.signer.state_dir),
                          revocations=revocations, openpgp=openpgp,
                          openpgp_missing=openpgp_missing)
@@ -91,8 +93,11 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     return signer, ""
 
 
-def process(ctx: SignerContext, spool: Spool, request: Request) -> None:
-    spool.finish(request, dispatch(ctx, request))
+def process(ctx: SignerContext, spool: Spool, entry: Request | Receipt) -> None:
+    if isinstance(entry, Receipt):
+        handle_receipt(ctx, entry)
+    else:
+        spool.finish(entry, dispatch(ctx, entry))
 
 
 def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> None:
@@ -101,9 +106,9 @@ def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> None:
         for request in spool.recover():
             log.info("finishing request %s left by a crash or a storage failure", request.id)
             process(ctx, spool, request)
-    while (request := spool.claim_next()) is not None:
+    while (entry := spool.claim_next()) is not None:
         crashpoint("request-claimed")
-        process(ctx, spool, request)
+        process(ctx, spool, entry)
     spool.prune_results(RESULT_MAX_AGE)
     spool.prune_temp(TEMP_MAX_AGE)
 

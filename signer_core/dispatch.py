@@ -6,7 +6,17 @@ refused before any parsing of payloads. Each handler receives a request
 read from the spool (hostile: the comm handler may be compromised), returns
 payload 1 of the answer, or raises ``Refusal``. ``dispatch`` never raises: a
 bug in a handler becomes an ``internal`` refusal, logged with its traceback,
-so that one poisoned request cannot stop the queue.
+so that one poisoned request cannot stop the queue. Besides requests, the
+spool carries delivery receipts from the comm handler (``handle_receipt``):
+they only mark an answer delivered, and are the whole of what the signer
+takes from the comm side that is not a request.
+
+Retry or renewal: the same request bytes are answered with the certificate
+(or OpenPGP certification) made for them before only while that answer is
+undelivered, younger than ``[signer] retry_window_days``, not revoked and not
+expired (OpenPGP: not more than a day shorter-lived than a fresh one).
+Anything else is a new request. Each outcome has its own audit record:
+``issued``, ``answered-again``, ``openpgp-certified``, ``delivered``.
 """
 
 from __future__ import annotations
@@ -22,22 +32,31 @@ from cryptography.hazmat.primitives import serialization
 
 from comm_handler.frames import Action, FrameError, RequestHeader, System
 from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase
+from signer_core.cadb import CADatabase, CertRow, OpenPGPRow
+from signer_core.cakeys import CaKeys
 from signer_core.config import Config
-from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.issue import (
+    CertificatePlan,
+    SignRequest,
+    new_serial,
+    plan_certificate,
+    sign_certificate,
+)
 from signer_core.openpgp import OpenPGPSigner, certify_key
 from signer_core.openpgp_packets import summarise
 from signer_core.refusal import Refusal
 from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
+from signer_core.x509compat import not_after, not_before
 from spool.crashpoint import crashpoint
-from spool.record import Request, Result
+from spool.record import MAX_ANSWER, Receipt, Request, Result
 
 log = logging.getLogger("signer-core")
 
 SERIAL_ATTEMPTS = 8
 MAX_QUEUE_AGE = 7 * 86400.0
+DAY = 86400
 
 
 @dataclass
@@ -46,6 +65,7 @@ class SignerContext:
 
     config: Config
     roots: RootStore
+    ca_keys: CaKeys  # every CA public key: never certified for a requester
     db: CADatabase
     audit: AuditLog
     time_readings: TimeReadings
@@ -53,6 +73,12 @@ class SignerContext:
     openpgp: OpenPGPSigner | None  # None: no OpenPGP root configured or installed
     openpgp_missing: str = "no OpenPGP root is configured"
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    # (root, serial) reserved by the request in hand: released if it is refused.
+    reservation: tuple[int, int] | None = None
+
+    @property
+    def retry_window(self) -> int:
+        return self.config.signer.retry_window_days * DAY
 
 
 Handler = Callable[[SignerContext, RequestHeader, Request], bytes]
@@ -85,29 +111,87 @@ def _reserve_serial(ctx: SignerContext, root: int, digest: bytes, profile: int) 
     raise Refusal("internal", "no free serial number found")
 
 
+def _stale(ctx: SignerContext, row: CertRow) -> str | None:
+    """Why an issued row may not answer its request's bytes again; None if it may."""
+    now = int(ctx.now().timestamp())
+    if row.delivered_at is not None:
+        return "its answer was delivered"
+    if row.issued_at is None or now - row.issued_at > ctx.retry_window:
+        return "it is older than the retry window"
+    if row.not_after is not None and row.not_after <= now:
+        return "it has expired"
+    if ctx.revocations.is_revoked(row.root, row.serial):
+        return "it is revoked"
+    return None
+
+
+def _cut(plan: CertificatePlan, days: int) -> str | None:
+    """Why the validity granted is shorter than the days asked for, if it is."""
+    if plan.not_after - plan.not_before >= dt.timedelta(days=days):
+        return None
+    if days > plan.profile.max_days:
+        return f"profile maximum of {plan.profile.max_days} days"
+    return f"root {plan.root.id} expires first"
+
+
 def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
     digest = request_digest(request)
     row = ctx.db.find_by_digest(digest)
     if row is not None and row.state == "issued":
-        log.info("request seen before: answering with serial %x", row.serial)
-        return row.pem()
+        why = _stale(ctx, row)
+        if why is None:
+            return _answer_again(ctx, row, request)
+        log.info("request bytes seen before (serial %x), but %s: a new certificate", row.serial, why)
+    elif row is not None:  # reserved, and never signed: a crash came between
+        ctx.reservation = (row.root, row.serial)
     sign_request = SignRequest(
         root=header.root, profile=header.profile, md=header.md, days=header.days,
         spkac=header.spkac, payload1=request.payloads[0], payload2=request.payloads[1],
         payload3=request.payloads[2])
     plan = plan_certificate(ctx.config, ctx.roots, sign_request, ctx.now())
-    serial = row.serial if row is not None else _reserve_serial(
-        ctx, header.root, digest, header.profile)
+    ctx.ca_keys.check_x509(plan.public_key)
+    if ctx.reservation is None:
+        ctx.reservation = (header.root, _reserve_serial(ctx, header.root, digest, header.profile))
+    serial = ctx.reservation[1]
     cert = sign_certificate(plan, serial)
     crashpoint("certificate-signed")
+    cut = _cut(plan, header.days)
     with ctx.db.transaction():
-        ctx.db.record_issued(digest, cert)
+        ctx.db.record_issued(digest, cert, request.id, int(ctx.now().timestamp()))
         ctx.audit.append("issued", root=header.root, profile=header.profile,
                          serial=format(serial, "x"), subject=cert.subject.rfc4514_string(),
-                         request=digest.hex())
+                         request=digest.hex(), answer=request.id, days_requested=header.days,
+                         days=(not_after(cert) - not_before(cert)).days,
+                         **({"cut": cut} if cut else {}))
+    ctx.reservation = None
     crashpoint("database-committed")
+    if cut:
+        log.warning("serial %x: validity cut from %d days: %s", serial, header.days, cut)
     log.info("issued serial %x by root %d, profile %d", serial, header.root, header.profile)
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _answer_again(ctx: SignerContext, row: CertRow, request: Request) -> bytes:
+    with ctx.db.transaction():
+        ctx.db.answer_again("certificates", row.id, request.id)
+        ctx.audit.append("answered-again", root=row.root, serial=format(row.serial, "x"),
+                         answer=request.id, first_answer=row.answer_id)
+    log.info("retry of an undelivered answer: serial %x again", row.serial)
+    return row.pem()
+
+
+def _stale_openpgp(ctx: SignerContext, row: OpenPGPRow, days: int) -> str | None:
+    """Why a certification may not answer its request's bytes again; None if it may."""
+    now = int(ctx.now().timestamp())
+    if row.delivered_at is not None:
+        return "its answer was delivered"
+    if now - row.certified_at > ctx.retry_window:
+        return "it is older than the retry window"
+    # A fresh certification would expire at now + days; allow one day short,
+    # the unit the request counts its lifetime in.
+    if row.certified_at + row.days * DAY < now + days * DAY - DAY:
+        return "it would expire sooner than a fresh one"
+    return None
 
 
 def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
@@ -118,17 +202,38 @@ def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Requ
     if request.payloads[1] or request.payloads[2]:
         raise Refusal("bad-request", "payloads 2 and 3 must be empty for OpenPGP")
     digest = request_digest(request)
-    answered = ctx.db.find_openpgp(digest)
-    if answered is not None:
-        log.info("OpenPGP request seen before: answering with the key certified then")
-        return answered
-    armoured = certify_key(ctx.openpgp, request.payloads[0], header.days)
+    row = ctx.db.find_openpgp(digest)
+    if row is not None:
+        why = _stale_openpgp(ctx, row, header.days)
+        if why is None:
+            with ctx.db.transaction():
+                ctx.db.answer_again("openpgp_certifications", row.id, request.id)
+                ctx.audit.append("answered-again", fingerprint=row.fingerprint, answer=request.id)
+            log.info("retry of an undelivered answer: OpenPGP key %s again", row.fingerprint)
+            return row.armoured
+        log.info("OpenPGP key %s seen before, but %s: certifying again", row.fingerprint, why)
+    started = int(ctx.now().timestamp())
+    armoured = certify_key(ctx.openpgp, request.payloads[0], header.days, ca_keys=ctx.ca_keys)
     fingerprint = summarise(request.payloads[0]).fingerprint  # certify_key has checked it
     with ctx.db.transaction():
-        ctx.db.record_openpgp(digest, fingerprint, header.days, armoured)
+        ctx.db.record_openpgp(digest, fingerprint, header.days, armoured, request.id, started)
         ctx.audit.append("openpgp-certified", fingerprint=fingerprint, days=header.days,
-                         request=digest.hex())
+                         request=digest.hex(), answer=request.id)
     return armoured
+
+
+def handle_receipt(ctx: SignerContext, receipt: Receipt) -> None:
+    """The web host ACKed the answer to ``receipt.request_id``: that answer is delivered.
+
+    Not flushed to disk on its own: a receipt lost to a power cut is a lost
+    ACK, the one ambiguous case, which errs towards answering again.
+    """
+    with ctx.db.transaction(durable=False):
+        what = ctx.db.mark_delivered(receipt.request_id, int(ctx.now().timestamp()))
+        if what is not None:
+            ctx.audit.append("delivered", answer=receipt.request_id, **what)
+    if what is None:
+        log.info("receipt %s names no undelivered answer", receipt.id)
 
 
 def handle_revoke(ctx: SignerContext, header: RequestHeader, request: Request) -> bytes:
@@ -157,13 +262,18 @@ REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {
 def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
     """(action, payload 1, payload 2) for one request; refusals included."""
     action = request.header[1] if len(request.header) > 1 else Action.NUL
+    ctx.reservation = None
     try:
         header = RequestHeader.from_bytes(request.header)
         handler = REQUEST_KINDS.get((header.action, header.system))
         if handler is None:
             raise Refusal("unknown-request",
                           f"action {header.action} for system {header.system} is not served")
-        return header.action, handler(ctx, header, request), b""
+        answer = handler(ctx, header, request)
+        if len(answer) > MAX_ANSWER:
+            raise Refusal("answer-too-large", f"the answer of {len(answer)} bytes does not fit"
+                          f" in a message ({MAX_ANSWER} at most)")
+        return header.action, answer, b""
     except FrameError as exc:
         refusal = Refusal("bad-header", str(exc))
     except Refusal as exc:
@@ -172,8 +282,14 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         log.exception("request %s failed", request.id)
         refusal = Refusal("internal", "the signer failed on this request; see its log")
     log.warning("request %s refused: %s", request.id, refusal)
-    ctx.audit.append("refused", request=request.id, action=action, code=refusal.code,
-                     reason=refusal.text)
+    with ctx.db.transaction():
+        if ctx.reservation is not None:
+            ctx.db.release(*ctx.reservation)
+            log.info("serial %x of root %d released", ctx.reservation[1], ctx.reservation[0])
+        ctx.audit.append("refused", request=request.id, action=action, code=refusal.code,
+                         reason=refusal.text,
+                         **({"released": format(ctx.reservation[1], "x")} if ctx.reservation else {}))
+    ctx.reservation = None
     return action, b"", refusal.payload2()
 
 

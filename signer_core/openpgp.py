@@ -13,7 +13,9 @@ exported key file, or exported from a GnuPG home), checks in a private home
 that it is there, not expired or revoked, and unlocks with the configured
 passphrase, and keeps that home's export of it (still passphrase-protected,
 with a cheap S2K count) in memory, so that requests never touch the CA's
-home again.
+home again. It also keeps the CA's public key packets (primary and subkeys,
+walked by ``openpgp_packets`` from gpg's binary export), so that a key block
+carrying any CA key is refused (``cakeys``) before gpg sees it.
 
 Refusal codes: openpgp-too-large, -bad-armour, -bad-packets, -secret-key,
 -no-key, -multiple-keys, -weak-key, -unsupported-key, -no-uid,
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import gnupg
 
+from signer_core.cakeys import CaKeys
 from signer_core.openpgp_gpg import (
     MAX_HOME_PATH,
     GpgError,
@@ -48,7 +51,14 @@ from signer_core.openpgp_gpg import (
     quick_sign_key,
     stop_agent,
 )
-from signer_core.openpgp_packets import KeySummary, summarise
+from signer_core.openpgp_packets import (
+    TAG_PUBLIC_KEY,
+    KeyPacket,
+    KeySummary,
+    key_packets,
+    summarise,
+    walk,
+)
 from signer_core.refusal import Refusal
 
 DEFAULT_POLICY_URL = "http://www.cacert.org/cps.php"
@@ -84,6 +94,8 @@ class OpenPGPSigner:
     digest: str = "SHA256"
     workdir: Path | None = None
     ca_secret: CaSecret | None = field(default=None, repr=False, compare=False)
+    # The CA's public key packets, primary first (load_signer); empty: not read yet.
+    ca_public: tuple[KeyPacket, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fpr = self.fingerprint.replace(" ", "").upper()
@@ -131,18 +143,27 @@ def load_signer(
         unlocked = gpg.export_keys(signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase)
         if not unlocked:
             raise Refusal("openpgp-root-missing", "CA OpenPGP key does not unlock with the configured passphrase")
+        public = _export_ca_public(gpg, signer)
     # Keep the re-export: protected with the home's cheap S2K count (see openpgp_gpg).
-    return dataclasses.replace(signer, ca_secret=CaSecret(unlocked, secret.passphrase))
+    return dataclasses.replace(signer, ca_secret=CaSecret(unlocked, secret.passphrase),
+                               ca_public=public)
 
 
-def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int) -> bytes:
-    """Certify every valid user ID of the one public key in ``key_data``; return it armoured."""
+def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int,
+                ca_keys: CaKeys | None = None) -> bytes:
+    """Certify every valid user ID of the one public key in ``key_data``; return it armoured.
+
+    ``ca_keys``: every CA key (``CaKeys.build`` at start, with this signer and
+    the X.509 roots); by default this signer's own primary key and subkeys.
+    A key block carrying one of them is refused before gpg sees it.
+    """
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise Refusal("openpgp-bad-days", f"certification lifetime must be 1 to {MAX_DAYS} days")
     summary = summarise(key_data, drop_certifier=signer.keyid)
-    if summary.fingerprint == signer.fingerprint:
-        raise Refusal("openpgp-ca-key", "that is the CA's own key")
     secret = signer.ca_secret or _read_ca_secret(signer)
+    if ca_keys is None:
+        ca_keys = CaKeys.build(openpgp=_with_ca_public(signer, secret))
+    ca_keys.check_openpgp(summary)
     with private_home(_workdir(signer)) as tmp:
         gpg = open_gpg(tmp, _cert_options(signer, days))
         _import_user_key(gpg, summary)
@@ -193,6 +214,24 @@ def _import_ca(gpg: gnupg.GPG, signer: OpenPGPSigner, secret: CaSecret) -> None:
             raise Refusal("openpgp-root-missing", "CA OpenPGP key is revoked or expired")
         return
     raise Refusal("openpgp-root-missing", "CA OpenPGP secret key not found")
+
+
+def _export_ca_public(gpg: gnupg.GPG, signer: OpenPGPSigner) -> tuple[KeyPacket, ...]:
+    """The CA's public key packets from the home it was imported into, primary first."""
+    keys = key_packets(walk(gpg.export_keys(signer.fingerprint, armor=False)))
+    if not keys or keys[0].tag != TAG_PUBLIC_KEY or keys[0].fingerprint != signer.fingerprint:
+        raise Refusal("openpgp-root-missing", "gpg did not export the CA's public key")
+    return keys
+
+
+def _with_ca_public(signer: OpenPGPSigner, secret: CaSecret) -> OpenPGPSigner:
+    """``signer`` knowing its public keys: a signer not made by ``load_signer`` reads them now."""
+    if signer.ca_public:
+        return signer
+    with private_home(_workdir(signer)) as tmp:
+        gpg = open_gpg(tmp)
+        _import_ca(gpg, signer, secret)
+        return dataclasses.replace(signer, ca_public=_export_ca_public(gpg, signer))
 
 
 def _key_records(records: list[list[str]], fingerprint: str, kind: str) -> list[list[str]]:

@@ -6,7 +6,9 @@ de-armours the input, walks the packet headers, and answers the questions the
 signer must settle *before* gpg sees the key: is there a secret key packet
 (tags 5 and 7), how many primary keys and user IDs are there, what algorithm
 and size is the primary key, and what is its v4 fingerprint (so that the key
-gpg imports can be matched with the one inspected here).
+gpg imports can be matched with the one inspected here). It also hands on
+the body and v4 fingerprint of the primary key and of each public subkey, so
+that ``cakeys`` can refuse a block that carries one of the CA's own keys.
 
 gpg is then fed exactly the binary packets walked here, never the original
 text, so that armour quirks cannot make gpg see something this reader did
@@ -68,6 +70,15 @@ class Packet:
 
 
 @dataclass(frozen=True)
+class KeyPacket:
+    """A primary key (tag 6) or public subkey (tag 14) packet of a key block."""
+
+    tag: int
+    fingerprint: str        # v4 fingerprint of the body, upper-case hex
+    body: bytes
+
+
+@dataclass(frozen=True)
 class KeySummary:
     """What the signer checks about a key block before gpg imports it."""
 
@@ -77,6 +88,7 @@ class KeySummary:
     bits: int               # RSA/DSA modulus size, or the curve's size
     curve: str              # "" for RSA/DSA
     user_ids: int           # user ID packets (tag 13)
+    keys: tuple[KeyPacket, ...] = ()  # the primary key, then each public subkey, in order
 
 
 def dearmour(data: bytes) -> bytes:
@@ -228,11 +240,24 @@ def summarise(data: bytes, drop_certifier: str = "") -> KeySummary:
         raise Refusal("openpgp-no-uid", "the key has no user ID")
     if user_ids > MAX_USER_IDS:
         raise Refusal("openpgp-too-many-uids", f"more than {MAX_USER_IDS} user IDs")
-    body = packets[0].body
-    algorithm, bits, curve = key_strength(body)
-    fingerprint = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).hexdigest().upper()
+    algorithm, bits, curve = key_strength(packets[0].body)
+    keys = key_packets(packets)
     kept = b"".join(p.raw for p in packets if not _certified_by(p, drop_certifier))
-    return KeySummary(kept, fingerprint, algorithm, bits, curve, user_ids)
+    return KeySummary(kept, keys[0].fingerprint, algorithm, bits, curve, user_ids, keys)
+
+
+def key_packets(packets: list[Packet]) -> tuple[KeyPacket, ...]:
+    """The primary key and public subkey packets of ``packets``, in order, with fingerprints."""
+    keys = []
+    for p in packets:
+        if p.tag not in (TAG_PUBLIC_KEY, TAG_PUBLIC_SUBKEY):
+            continue
+        # The v4 fingerprint hashes a two-byte length: a longer body has none.
+        if len(p.body) > 0xFFFF:
+            raise Refusal("openpgp-bad-packets", "public key packet over 65535 bytes")
+        fingerprint = hashlib.sha1(b"\x99" + len(p.body).to_bytes(2, "big") + p.body)
+        keys.append(KeyPacket(p.tag, fingerprint.hexdigest().upper(), p.body))
+    return tuple(keys)
 
 
 def _certified_by(packet: Packet, keyid: str) -> bool:

@@ -62,6 +62,8 @@ class Profile:
     eku_critical: bool = False
     require_san: bool = False          # refuse when no SAN entry results
     require_xmpp: bool = False         # at least one XMPP otherName expected
+    server_names: bool = False         # names servers: wildcards allowed, each CN among the SANs
+    email_names: bool = False          # names a person: no IP address SAN
     extra_policy_oids: tuple[str, ...] = ()  # e.g. CA/B Forum reserved OIDs, after the CPS policy
 
     def __post_init__(self) -> None:
@@ -93,15 +95,17 @@ _P = SanSource.PAYLOAD
 def _builtin() -> dict[int, Profile]:
     p = Profile
     table = [
-        p(0, "client", True, _DS_KE_KA, _CLIENT_EKU, _EP),
-        p(1, "client-org", True, _DS_KE_KA, _CLIENT_EKU, _EP),
-        p(2, "code-signing", True, _DS_KE_KA, _CODE_EKU, _EP),
+        p(0, "client", True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
+        p(1, "client-org", True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
+        p(2, "code-signing", True, _DS_KE_KA, _CODE_EKU, _EP, email_names=True),
         p(3, "client-machine", True, _DS_KE, (CLIENT_AUTH,), _P),
-        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP),
-        p(5, "server", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True),
-        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True),
+        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP,
+          email_names=True),
+        p(5, "server", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
+        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True,
+          server_names=True),
         p(7, "server-xmpp", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True,
-          require_xmpp=True),
+          require_xmpp=True, server_names=True),
         p(8, "ocsp", True, _DS, (OCSP_SIGNING,), _P, ocsp_nocheck=True),
         p(9, "timestamp", True, _DS, (TIME_STAMPING,), _P, eku_critical=True),
         p(10, "proxy", False, _DS_KE, (CLIENT_AUTH,), _P),

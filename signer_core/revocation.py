@@ -45,8 +45,8 @@ from signer_core.crl import CrlError, build_crl, der_to_pem, encode_entry, pem_l
 from signer_core.refusal import Refusal
 from signer_core.x509compat import not_after, verify_signature
 from signer_core.xdelta import XdeltaError, make_delta
+from spool.record import MAX_ANSWER
 
-MAX_PAYLOAD = 2**24 - 1            # protocol v1: longest L3 string
 MAX_CERT_PEM = 64 * 1024
 MAX_IMPORTED_CRL = 1 << 30
 _CLIENT_HASH = re.compile(rb"[0-9a-f]{40}")
@@ -185,6 +185,11 @@ class Revocations:
     def refresh(self, root: CrlRoot, client_crl_sha1: bytes, now: dt.datetime) -> bytes:
         """Issue a new CRL (fresh dates, next number); payload 1 of the answer."""
         return self._refresh(root, _client_hash(client_crl_sha1), now)
+
+    def is_revoked(self, root_id: int, serial: int) -> bool:
+        row = self._conn.execute("SELECT 1 FROM revocations WHERE root = ? AND serial = ?",
+                                 (root_id, serial_text(serial))).fetchone()
+        return row is not None
 
     def current_crl(self, root_id: int) -> bytes | None:
         """The root's newest issued CRL, DER."""
@@ -325,15 +330,15 @@ class Revocations:
             except XdeltaError as exc:
                 _log.error("root %d: cannot make the CRL delta: %s", root_id, exc)
                 raise Refusal("delta-failed", "cannot make the CRL delta") from exc
-            if len(patch) <= MAX_PAYLOAD:
+            if len(patch) <= MAX_ANSWER:
                 return patch
             _log.warning("root %d: the CRL delta is %d bytes, over the protocol limit",
                          root_id, len(patch))
-            raise Refusal("crl-too-large", f"CRL delta is {len(patch)} bytes, over {MAX_PAYLOAD}")
+            raise Refusal("crl-too-large", f"CRL delta is {len(patch)} bytes, over {MAX_ANSWER}")
         size = pem_length(len(new))
-        if size > MAX_PAYLOAD:
+        if size > MAX_ANSWER:
             _log.warning("root %d: the CRL is %d bytes in PEM, over the %d-byte protocol"
                          " limit; a client without a known CRL cannot be brought in sync",
-                         root_id, size, MAX_PAYLOAD)
-            raise Refusal("crl-too-large", f"CRL PEM is {size} bytes, over {MAX_PAYLOAD}")
+                         root_id, size, MAX_ANSWER)
+            raise Refusal("crl-too-large", f"CRL PEM is {size} bytes, over {MAX_ANSWER}")
         return der_to_pem(new)

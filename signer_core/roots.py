@@ -4,6 +4,9 @@ Trusted side: the files are the operator's, readable only by the signer
 user. A root whose key or certificate file is missing, unreadable, or whose
 key does not match its certificate is recorded as not installed with the
 reason (logged by the caller), never a crash; requests naming it are refused.
+The public keys its files still show (its certificate, or its key) are kept
+all the same, for installed and missing roots alike, so that no request
+carrying one of them is signed (``cakeys``).
 """
 
 from __future__ import annotations
@@ -36,11 +39,8 @@ class Root:
     def load(cls, cfg: RootConfig) -> Root:
         """Load one root; raise ValueError with a reason when it is not usable."""
         try:
-            cert = x509.load_pem_x509_certificate(cfg.certificate.read_bytes())
-            password = None
-            if cfg.passphrase_file is not None:
-                password = cfg.passphrase_file.read_bytes().rstrip(b"\r\n")
-            key = serialization.load_pem_private_key(cfg.key.read_bytes(), password)
+            cert = _read_certificate(cfg)
+            key = _read_private_key(cfg)
         except FileNotFoundError as exc:
             raise ValueError(f"file missing: {exc.filename}") from None
         except OSError as exc:
@@ -52,6 +52,28 @@ class Root:
         if not _is_ca(cert):
             raise ValueError("certificate is not a CA certificate allowed to sign certificates")
         return cls(cfg.id, cfg, cert, key)
+
+
+def _read_certificate(cfg: RootConfig) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(cfg.certificate.read_bytes())
+
+
+def _read_private_key(cfg: RootConfig) -> object:
+    password = None
+    if cfg.passphrase_file is not None:
+        password = cfg.passphrase_file.read_bytes().rstrip(b"\r\n")
+    return serialization.load_pem_private_key(cfg.key.read_bytes(), password)
+
+
+def _known_public_keys(cfg: RootConfig) -> tuple[object, ...]:
+    """The public keys of a root that did not load, from whichever of its files still parses."""
+    keys: list[object] = []
+    for read in (_read_certificate, _read_private_key):
+        try:
+            keys.append(read(cfg).public_key())  # type: ignore[attr-defined]
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+    return tuple(keys)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -71,17 +93,25 @@ def _is_ca(cert: x509.Certificate) -> bool:
 class RootStore:
     roots: Mapping[int, Root]
     missing: Mapping[int, str]      # root id -> why it is not installed
+    # root id -> the public keys its files show, installed or not (empty: none readable)
+    public_keys: Mapping[int, tuple[object, ...]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def load(cls, x509cfg: X509Config) -> RootStore:
         roots: dict[int, Root] = {}
         missing: dict[int, str] = {}
+        public_keys: dict[int, tuple[object, ...]] = {}
         for rid, rcfg in sorted(x509cfg.roots.items()):
             try:
                 roots[rid] = Root.load(rcfg)
             except ValueError as exc:
                 missing[rid] = str(exc)
-        return cls(MappingProxyType(roots), MappingProxyType(missing))
+                public_keys[rid] = _known_public_keys(rcfg)
+            else:
+                public_keys[rid] = (roots[rid].certificate.public_key(),)
+        return cls(MappingProxyType(roots), MappingProxyType(missing),
+                   MappingProxyType(public_keys))
 
     def get(self, root_id: int) -> Root:
         root = self.roots.get(root_id)

@@ -2,10 +2,17 @@
 
 Trusted side, hostile input: payload 3 (OpenSSL slash form with ``\\xNN``
 escapes) and the attribute lines of an SPKAC block both come over the link.
-Only the attributes the web side uses are accepted, in the order given, one
-RDN per attribute; values are checked against the deployed server's
-forbidden characters, control characters, UTF-8 validity and the X.520
-upper bounds. The CSR's own subject is never used.
+Only the attributes the web side uses are accepted, one RDN per attribute;
+values are checked against the deployed server's forbidden characters,
+control characters, UTF-8 validity and the X.520 upper bounds. The CSR's own
+subject is never used.
+
+The parsers keep the order the web side sent (CN first, as it happens).
+``policy_order`` then puts the name into the order of the old CA's ``openssl
+ca`` policy section, which is what ``[x509] subject_order = "policy"`` (the
+default) applies: relying parties map certificates by their subject DN
+string, and that string must stay the one the old CA wrote. ``"as-sent"``
+keeps the order given.
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ _ATTRIBUTE_TABLE = (
     (("ST", "stateOrProvinceName"), NameOID.STATE_OR_PROVINCE_NAME, 128),
     (("C", "countryName"), NameOID.COUNTRY_NAME, 2),
 )
+# The old CA's policy section, in its order: `openssl ca` (apps/ca.c do_body)
+# writes, for each policy field in turn, every matching attribute of the
+# request in the order sent. Every OID of _ATTRIBUTE_TABLE is in it.
+POLICY_ORDER: tuple[ObjectIdentifier, ...] = (
+    NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
+    NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+    NameOID.EMAIL_ADDRESS,
+)
+_POLICY_POSITION = {oid: i for i, oid in enumerate(POLICY_ORDER)}
 # name -> (OID, X.520 upper bound in characters)
 _ATTRS: dict[str, tuple[ObjectIdentifier, int]] = {
     name: (oid, bound) for names, oid, bound in _ATTRIBUTE_TABLE for name in names}
@@ -70,6 +86,20 @@ def parse_spkac_subject(lines: Iterable[bytes]) -> x509.Name:
             raise Refusal("bad-subject", f"SPKAC line {i}: bad attribute name")
         pairs.append((i, match.group(1).encode(), value.strip(b" ")))
     return _build(pairs)
+
+
+def policy_order(name: x509.Name) -> x509.Name:
+    """``name`` (one attribute per RDN, as the parsers make it) in POLICY_ORDER.
+
+    A stable sort, so repeated attributes (several OUs) keep the order sent,
+    as ``openssl ca`` keeps them.
+    """
+    return x509.Name(sorted(name.rdns, key=_policy_position))
+
+
+def _policy_position(rdn: x509.RelativeDistinguishedName) -> int:
+    (attribute,) = rdn
+    return _POLICY_POSITION[attribute.oid]
 
 
 def _unescape(index: int, raw: bytes) -> bytes:

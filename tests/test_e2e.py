@@ -101,16 +101,6 @@ def test_server_certificate_end_to_end(appliance, world_dir):
     appliance.assert_alive()
 
 
-def test_retry_returns_the_same_certificate(appliance, world_dir):
-    make_csr(world_dir / "req.csr")
-    first = sign(appliance, world_dir / "req.csr")
-    second = sign(appliance, world_dir / "req.csr")
-    assert first.returncode == second.returncode == 0
-    assert first.stdout == second.stdout
-    with appliance.db() as db:
-        assert db.execute("SELECT count(*) FROM certificates").fetchone()[0] == 1
-
-
 @pytest.mark.parametrize("change, code", [
     ({"root": "7"}, "unknown-root"),
     ({"profile": "42"}, "unknown-profile"),

@@ -202,17 +202,3 @@ def test_openpgp_refusals_leave_no_home_behind(appliance, world_dir, kind):
     agents = subprocess.run(["pgrep", "-f", f"gpg-agent.*{workdir}"], capture_output=True)
     assert agents.stdout == b""
     appliance.assert_alive()
-
-
-def test_openpgp_retry_gets_the_same_certified_key(appliance, world_dir):
-    home = world_dir / "user-gnupg"
-    home.mkdir(mode=0o700)
-    key = gpg(home, "--export", gen_key(home, "Carol <carol@example.org>"))
-    with WebClient(appliance.link) as client:
-        first, second = client.sign_openpgp(key, 30), client.sign_openpgp(key, 30)
-    assert first.ok and first.payload1 == second.payload1
-    with appliance.db() as db:
-        rows = db.execute("SELECT fingerprint, days FROM openpgp_certifications").fetchall()
-        events = db.execute("SELECT count(*) FROM audit WHERE event = 'openpgp-certified'").fetchone()
-    assert rows == [(gpg(home, "--with-colons", "--list-keys").decode().split("fpr:::::::::")[1][:40], 30)]
-    assert events == (1,)

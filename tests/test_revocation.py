@@ -205,7 +205,7 @@ def test_too_large_for_one_message_is_refused_but_delta_works(root, db, revs, tm
     _seed(db, root.id, [(s, NOW, None) for s in range(1, 3001)])
     client = WebHost(root, tmp_path)
     client.apply(revs.refresh(root, EMPTY_SHA1, NOW))
-    monkeypatch.setattr(revocation, "MAX_PAYLOAD", len(revs.current_crl(root.id)))
+    monkeypatch.setattr(revocation, "MAX_ANSWER", len(revs.current_crl(root.id)))
     with caplog.at_level(logging.WARNING, logger="signer_core.revocation"):
         refused("crl-too-large", revs.revoke, root, issue(db, root, 5000), EMPTY_SHA1, NOW)
     assert "protocol limit" in caplog.text

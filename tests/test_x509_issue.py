@@ -48,17 +48,21 @@ EXPECTED = {
     10: ({DS, KE}, ["1.3.6.1.5.5.7.3.2"], False),
     11: ({KCS, CRL}, [], False),
 }
-SUBJECT = [("CN", NameOID.COMMON_NAME, "Alice Ex\u00e4mple, Jr."),
-           ("emailAddress", NameOID.EMAIL_ADDRESS, "alice@example.org"),
+# The subject as signed: PAYLOAD3 and SPKAC_LINES send it CN first, the
+# default [x509] subject_order = "policy" puts it in the old CA's order.
+SUBJECT = [("C", NameOID.COUNTRY_NAME, "DE"),
            ("O", NameOID.ORGANIZATION_NAME, "Example e.V."),
            ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME, "Unit 1"),
            ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME, "Unit 2"),
-           ("C", NameOID.COUNTRY_NAME, "DE")]
+           ("CN", NameOID.COMMON_NAME, "Alice Ex\u00e4mple, Jr."),
+           ("emailAddress", NameOID.EMAIL_ADDRESS, "alice@example.org")]
 PAYLOAD3 = b"/CN=Alice Ex\\xC3\\xa4mple\\x2c Jr./emailAddress=alice@example.org" \
            b"/organizationName=Example e.V./OU=Unit 1/OU=Unit 2/countryName=DE"
 SPKAC_LINES = ["commonName = Alice Ex\u00e4mple, Jr.", "emailAddress = alice@example.org",
                "O = Example e.V.", "0.OU = Unit 1", "1.OU = Unit 2", "C = DE"]
 XMPP_DER = b"\x0c\x0bexample.org"
+SERVERS = (5, 6, 7)   # wildcards allowed, and the commonName must be among the SANs
+SERVER_CN = "www.example.org"
 
 
 def payload2(profile: int) -> bytes:
@@ -66,7 +70,8 @@ def payload2(profile: int) -> bytes:
         return b""
     if profile in (0, 1, 2, 4):
         return b"email:alice@example.org,email:bob@example.org"
-    return b"DNS:www.example.org,DNS:*.example.net,IP:192.0.2.1," \
+    wildcard = b"DNS:*.example.net," if profile in SERVERS else b""
+    return b"DNS:www.example.org," + wildcard + b"IP:192.0.2.1," \
            b"otherName:1.3.6.1.5.5.7.8.5;UTF8:example.org"
 
 
@@ -74,7 +79,8 @@ def expected_sans(profile: int) -> list[x509.GeneralName]:
     if profile in (0, 1, 2, 4):   # subject e-mail first, duplicate dropped
         return [x509.RFC822Name("alice@example.org"), x509.RFC822Name("bob@example.org")]
     # payload 2, then the subject's e-mail (RFC 5280 4.1.2.6)
-    return [x509.DNSName("www.example.org"), x509.DNSName("*.example.net"),
+    wildcard = [x509.DNSName("*.example.net")] if profile in SERVERS else []
+    return [x509.DNSName("www.example.org"), *wildcard,
             x509.IPAddress(ipaddress.ip_address("192.0.2.1")),
             x509.OtherName(x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5"), XMPP_DER),
             x509.RFC822Name("alice@example.org")]
@@ -86,8 +92,12 @@ def world(tmp_path_factory):
 
 
 def subject_for(profile):
-    """The test subject; a sub-CA (no SAN, so no e-mail allowed) goes without e-mail."""
-    return [a for a in SUBJECT if profile != 11 or a[0] != "emailAddress"]
+    """The test subject; a sub-CA (no SAN, so no e-mail allowed) goes without
+    e-mail, a server's commonName is its host name."""
+    attrs = [a for a in SUBJECT if profile != 11 or a[0] != "emailAddress"]
+    if profile in SERVERS:
+        attrs = [("CN", a[1], SERVER_CN) if a[0] == "CN" else a for a in attrs]
+    return attrs
 
 
 def issue(world, root, profile, fmt, key_kind, days=365, md=0, p2=None):
@@ -95,8 +105,13 @@ def issue(world, root, profile, fmt, key_kind, days=365, md=0, p2=None):
     if fmt == "pkcs10":
         p1 = csr_pem(key)
         p3 = PAYLOAD3 if profile != 11 else PAYLOAD3.replace(b"/emailAddress=alice@example.org", b"")
+        if profile in SERVERS:
+            p3 = p3.replace(b"/CN=Alice Ex\\xC3\\xa4mple\\x2c Jr.", f"/CN={SERVER_CN}".encode())
     else:
         lines = [ln for ln in SPKAC_LINES if profile != 11 or "emailAddress" not in ln]
+        if profile in SERVERS:
+            lines = [f"commonName = {SERVER_CN}" if ln.startswith("commonName") else ln
+                     for ln in lines]
         p1, p3 = spkac_block(world.spkac[key_kind], lines), b"/CN=ignored"
     req = SignRequest(root, profile, md, days, fmt == "spkac", p1,
                       payload2(profile) if p2 is None else p2, p3)
@@ -283,7 +298,8 @@ def test_pre_issuance_check_catches_a_wrong_plan(world):
     import dataclasses
 
     from signer_core.issue import check_certificate
-    req = SignRequest(0, 5, 0, 365, False, csr_pem(world.rsa_key), b"DNS:a.example.org", b"/CN=a")
+    req = SignRequest(0, 5, 0, 365, False, csr_pem(world.rsa_key), b"DNS:a.example.org",
+                      b"/CN=a.example.org")
     plan = plan_certificate(world.cfg, world.store, req, NOW)
     cert = sign_certificate(plan, 12345)
     for change in ({"not_after": plan.not_after + timedelta(days=1)},

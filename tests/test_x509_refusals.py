@@ -249,6 +249,98 @@ def test_every_hostile_request_is_refused_with_its_code(world, weak):
         "close-primes", "roca-key", "unsupported-key", "key-blocklisted"}
 
 
+# (name, changes to the base request, expected code): the name rules of the
+# profiles (server_names, email_names) and of the SAN parser, through the whole
+# of plan_certificate. Beside the table above, which test_e2e_refusals replays.
+PERSON = {"profile": 0, "payload3": b"/CN=Alice/emailAddress=alice@example.org"}
+NAME_CASES = [
+    ("server CN not among the SANs", {"payload3": b"/CN=other.example.org"}, "cn-not-in-san"),
+    ("server CN a person's name", {"profile": 6, "payload3": b"/CN=Alice"}, "cn-not-in-san"),
+    ("second CN not among the SANs", {"payload3": b"/CN=www.example.org/CN=evil.example.com"},
+     "cn-not-in-san"),
+    ("server CN only a subdomain of a SAN", {"payload3": b"/CN=a.www.example.org"},
+     "cn-not-in-san"),
+    ("server CN matching no wildcard", {"payload2": b"DNS:*.example.org",
+                                        "payload3": b"/CN=www.example.org"}, "cn-not-in-san"),
+    ("server CN an e-mail SAN", {"payload2": b"DNS:www.example.org,email:a@example.org",
+                                 "payload3": b"/CN=a@example.org"}, "cn-not-in-san"),
+    ("XMPP CN differs in case", {"profile": 7, "payload3": b"/CN=Chat@example.org",
+                                 "payload2": b"otherName:1.3.6.1.5.5.7.8.5;UTF8:chat@example.org"},
+     "cn-not-in-san"),
+    ("IP CN not in canonical text", {"payload2": b"IP:2001:db8::1",
+                                     "payload3": b"/CN=2001:0db8::1"}, "cn-not-in-san"),
+    ("wildcard in the machine profile", {"profile": 3, "payload2": b"DNS:*.example.org",
+                                         "payload3": b"/CN=machine"}, "wildcard-not-allowed"),
+    ("wildcard in a client profile", {**PERSON, "payload2": b"DNS:*.example.org"},
+     "wildcard-not-allowed"),
+    ("wildcard in the OCSP profile", {"profile": 8, "payload2": b"DNS:*.example.org"},
+     "wildcard-not-allowed"),
+    ("IP SAN in a client profile", {**PERSON, "payload2": b"IP:192.0.2.1"}, "ip-not-allowed"),
+    ("IPv6 SAN in code signing", {**PERSON, "profile": 2, "payload2": b"IP:2001:db8::1"},
+     "ip-not-allowed"),
+    ("IP literal as a DNS name", {"payload2": b"DNS:10.0.0.1", "payload3": b"/CN=10.0.0.1"},
+     "dns-ip-literal"),
+    ("invalid punycode", {"payload2": b"DNS:xn--a.example", "payload3": b"/CN=xn--a.example"},
+     "bad-idna"),
+    ("IPv6 zone id", {"payload2": b"IP:fe80::1%eth0", "payload3": b"/CN=fe80::1"}, "bad-san"),
+]
+
+
+def outcome(world, change: dict) -> str:
+    """The refusal code of the base request with ``change``, or "issued"."""
+    fields = {**BASE, "payload1": csr_pem(world.rsa_key), **change}
+    try:
+        plan_certificate(world.cfg, world.store, SignRequest(**fields), NOW)
+    except Refusal as exc:
+        assert exc.payload2().startswith(f"ERR {exc.code}: ".encode())
+        return exc.code
+    return "issued"
+
+
+@pytest.mark.parametrize("change,code", [c[1:] for c in NAME_CASES],
+                         ids=[c[0] for c in NAME_CASES])
+def test_name_rules_refuse_with_their_codes(world, change, code):
+    assert outcome(world, change) == code
+
+
+@pytest.mark.parametrize("change", [
+    {"payload3": b"/CN=WWW.Example.ORG"},
+    {"payload2": b"DNS:*.example.org", "payload3": b"/CN=*.example.org"},
+    {"payload2": b"DNS:www.example.org,DNS:*.example.org,IP:192.0.2.1",
+     "payload3": b"/CN=192.0.2.1"},
+    {"payload2": b"IP:2001:db8::1", "payload3": b"/CN=2001:db8::1"},
+    {"payload2": b"DNS:xn--bcher-kva.example", "payload3": b"/CN=xn--bcher-kva.example"},
+    {"payload2": b"DNS:www.example.org", "payload3": b"/O=Example/OU=no CN at all"},
+    {"profile": 6, "payload3": b"/CN=www.example.org/O=Example e.V."},
+    {"profile": 7, "payload2": b"DNS:example.org,otherName:1.3.6.1.5.5.7.8.5;UTF8:chat@example.org",
+     "payload3": b"/CN=chat@example.org"},
+    {"profile": 3, "payload2": b"DNS:m1.example.org,IP:192.0.2.1", "payload3": b"/CN=machine 1"},
+    {"profile": 0, "payload2": b"email:bob@example.org", "payload3": b"/CN=Bob"},
+])
+def test_name_rules_keep_consistent_requests(world, change):
+    assert outcome(world, change) == "issued"
+
+
+def test_name_rules_are_profile_data_the_configuration_sets(tmp_path):
+    """Overrides of server_names and email_names; profile 4 (disabled in the
+    module's world) keeps its built-in email_names."""
+    w = World(tmp_path, extra_toml="""[x509.profiles.3]
+server_names = true
+[x509.profiles.5]
+server_names = false
+[x509.profiles.8]
+email_names = true
+""")
+    assert outcome(w, {"profile": 3, "payload2": b"DNS:*.example.org",
+                    "payload3": b"/CN=*.example.org"}) == "issued"
+    assert outcome(w, {"profile": 3, "payload2": b"DNS:*.example.org",
+                    "payload3": b"/CN=machine"}) == "cn-not-in-san"
+    assert outcome(w, {"payload3": b"/CN=other.example.org"}) == "issued"
+    assert outcome(w, {"payload2": b"DNS:*.example.org"}) == "wildcard-not-allowed"
+    assert outcome(w, {"profile": 8, "payload2": b"IP:192.0.2.1"}) == "ip-not-allowed"
+    assert outcome(w, {**PERSON, "profile": 4, "payload2": b"IP:192.0.2.1"}) == "ip-not-allowed"
+
+
 def test_base_request_is_accepted(world):
     req = SignRequest(**{**BASE, "payload1": csr_pem(world.rsa_key)})
     cert = sign_certificate(plan_certificate(world.cfg, world.store, req, NOW), new_serial())

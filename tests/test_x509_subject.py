@@ -1,14 +1,27 @@
-"""signer_core.subject: slash-form and SPKAC subjects, examples and properties."""
+"""signer_core.subject: slash-form and SPKAC subjects, their policy order,
+examples and properties."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from conftest_x509 import BASE_TOML, NOW, World, csr_pem, spkac_block
 from cryptography.x509.oid import NameOID
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from signer_core.config import ConfigError, load_config
+from signer_core.issue import SignRequest, plan_certificate
 from signer_core.refusal import Refusal
-from signer_core.subject import MAX_SUBJECT_BYTES, parse_spkac_subject, parse_subject
+from signer_core.subject import (
+    _ATTRIBUTE_TABLE,
+    MAX_SUBJECT_BYTES,
+    POLICY_ORDER,
+    parse_spkac_subject,
+    parse_subject,
+    policy_order,
+)
 
 LONG_NAMES = {"CN": "commonName", "O": "organizationName", "OU": "organizationalUnitName",
               "L": "localityName", "ST": "stateOrProvinceName", "C": "countryName",
@@ -101,6 +114,83 @@ def test_spkac_refusals(lines):
     assert exc.value.code == "bad-subject"
 
 
+# -- policy order -------------------------------------------------------------
+
+# The old CA's `openssl ca` policy section, written out here by hand.
+POLICY = [NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
+          NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+          NameOID.EMAIL_ADDRESS]
+ONE_EACH = ["/C=DE", "/ST=Bayern", "/L=Town", "/O=Ex", "/OU=Unit", "/CN=Jane",
+            "/emailAddress=jane@example.org"]
+
+
+def test_policy_covers_every_accepted_attribute():
+    assert list(POLICY_ORDER) == POLICY
+    assert {oid for _, oid, _ in _ATTRIBUTE_TABLE} == set(POLICY)
+
+
+def test_every_permutation_gives_policy_order():
+    expected = attrs(parse_subject("".join(ONE_EACH).encode()))
+    assert [oid for oid, _ in expected] == POLICY
+    for perm in itertools.permutations(ONE_EACH):
+        name = policy_order(parse_subject("".join(perm).encode()))
+        assert attrs(name) == expected, perm
+        assert [len(rdn) for rdn in name.rdns] == [1] * len(POLICY)
+
+
+def test_repeated_attributes_keep_the_order_sent():
+    name = policy_order(parse_subject(b"/OU=b/CN=x/OU=a/emailAddress=z@example.org"
+                                      b"/OU=c/emailAddress=y@example.org/C=DE"))
+    assert attrs(name) == [(NameOID.COUNTRY_NAME, "DE"),
+                           (NameOID.ORGANIZATIONAL_UNIT_NAME, "b"),
+                           (NameOID.ORGANIZATIONAL_UNIT_NAME, "a"),
+                           (NameOID.ORGANIZATIONAL_UNIT_NAME, "c"),
+                           (NameOID.COMMON_NAME, "x"), (NameOID.EMAIL_ADDRESS, "z@example.org"),
+                           (NameOID.EMAIL_ADDRESS, "y@example.org")]
+    assert name.rfc4514_string() == ("1.2.840.113549.1.9.1=y@example.org,"
+                                     "1.2.840.113549.1.9.1=z@example.org,CN=x,OU=c,OU=a,OU=b,C=DE")
+
+
+def test_spkac_subject_in_policy_order():
+    name = policy_order(parse_spkac_subject([b"CN = Alice", b"0.OU = 2", b"1.OU = 1", b"C = DE"]))
+    assert attrs(name) == [(NameOID.COUNTRY_NAME, "DE"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "2"),
+                           (NameOID.ORGANIZATIONAL_UNIT_NAME, "1"), (NameOID.COMMON_NAME, "Alice")]
+
+
+def test_subject_order_setting(tmp_path):
+    config = tmp_path / "signer.toml"
+    config.write_text(BASE_TOML)
+    assert load_config(config).x509.subject_order == "policy"
+    for value in ('"as-sent"', '"policy"'):
+        config.write_text(BASE_TOML + f"subject_order = {value}\n")
+        assert load_config(config).x509.subject_order == value.strip('"')
+    for value in ('"Policy"', '"as_sent"', '""', "1", "true"):
+        config.write_text(BASE_TOML + f"subject_order = {value}\n")
+        with pytest.raises(ConfigError, match=r"^x509\.subject_order: "):
+            load_config(config)
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    return {order: World(tmp_path_factory.mktemp(order), f'subject_order = "{order}"\n')
+            for order in ("policy", "as-sent")}
+
+
+@pytest.mark.parametrize("spkac", [False, True])
+def test_plan_applies_the_setting(worlds, spkac):
+    sent = [(NameOID.COMMON_NAME, "Jane"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "b"),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, "a"), (NameOID.COUNTRY_NAME, "DE")]
+    for order, expected in (("as-sent", sent), ("policy", [sent[3], sent[1], sent[2], sent[0]])):
+        w = worlds[order]
+        if spkac:
+            p1 = spkac_block(w.spkac["rsa"], ["CN = Jane", "0.OU = b", "1.OU = a", "C = DE"])
+            p3 = b"/CN=ignored"
+        else:
+            p1, p3 = csr_pem(w.rsa_key), b"/CN=Jane/OU=b/OU=a/C=DE"
+        plan = plan_certificate(w.cfg, w.store, SignRequest(0, 3, 0, 365, spkac, p1, b"", p3), NOW)
+        assert attrs(plan.subject) == expected, order
+
+
 # -- properties ---------------------------------------------------------------
 
 SAFE = ("abcxyzABCXYZ0129 .,-_+=:;()&!?@%*~<>[]{}|^`$"
@@ -170,3 +260,20 @@ def test_anything_gives_a_name_or_a_refusal(payload):
         parse_spkac_subject(payload.split(b"\n"))
     except Refusal as exc:
         assert exc.code == "bad-subject"
+
+
+POSITION = {oid: i for i, oid in enumerate(POLICY)}
+
+
+@given(subjects())
+@settings(max_examples=300, deadline=None)
+def test_policy_order_is_a_stable_sort(items):
+    payload = b"".join(b"/" + label.encode() + b"=" + escape(value, [False])
+                       for _, label, value in items)
+    assume(len(payload) <= MAX_SUBJECT_BYTES)
+    before = attrs(parse_subject(payload))
+    after = attrs(policy_order(parse_subject(payload)))
+    assert sorted(after, key=repr) == sorted(before, key=repr)          # a permutation
+    assert [POSITION[oid] for oid, _ in after] == sorted(POSITION[oid] for oid, _ in before)
+    for oid in POLICY:                                                  # stable
+        assert [v for o, v in after if o == oid] == [v for o, v in before if o == oid]
