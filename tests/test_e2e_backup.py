@@ -31,9 +31,16 @@ def ctl(config, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
+# What a row says once it is written; answer_id and delivered_at of a certificate
+# change later (a retry answered from it, the web host's ACK) and are left out.
+COLUMNS = {"certificates": "id, root, serial, request_digest, profile, state, reserved_at,"
+                           " issued_at, subject, not_before, not_after, der"}
+
+
 def dump(database) -> dict[str, list[tuple]]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}
+        return {t: conn.execute(f"SELECT {COLUMNS.get(t, '*')} FROM {t} ORDER BY 1").fetchall()
+                for t in TABLES}
 
 
 def test_backup_in_flight_restore_and_delta(appliance, world_dir):
