@@ -6,6 +6,7 @@ virtual null-modem cable (two real pseudo-terminals), runs each daemon as its
 own system user when started as root, restarts a daemon that dies, and signs
 one real certificate request end to end through the web-side client. With
 ``--serve`` it keeps everything running for other clients on the printed link.
+As root it puts the spool on a small tmpfs of its own, as the package does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from signer_core.supervise import Service, Supervisor
 from signer_core.x509compat import verify_issued_by
 
 DEMO_NAME = "demo.example"
+SPOOL_TMPFS = "size=64m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,32 @@ def sign_one(link: str, root_cert: Path, out) -> bool:
     return True
 
 
+@contextmanager
+def spool_filesystem(directory: Path, out) -> Iterator[None]:
+    """As root, ``directory``/spool on a tmpfs of its own while the demo runs.
+
+    The comm user can fill the spool; on a file system of its own that never
+    fills the one holding the CA database (docs/reliability.md). Unmounted,
+    and so emptied, when the demo stops. Without root, where mounting is
+    refused, or on a mount already there, the spool is left as it is.
+    """
+    spool = directory / "spool"
+    if os.geteuid() != 0 or os.path.ismount(spool):
+        yield
+        return
+    spool.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", SPOOL_TMPFS, "signer-demo-spool",
+                              str(spool)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        print(f"spool left on disk: no tmpfs ({mounted.stderr.strip()})", file=out)
+        yield
+        return
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(spool)], check=False)
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,25 +149,27 @@ def _wait_for_signal() -> None:
 
 def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
     users = system_users() if os.geteuid() == 0 else Users()
-    cable = start_cable()
-    supervisor = None
-    try:
-        if users.comm_uid is not None:
-            os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
-        config = create_demo_ca(directory.resolve(), users, cable.appliance_end)
-        log_dir = directory / "log"
-        log_dir.mkdir(exist_ok=True)
-        supervisor = daemons(config, log_dir)
-        supervisor.start()
-        print(f"link: {cable.web_end}", file=out, flush=True)
-        wait_until_served(cable.web_end)
-        ok = sign_one(cable.web_end, directory / "certs" / "root0.crt", out)
-        if serve and ok:
-            print("serving; interrupt to stop", file=out, flush=True)
-            _wait_for_signal()
-        return 0 if ok else 1
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        cable.process.terminate()
-        cable.process.wait()
+    directory = directory.resolve()
+    with spool_filesystem(directory, out):
+        cable = start_cable()
+        supervisor = None
+        try:
+            if users.comm_uid is not None:
+                os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
+            config = create_demo_ca(directory, users, cable.appliance_end)
+            log_dir = directory / "log"
+            log_dir.mkdir(exist_ok=True)
+            supervisor = daemons(config, log_dir)
+            supervisor.start()
+            print(f"link: {cable.web_end}", file=out, flush=True)
+            wait_until_served(cable.web_end)
+            ok = sign_one(cable.web_end, directory / "certs" / "root0.crt", out)
+            if serve and ok:
+                print("serving; interrupt to stop", file=out, flush=True)
+                _wait_for_signal()
+            return 0 if ok else 1
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+            cable.process.terminate()
+            cable.process.wait()

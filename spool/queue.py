@@ -15,7 +15,22 @@ Signer-side methods (``claim_next``, ``recover``, ``finish``,
 ``prune_results``) treat every entry of incoming/ as hostile: the comm
 handler may be compromised and may race the signer on its own files. The
 signer therefore works only on its own copy in active/, never follows a
-link, and moves what it refuses aside instead of deleting it or stopping.
+link, and moves what it refuses aside instead of stopping.
+
+What the comm user does to its own entries is never taken for a storage
+fault of the signer's: an entry that cannot be read, moved or removed is
+refused or skipped, and the queue goes on. Only failures of the signer's own
+directories (listing incoming/, writing active/ or results/, their syncs)
+propagate as ``OSError``, for the daemon to wait and try again.
+
+corrupt/ is bounded (``CorruptLimits``): past either bound a refused entry
+is removed instead of kept, and counted by reason for ``drop_report``. An
+entry counts as the space its inode takes when it is moved: what the comm
+user writes later through a descriptor it kept is counted when corrupt/ is
+counted again, what it puts into a directory it made writable to us is not
+counted; the spool's own filesystem bounds both. A flood of bad entries is
+cleared at a bounded cost per entry and does not hold back a request
+committed behind it (see ``claim_next``).
 """
 
 from __future__ import annotations
@@ -26,6 +41,9 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from spool.record import (
@@ -46,7 +64,7 @@ from spool.record import (
 )
 from spool.crashpoint import crashpoint
 from spool.safeio import UnsafeEntry, commit_file, fsync_dir, read_hostile, unlink_quietly
-from spool.watch import DirWatcher
+from spool.watch import COMMIT_MASK, DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +88,41 @@ _NAME = {
     ".res": re.compile(r"([0-9]{20}-[0-9a-f]{32})\.res"),
     ".dlv": re.compile(r"([0-9]{20}-[0-9a-f]{32})\.dlv"),
 }
+# What an incoming entry of each kind may weigh, and how it is read.
+_READERS: dict[str, tuple[int, Callable[[bytes], Request | Receipt]]] = {
+    ".req": (MAX_REQUEST_SIZE, decode_request),
+    ".dlv": (RECEIPT_SIZE, decode_receipt),
+}
 _KEEP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 _REASON = ".reason"
+_REASON_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_REASON_BLOCK = 4096  # space a reason file takes, until corrupt/ is counted again
+
+# A flood of bad entries must not hold back a request committed behind it:
+# during a run of refusals the newest pending entry gets a turn every
+# PEEK_EVERY refusals, and incoming/ is listed again after RESCAN_EVERY s.
+PEEK_EVERY = 64
+RESCAN_EVERY = 1.0
+RECOUNT_EVERY = 10.0  # s between recounts of a full corrupt/ (an operator may have purged it)
+MAX_KINDS = 16  # reasons a drop report tells apart; the rest count as "other"
+_PARTICULARS = re.compile(r"[0-9a-f]{8,}|[0-9]+")
+
+
+@dataclass(frozen=True)
+class CorruptLimits:
+    """How much corrupt/ keeps; past either bound a refused entry is removed instead."""
+
+    max_entries: int = 1000
+    max_bytes: int = 16 * 2**20  # space taken (blocks) by kept entries and their reasons
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """Refused entries removed instead of kept, or skipped, since the last report."""
+
+    counts: dict[str, int]  # removed, per kind of reason
+    bytes: int  # the space they took
+    skipped: int  # entries that could be neither moved aside nor removed
 
 
 class _IdClock:
@@ -100,15 +151,24 @@ class Spool:
     One signer thread per spool: ``claim_next`` keeps the last scan's listing.
     """
 
-    def __init__(self, root: os.PathLike[str] | str, *, comm_uid: int | None = None) -> None:
+    def __init__(self, root: os.PathLike[str] | str, *, comm_uid: int | None = None,
+                 corrupt_limits: CorruptLimits = CorruptLimits()) -> None:
         self.root = Path(root)
         self.comm_uid = comm_uid
+        self.limits = corrupt_limits
         self.incoming = self.root / "incoming"
         self.active = self.root / "active"
         self.results = self.root / "results"
         self.corrupt = self.root / "corrupt"
-        self._pending: list[str] = []  # names of the last incoming scan, newest first
-        self._stuck: set[str] = set()  # entries that could not even be moved aside
+        self._pending: deque[str] = deque()  # names of the last incoming scan, newest first
+        self._scanned_at = -float("inf")
+        self._refusals = 0  # entries refused in a row
+        self._stuck: set[str] = set()  # entries that could be neither moved aside nor removed
+        self._usage: list[int] | None = None  # [entries, bytes] in corrupt/, counted lazily
+        self._counted_at = -float("inf")
+        self._drops: Counter[str] = Counter()
+        self._dropped_bytes = 0
+        self._skipped = 0
 
     def _dir(self, state: str) -> Path:
         if state not in STATES:
@@ -167,7 +227,7 @@ class Spool:
         result = self.read_result(request_id)
         if result is not None:
             return result  # spares setting up and tearing down a watch (milliseconds)
-        with DirWatcher(self.results) as watcher:
+        with DirWatcher(self.results, mask=COMMIT_MASK) as watcher:
             while True:
                 result = self.read_result(request_id)
                 if result is not None:
@@ -201,55 +261,66 @@ class Spool:
         is the safe side. Invalid entries met on the way go to corrupt/. None
         means a fresh scan of incoming/ found nothing valid: the caller may
         then wait on its watcher (added before this call).
+
+        Entries are taken oldest first. During a run of refusals the newest
+        pending entry gets a turn every ``PEEK_EVERY``, and incoming/ is
+        listed again every ``RESCAN_EVERY`` s, so that a request committed
+        behind (or during) a flood of bad entries waits about a second, not
+        for the whole flood.
         """
         for fresh_scan in (False, True):
             if fresh_scan:
-                self._pending = sorted(self._listing(self.incoming), reverse=True)
-            while self._pending:
-                request = self._take(self._pending.pop())
-                if request is not None:
-                    return request
+                self._scan()
+            while (name := self._next_name()) is not None:
+                entry = self._take(name)
+                if entry is not None:
+                    self._refusals = 0
+                    return entry
+                self._refusals += 1
         return None
 
-    def _listing(self, directory: Path) -> list[str]:
-        return [n for n in os.listdir(directory) if not n.startswith(".") and n not in self._stuck]
+    def _scan(self) -> None:
+        names = os.listdir(self.incoming)
+        if self._stuck:
+            self._stuck.intersection_update(names)  # forget the skipped entries that are gone
+        fresh = (n for n in names if not n.startswith(".") and n not in self._stuck)
+        self._pending = deque(sorted(fresh, reverse=True))
+        self._scanned_at = time.monotonic()
+
+    def _next_name(self) -> str | None:
+        if self._refusals and self._refusals % PEEK_EVERY == 0:
+            if time.monotonic() - self._scanned_at >= RESCAN_EVERY:
+                self._scan()
+            if self._pending:
+                return self._pending.popleft()
+        return self._pending.pop() if self._pending else None
 
     def _take(self, name: str) -> Request | Receipt | None:
-        if name.endswith(".dlv"):
-            return self._take_receipt(name)
-        match = _NAME[".req"].fullmatch(name)
+        suffix = ".dlv" if name.endswith(".dlv") else ".req"
+        entry = self._read_incoming(name, suffix)
+        if isinstance(entry, Receipt):
+            self._remove_claimed(name)  # not flushed: a receipt lost to a crash is safe
+            return entry
+        return None if entry is None else self._activate(name, entry)
+
+    def _read_incoming(self, name: str, suffix: str) -> Request | Receipt | None:
+        """The decoded entry ``name`` of incoming/, or None (gone, or moved to corrupt/)."""
+        match = _NAME[suffix].fullmatch(name)
         if match is None:
-            self._to_corrupt(self.incoming, name, "name does not match <time_ns>-<hex32>.req")
+            self._to_corrupt(self.incoming, name, f"name does not match <time_ns>-<hex32>{suffix}")
             return None
+        size, decode = _READERS[suffix]
         try:
-            data = read_hostile(self.incoming / name, max_size=MAX_REQUEST_SIZE, expected_uid=self.comm_uid)
-            request = decode_request(data)
-            if request.id != match.group(1):
-                raise SpoolFormatError(f"file holds id {request.id}")
+            entry = decode(read_hostile(self.incoming / name, max_size=size,
+                                        expected_uid=self.comm_uid))
+            if entry.id != match.group(1):
+                raise SpoolFormatError(f"file holds id {entry.id}")
         except FileNotFoundError:
             return None  # its owner removed it before commit was claimed: nothing to do
         except (UnsafeEntry, SpoolFormatError) as exc:
             self._to_corrupt(self.incoming, name, str(exc))
             return None
-        return self._activate(name, request)
-
-    def _take_receipt(self, name: str) -> Receipt | None:
-        match = _NAME[".dlv"].fullmatch(name)
-        if match is None:
-            self._to_corrupt(self.incoming, name, "name does not match <time_ns>-<hex32>.dlv")
-            return None
-        try:
-            data = read_hostile(self.incoming / name, max_size=RECEIPT_SIZE, expected_uid=self.comm_uid)
-            receipt = decode_receipt(data)
-            if receipt.id != match.group(1):
-                raise SpoolFormatError(f"file holds id {receipt.id}")
-        except FileNotFoundError:
-            return None
-        except (UnsafeEntry, SpoolFormatError) as exc:
-            self._to_corrupt(self.incoming, name, str(exc))
-            return None
-        unlink_quietly(self.incoming / name)
-        return receipt
+        return entry
 
     def _activate(self, name: str, request: Request) -> Request | None:
         data = encode_request(request)
@@ -262,14 +333,22 @@ class Spool:
             return None
         if existing is None:
             commit_file(self.active, name, data, PRIVATE_MODE)
-        try:
-            os.unlink(self.incoming / name)
-        except FileNotFoundError:
-            pass  # its owner removed it meanwhile; our copy is what counts
+        self._remove_claimed(name)
         fsync_dir(self.incoming)
         # An identical copy already active was left by a crash after the copy
         # and before the unlink; recover() has returned or will return it.
         return request if existing is None else None
+
+    def _remove_claimed(self, name: str) -> None:
+        """Remove incoming/``name`` once read; what we read stands whatever is there now."""
+        try:
+            os.unlink(self.incoming / name)
+        except FileNotFoundError:
+            pass  # its owner removed it meanwhile
+        except (IsADirectoryError, PermissionError) as exc:
+            # The comm user swapped in what we may not unlink (a directory)
+            # after our read: its doing, not a storage fault; refused as any other.
+            self._to_corrupt(self.incoming, name, f"replaced after it was read ({exc.strerror})")
 
     def recover(self) -> list[Request]:
         """Requests left in active/ by a crash, oldest first; bad ones go to corrupt/.
@@ -296,7 +375,8 @@ class Spool:
             self._to_corrupt(self.active, name, "name does not match <time_ns>-<hex32>.req")
             return None
         try:
-            data = read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE, expected_uid=os.geteuid())
+            data = read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE,
+                                expected_uid=os.geteuid())
             request = decode_request(data)
             if request.id != match.group(1):
                 raise SpoolFormatError(f"file holds id {request.id}")
@@ -351,25 +431,111 @@ class Spool:
         return removed
 
     def _to_corrupt(self, directory: Path, name: str, reason: str) -> None:
-        """Move ``directory/name`` aside with its reason; never delete it, never raise."""
-        target = name
-        if not _KEEP_NAME.fullmatch(name) or name.endswith(_REASON) or os.path.lexists(self.corrupt / name):
-            target = f"{_CLOCK.next_id()}.bad"
-        log.warning("spool: %s/%r refused: %s", directory.name, name, reason)
+        """Move ``directory/name`` aside with its reason, or remove it past corrupt/'s bounds.
+
+        Never raises for what the entry is or becomes meanwhile; only the
+        signer's own storage failing (an I/O error, corrupt/ unreadable) does.
+        Not flushed: a refusal is not a commit. A move lost to a power cut
+        leaves the entry where it was, to be refused again.
+        """
+        try:
+            st = os.lstat(directory / name)
+        except FileNotFoundError:
+            return
+        size = st.st_blocks * 512
+        if not self._room_for(size):
+            self._drop(directory, name, reason, size)
+            return
+        target = self._corrupt_name(name)
         try:
             os.rename(directory / name, self.corrupt / target)
         except FileNotFoundError:
             return
-        except OSError as exc:
-            log.error("spool: cannot move %s/%r aside: %s; ignoring it", directory.name, name, exc)
-            self._stuck.add(name)
+        except OSError:
+            # A directory the comm user keeps unwritable to us cannot be moved
+            # (its ".." cannot change); nor anything when corrupt/ cannot grow.
+            self._drop(directory, name, reason, size)
             return
-        text = f"{reason}\noriginal: {directory.name}/{name!r}\n"
+        log.warning("spool: %s/%r refused: %s", directory.name, name, reason)
+        self._write_reason(target, f"{reason}\noriginal: {directory.name}/{name!r}\n")
+        usage = self._corrupt_usage()
+        usage[0] += 1
+        usage[1] += size + _REASON_BLOCK
+
+    def _corrupt_name(self, name: str) -> str:
+        if (not _KEEP_NAME.fullmatch(name) or name.endswith(_REASON)
+                or os.path.lexists(self.corrupt / name)):
+            return f"{_CLOCK.next_id()}.bad"
+        return name
+
+    def _write_reason(self, target: str, text: str) -> None:
         try:
-            commit_file(self.corrupt, target + _REASON, text.encode("utf-8", "replace"), PRIVATE_MODE)
-            fsync_dir(directory)
+            fd = os.open(self.corrupt / (target + _REASON), _REASON_FLAGS, PRIVATE_MODE)
+            try:
+                os.write(fd, text.encode("utf-8", "replace"))
+            finally:
+                os.close(fd)
         except OSError as exc:
             log.error("spool: cannot write the reason for %r: %s", target, exc)
+
+    def _room_for(self, size: int) -> bool:
+        """Whether corrupt/ may keep one more entry taking ``size`` bytes."""
+        entries, used = self._corrupt_usage()
+        return (entries < self.limits.max_entries
+                and used + size + _REASON_BLOCK <= self.limits.max_bytes)
+
+    def _corrupt_usage(self) -> list[int]:
+        """[entries, bytes] in corrupt/: counted at first use, again when full now and then."""
+        now = time.monotonic()
+        if self._usage is None or (now - self._counted_at >= RECOUNT_EVERY and (
+                self._usage[0] >= self.limits.max_entries
+                or self._usage[1] + _REASON_BLOCK > self.limits.max_bytes)):
+            self._usage = self._count_corrupt()
+            self._counted_at = now
+        return self._usage
+
+    def _count_corrupt(self) -> list[int]:
+        entries = used = 0
+        for name in os.listdir(self.corrupt):
+            try:
+                used += os.lstat(self.corrupt / name).st_blocks * 512
+            except FileNotFoundError:
+                continue
+            entries += not name.startswith(".") and not name.endswith(_REASON)
+        return [entries, used]
+
+    def _drop(self, directory: Path, name: str, reason: str, size: int) -> None:
+        """Remove a refused entry instead of keeping it; counted for ``drop_report``."""
+        try:
+            _remove(directory / name)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._skip(directory, name, reason, exc)
+            return
+        if not self._drops:
+            log.warning("spool: refused entries are being removed instead of kept (corrupt/ "
+                        "is at its bounds, or they could not be moved); counts follow")
+        kind = _kind(reason)
+        if kind not in self._drops and len(self._drops) >= MAX_KINDS:
+            kind = "other"
+        self._drops[kind] += 1
+        self._dropped_bytes += size
+
+    def _skip(self, directory: Path, name: str, reason: str, exc: OSError) -> None:
+        log.error("spool: %s/%r refused (%s) but can be neither moved aside nor removed (%s); "
+                  "skipping it", directory.name, name, reason, exc.strerror)
+        self._skipped += 1
+        if directory == self.incoming:
+            self._stuck.add(name)
+
+    def drop_report(self) -> DropReport | None:
+        """What was removed instead of kept, or skipped, since the last call; None if nothing."""
+        if not self._drops and not self._skipped:
+            return None
+        report = DropReport(dict(self._drops), self._dropped_bytes, self._skipped)
+        self._drops, self._dropped_bytes, self._skipped = Counter(), 0, 0
+        return report
 
     # -- operators -------------------------------------------------------
 
@@ -404,6 +570,19 @@ class Spool:
 
 def _or_keep(value: int | None) -> int:
     return -1 if value is None else value
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)  # never follows a link
+    except IsADirectoryError:
+        os.rmdir(path)  # only an empty one: what a directory holds is left to its owner
+
+
+def _kind(reason: str) -> str:
+    """The reason without its particulars (numbers, ids, quoted values), to count by."""
+    head = re.split(r"['\"]", reason, maxsplit=1)[0]
+    return _PARTICULARS.sub("N", head).strip()[:60] or "other"
 
 
 def _mtime(path: Path) -> float | None:

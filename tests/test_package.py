@@ -17,7 +17,9 @@ appliance from outside as the web host would. Root only, slow.
   signer-client: a CSR is signed, an OpenPGP key certified, a certificate
   revoked. Then the same system is booted with systemd-nspawn: the units as
   shipped must start, run hardened (uid, no new privileges, seccomp, empty
-  bounding set) and do the same three things with the link as /dev/ttyS0.
+  bounding set) and do the same three things with the link as /dev/ttyS0;
+  the spool must then be the size-limited tmpfs of its own mount unit, with
+  the directories of the layout in it.
   Steps the tree cannot do yet are skipped with the reason. Last, the
   package is purged and what it leaves is checked (keys kept).
 
@@ -64,6 +66,9 @@ MDWE_EXEC = ("import ctypes, os, sys\n"
              "os.execvp(sys.argv[1], sys.argv[1:])\n")
 DAEMON_SETTLE = 4.0  # seconds a daemon must stay up to count as started
 CLIENT_TIMEOUT = 90
+SPOOL = "/var/spool/signer-appliance"
+SPOOL_MOUNT = "var-spool-signer\\x2dappliance.mount"  # systemd-escape --path of SPOOL
+SPOOL_OPTIONS = {"size=262144k", "nr_inodes=65536", "nosuid", "nodev", "noexec"}
 
 # path: (mode, owner, group), as docs/architecture.md and the tmpfiles.d file say
 DIRECTORIES = {
@@ -80,7 +85,7 @@ DIRECTORIES = {
 COMMON_DIRECTIVES = {
     "PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX", "ProtectSystem": "strict",
     "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "SystemCallFilter": "@system-service",
-    "DevicePolicy": "closed", "Restart": "always",
+    "DevicePolicy": "closed", "Restart": "always", "RequiresMountsFor": SPOOL,
 }
 UNIT_DIRECTIVES = {
     "signer-core": {"User": "_signer", "Group": "_signer",
@@ -145,6 +150,14 @@ def _unit_path(root: Path, unit: str) -> Path:
         if path.exists():
             return path
     raise AssertionError(f"{unit}.service is not installed under {root}")
+
+
+def _mount_unit_path(root: Path) -> Path:
+    for lib in ("lib", "usr/lib"):
+        path = root / lib / "systemd" / "system" / SPOOL_MOUNT
+        if path.exists():
+            return path
+    raise AssertionError(f"{SPOOL_MOUNT} is not installed under {root}")
 
 
 def _exposure(output: str, unit: str) -> float:
@@ -630,6 +643,17 @@ def _revoke(appliance: Appliance, issued: Path) -> None:
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
+def _assert_spool_on_its_tmpfs(init: int, sysm: System) -> None:
+    """The spool is the mount unit's tmpfs, size-limited, with the layout made in it at boot."""
+    fstype, options = _nsenter(init, "findmnt", "-n", "-o", "FSTYPE,OPTIONS", SPOOL).split()
+    assert fstype == "tmpfs" and SPOOL_OPTIONS <= set(options.split(",")), options
+    uids, gids, _ = sysm.ids()
+    for path, (mode, owner, group) in DIRECTORIES.items():
+        if path.startswith(SPOOL):
+            st = _nsenter(init, "stat", "-c", "%a %u %g", path).split()
+            assert st == [f"{mode:o}", str(uids[owner]), str(gids[group])], (path, st)
+
+
 def _exec_status(init, unit: str, timeout: float = 30.0) -> str:
     """/proc/PID/status of the unit's main process once systemd has exec'd it.
 
@@ -693,6 +717,8 @@ class TestInstalled:
         for unit in UNITS:
             _unit_path(system.root, unit)
             assert system.path(f"/etc/systemd/system/multi-user.target.wants/{unit}.service").is_symlink()
+        _mount_unit_path(system.root)
+        assert system.path(f"/etc/systemd/system/local-fs.target.wants/{SPOOL_MOUNT}").is_symlink()
 
     def test_roots_refused_until_keys_are_installed(self, system):
         if not _installed_module(system, "signer_core.roots"):
@@ -707,7 +733,8 @@ class TestInstalled:
         assert all(len(line.split(" ", 1)[1]) > 5 for line in out[1:]), "each refusal has a reason"
 
     def test_systemd_analyze_verify_is_silent(self, system):
-        units = [f"/{_unit_path(system.root, u).relative_to(system.root)}" for u in UNITS]
+        paths = [*(_unit_path(system.root, u) for u in UNITS), _mount_unit_path(system.root)]
+        units = [f"/{path.relative_to(system.root)}" for path in paths]
         proc = system.run("systemd-analyze", "verify", *units, check=False)
         assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
 
@@ -769,6 +796,7 @@ class TestInstalled:
                 assert re.search(rf"^Uid:\s+{uids[user]}\s", status, re.M), status
                 for line in ("NoNewPrivs:\t1", "Seccomp:\t2", "CapBnd:\t0000000000000000"):
                     assert line in status, f"{unit}: {line!r} not in\n{status}"
+            _assert_spool_on_its_tmpfs(init, system)
             web = Appliance(system, link, {}, appliance.work)
             issued = appliance.work / "issued-under-systemd.pem"
             _sign(web, issued)
@@ -797,4 +825,5 @@ class TestInstalled:
             assert not system.path(gone).exists(), gone
         for unit in UNITS:
             assert not system.path(f"/etc/systemd/system/multi-user.target.wants/{unit}.service").exists()
+        assert not system.path(f"/etc/systemd/system/local-fs.target.wants/{SPOOL_MOUNT}").exists()
         assert {"_signer", "_signer-comm"} <= set(system.ids()[0]), "users stay: files are theirs"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import spool.queue as queue
 from spool.queue import Spool
 from spool.record import Request, encode_request
 
@@ -247,3 +249,100 @@ def test_comm_holding_an_open_fd_cannot_alter_the_claimed_request(spool: Spool) 
         os.close(fd)
     assert [r.payloads[0] for r in claimed] == [b"original"]
     assert [r.payloads[0] for r in Spool(spool.root).recover()] == [b"original"]
+
+
+# --- the comm user swaps its entry for a directory while the signer claims it ---------
+# The swap cannot be timed from another process, so the filesystem call the
+# signer makes just before its unlink performs it: the comm user's action,
+# at the worst moment, against our real code and a real directory.
+
+def _swap_for_directory_on(monkeypatch, target: str, path: Path, *, immovable=False) -> None:
+    """Replace ``path`` by a directory right after ``spool.queue.<target>`` returns.
+
+    ``immovable``: a directory with something in it that nobody may rename or
+    remove (chattr +i), as a comm user's 0755 directory is to the signer.
+    """
+    real = getattr(queue, target)
+
+    def swapping(*args, **kwargs):
+        value = real(*args, **kwargs)
+        if path.is_file():
+            path.unlink()
+            path.mkdir()
+            if immovable:
+                (path / "inside").write_bytes(b"x")
+                subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+        return value
+
+    monkeypatch.setattr(queue, target, swapping)
+
+
+def _claim_within(s: Spool, seconds: float):
+    """claim_next in a thread: its answer, and how long it took (it must neither hang nor raise)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(s.claim_next())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "claim_next hung"
+    assert not isinstance(outcome[0], BaseException), repr(outcome[0])
+    return outcome[0], time.monotonic() - started
+
+
+def test_request_swapped_for_a_directory_after_its_read_is_served(spool: Spool, monkeypatch):
+    request_id = spool.enqueue(HEADER, (b"read intact", b"", b""), received_at=1.0)
+    name = f"{request_id}.req"
+    _swap_for_directory_on(monkeypatch, "commit_file", spool.incoming / name)
+    claimed, took = _claim_within(spool, 10)
+    assert claimed.id == request_id and claimed.payloads[0] == b"read intact"
+    assert took < 1.0
+    assert (spool.active / name).is_file()  # our copy is what we serve
+    assert "replaced after it was read" in reason(spool, name)
+    assert (spool.corrupt / name).is_dir()
+    monkeypatch.undo()
+    assert_queue_survives(spool)
+
+
+def test_receipt_swapped_for_a_directory_after_its_read_is_handled(spool: Spool, monkeypatch):
+    receipt_id = spool.deliver(f"{10**15:020d}-{0:032x}")
+    name = f"{receipt_id}.dlv"
+    _swap_for_directory_on(monkeypatch, "read_hostile", spool.incoming / name)
+    claimed, _ = _claim_within(spool, 10)
+    assert claimed.id == receipt_id
+    assert "replaced after it was read" in reason(spool, name)
+    monkeypatch.undo()
+    assert_queue_survives(spool)
+
+
+def test_swapped_directory_that_cannot_be_moved_or_removed_is_skipped(spool: Spool, monkeypatch):
+    """Neither rename nor rmdir works on it: one skip, no pause, no loop, the queue goes on."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for chattr +i")
+    probe = spool.root / "probe"
+    probe.mkdir()
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    request_id = spool.enqueue(HEADER, (b"first", b"", b""), received_at=1.0)
+    name = f"{request_id}.req"
+    _swap_for_directory_on(monkeypatch, "commit_file", spool.incoming / name, immovable=True)
+    try:
+        claimed, took = _claim_within(spool, 10)
+        assert claimed.id == request_id and claimed.payloads[0] == b"first" and took < 1.0
+        monkeypatch.undo()
+        assert (spool.incoming / name).is_dir()
+        assert spool.drop_report().skipped == 1
+        request_id = spool.enqueue(HEADER, (b"next", b"", b""), received_at=1.0)
+        claimed, took = _claim_within(spool, 10)
+        assert claimed.id == request_id and took < 1.0
+        assert spool.claim_next() is None  # the skipped directory is not met again
+        assert spool.drop_report() is None
+    finally:
+        subprocess.run(["chattr", "-i", str(spool.incoming / name)], capture_output=True)
