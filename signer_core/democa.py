@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import grp
-import hashlib
 import os
 import pwd
 import subprocess
@@ -130,8 +129,12 @@ def make_openpgp_root(home: Path) -> str:
 
 
 def gpg_workdir(directory: Path) -> Path:
-    """Where the demo signer makes its per-request GnuPG homes: tmpfs, one per demo CA."""
-    return Path("/dev/shm") / f"signer-demo-{hashlib.sha256(bytes(directory)).hexdigest()[:10]}"
+    """Where the demo signer makes its per-request GnuPG homes: in its own state directory.
+
+    lib/ belongs to the signer user, mode 0700, so no other user can create
+    this directory first; the signer creates it at start (openpgp.load_signer).
+    """
+    return directory / "lib" / "gpg"
 
 
 def config_text(users: Users, device: str, openpgp_fingerprint: str, gpg_workdir: Path) -> str:

@@ -17,13 +17,28 @@ home again. It also keeps the CA's public key packets (primary and subkeys,
 walked by ``openpgp_packets`` from gpg's binary export), so that a key block
 carrying any CA key is refused (``cakeys``) before gpg sees it.
 
+The packet checks bound what gpg's own checks can cost (``PacketLimits``),
+and gpg itself runs within a CPU and a wall-clock limit (``GpgLimits``).
+
+The work directory, the parent of the private homes, is checked at start
+(``load_signer``) and again for each request: it must be a real directory,
+not a symbolic link, of the signer's own uid, that no one else may enter;
+otherwise the OpenPGP root is not usable, and one sentence says why. It is
+created 0700 if absent, so it belongs where only the signer can create
+entries: a name another user could create first would shut the OpenPGP root
+out. Without one (None), each private home is made by ``mkdtemp`` directly
+in the system's temporary directory; the daemon's default is
+``<state_dir>/gpg``.
+
 Refusal codes: openpgp-too-large, -bad-armour, -bad-packets, -secret-key,
 -no-key, -multiple-keys, -weak-key, -unsupported-key, -no-uid,
--too-many-uids (packet checks); -ca-key, -bad-days; -key-revoked,
--key-expired, -no-valid-uid, -import-failed (after import);
+-too-many-packets, -too-many-uids, -too-many-subkeys, -too-many-signatures,
+-too-many-uid-signatures, -key-too-large, -exponent-too-large (packet
+checks); -ca-key, -bad-days; -cpu-limit, -timeout (gpg's limits);
+-key-revoked, -key-expired, -no-valid-uid, -import-failed (after import);
 -certify-failed, -export-failed (gpg's work checked); -root-missing (the CA
 key). Bad settings raise ValueError; a broken environment (workdir not
-private, gpgconf failing) raises GpgError.
+private, a gpg that outlives SIGKILL) raises GpgError.
 """
 
 from __future__ import annotations
@@ -42,8 +57,10 @@ import gnupg
 
 from signer_core.cakeys import CaKeys
 from signer_core.openpgp_gpg import (
+    DEFAULT_GPG_LIMITS,
     MAX_HOME_PATH,
     GpgError,
+    GpgLimits,
     checked_signatures,
     colon_records,
     open_gpg,
@@ -52,9 +69,11 @@ from signer_core.openpgp_gpg import (
     stop_agent,
 )
 from signer_core.openpgp_packets import (
+    DEFAULT_LIMITS,
     TAG_PUBLIC_KEY,
     KeyPacket,
     KeySummary,
+    PacketLimits,
     key_packets,
     summarise,
     walk,
@@ -68,8 +87,6 @@ _FPR = re.compile(r"^[0-9A-F]{40}$")
 _URL = re.compile(r"^[!-~]{1,200}$")
 # gpg stamps certifications itself; allow for a clock step between our reading and its.
 _CLOCK_SLACK = 5
-# tmpfs where there is one: the CA key (protected) lands in each private home.
-_DEFAULT_WORK_PARENT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 _GPG_FAILURE = re.compile(r"^gpg: [a-z ]+ failed: [A-Za-z ]+$")
 
 
@@ -93,6 +110,8 @@ class OpenPGPSigner:
     cert_level: int = 2
     digest: str = "SHA256"
     workdir: Path | None = None
+    limits: PacketLimits = DEFAULT_LIMITS
+    gpg_limits: GpgLimits = DEFAULT_GPG_LIMITS
     ca_secret: CaSecret | None = field(default=None, repr=False, compare=False)
     # The CA's public key packets, primary first (load_signer); empty: not read yet.
     ca_public: tuple[KeyPacket, ...] = field(default=(), repr=False, compare=False)
@@ -111,7 +130,7 @@ class OpenPGPSigner:
             raise ValueError(f"OpenPGP cert level {self.cert_level!r}: use 0 to 3")
         if not _URL.match(self.policy_url):
             raise ValueError(f"OpenPGP policy URL {self.policy_url!r} is empty, too long or has spaces")
-        if self.workdir is not None and len(str(self.workdir)) > MAX_HOME_PATH:
+        if len(str(self.workdir or tempfile.gettempdir())) > MAX_HOME_PATH:
             raise ValueError(f"OpenPGP workdir path over {MAX_HOME_PATH} characters (gpg-agent socket limit)")
 
     @property
@@ -129,16 +148,21 @@ def load_signer(
     cert_level: int = 2,
     digest: str = "SHA256",
     workdir: Path | None = None,
+    limits: PacketLimits = DEFAULT_LIMITS,
+    gpg_limits: GpgLimits = DEFAULT_GPG_LIMITS,
 ) -> OpenPGPSigner:
-    """Build the signer and check that the CA secret key is present and unlocks.
+    """Build the signer; check its work directory, and that the CA secret key is there and unlocks.
 
     Raises ``Refusal("openpgp-root-missing", ...)`` when the key is not usable,
+    ``GpgError`` when the work directory is not the signer's alone,
     ``ValueError`` for a bad setting.
     """
-    signer = OpenPGPSigner(home, key_file, fingerprint, passphrase_file, policy_url, cert_level, digest, workdir)
+    signer = OpenPGPSigner(home, key_file, fingerprint, passphrase_file, policy_url, cert_level,
+                           digest, workdir, limits, gpg_limits)
+    parent = _workdir(signer)
     secret = _read_ca_secret(signer)
-    with private_home(_workdir(signer)) as tmp:
-        gpg = open_gpg(tmp)
+    with private_home(parent, signer.gpg_limits) as private:
+        gpg = private.gpg()
         _import_ca(gpg, signer, secret)
         unlocked = gpg.export_keys(signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase)
         if not unlocked:
@@ -159,13 +183,13 @@ def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int,
     """
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise Refusal("openpgp-bad-days", f"certification lifetime must be 1 to {MAX_DAYS} days")
-    summary = summarise(key_data, drop_certifier=signer.keyid)
+    summary = summarise(key_data, drop_certifier=signer.keyid, limits=signer.limits)
     secret = signer.ca_secret or _read_ca_secret(signer)
     if ca_keys is None:
         ca_keys = CaKeys.build(openpgp=_with_ca_public(signer, secret))
     ca_keys.check_openpgp(summary)
-    with private_home(_workdir(signer)) as tmp:
-        gpg = open_gpg(tmp, _cert_options(signer, days))
+    with private_home(_workdir(signer), signer.gpg_limits) as private:
+        gpg = private.gpg(_cert_options(signer, days))
         _import_user_key(gpg, summary)
         _import_ca(gpg, signer, secret)
         started = int(time.time()) - _CLOCK_SLACK
@@ -228,8 +252,8 @@ def _with_ca_public(signer: OpenPGPSigner, secret: CaSecret) -> OpenPGPSigner:
     """``signer`` knowing its public keys: a signer not made by ``load_signer`` reads them now."""
     if signer.ca_public:
         return signer
-    with private_home(_workdir(signer)) as tmp:
-        gpg = open_gpg(tmp)
+    with private_home(_workdir(signer), signer.gpg_limits) as private:
+        gpg = private.gpg()
         _import_ca(gpg, signer, secret)
         return dataclasses.replace(signer, ca_public=_export_ca_public(gpg, signer))
 
@@ -305,14 +329,35 @@ def _read_passphrase(path: Path | None) -> str:
     return passphrase
 
 
-def _workdir(signer: OpenPGPSigner) -> Path:
-    """The parent of the private homes: created 0700 if absent, and checked to be ours and private."""
-    path = signer.workdir or _DEFAULT_WORK_PARENT / f"signer-gpg-{os.geteuid()}"
+def _workdir(signer: OpenPGPSigner) -> Path | None:
+    """The parent of the private homes, checked (see the module docstring); None: the system's."""
+    if signer.workdir is None:
+        return None
+    path = signer.workdir
     try:
-        path.mkdir(mode=0o700, exist_ok=True)
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise GpgError(f"OpenPGP workdir {path} cannot be created: {exc.strerror}.") from exc
+    try:
         info = os.lstat(path)
     except OSError as exc:
-        raise GpgError(f"OpenPGP workdir {path}: {exc.strerror}") from exc
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise GpgError(f"OpenPGP workdir {path} must be a directory of ours, mode 0700")
+        raise GpgError(f"OpenPGP workdir {path} cannot be examined: {exc.strerror}.") from exc
+    _check_private(path, info)
     return path
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    uid = os.geteuid()
+    if stat.S_ISLNK(info.st_mode):
+        raise GpgError(f"OpenPGP workdir {path} is a symbolic link;"
+                       " it must be a directory of the signer's own.")
+    if not stat.S_ISDIR(info.st_mode):
+        raise GpgError(f"OpenPGP workdir {path} is not a directory.")
+    if info.st_uid != uid:
+        raise GpgError(f"OpenPGP workdir {path} belongs to uid {info.st_uid}, not to the signer"
+                       f" (uid {uid}): another user may have created it first.")
+    if info.st_mode & 0o077:
+        raise GpgError(f"OpenPGP workdir {path} has mode {stat.S_IMODE(info.st_mode):04o};"
+                       " it must be 0700, reachable by the signer alone.")

@@ -1,25 +1,42 @@
-"""Throw-away GnuPG homes, driven through python-gnupg.
+"""Throw-away GnuPG homes, driven through python-gnupg, within CPU and wall-clock limits.
 
 Trusted side. Each request gets its own private home (a fresh 0700 directory
-with a short path, so gpg-agent's socket path fits), which is removed, with
-its gpg-agent stopped, whatever happens. The CA secret key is imported into
-that home only. Everything runs through python-gnupg (0.4.9 in Debian 12,
-0.5.x from PyPI); commands it has no method for are run through its own
-``_handle_io`` machinery rather than a second subprocess layer, so that
-argument building, passphrase passing (loopback, fd 0) and status parsing
-stay in one place. Only ``gpgconf`` (not gpg) is run directly, to stop the
-agent.
+with a random, short name, so gpg-agent's socket path fits), which is
+removed, with every process that runs for it, whatever happens. The CA
+secret key is imported into that home only. Everything runs through
+python-gnupg (0.4.9 in Debian 12, 0.5.x from PyPI); commands it has no method
+for are run through its own ``_handle_io`` machinery rather than a second
+subprocess layer, so that argument building, passphrase passing (loopback,
+fd 0) and status parsing stay in one place. Only ``gpgconf`` (not gpg) is
+run directly, to stop the agent of the CA's own home.
+
+Limits (``GpgLimits``): each gpg of a private home is started as ``prlimit
+--cpu=N:N+1 --core=0 -- gpg ...`` (python-gnupg builds the command line in
+``make_args``, which ``_LimitedGPG`` extends): prlimit sets RLIMIT_CPU on
+itself and execs gpg, so no ``preexec_fn`` runs in this threaded process, and
+the gpg-agent that gpg forks inherits the limit. A timer kills every gpg of
+the home, and its agent, when the home's wall-clock limit has passed.
+Refusal codes: openpgp-cpu-limit (a gpg died of SIGXCPU, or of SIGKILL at the
+hard limit), openpgp-timeout. Any exception leaving a ``private_home`` block,
+a ``BaseException`` such as the signer's budget alarm included, kills the
+home's gpg processes (those python-gnupg started, by their handles) and
+everything else whose command line names the home (its gpg-agent, which
+daemonises out of our reach: the home is random and private, so that name is
+ours alone), then removes the home.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +44,18 @@ from typing import Any
 
 import gnupg
 
+from signer_core.refusal import Refusal
+
 # sun_path is 108 bytes; gpg-agent's longest socket name is S.gpg-agent.browser.
 MAX_HOME_PATH = 107 - len("/S.gpg-agent.browser") - len("/g12345678")
 _BASE_OPTIONS = ("--trust-model", "always", "--no-auto-check-trustdb", "--no-greeting")
-_AGENT_EXIT_WAIT = 5.0
+_REAP_WAIT = 5.0  # seconds a SIGKILLed gpg child may take to exit
+_AGENT_EXIT_WAIT = 5.0  # seconds the CA home's agent may take to remove its sockets
 # The agent of a throw-away home protects the keys it stores (and exports)
 # with the smallest S2K count: unlocking the CA key then costs milliseconds
 # instead of seconds. The key lives there only for one request, in a 0700
-# directory (on tmpfs by default), and its passphrase is in the signer's
-# memory anyway. No smartcard daemon: nothing here uses one.
+# directory, and its passphrase is in the signer's memory anyway. No
+# smartcard daemon: nothing here uses one.
 _AGENT_CONF = "s2k-count 65536\ndisable-scdaemon\n"
 
 
@@ -48,22 +68,155 @@ class GpgError(RuntimeError):
     """gpg or gpgconf failed in a way that is not the request's fault."""
 
 
-@contextmanager
-def private_home(parent: Path) -> Iterator[Path]:
-    """A fresh GnuPG home under ``parent``, removed with its agent afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="g", dir=parent))
+@dataclass(frozen=True)
+class GpgLimits:
+    """What gpg may spend on one request: CPU seconds per process, wall-clock seconds in all."""
+
+    cpu_seconds: int = 5
+    wall_seconds: float = 10.0
+
+
+DEFAULT_GPG_LIMITS = GpgLimits()
+
+
+class PrivateHome:
+    """A fresh GnuPG home under ``parent`` (the system's temporary directory if None).
+
+    Every gpg started through ``gpg()`` is held to ``limits``; ``close`` kills
+    whatever still runs for the home and removes it.
+    """
+
+    def __init__(self, parent: Path | None, limits: GpgLimits) -> None:
+        # Absolute, as gpg passes it to the agent it starts: the kill matches that argument.
+        self.path = Path(os.path.abspath(tempfile.mkdtemp(prefix="g", dir=parent)))
+        self.limits = limits
+        # RLIMIT_CPU's hard limit a second later: SIGKILL if SIGXCPU were ever ignored.
+        cpu = limits.cpu_seconds
+        self.prlimit = ("prlimit", f"--cpu={cpu}:{cpu + 1}", "--core=0", "--")
+        self.expired = False
+        self._processes: list[subprocess.Popen] = []
+        self._lock = threading.Lock()  # between starting a gpg and the timer killing them
+        self._timer = threading.Timer(limits.wall_seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def gpg(self, options: Sequence[str] = ()) -> gnupg.GPG:
+        """A python-gnupg handle on this home with our fixed options first."""
+        return _LimitedGPG(self, options)
+
+    def spawn(self, start: Callable[..., subprocess.Popen], *args: Any) -> subprocess.Popen:
+        """``start(*args)``, a gpg the timer will kill; none once the time is up."""
+        with self._lock:
+            if self.expired:
+                raise self._timeout()
+            process = start(*args)
+            self._processes.append(process)
+            return process
+
+    def check(self, process: subprocess.Popen) -> None:
+        """Refuse the request if ``process`` (finished) was stopped by a limit."""
+        if self.expired:
+            raise self._timeout()
+        if process.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            raise Refusal("openpgp-cpu-limit", f"gpg needed more than {self.limits.cpu_seconds} s"
+                          " of CPU time for this key")
+
+    def _timeout(self) -> Refusal:
+        return Refusal("openpgp-timeout",
+                       f"gpg needed more than {self.limits.wall_seconds:g} s for this key")
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._kill()
+
+    def _kill(self) -> None:
+        """SIGKILL the home's gpg processes and whatever else names the home (its agent)."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.kill()
+        _kill_naming(self.path)
+
+    def close(self) -> None:
+        """Stop the timer, kill every process of the home, reap our gpg children, remove the home.
+
+        The agent is not our child and is not waited for: once SIGKILLed it runs
+        no more code, and ``_remove`` takes a second pass for a socket it left.
+        """
+        self._timer.cancel()
+        with self._lock:
+            self._kill()
+        for process in self._processes:
+            try:
+                process.wait(_REAP_WAIT)
+            except subprocess.TimeoutExpired:
+                raise GpgError(f"gpg {process.pid} of {self.path} outlived SIGKILL") from None
+        _remove(self.path)
+
+
+class _LimitedGPG(gnupg.GPG):
+    """python-gnupg's GPG whose every gpg process is held to its private home's limits."""
+
+    def __init__(self, home: PrivateHome, options: Sequence[str]) -> None:
+        self._home = home  # first: GPG.__init__ already runs gpg (--version, --list-config)
+        super().__init__(gnupghome=str(home.path), options=[*_BASE_OPTIONS, *options])
+
+    def make_args(self, args: list[str], passphrase: bool) -> list[str]:
+        return [*self._home.prlimit, *super().make_args(args, passphrase)]
+
+    def _open_subprocess(self, args: list[str], passphrase: bool = False) -> subprocess.Popen:
+        return self._home.spawn(super()._open_subprocess, args, passphrase)
+
+    def _collect_output(self, process: subprocess.Popen, result: Any, writer: Any = None,
+                        stdin: Any = None) -> int:
+        returncode = super()._collect_output(process, result, writer, stdin)
+        self._home.check(process)
+        return returncode
+
+
+def _kill_naming(home: Path) -> None:
+    """SIGKILL each process we may signal that has ``home`` as one of its arguments."""
+    needle = os.fsencode(home)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or not _names(entry.path, needle):
+            continue
+        try:
+            pidfd = os.pidfd_open(int(entry.name))
+        except OSError:  # exited meanwhile
+            continue
+        try:
+            # Looked at again through the pidfd's process: the pid may have been reused meanwhile.
+            if _names(entry.path, needle):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:  # exited, or not ours to signal
+            pass
+        finally:
+            os.close(pidfd)
+
+
+def _names(proc_dir: str, needle: bytes) -> bool:
     try:
-        (home / "gpg-agent.conf").write_text(_AGENT_CONF)
+        with open(os.path.join(proc_dir, "cmdline"), "rb") as f:
+            return needle in f.read().split(b"\0")
+    except OSError:  # exited meanwhile
+        return False
+
+
+@contextmanager
+def private_home(parent: Path | None,
+                 limits: GpgLimits = DEFAULT_GPG_LIMITS) -> Iterator[PrivateHome]:
+    """A fresh GnuPG home under ``parent``, removed with all its processes afterwards."""
+    home = PrivateHome(parent, limits)
+    try:
+        (home.path / "gpg-agent.conf").write_text(_AGENT_CONF)
         yield home
     finally:
-        try:
-            stop_agent(home)
-        finally:
-            _remove(home)
+        # Also on BaseException: the signer's budget alarm may interrupt a wait for gpg.
+        home.close()
 
 
 def _remove(home: Path) -> None:
-    # A second pass covers gpg-agent unlinking its sockets while we remove the home.
+    # A second pass covers a process unlinking its sockets while we remove the home.
     for _attempt in range(2):
         shutil.rmtree(home, ignore_errors=True)
         if not home.exists():
@@ -87,7 +240,7 @@ def stop_agent(home: Path) -> None:
 
 
 def open_gpg(home: Path, options: Sequence[str] = ()) -> gnupg.GPG:
-    """A python-gnupg handle on ``home`` with our fixed options first."""
+    """A python-gnupg handle on ``home`` (the CA's own) with our fixed options first, no limits."""
     return gnupg.GPG(gnupghome=str(home), options=[*_BASE_OPTIONS, *options])
 
 

@@ -13,7 +13,20 @@ that ``cakeys`` can refuse a block that carries one of the CA's own keys.
 gpg is then fed exactly the binary packets walked here, never the original
 text, so that armour quirks cannot make gpg see something this reader did
 not. Every failure is a ``Refusal``; input size, packet count and armour
-block count are bounded.
+block count are bounded, and the work here is linear in the input's size.
+
+The bounds of ``PacketLimits`` cap what gpg's own checks can cost, since gpg
+verifies every self-signature (on import and again in ``--check-sigs``) and
+an RSA verification costs one modular squaring per exponent bit, each
+quadratic in the modulus size: a 16384-bit modulus with a 16384-bit exponent
+takes seconds per signature. Hence a largest modulus (and DSA/ElGamal prime),
+a largest RSA exponent, a DSA subgroup no larger than FIPS 186-4's 256 bits,
+for the primary key and every subkey alike, and counts of packets, user IDs
+(with user attributes), subkeys and signatures, in all and per user ID (the
+hash of a user ID is computed again for each of its signatures). Refusal
+codes: openpgp-too-many-packets, -too-many-uids, -too-many-subkeys,
+-too-many-signatures, -too-many-uid-signatures, -key-too-large,
+-exponent-too-large.
 """
 
 from __future__ import annotations
@@ -27,10 +40,10 @@ from dataclasses import dataclass
 from signer_core.refusal import Refusal
 
 MAX_INPUT = 1 << 20
-MAX_PACKETS = 20000
 MAX_ARMOUR_BLOCKS = 8
-MAX_USER_IDS = 100
 MIN_RSA_DSA_BITS = 2048
+# FIPS 186-4 DSA subgroups are 160, 224 or 256 bits; a larger q only makes verifying dearer.
+MAX_DSA_Q_BITS = 256
 
 TAG_SIGNATURE = 2
 TAG_SECRET_KEY = 5
@@ -55,11 +68,29 @@ _CURVES = {
     22: {_ED25519: "ed25519"},  # EdDSA (legacy v4 encoding, what gpg 2.2/2.4 make)
 }
 _RSA_SIGNING = (1, 3)
+_RSA = (1, 2, 3)
 _DSA = 17
+_ELGAMAL = (16, 20)
 
 _ARMOUR_BEGIN = re.compile(rb"^-----BEGIN PGP ([A-Z ,/0-9]+)-----$")
 _ARMOUR_END = re.compile(rb"^-----END PGP ([A-Z ,/0-9]+)-----$")
 _ARMOUR_HEADER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*: ")
+
+
+@dataclass(frozen=True)
+class PacketLimits:
+    """What one key block may hold before gpg sees it (see the module docstring for why)."""
+
+    max_packets: int = 2000
+    max_user_ids: int = 100             # user IDs and user attributes
+    max_subkeys: int = 32
+    max_signatures: int = 1000          # in the whole block
+    max_signatures_per_uid: int = 200   # on one user ID or user attribute
+    max_key_bits: int = 8192            # RSA modulus, DSA and ElGamal prime, of any key
+    max_rsa_exponent_bits: int = 32     # 65537 has 17
+
+
+DEFAULT_LIMITS = PacketLimits()
 
 
 @dataclass(frozen=True)
@@ -160,7 +191,7 @@ def _decode_base64(text: bytes) -> bytes:
         raise Refusal("openpgp-bad-armour", "bad base64 in armour") from None
 
 
-def walk(data: bytes) -> list[Packet]:
+def walk(data: bytes, max_packets: int = DEFAULT_LIMITS.max_packets) -> list[Packet]:
     """Split binary OpenPGP data into packets; refuse anything malformed.
 
     Only definite lengths are accepted (key blocks never use partial or
@@ -169,8 +200,8 @@ def walk(data: bytes) -> list[Packet]:
     packets: list[Packet] = []
     pos = 0
     while pos < len(data):
-        if len(packets) >= MAX_PACKETS:
-            raise Refusal("openpgp-bad-packets", "too many packets")
+        if len(packets) >= max_packets:
+            raise Refusal("openpgp-too-many-packets", f"more than {max_packets} packets")
         tag, start, length = _header(data, pos)
         end = start + length
         if end > len(data):
@@ -213,15 +244,16 @@ def _new_length(data: bytes, pos: int) -> tuple[int, int]:
     raise Refusal("openpgp-bad-packets", "partial body length in a key block")
 
 
-def summarise(data: bytes, drop_certifier: str = "") -> KeySummary:
-    """Check that ``data`` is exactly one public key block of an accepted kind.
+def summarise(data: bytes, drop_certifier: str = "",
+              limits: PacketLimits = DEFAULT_LIMITS) -> KeySummary:
+    """Check that ``data`` is exactly one public key block of an accepted kind, within ``limits``.
 
     Certifications issued by the key whose 16-hex-digit key ID is
     ``drop_certifier`` are left out of the packets handed on: gpg would not
     certify a user ID again while an earlier certification by the same key
     is still valid, and a forged one must not travel back either.
     """
-    packets = walk(dearmour(data))
+    packets = walk(dearmour(data), limits.max_packets)
     tags = [p.tag for p in packets]
     if any(t in _SECRET_TAGS for t in tags):
         raise Refusal("openpgp-secret-key", "a secret key was sent; send only the public key")
@@ -238,12 +270,97 @@ def summarise(data: bytes, drop_certifier: str = "") -> KeySummary:
     user_ids = tags.count(TAG_USER_ID)
     if user_ids == 0:
         raise Refusal("openpgp-no-uid", "the key has no user ID")
-    if user_ids > MAX_USER_IDS:
-        raise Refusal("openpgp-too-many-uids", f"more than {MAX_USER_IDS} user IDs")
+    check_counts(tags, limits)
     algorithm, bits, curve = key_strength(packets[0].body)
+    check_key_numbers(packets, limits)
     keys = key_packets(packets)
     kept = b"".join(p.raw for p in packets if not _certified_by(p, drop_certifier))
     return KeySummary(kept, keys[0].fingerprint, algorithm, bits, curve, user_ids, keys)
+
+
+def check_counts(tags: list[int], limits: PacketLimits) -> None:
+    """Refuse a block with more user IDs, subkeys or signatures than ``limits`` allow."""
+    names = sum(t in (TAG_USER_ID, TAG_USER_ATTRIBUTE) for t in tags)
+    if names > limits.max_user_ids:
+        raise Refusal("openpgp-too-many-uids",
+                      f"{names} user IDs and attributes; at most {limits.max_user_ids}")
+    subkeys = tags.count(TAG_PUBLIC_SUBKEY)
+    if subkeys > limits.max_subkeys:
+        raise Refusal("openpgp-too-many-subkeys",
+                      f"{subkeys} subkeys; at most {limits.max_subkeys}")
+    signatures = tags.count(TAG_SIGNATURE)
+    if signatures > limits.max_signatures:
+        raise Refusal("openpgp-too-many-signatures",
+                      f"{signatures} signatures; at most {limits.max_signatures}")
+    most = max(_signatures_per_name(tags), default=0)
+    if most > limits.max_signatures_per_uid:
+        raise Refusal("openpgp-too-many-uid-signatures",
+                      f"{most} signatures on one user ID; at most {limits.max_signatures_per_uid}")
+
+
+def _signatures_per_name(tags: list[int]) -> list[int]:
+    """The number of signatures following each user ID or user attribute packet."""
+    counts: list[int] = []
+    on_name = False
+    for tag in tags:
+        if tag == TAG_SIGNATURE:
+            if on_name:
+                counts[-1] += 1
+        elif tag != TAG_TRUST:  # gpg skips trust packets: the next signatures are the same name's
+            on_name = tag in (TAG_USER_ID, TAG_USER_ATTRIBUTE)
+            if on_name:
+                counts.append(0)
+    return counts
+
+
+def check_key_numbers(packets: list[Packet], limits: PacketLimits) -> None:
+    """Refuse a primary key or subkey whose numbers would make gpg's checks of it costly."""
+    index = 0
+    for p in packets:
+        if p.tag in (TAG_PUBLIC_KEY, TAG_PUBLIC_SUBKEY):
+            _check_numbers(p.body, limits, f"subkey {index}" if index else "the primary key")
+            index += 1
+
+
+def _check_numbers(body: bytes, limits: PacketLimits, which: str) -> None:
+    # Only v4 keys: gpg 2.2 and 2.4 skip the others and never compute with them.
+    if len(body) < 6 or body[0] != 4:
+        return
+    algorithm = body[5]
+    if algorithm in _RSA:
+        n, e = _mpi_sizes(body[6:], 2, which)
+        _at_most(n, limits.max_key_bits, f"{which} has a {n}-bit RSA modulus")
+        if e > limits.max_rsa_exponent_bits:
+            most = limits.max_rsa_exponent_bits
+            raise Refusal("openpgp-exponent-too-large", f"{which} has a {e}-bit RSA exponent; at most {most}")
+    elif algorithm == _DSA:
+        p, q, g, y = _mpi_sizes(body[6:], 4, which)
+        largest = max(p, g, y)
+        _at_most(largest, limits.max_key_bits, f"{which} has a {largest}-bit DSA number")
+        _at_most(q, MAX_DSA_Q_BITS, f"{which} has a {q}-bit DSA subgroup")
+    elif algorithm in _ELGAMAL:
+        p, g, y = _mpi_sizes(body[6:], 3, which)
+        largest = max(p, g, y)
+        _at_most(largest, limits.max_key_bits, f"{which} has a {largest}-bit ElGamal number")
+
+
+def _at_most(bits: int, most: int, what: str) -> None:
+    if bits > most:
+        raise Refusal("openpgp-key-too-large", f"{what}; at most {most} bits")
+
+
+def _mpi_sizes(fields: bytes, count: int, which: str) -> list[int]:
+    """Bit lengths of the first ``count`` MPIs of ``fields``, from their values."""
+    sizes, pos = [], 0
+    for _ in range(count):
+        if pos + 2 > len(fields):
+            raise Refusal("openpgp-bad-packets", f"truncated MPI in {which}")
+        end = pos + 2 + (int.from_bytes(fields[pos:pos + 2], "big") + 7) // 8
+        if end > len(fields):
+            raise Refusal("openpgp-bad-packets", f"truncated MPI in {which}")
+        sizes.append(int.from_bytes(fields[pos + 2:end], "big").bit_length())
+        pos = end
+    return sizes
 
 
 def key_packets(packets: list[Packet]) -> tuple[KeyPacket, ...]:

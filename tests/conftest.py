@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from signer_core.democa import Users, create_demo_ca, gpg_workdir, system_users
+from signer_core.democa import Users, create_demo_ca, system_users
 from signer_core.demo import Cable, daemons, start_cable, wait_until_served
 from signer_core.supervise import Supervisor
 
@@ -95,6 +95,5 @@ def appliance(world_dir, users):
             supervisor.stop()
         cable.process.terminate()
         cable.process.wait()
-        shutil.rmtree(gpg_workdir(world_dir / "ca"), ignore_errors=True)
         for log in sorted((world_dir / "log").glob("*.log")):
             sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +29,11 @@ from conftest_openpgp import (
 from signer_core.openpgp import (
     DEFAULT_POLICY_URL,
     OpenPGPSigner,
+    _workdir,
     certify_key,
     load_signer,
 )
+from signer_core.openpgp_gpg import private_home
 from signer_core.openpgp_packets import walk
 from signer_core.refusal import Refusal
 
@@ -329,7 +332,7 @@ def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     broken[-1] ^= 1
     genuine = b"".join(p.raw for p in packets)
     forged = b"".join(packet(2, bytes(broken)) if i == at else p.raw for i, p in enumerate(packets))
-    monkeypatch.setattr(module, "summarise", lambda data, drop_certifier: summarise(data))
+    monkeypatch.setattr(module, "summarise", lambda data, drop_certifier, limits: summarise(data))
     monkeypatch.setattr(module, "quick_sign_key", lambda *args: CommandResult(0, ""))
     monkeypatch.setattr(module, "_CLOCK_SLACK", 3600)
     assert certify_key(world.signer, genuine, 5).startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
@@ -366,14 +369,17 @@ def test_cleanup_after_an_unexpected_error(world, clean, monkeypatch):
     assert_clean(world.workdir)
 
 
-def test_default_workdir_is_private_and_short(world):
+def test_without_a_workdir_each_home_is_a_random_directory_in_the_temp_dir(world, monkeypatch):
+    """Nothing of a predictable name another user could create first, and never /dev/shm."""
+    temp = world.homes.root / "t"
+    temp.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     signer = dataclasses.replace(world.signer, workdir=None)
+    with private_home(_workdir(signer)) as private:
+        assert private.path.parent == temp and private.path.stat().st_mode & 0o777 == 0o700
     fpr = user_key(world, "Default")
     certify_key(signer, export(world.user_home, fpr), 1)
-    from signer_core.openpgp import _workdir
-
-    path = _workdir(signer)
-    assert path.stat().st_mode & 0o777 == 0o700 and list(path.iterdir()) == []
+    assert_clean(temp)
 
 
 # --- loading the CA key ------------------------------------------------------------
