@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("root", type=int)
     show.set_defaults(func=cmd_crl_show)
 
-    tm = commands.add_parser("time", help="the web host's time: drift, history, last reading")
+    tm = commands.add_parser("time", help="the web host's time: drift, history, last and rejected readings")
     tm.add_argument("--limit", type=int, default=20)
     tm.set_defaults(func=cmd_time)
 

@@ -115,13 +115,26 @@ def database(conn: sqlite3.Connection) -> dict:
 
 
 def time_status(conn: sqlite3.Connection) -> dict:
+    """The last believed reading, then the rejected ones: how many, and the last with why."""
     row = conn.execute("SELECT received_at, web_time, drift FROM time_last").fetchone() \
         if table_exists(conn, "time_last") else None
+    status: dict = {"last_reading": None}
+    if row is not None:
+        status = {"last_reading": iso(row["received_at"]), "web_time": iso(row["web_time"]),
+                  "drift_seconds": round(row["drift"], 3),
+                  "age_seconds": round(time.time() - row["received_at"], 1)}
+    return status | time_rejected(conn)
+
+
+def time_rejected(conn: sqlite3.Connection) -> dict:
+    row = conn.execute("SELECT count, run, received_at, web_time, drift, reason"
+                       " FROM time_rejected").fetchone() \
+        if table_exists(conn, "time_rejected") else None
     if row is None:
-        return {"last_reading": None}
-    return {"last_reading": iso(row["received_at"]), "web_time": iso(row["web_time"]),
-            "drift_seconds": round(row["drift"], 3),
-            "age_seconds": round(time.time() - row["received_at"], 1)}
+        return {"rejected": 0, "rejected_in_a_row": 0, "last_rejected": None}
+    return {"rejected": row["count"], "rejected_in_a_row": row["run"],
+            "last_rejected": {"received": iso(row["received_at"]), "web_time": iso(row["web_time"]),
+                              "drift_seconds": round(row["drift"], 3), "reason": row["reason"]}}
 
 
 def time_history(conn: sqlite3.Connection, limit: int) -> list[dict]:

@@ -12,8 +12,33 @@ which an operator reads and runs by hand. The script applies the drift to
 the clock at the moment it is run, rather than an absolute time that would be
 stale by then.
 
+A well-formed reading may still be absurd (a web host whose clock battery
+died reads 1970; a lie reads 9999), and an operator who trusts the script
+would step the clock by decades. So a reading is believed only when:
+
+- the web time lies within the loaded X.509 roots' validity, from the
+  earliest notBefore to the latest notAfter: no real moment of this CA's
+  life is outside it, and the appliance can sign nothing dated outside it;
+- the drift is at most ``[signer] max_clock_drift_seconds`` (a day): an
+  offline quartz clock drifts by seconds a day, and a clock set to local time
+  in place of UTC is at most 14 hours off; a larger step is a wrong clock on
+  one side or the other, which an operator must look at before anything moves.
+
+A rejected reading is counted and the last one kept with its reason, for
+``signerctl status`` and ``signerctl time``; it never touches the last
+reading, the history or the script. The first of a run of rejected readings
+is refused (``implausible-time``), so the audit chain records that the web
+host's clock went wrong; the rest of the run is only counted, because a web
+host with a dead clock sends one every few seconds and the audit chain
+would grow with each.
+
 Keep-alives arrive every few seconds: the last reading is always kept, the
-history only every ``HISTORY_INTERVAL`` seconds or when the drift moves.
+history only every ``HISTORY_INTERVAL`` seconds or when the drift moves by
+more than ``[signer] clock_history_step_seconds`` (10 s: the reading has
+whole seconds and a frame may wait seconds behind a large transfer, so the
+drift of a steady clock jitters by a few seconds each way). The history keeps
+at most ``[signer] clock_history_max_rows`` rows, the oldest pruned, so that
+a web host whose drift swings on every keep-alive cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -24,11 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer_core.cadb import CADatabase
+from signer_core.config import SignerConfig
 from signer_core.refusal import Refusal
+from signer_core.roots import RootStore
+from signer_core.x509compat import not_after, not_before
 from spool.safeio import commit_file
 
-HISTORY_INTERVAL = 600.0
-DRIFT_STEP = 1.0
+HISTORY_INTERVAL = 600.0  # a row at least this often while readings come, however steady
 _READING = re.compile(rb"\A(\d{2})(\d{2})(\d{2})(\d{2})(\d{4})\.(\d{2})\Z")
 
 _SCHEMA = """
@@ -43,6 +70,15 @@ CREATE TABLE IF NOT EXISTS time_last (
     received_at REAL NOT NULL,
     web_time REAL NOT NULL,
     drift REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS time_rejected (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    count INTEGER NOT NULL,  -- every rejected reading
+    run INTEGER NOT NULL,    -- rejected since the last plausible reading
+    received_at REAL NOT NULL,
+    web_time REAL NOT NULL,
+    drift REAL NOT NULL,
+    reason TEXT NOT NULL
 );
 """
 
@@ -59,6 +95,29 @@ def parse_reading(payload: bytes) -> dt.datetime:
         raise Refusal("bad-time", str(exc)) from exc
 
 
+def roots_validity(roots: RootStore) -> tuple[dt.datetime, dt.datetime] | None:
+    """The earliest notBefore and the latest notAfter of the loaded roots; None if none is."""
+    certs = [root.certificate for root in roots.roots.values()]
+    if not certs:
+        return None
+    return min(not_before(c) for c in certs), max(not_after(c) for c in certs)
+
+
+@dataclass(frozen=True)
+class ClockRules:
+    """When a reading is believed and when it joins the history; defaults as ``[signer]``'s."""
+
+    max_drift: float = SignerConfig.max_clock_drift_seconds
+    history_step: float = SignerConfig.clock_history_step_seconds
+    history_max_rows: int = SignerConfig.clock_history_max_rows
+    plausible: tuple[dt.datetime, dt.datetime] | None = None  # web times believed; None: any
+
+    @classmethod
+    def of(cls, signer: SignerConfig, roots: RootStore) -> ClockRules:
+        return cls(signer.max_clock_drift_seconds, signer.clock_history_step_seconds,
+                   signer.clock_history_max_rows, roots_validity(roots))
+
+
 @dataclass(frozen=True)
 class Reading:
     received_at: float
@@ -66,36 +125,103 @@ class Reading:
     drift: float  # web host minus appliance, seconds
 
 
+@dataclass(frozen=True)
+class Rejections:
+    count: int
+    run: int  # rejected since the last plausible reading
+    last: Reading
+    reason: str
+
+
+def _span(seconds: float) -> str:
+    """A drift in the unit a person reads best: seconds, hours or days."""
+    seconds = abs(seconds)
+    if seconds < 2 * 3600:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.0f} days"
+
+
 class TimeReadings:
-    def __init__(self, db: CADatabase, state_dir: Path) -> None:
+    def __init__(self, db: CADatabase, state_dir: Path, rules: ClockRules = ClockRules()) -> None:
         self.db = db
         self.conn = db.connection
         self.conn.executescript(_SCHEMA)
         self.script = state_dir / "set-clock.sh"
+        self.rules = rules
 
     def record(self, payload: bytes, received_at: float) -> Reading:
+        """Keep a reading; Refusal if malformed, or implausible and the first such in a row."""
         web_time = parse_reading(payload).timestamp()
         reading = Reading(received_at, web_time, web_time - received_at)
+        why = self._implausible(reading)
+        if why is not None:
+            self._reject(reading, why)
+            return reading
         with self.db.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO time_last VALUES (1, ?, ?, ?)",
                 (reading.received_at, reading.web_time, reading.drift))
+            self.conn.execute("UPDATE time_rejected SET run = 0 WHERE run > 0")
             if self._worth_keeping(reading):
-                self.conn.execute(
-                    "INSERT INTO time_readings (received_at, web_time, drift) VALUES (?, ?, ?)",
-                    (reading.received_at, reading.web_time, reading.drift))
+                self._keep(reading)
                 self._write_script(reading)
         return reading
+
+    def _implausible(self, reading: Reading) -> str | None:
+        """Why a reading is not to be believed, or None."""
+        web = dt.datetime.fromtimestamp(reading.web_time, dt.timezone.utc)
+        if self.rules.plausible is not None:
+            start, end = self.rules.plausible
+            if web < start:
+                return (f"the web host's time {web:%Y-%m-%d} is before the earliest root"
+                        f" became valid ({start:%Y-%m-%d})")
+            if web > end:
+                return (f"the web host's time {web:%Y-%m-%d} is after the last root"
+                        f" expires ({end:%Y-%m-%d})")
+        # Written so that a drift that is not a number is refused too.
+        if not abs(reading.drift) <= self.rules.max_drift:
+            side = "ahead of" if reading.drift > 0 else "behind"
+            return (f"the web host's time {web:%Y-%m-%d %H:%M:%S} is {_span(reading.drift)}"
+                    f" {side} this machine's clock; max_clock_drift_seconds allows"
+                    f" {self.rules.max_drift:.0f}")
+        return None
+
+    def _reject(self, reading: Reading, why: str) -> None:
+        with self.db.transaction():
+            self.conn.execute(
+                "INSERT INTO time_rejected VALUES (1, 1, 1, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE"
+                " SET count = count + 1, run = run + 1, received_at = excluded.received_at,"
+                " web_time = excluded.web_time, drift = excluded.drift, reason = excluded.reason",
+                (reading.received_at, reading.web_time, reading.drift, why))
+            run = self.conn.execute("SELECT run FROM time_rejected").fetchone()[0]
+        if run == 1:
+            raise Refusal("implausible-time", why)
 
     def _worth_keeping(self, reading: Reading) -> bool:
         row = self.conn.execute(
             "SELECT received_at, drift FROM time_readings ORDER BY id DESC LIMIT 1").fetchone()
         return (row is None or reading.received_at - row[0] >= HISTORY_INTERVAL
-                or abs(reading.drift - row[1]) >= DRIFT_STEP)
+                or abs(reading.drift - row[1]) > self.rules.history_step)
+
+    def _keep(self, reading: Reading) -> None:
+        self.conn.execute(
+            "INSERT INTO time_readings (received_at, web_time, drift) VALUES (?, ?, ?)",
+            (reading.received_at, reading.web_time, reading.drift))
+        # The newest rows stay: everything from the first row past the limit back goes.
+        self.conn.execute(
+            "DELETE FROM time_readings WHERE id <= (SELECT id FROM time_readings"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (self.rules.history_max_rows,))
 
     def last(self) -> Reading | None:
         row = self.conn.execute("SELECT received_at, web_time, drift FROM time_last").fetchone()
         return Reading(*row) if row else None
+
+    def rejected(self) -> Rejections | None:
+        row = self.conn.execute("SELECT count, run, received_at, web_time, drift, reason"
+                                " FROM time_rejected").fetchone()
+        return Rejections(row[0], row[1], Reading(*row[2:5]), row[5]) if row else None
 
     def history(self, limit: int = 20) -> list[Reading]:
         rows = self.conn.execute(
