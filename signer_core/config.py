@@ -44,6 +44,14 @@ class SignerConfig:
     state_dir: Path
     # How long an undelivered answer is given again to the same request bytes.
     retry_window_days: int = 7
+    # Wall-clock seconds one request may hold the signer (the queue waits behind it).
+    request_budget_seconds: float = 20.0
+    # A keep-alive further than this from the signer's clock is not believed (timesync).
+    max_clock_drift_seconds: float = 86400.0
+    # The drift history takes a row when the drift moves by more than this (or every 10 min)...
+    clock_history_step_seconds: float = 10.0
+    # ...and keeps this many rows at most, the oldest pruned.
+    clock_history_max_rows: int = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +87,18 @@ class OpenPGPConfig:
     policy_url: str
     cert_level: int = 2
     digest: str = "SHA256"
-    workdir: Path | None = None  # parent of the per-request GnuPG homes; tmpfs by default
+    workdir: Path | None = None  # parent of the per-request GnuPG homes; <state_dir>/gpg by default
+    # Bounds on a requester's key block before gpg sees it (openpgp_packets.PacketLimits).
+    max_packets: int = 2000
+    max_user_ids: int = 100
+    max_subkeys: int = 32
+    max_signatures: int = 1000
+    max_signatures_per_uid: int = 200
+    max_key_bits: int = 8192
+    max_rsa_exponent_bits: int = 32
+    # gpg's work on one request (openpgp_gpg.GpgLimits): CPU s per process, wall-clock s in all.
+    gpg_cpu_seconds: int = 5
+    gpg_wall_seconds: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +106,14 @@ class CRLConfig:
     validity_days: int = 7
     history: int = 16
     prune_expired_after_days: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolLimits:
+    """How much of what it refuses the signer keeps in corrupt/; past it, refused entries go."""
+
+    corrupt_max_entries: int = 1000
+    corrupt_max_bytes: int = 16 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +125,7 @@ class Config:
     x509: X509Config
     openpgp: OpenPGPConfig | None
     crl: CRLConfig
+    spool_limits: SpoolLimits = SpoolLimits()
 
 
 class _Table:
@@ -178,14 +206,48 @@ def load_config(path: Path) -> Config:
     top = _Table(data, "", path.parent.resolve())
     spool = _sub_top(top, "spool")
     spool_dir = spool.path("dir")
+    d = SpoolLimits()
+    spool_limits = SpoolLimits(
+        corrupt_max_entries=spool.int_("corrupt_max_entries", d.corrupt_max_entries, 0, 10**7),
+        corrupt_max_bytes=spool.int_("corrupt_max_bytes", d.corrupt_max_bytes, 0, 2**40))
     spool.finish()
     x509 = _x509(_sub_top(top, "x509"))
     openpgp = _openpgp(top, x509.cps_url)
     cfg = Config(path=path, spool_dir=spool_dir, comm=_comm(_sub_top(top, "comm")),
                  signer=_signer(_sub_top(top, "signer")), x509=x509, openpgp=openpgp,
-                 crl=_crl(_sub_top(top, "crl")))
+                 crl=_crl(_sub_top(top, "crl")), spool_limits=spool_limits)
     top.finish()
-    return cfg
+    return _nest_time_limits(cfg, data)
+
+
+def _nest_time_limits(cfg: Config, data: dict[str, Any]) -> Config:
+    """Each wait ends inside the one around it: gpg's, a request's, the comm handler's.
+
+    A limit left unset is brought inside the one around it (at most half of
+    it); a limit set that does not fit is a ConfigError naming it.
+    """
+    deadline = cfg.comm.result_deadline
+    budget = _nested(cfg.signer.request_budget_seconds, deadline,
+                     "request_budget_seconds" in data.get("signer", {}),
+                     f"signer.request_budget_seconds: must be below comm.result_deadline"
+                     f" ({deadline:g} s), or the web host gives up first")
+    cfg = dataclasses.replace(
+        cfg, signer=dataclasses.replace(cfg.signer, request_budget_seconds=budget))
+    if cfg.openpgp is None:
+        return cfg
+    wall = _nested(cfg.openpgp.gpg_wall_seconds, budget,
+                   "gpg_wall_seconds" in data.get("openpgp", {}),
+                   f"openpgp.gpg_wall_seconds: must be below signer.request_budget_seconds"
+                   f" ({budget:g} s), so that gpg's own limit refuses first")
+    return dataclasses.replace(cfg, openpgp=dataclasses.replace(cfg.openpgp, gpg_wall_seconds=wall))
+
+
+def _nested(value: float, outer: float, explicit: bool, error: str) -> float:
+    if not explicit:
+        return min(value, outer / 2)
+    if value >= outer:
+        raise ConfigError(error)
+    return value
 
 
 def _sub_top(top: _Table, name: str) -> _Table:
@@ -201,12 +263,23 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
     fpr = t.str_("fingerprint").replace(" ", "").upper()
     if len(fpr) not in (40, 64) or any(c not in "0123456789ABCDEF" for c in fpr):
         raise ConfigError("openpgp.fingerprint: 40 or 64 hex digits")
+    # Integer bounds, each with its default from OpenPGPConfig and its allowed range.
+    bounds = {name: t.int_(name, getattr(OpenPGPConfig, name), lo, hi) for name, lo, hi in (
+        ("max_packets", 10, 100_000), ("max_user_ids", 1, 10_000), ("max_subkeys", 0, 10_000),
+        ("max_signatures", 1, 100_000), ("max_signatures_per_uid", 1, 100_000),
+        ("max_key_bits", 2048, 16384), ("max_rsa_exponent_bits", 17, 16384),
+        ("gpg_cpu_seconds", 1, 600))}
     o = OpenPGPConfig(home=t.opt_path("home"), key_file=t.opt_path("key_file"), fingerprint=fpr,
                       passphrase_file=t.opt_path("passphrase_file"),
                       policy_url=_url(t, "policy_url", cps_url),
                       cert_level=t.int_("cert_level", 2, 0, 3),
                       digest=t.str_("digest", "SHA256").upper(),
-                      workdir=t.opt_path("workdir"))
+                      workdir=t.opt_path("workdir"),
+                      gpg_wall_seconds=float(t.get("gpg_wall_seconds", (int, float),
+                                                                 OpenPGPConfig.gpg_wall_seconds)),
+                      **bounds)
+    if not 0 < o.gpg_wall_seconds <= 600:
+        raise ConfigError("openpgp.gpg_wall_seconds: must be above 0 and at most 600")
     if o.digest not in OPENPGP_DIGESTS:
         raise ConfigError(f"openpgp.digest: one of {sorted(OPENPGP_DIGESTS)}")
     if o.home is None and o.key_file is None:
@@ -237,7 +310,23 @@ def _signer(t: _Table) -> SignerConfig:
     s = SignerConfig(user=t.str_("user", "_signer"), group=t.str_("group", "_signer"),
                      database=t.path("database", "/var/lib/signer-appliance/ca.sqlite"),
                      state_dir=t.path("state_dir", "/var/lib/signer-appliance"),
-                     retry_window_days=t.int_("retry_window_days", 7, 1, 366))
+                     retry_window_days=t.int_("retry_window_days", 7, 1, 366),
+                     request_budget_seconds=float(t.get("request_budget_seconds", (int, float),
+                                                        20.0)),
+                     max_clock_drift_seconds=float(t.get("max_clock_drift_seconds", (int, float),
+                                                         86400.0)),
+                     clock_history_step_seconds=float(t.get("clock_history_step_seconds",
+                                                            (int, float), 10.0)),
+                     clock_history_max_rows=t.int_("clock_history_max_rows", 10_000, 1,
+                                                   10_000_000))
+    if not 0 < s.request_budget_seconds < 100:
+        raise ConfigError("signer.request_budget_seconds: must be above 0 and below 100")
+    # Beyond these a setting defeats itself: a drift limit under a minute refuses honest
+    # readings, one over ten years refuses nothing. NaN is outside every range.
+    for key, lo, hi in (("max_clock_drift_seconds", 60, 10 * 366 * 86400),
+                        ("clock_history_step_seconds", 1, 86400)):
+        if not lo <= getattr(s, key) <= hi:
+            raise ConfigError(f"signer.{key}: must be between {lo} and {hi} seconds")
     t.finish()
     return s
 

@@ -9,7 +9,14 @@ compromised. The spool layer refuses links, FIFOs, oversized and foreign
 files and copies each valid request into a directory only this user can
 reach before it is parsed; the dispatch table decides which kinds of request
 exist at all. The watch on ``incoming/`` is added before the first scan and
-every event means "scan again", so no committed request is missed.
+every event worth it means "scan again", so no committed request is missed.
+
+The comm handler cannot stall the signer: what it does to its own entries
+is a refused entry, never a pause (only the signer's own storage faults
+pause it); events that bring nothing (temporary files) cost a read at most
+every ``SCAN_INTERVAL``; corrupt/ is bounded. Once a ``REPORT_INTERVAL`` the
+loop logs and audits a storm of such events (``spool-storm``) and what
+corrupt/ could not keep (``spool-dropped``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import pwd
 import sqlite3
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -35,12 +43,12 @@ from signer_core.openpgp_gpg import GpgError
 from signer_core.refusal import Refusal
 from signer_core.revocation import Revocations
 from signer_core.roots import RootStore
-from signer_core.timesync import TimeReadings
+from signer_core.timesync import ClockRules, TimeReadings
 from spool.crashpoint import crashpoint
 from spool.hardening import HardeningError, harden
-from spool.queue import Spool
+from spool.queue import CorruptLimits, DropReport, Spool
 from spool.record import Receipt, Request
-from spool.watch import DirWatcher
+from spool.watch import COMMIT_MASK, DirWatcher
 
 log = logging.getLogger("signer-core")
 
@@ -48,6 +56,9 @@ RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered fr
 TEMP_MAX_AGE = 3600.0  # a comm temp file this old was left by a crash, not a write in progress
 IDLE_WAKEUP = 60.0
 STORAGE_RETRY = 5.0
+SCAN_INTERVAL = 0.01  # s between reads of the watch after a burst: a storm costs one read each
+REPORT_INTERVAL = 60.0  # s between two storm or drop reports (and prunings)
+STORM_EVENTS = 600  # fruitless events per interval that make a storm (a real link: a tenth)
 
 
 def comm_uid(cfg: Config) -> int | None:
@@ -73,7 +84,8 @@ def build_context(cfg: Config) -> SignerContext:
     revocations = Revocations(db, validity_days=cfg.crl.validity_days, history=cfg.crl.history,
                               prune_expired_after_days=cfg.crl.prune_expired_after_days)
     return SignerContext(config=cfg, roots=roots, ca_keys=ca_keys, db=db, audit=audit,
-                         time_readings=TimeReadings(db, cfg.signer.state_dir),
+                         time_readings=TimeReadings(db, cfg.signer.state_dir,
+                                                    ClockRules.of(cfg.signer, roots)),
                          revocations=revocations, openpgp=openpgp,
                          openpgp_missing=openpgp_missing)
 
@@ -82,14 +94,24 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     """The OpenPGP root, or None and the reason requests for it will be refused."""
     if cfg.openpgp is None:
         return None, "no OpenPGP root is configured"
+    from signer_core.openpgp_gpg import GpgLimits
+    from signer_core.openpgp_packets import PacketLimits
+
     o = cfg.openpgp
+    limits = PacketLimits(max_packets=o.max_packets, max_user_ids=o.max_user_ids,
+                          max_subkeys=o.max_subkeys, max_signatures=o.max_signatures,
+                          max_signatures_per_uid=o.max_signatures_per_uid,
+                          max_key_bits=o.max_key_bits,
+                          max_rsa_exponent_bits=o.max_rsa_exponent_bits)
     try:
         signer = load_signer(fingerprint=o.fingerprint, home=o.home, key_file=o.key_file,
                              passphrase_file=o.passphrase_file, policy_url=o.policy_url,
-                             cert_level=o.cert_level, digest=o.digest, workdir=o.workdir)
+                             cert_level=o.cert_level, digest=o.digest,
+                             workdir=o.workdir or cfg.signer.state_dir / "gpg", limits=limits,
+                             gpg_limits=GpgLimits(o.gpg_cpu_seconds, o.gpg_wall_seconds))
     except (Refusal, GpgError, ValueError, OSError) as exc:
         log.warning("OpenPGP root not usable: %s", exc)
-        return None, f"the OpenPGP root is not installed ({exc})"[:150]
+        return None, f"the OpenPGP root is not usable: {exc}"[:300]
     return signer, ""
 
 
@@ -100,17 +122,72 @@ def process(ctx: SignerContext, spool: Spool, entry: Request | Receipt) -> None:
         spool.finish(entry, dispatch(ctx, entry))
 
 
-def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> None:
-    """Finish what active/ holds (when asked), then every request in incoming/."""
+def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> int:
+    """Finish what active/ holds (when asked), then every entry in incoming/; how many."""
+    served = 0
     if recover:
         for request in spool.recover():
             log.info("finishing request %s left by a crash or a storage failure", request.id)
             process(ctx, spool, request)
+            served += 1
     while (entry := spool.claim_next()) is not None:
         crashpoint("request-claimed")
         process(ctx, spool, entry)
+        served += 1
+    return served
+
+
+@dataclass
+class Tally:
+    """What the wake-ups of one report interval brought."""
+
+    length: float = REPORT_INTERVAL  # s from ``since`` to the interval's end
+    since: float = field(default_factory=time.monotonic)
+    served: int = 0
+    fruitless: int = 0  # wake-ups by an event after which there was nothing to serve
+
+    def add(self, woken: bool, served: int) -> None:
+        self.served += served
+        if woken and not served:
+            self.fruitless += 1
+
+    def left(self) -> float:
+        return max(0.0, self.since + self.length - time.monotonic())
+
+
+def end_interval(ctx: SignerContext, spool: Spool, watcher: DirWatcher, tally: Tally) -> Tally:
+    """Prune the spool, report a storm and what corrupt/ could not keep; a fresh tally."""
     spool.prune_results(RESULT_MAX_AGE)
     spool.prune_temp(TEMP_MAX_AGE)
+    seconds = round(time.monotonic() - tally.since)
+    report_storm(ctx, watcher.take_ignored(), tally, seconds)
+    report_drops(ctx, spool.drop_report(), seconds)
+    return Tally()
+
+
+def report_storm(ctx: SignerContext, ignored: int, tally: Tally, seconds: int) -> None:
+    # Each committed entry brings one event for its temporary file; the rest brought nothing.
+    wasted = max(0, ignored - tally.served) + tally.fruitless
+    if wasted < STORM_EVENTS:
+        return
+    log.warning("%d events on incoming/ in the last %d s brought no request (%d named temporary "
+                "files, %d wake-ups found nothing to serve): the comm handler floods the spool",
+                wasted, seconds, ignored, tally.fruitless)
+    with ctx.db.transaction():
+        ctx.audit.append("spool-storm", events=wasted, temporary=ignored,
+                         empty_wakeups=tally.fruitless, seconds=seconds)
+
+
+def report_drops(ctx: SignerContext, report: DropReport | None, seconds: int) -> None:
+    if report is None:
+        return
+    removed = sum(report.counts.values())
+    log.warning("in the last %d s, %d refused entries (%d bytes) were removed instead of kept "
+                "in corrupt/ and %d skipped; by reason: %s", seconds, removed, report.bytes,
+                report.skipped, ", ".join(f"{k} {n}" for k, n in sorted(report.counts.items())))
+    with ctx.db.transaction():
+        ctx.audit.append("spool-dropped", removed=removed, reasons=report.counts,
+                         bytes=report.bytes, skipped=report.skipped, seconds=seconds)
 
 
 def start(cfg: Config) -> SignerContext:
@@ -125,22 +202,32 @@ def start(cfg: Config) -> SignerContext:
 
 def run(cfg: Config, spool: Spool) -> None:
     ctx = start(cfg)
-    recover = True
-    with DirWatcher(spool.root / "incoming") as watcher:
-        log.info("watching %s", spool.root / "incoming")
+    recover, woken = True, False
+    tally = Tally(length=0.0)  # prune at once, and report what the first scan met
+    with DirWatcher(spool.incoming, mask=COMMIT_MASK, min_interval=SCAN_INTERVAL) as watcher:
+        log.info("watching %s", spool.incoming)
         while True:
             # A full disk or an I/O error is the machine's fault, not the
             # request's: keep the request where it is (incoming/ or active/)
             # and try again, rather than refuse it or exit into a restart storm.
+            # (What the comm user does to its entries never raises: spool.queue.)
             try:
-                serve_queue(ctx, spool, recover=recover)
+                tally.add(woken, serve_queue(ctx, spool, recover=recover))
+                if not tally.left():
+                    tally = end_interval(ctx, spool, watcher, tally)
             except (OSError, sqlite3.OperationalError) as exc:
                 log.error("storage failure: %s; trying again in %.0f s", exc, STORAGE_RETRY)
-                recover = True
+                recover, woken = True, False
                 time.sleep(STORAGE_RETRY)
                 continue
             recover = False
-            watcher.wait(IDLE_WAKEUP)
+            woken = watcher.wait(min(IDLE_WAKEUP, tally.left()))
+
+
+def make_spool(cfg: Config) -> Spool:
+    limits = CorruptLimits(max_entries=cfg.spool_limits.corrupt_max_entries,
+                           max_bytes=cfg.spool_limits.corrupt_max_bytes)
+    return Spool(cfg.spool_dir, comm_uid=comm_uid(cfg), corrupt_limits=limits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         harden("signer-core", cfg.signer.user, cfg.signer.group, dumpable=False)
-        spool = Spool(cfg.spool_dir, comm_uid=comm_uid(cfg))
+        spool = make_spool(cfg)
     except (ConfigError, HardeningError, KeyError) as exc:
         print(f"signer-core: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,9 @@ refused before any parsing of payloads. Each handler receives a request
 read from the spool (hostile: the comm handler may be compromised), returns
 payload 1 of the answer, or raises ``Refusal``. ``dispatch`` never raises: a
 bug in a handler becomes an ``internal`` refusal, logged with its traceback,
-so that one poisoned request cannot stop the queue. Besides requests, the
+so that one poisoned request cannot stop the queue, and each handler runs
+within ``[signer] request_budget_seconds`` (``budget``), so that one request
+cannot hold it for longer than that. Besides requests, the
 spool carries delivery receipts from the comm handler (``handle_receipt``):
 they only mark an answer delivered, and are the whole of what the signer
 takes from the comm side that is not a request.
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from comm_handler.frames import Action, FrameError, RequestHeader, System
 from signer_core.audit import AuditLog
+from signer_core.budget import OverBudget, budget
 from signer_core.cadb import CADatabase, CertRow, OpenPGPRow
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config
@@ -214,7 +217,7 @@ def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Requ
         log.info("OpenPGP key %s seen before, but %s: certifying again", row.fingerprint, why)
     started = int(ctx.now().timestamp())
     armoured = certify_key(ctx.openpgp, request.payloads[0], header.days, ca_keys=ctx.ca_keys)
-    fingerprint = summarise(request.payloads[0]).fingerprint  # certify_key has checked it
+    fingerprint = summarise(request.payloads[0], limits=ctx.openpgp.limits).fingerprint  # checked
     with ctx.db.transaction():
         ctx.db.record_openpgp(digest, fingerprint, header.days, armoured, request.id, started)
         ctx.audit.append("openpgp-certified", fingerprint=fingerprint, days=header.days,
@@ -269,7 +272,13 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         if handler is None:
             raise Refusal("unknown-request",
                           f"action {header.action} for system {header.system} is not served")
-        answer = handler(ctx, header, request)
+        seconds = ctx.config.signer.request_budget_seconds
+        try:
+            with budget(seconds):
+                answer = handler(ctx, header, request)
+        except OverBudget:
+            raise Refusal("over-budget", f"the request needed more than the signer's"
+                          f" {seconds:g} s per request") from None
         if len(answer) > MAX_ANSWER:
             raise Refusal("answer-too-large", f"the answer of {len(answer)} bytes does not fit"
                           f" in a message ({MAX_ANSWER} at most)")

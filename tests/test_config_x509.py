@@ -191,3 +191,30 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[spool\n"))
     assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("[signer]\nrequest_budget_seconds = 100.5\n", "signer.request_budget_seconds"),
+    ("[signer]\nrequest_budget_seconds = 50\n[comm]\nresult_deadline = 40.0\n",
+     "signer.request_budget_seconds"),
+    (f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "gnupg"\ngpg_wall_seconds = 30\n',
+     "openpgp.gpg_wall_seconds"),
+])
+def test_time_limits_nest(tmp_path, extra, key):
+    from signer_core.config import ConfigError, load_config
+
+    (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n' + extra)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(tmp_path / "signer.toml")
+
+
+def test_unset_time_limits_fit_inside_the_ones_around_them(tmp_path):
+    from signer_core.config import load_config
+
+    (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n[comm]\nresult_deadline = 2.0\n'
+                                          f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "g"\n')
+    cfg = load_config(tmp_path / "signer.toml")
+    assert cfg.signer.request_budget_seconds == 1.0
+    assert cfg.openpgp.gpg_wall_seconds == 0.5
+    (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n')
+    assert load_config(tmp_path / "signer.toml").signer.request_budget_seconds == 20.0

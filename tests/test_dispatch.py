@@ -7,6 +7,7 @@ the answer (parsed back) and on the database and audit chain.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -242,5 +243,41 @@ def test_a_root_key_is_never_certified(tmp_path, root):
         assert result.payload2.startswith(b"ERR ca-key: ")
         assert f"root {root}".encode() in result.payload2
         assert states(context) == []
+    finally:
+        context.db.close()
+
+
+@pytest.mark.parametrize("work", ["python", "subprocess"])
+def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, monkeypatch, work):
+    """The mechanism, with handlers that hang the two ways a real one could: Python work
+    (the timer interrupts between instructions) and a wait for a child process (gpg)."""
+    import subprocess
+    import time
+
+    world = World(tmp_path, "")
+    context = build_context(dataclasses.replace(
+        world.cfg, signer=dataclasses.replace(world.cfg.signer, request_budget_seconds=0.5)))
+    context.now = lambda: NOW
+
+    def hangs(ctx, header, request):
+        if work == "python":
+            while True:
+                sum(range(1000))
+        subprocess.run(["sleep", "30"], check=False)
+        return b"never"
+
+    kinds = dict(dispatch_module.REQUEST_KINDS)
+    kinds[(Action.REVOKE, System.X509)] = hangs
+    monkeypatch.setattr(dispatch_module, "REQUEST_KINDS", kinds)
+    header = RequestHeader(action=Action.REVOKE, system=System.X509, root=1).to_bytes()
+    started = time.monotonic()
+    result = dispatch(context, Request(_CLOCK.next_id(), NOW.timestamp(), header,
+                                       (b"", b"", b"0" * 40), True))
+    took = time.monotonic() - started
+    try:
+        assert result.payload2.startswith(b"ERR over-budget: "), result
+        assert 0.5 <= took < 3.0, took
+        assert [r["code"] for r in audit(context, "refused")] == ["over-budget"]
+        assert certificate(context, sign_request()).serial_number > 0  # the queue goes on
     finally:
         context.db.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest_crash import (
     LoneSigner,
+    audit_events,
     audit_verdict,
     cert_rows,
     csr_pem,
@@ -60,10 +61,26 @@ PATH_ARG = re.compile(r'"([^"]*)"')
 FD_PATH = re.compile(r"^\d+<(.*)>$")
 
 
+def joined_lines(text: str) -> list[str]:
+    """strace's lines with each call that another task interrupted put back together:
+    ``PID name(args <unfinished ...>`` and later ``PID <... name resumed>rest``."""
+    pending: dict[str, str] = {}
+    lines = []
+    for line in text.splitlines():
+        pid, rest = (line.split(None, 1) + [""])[:2]
+        if rest.endswith(" <unfinished ...>"):
+            pending[pid] = line[: -len(" <unfinished ...>")]
+        elif rest.startswith("<... ") and pid in pending:
+            lines.append(pending.pop(pid) + rest.split(" resumed>", 1)[-1])
+        else:
+            lines.append(line)
+    return lines
+
+
 def syscalls(trace: Path, pid: int) -> list[tuple[str, list[str], int]]:
     """(name, string arguments or the fd's path, result) of ``pid``'s completed calls."""
     calls = []
-    for line in trace.read_text(errors="replace").splitlines():
+    for line in joined_lines(trace.read_text(errors="replace")):
         match = TRACE_LINE.match(line)
         if match is None or int(match.group(1)) != pid:
             continue
@@ -207,12 +224,20 @@ def fill(directory: Path) -> Path:
 
 
 
+def receipt_taken(spool_dir: Path) -> None:
+    """The delivery receipt of the one answer so far is recorded: the signer will write
+    nothing more on its own, so what a test leaves of the disk stays for the request."""
+    db_path = spool_dir.parent / "lib" / "ca.sqlite"
+    wait_until(lambda: len(audit_events(db_path, "delivered")) == 1, 10, "the receipt")
+
+
 def test_disk_full_refuses_and_resumes(small_disk, appliance):
     db_path = appliance.directory / "lib" / "ca.sqlite"
     spool_dir = appliance.directory / "spool"
     with WebClient(appliance.link, response_timeout=30) as client:
         before = sign_x509(client, csr_pem(), "before")
         assert before.ok
+        receipt_taken(spool_dir)
         filler = fill(small_disk)
         csr = csr_pem()
         refused = sign_x509(client, csr, "during")
@@ -246,6 +271,7 @@ def test_disk_full_under_the_signer_keeps_the_request_until_space_returns(small_
     answers: list = []
     with WebClient(appliance.link, response_timeout=60) as client:
         assert sign_x509(client, csr_pem(), "before").ok
+        receipt_taken(spool_dir)
         filler = fill(small_disk)
         os.truncate(filler, filler.stat().st_size - 4096)  # one page: room for the request only
         csr = csr_pem()
@@ -274,6 +300,7 @@ def test_signer_started_on_a_full_disk_waits_for_space(small_disk, appliance):
     db_path = appliance.directory / "lib" / "ca.sqlite"
     with WebClient(appliance.link, response_timeout=60) as client:
         assert sign_x509(client, csr_pem(), "before").ok
+        receipt_taken(appliance.directory / "spool")
         filler = fill(small_disk)
         try:
             os.kill(appliance.supervisor.pid("signer-core"), signal.SIGKILL)

@@ -80,3 +80,19 @@ def test_size_limit():
     with pytest.raises(Refusal) as exc:
         parse_request(PEM + b"\n" * MAX_REQUEST_BYTES, False)
     assert exc.value.code == "bad-csr"
+
+
+@pytest.mark.parametrize("payload", [
+    b"SPKAC=x" + b" " * (65536 - 8) + b"y",
+    b"SPKAC=" + b" \t" * 32765,
+    b" " * 65000 + b"SPKAC = y",
+])
+def test_spkac_lines_are_read_in_linear_time(payload):
+    """The old line pattern backtracked: 70 to 96 s for the first of these."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(Refusal) as refused:
+        parse_request(payload, True)
+    assert refused.value.code == "bad-spkac"
+    assert time.perf_counter() - started < 0.5
