@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +78,18 @@ class Appliance:
         assert self.supervisor.restarts == {"signer-core": 0, "signer-comm": 0}
 
 
-@pytest.fixture
-def appliance(world_dir, users):
+@contextmanager
+def running_appliance(world_dir: Path, users: Users, extra_toml: str = "") -> Iterator[Appliance]:
+    """A demo CA in ``world_dir/ca`` (its configuration ending with ``extra_toml``), both
+    daemons started on a new cable; stopped, and their logs shown, afterwards."""
     cable = start_cable()
     supervisor = None
     try:
         if users.comm_uid is not None:
             os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
         config = create_demo_ca(world_dir / "ca", users, cable.appliance_end)
+        with config.open("a") as f:
+            f.write(extra_toml)
         log_dir = world_dir / "log"
         log_dir.mkdir()
         supervisor = daemons(config, log_dir)
@@ -97,3 +103,9 @@ def appliance(world_dir, users):
         cable.process.wait()
         for log in sorted((world_dir / "log").glob("*.log")):
             sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture
+def appliance(world_dir, users):
+    with running_appliance(world_dir, users) as running:
+        yield running

@@ -7,19 +7,15 @@ behind is answered within seconds."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import time
 
 import pytest
-from conftest import Appliance
+from conftest import Appliance, running_appliance
 from conftest_openpgp import assert_clean, gen_key, gpg, packet
 from test_openpgp_limits import rsa_bomb
 
 from comm_handler.client import WebClient
-from signer_core.demo import daemons, start_cable, wait_until_served
-from signer_core.democa import create_demo_ca, gpg_workdir
+from signer_core.democa import gpg_workdir
 from signer_core.openpgp_packets import walk
 
 ANSWERED_WITHIN = 10.0  # s, for a refusal and for the ordinary request behind it
@@ -70,27 +66,8 @@ def test_keys_over_a_bound_are_refused_at_once_and_the_next_is_answered(applianc
 @pytest.fixture
 def tight_appliance(world_dir, users):
     """As conftest's ``appliance``, its [openpgp] section ending with TIGHT."""
-    cable = start_cable()
-    supervisor = None
-    try:
-        if users.comm_uid is not None:
-            os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
-        config = create_demo_ca(world_dir / "ca", users, cable.appliance_end)
-        with config.open("a") as f:
-            f.write(TIGHT)
-        (world_dir / "log").mkdir()
-        supervisor = daemons(config, world_dir / "log")
-        supervisor.start()
-        wait_until_served(cable.web_end)
-        yield Appliance(world_dir / "ca", config, cable, supervisor, users)
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        cable.process.terminate()
-        cable.process.wait()
-        for log in sorted((world_dir / "log").glob("*.log")):
-            sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
-        shutil.rmtree(world_dir / "log", ignore_errors=True)
+    with running_appliance(world_dir, users, TIGHT) as running:
+        yield running
 
 
 def test_a_key_gpg_cannot_finish_in_time_is_refused_and_the_signer_goes_on(tight_appliance,
