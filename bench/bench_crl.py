@@ -38,11 +38,11 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from signer_core.cadb import CADatabase, serial_text  # noqa: E402
-from signer_core.crl import build_crl, encode_entry  # noqa: E402
+from signer_core.store.cadb import CADatabase, serial_text  # noqa: E402
+from signer_core.crl.encode import build_crl, encode_entry  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
-from signer_core.revocation import Revocations  # noqa: E402
-from signer_core.xdelta import make_delta  # noqa: E402
+from signer_core.crl.revocation import Revocations  # noqa: E402
+from signer_core.crl.xdelta import make_delta  # noqa: E402
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

@@ -41,11 +41,11 @@ from comm_handler.frames import (  # noqa: E402
     encode_message,
     make_frame,
 )
-from signer_core.openpgp_packets import MAX_INPUT, summarise  # noqa: E402
+from signer_core.openpgp.packets import MAX_INPUT, summarise  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
-from signer_core.san import MAX_SAN_BYTES, parse_san  # noqa: E402
-from signer_core.subject import MAX_SUBJECT_BYTES, parse_subject  # noqa: E402
-from signer_core.x509req import MAX_REQUEST_BYTES, parse_request  # noqa: E402
+from signer_core.x509.san import MAX_SAN_BYTES, parse_san  # noqa: E402
+from signer_core.x509.subject import MAX_SUBJECT_BYTES, parse_subject  # noqa: E402
+from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request  # noqa: E402
 from spool.record import (  # noqa: E402
     MAX_PAYLOAD,
     Request,

@@ -2,7 +2,7 @@
 
 Builds an OpenSSL CA directory of N index lines (default 1,000,000), one
 certificate file per line in ``newcerts/`` and one revocation in 64, then
-times ``signer_core.migrate.import_openssl`` into a fresh database, each run
+times ``signerctl.migrate.openssl_ca.import_openssl`` into a fresh database, each run
 in a child process so its peak memory (ru_maxrss) is its own.
 
 Certificates are made quickly and for real: one TBSCertificate from
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from signer_core.migrate_index import format_line, oneline, parse_line
+from signerctl.migrate.index import format_line, oneline, parse_line
 
 UTC = dt.timezone.utc
 FIRST_SERIAL = 1 << 64          # every serial from here to 2**65 is 9 content bytes
@@ -143,8 +143,8 @@ def pem(der: bytes) -> bytes:
 # -- the measured runs (each in a child) ---------------------------------
 
 def child_import(directory: Path, database: Path) -> dict:
-    from signer_core.cadb import CADatabase
-    from signer_core.migrate import import_openssl
+    from signer_core.store.cadb import CADatabase
+    from signerctl.migrate.openssl_ca import import_openssl
     root = x509.load_pem_x509_certificate((directory / "cacert.pem").read_bytes())
     db = CADatabase(database)
     start = time.perf_counter()

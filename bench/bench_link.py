@@ -1,6 +1,6 @@
 """Framing-layer throughput over a pseudo-terminal pair, against a raw copy.
 
-Runs ``python -m comm_handler.nullmodem`` as a separate process (the cable),
+Runs ``python -m signerctl.demo.nullmodem`` as a separate process (the cable),
 opens both ends with pyserial, and for 1 KiB, 1 MiB and the largest allowed
 message (16 MiB minus overhead) times:
 
@@ -29,7 +29,8 @@ import serial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from comm_handler.frames import MAX_PAYLOAD_TOTAL, REQUEST_HEADER_LEN, Message, encode_message, make_frame  # noqa: E402
+from comm_handler.frames import MAX_PAYLOAD_TOTAL, Message, encode_message, make_frame  # noqa: E402
+from spool.header import HEADER_SIZE as REQUEST_HEADER_LEN
 from comm_handler.transfer import DEPLOYED_PACING, Pacing, receive_message, send_message  # noqa: E402
 
 SIZES = [("1 KiB", 1024, 50), ("1 MiB", 1 << 20, 10), ("16 MiB max", MAX_PAYLOAD_TOTAL - REQUEST_HEADER_LEN, 7)]
@@ -37,7 +38,7 @@ SIZES = [("1 KiB", 1024, 50), ("1 MiB", 1 << 20, 10), ("16 MiB max", MAX_PAYLOAD
 
 def start_cable() -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    command = [sys.executable, "-m", "comm_handler.nullmodem"]
+    command = [sys.executable, "-m", "signerctl.demo.nullmodem"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     a = proc.stdout.readline().split(": ", 1)[1].strip()
     b = proc.stdout.readline().split(": ", 1)[1].strip()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from signer_core.openpgp import certify_key, load_signer  # noqa: E402
+from signer_core.openpgp.certify import certify_key, load_signer  # noqa: E402
 
 GPG = ["gpg", "--batch", "--no-tty", "--no-greeting"]
 DAYS = 366

@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from comm_handler.client import WebClient  # noqa: E402
-from signer_core.cadb import CADatabase  # noqa: E402
-from signer_core.demo import daemons, start_cable, wait_until_served  # noqa: E402
-from signer_core.democa import (  # noqa: E402
+from webhost.client import WebClient  # noqa: E402
+from signer_core.store.cadb import CADatabase  # noqa: E402
+from signerctl.demo.run import daemons, start_cable, wait_until_served  # noqa: E402
+from signerctl.demo.ca import (  # noqa: E402
     Users, _ca_certificate, _key_pem, _name, _write, create_demo_ca, system_users,
 )
 

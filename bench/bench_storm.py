@@ -42,9 +42,9 @@ from conftest_crash import (
 )
 from test_e2e_spool_flood import FLOOD_FILES, STORM, as_comm, cpu_seconds, timed_sign
 
-from comm_handler.client import WebClient
-from signer_core.demo import daemons, start_cable, wait_until_served
-from signer_core.democa import Users, create_demo_ca, system_users
+from webhost.client import WebClient
+from signerctl.demo.run import daemons, start_cable, wait_until_served
+from signerctl.demo.ca import Users, create_demo_ca, system_users
 
 REQUEST_EVERY = 5.0  # s between the requests sent during the storm
 REPORT_WAIT = 70.0  # s: the signer reports once a minute

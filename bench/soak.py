@@ -54,11 +54,11 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from comm_handler.client import ClientError, WebClient
-from comm_handler.nullmodem import Direction, NullModem
-from signer_core.demo import daemons, wait_until_served
-from signer_core.democa import Users, create_demo_ca, system_users
-from signer_core.x509compat import verify_issued_by
+from webhost.client import ClientError, WebClient
+from signerctl.demo.nullmodem import Direction, NullModem
+from signerctl.demo.run import daemons, wait_until_served
+from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signer_core.x509.compat import verify_issued_by
 
 KINDS = {"x509": 35, "x509-repeat": 10, "openpgp": 10, "revoke": 10, "refresh": 10, "nul": 25}
 RESPONSE_TIMEOUT = 10.0  # an answer takes well under a second; a lost one costs this

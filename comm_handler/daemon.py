@@ -37,10 +37,8 @@ import serial
 
 from comm_handler.config import CommConfig, CommConfigError, load_comm_config
 from comm_handler.frames import (
-    Action,
     FrameError,
     Message,
-    RequestHeader,
     decode_message,
     encode_message,
     response_header,
@@ -55,7 +53,8 @@ from comm_handler.transfer import (
     send_message,
 )
 from spool.crashpoint import crashpoint
-from spool.hardening import HardeningError, harden, refuse_readable
+from spool.header import Action, HeaderError, RequestHeader
+from hardening.process import HardeningError, harden, refuse_readable
 from spool.queue import Spool
 from spool.record import SpoolFormatError, error_payload
 
@@ -126,7 +125,7 @@ class LinkServer:
         try:
             message = decode_message(data)
             header = RequestHeader.from_bytes(message.header)
-        except FrameError as exc:
+        except (FrameError, HeaderError) as exc:
             return Answer(_refusal(_action_of(data), "bad-message", str(exc)))
         reply = header.action != Action.NUL
         try:

@@ -1,8 +1,9 @@
 """Messages and frames of the v1 link protocol (see docs and shared/protocol-v1.md).
 
 Pure data code, no I/O: the comm handler (untrusted side) uses it to cut
-frames off the serial line, and the signer (trusted side) imports it to parse
-request headers. Everything here treats its input as hostile: every length is
+frames off the serial line, and the web host's client builds its
+messages with it. The 9-byte request header that travels on into the
+spool is spool.header's. Everything here treats its input as hostile: every length is
 checked against the bytes actually present and against a limit, and every
 inconsistency raises ``FrameError`` (never another exception, never a
 truncation).
@@ -18,38 +19,26 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TypeVar
 
-VERSION = 1
+from spool.header import VERSION
+from spool.record import MAX_PAYLOAD
+
 START = 0x02
 READY = 0x10
 ACK = 0x10
 NAK = 0x11
 TRAILER = b"rie4Ech7"
 LEN_BYTES = 3
-MAX_STRING = 2**24 - 1
+MAX_STRING = MAX_PAYLOAD  # one L3 string; the spool records use the same prefix
 FRAME_OVERHEAD = LEN_BYTES + 1 + len(TRAILER)
 # Four inner length prefixes fill part of the outer string.
 MAX_PAYLOAD_TOTAL = MAX_STRING - 4 * LEN_BYTES
-REQUEST_HEADER_LEN = 9
 XOR_BLOCK = 1 << 16  # a power of two
 RESPONSE_HEADER_LEN = 4
 
 
 class FrameError(ValueError):
     """Bad message, frame or header: the protocol's own error type."""
-
-
-class Action(enum.IntEnum):
-    NUL = 0
-    SIGN = 1
-    REVOKE = 2
-
-
-class System(enum.IntEnum):
-    NONE = 0
-    X509 = 1
-    OPENPGP = 2
 
 
 @dataclass(frozen=True)
@@ -220,62 +209,3 @@ def response_header(action: int) -> bytes:
     if not 0 <= action <= 255:
         raise FrameError(f"action {action} does not fit in a byte")
     return bytes([VERSION, action, 0, 0])
-
-
-_E = TypeVar("_E", Action, System)
-
-
-def _enum_value(kind: type[_E], value: int, name: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        raise FrameError(f"unknown {name} {value}") from None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RequestHeader:
-    """The 9-byte request header, validated on construction."""
-
-    version: int = VERSION
-    action: Action
-    system: System
-    root: int = 0
-    profile: int = 0
-    md: int = 0
-    days: int = 0
-    spkac: bool = False
-
-    def __post_init__(self) -> None:
-        if self.version != VERSION:
-            raise FrameError(f"unsupported protocol version {self.version}")
-        object.__setattr__(self, "action", _enum_value(Action, self.action, "action"))
-        object.__setattr__(self, "system", _enum_value(System, self.system, "system"))
-        for name in ("root", "profile", "md"):
-            if not 0 <= getattr(self, name) <= 255:
-                raise FrameError(f"{name} {getattr(self, name)} does not fit in a byte")
-        if not 0 <= self.days <= 0xFFFF:
-            raise FrameError(f"days {self.days} does not fit in 16 bits")
-        if not isinstance(self.spkac, bool):
-            raise FrameError("spkac flag must be a bool")
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RequestHeader:
-        if len(data) != REQUEST_HEADER_LEN:
-            raise FrameError(f"request header has {len(data)} bytes, expected {REQUEST_HEADER_LEN}")
-        if data[8] not in (0, 1):
-            raise FrameError(f"key-type flag {data[8]} is neither 0 nor 1")
-        return cls(
-            version=data[0],
-            action=_enum_value(Action, data[1], "action"),
-            system=_enum_value(System, data[2], "system"),
-            root=data[3],
-            profile=data[4],
-            md=data[5],
-            days=int.from_bytes(data[6:8], "big"),
-            spkac=bool(data[8]),
-        )
-
-    def to_bytes(self) -> bytes:
-        return bytes(
-            [self.version, self.action, self.system, self.root, self.profile, self.md]
-        ) + self.days.to_bytes(2, "big") + bytes([int(self.spkac)])

@@ -28,11 +28,15 @@ fi
 
 # The venv uses Debian's interpreter: the daemons run under other users in the
 # tests and the demo, and they must be able to execute it (not a pyenv under /root).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import signer_core, pytest, hypothesis, gnupg, prctl, pkilint, badkeys, idna' 2>/dev/null; then
+# It is rebuilt when pyproject.toml (dependencies, packages, entry points) changes.
+stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pyproject.sha256 2>/dev/null)" != "$stamp" ] \
+   || ! .venv/bin/python -c 'import pytest, hypothesis, gnupg, prctl, pkilint, badkeys, idna' 2>/dev/null; then
   echo "setup: building .venv with current PyPI releases"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test,lint,keychecks]'
+  echo "$stamp" > .venv/.pyproject.sha256
 fi
 if [ ! -f .deb-extra/inotify_simple.py ]; then
   .venv/bin/pip install -q --target .deb-extra inotify-simple

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from signer_core.openpgp_packets import TAG_PUBLIC_KEY, KeyPacket, KeySummary
+from signer_core.openpgp.packets import TAG_PUBLIC_KEY, KeyPacket, KeySummary
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 
 if TYPE_CHECKING:  # openpgp imports this module
-    from signer_core.openpgp import OpenPGPSigner
+    from signer_core.openpgp.certify import OpenPGPSigner
 
 _P25519 = 2**255 - 19
 _LOW_255 = (1 << 255) - 1

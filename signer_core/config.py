@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.x509.oid import ObjectIdentifier
 
-from signer_core.profiles import BUILTIN_PROFILES, KEY_USAGE_NAMES, Profile, SanSource
+from signer_core.x509.profiles import BUILTIN_PROFILES, KEY_USAGE_NAMES, Profile, SanSource
 
 OPENPGP_DIGESTS = frozenset({"SHA224", "SHA256", "SHA384", "SHA512"})
 DIGEST_NAMES = frozenset({"md5", "sha1", "ripemd160", "sha256", "sha384", "sha512"})

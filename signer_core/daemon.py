@@ -33,19 +33,19 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
-from signer_core.openpgp import OpenPGPSigner, load_signer
-from signer_core.openpgp_gpg import GpgError
+from signer_core.openpgp.certify import OpenPGPSigner, load_signer
+from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
-from signer_core.revocation import Revocations
+from signer_core.crl.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import ClockRules, TimeReadings
 from spool.crashpoint import crashpoint
-from spool.hardening import HardeningError, harden
+from hardening.process import HardeningError, harden
 from spool.queue import CorruptLimits, DropReport, Spool
 from spool.record import Receipt, Request
 from spool.watch import COMMIT_MASK, DirWatcher
@@ -94,8 +94,8 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     """The OpenPGP root, or None and the reason requests for it will be refused."""
     if cfg.openpgp is None:
         return None, "no OpenPGP root is configured"
-    from signer_core.openpgp_gpg import GpgLimits
-    from signer_core.openpgp_packets import PacketLimits
+    from signer_core.openpgp.gpg import GpgLimits
+    from signer_core.openpgp.packets import PacketLimits
 
     o = cfg.openpgp
     limits = PacketLimits(max_packets=o.max_packets, max_user_ids=o.max_user_ids,

@@ -32,27 +32,27 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from comm_handler.frames import Action, FrameError, RequestHeader, System
-from signer_core.audit import AuditLog
+from signer_core.store.audit import AuditLog
 from signer_core.budget import OverBudget, budget
-from signer_core.cadb import CADatabase, CertRow, OpenPGPRow
+from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config
-from signer_core.issue import (
+from signer_core.x509.issue import (
     CertificatePlan,
     SignRequest,
     new_serial,
     plan_certificate,
     sign_certificate,
 )
-from signer_core.openpgp import OpenPGPSigner, certify_key
-from signer_core.openpgp_packets import summarise
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key
+from signer_core.openpgp.packets import summarise
 from signer_core.refusal import Refusal
-from signer_core.revocation import Revocations
+from signer_core.crl.revocation import Revocations
 from signer_core.roots import RootStore
 from signer_core.timesync import TimeReadings
-from signer_core.x509compat import not_after, not_before
+from signer_core.x509.compat import not_after, not_before
 from spool.crashpoint import crashpoint
+from spool.header import Action, HeaderError, RequestHeader, System
 from spool.record import MAX_ANSWER, Receipt, Request, Result
 
 log = logging.getLogger("signer-core")
@@ -283,7 +283,7 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
             raise Refusal("answer-too-large", f"the answer of {len(answer)} bytes does not fit"
                           f" in a message ({MAX_ANSWER} at most)")
         return header.action, answer, b""
-    except FrameError as exc:
+    except HeaderError as exc:
         refusal = Refusal("bad-header", str(exc))
     except Refusal as exc:
         refusal = exc

@@ -48,11 +48,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from signer_core.cadb import CADatabase
+from signer_core.store.cadb import CADatabase
 from signer_core.config import SignerConfig
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
-from signer_core.x509compat import not_after, not_before
+from signer_core.x509.compat import not_after, not_before
 from spool.safeio import commit_file
 
 HISTORY_INTERVAL = 600.0  # a row at least this often while readings come, however steady

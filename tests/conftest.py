@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from signer_core.democa import Users, create_demo_ca, system_users
-from signer_core.demo import Cable, daemons, start_cable, wait_until_served
-from signer_core.supervise import Supervisor
+from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signerctl.demo.run import Cable, daemons, start_cable, wait_until_served
+from signerctl.demo.supervise import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ class Appliance:
     def client(self, *args: str, input: bytes | None = None, timeout: float = 60):
         """Run ``signer-client --link LINK ARGS`` as a separate process."""
         return subprocess.run(
-            [sys.executable, "-m", "comm_handler.client_cli", "--link", self.link, *args],
+            [sys.executable, "-m", "webhost.cli", "--link", self.link, *args],
             input=input, capture_output=True, timeout=timeout)
 
     def assert_alive(self) -> None:

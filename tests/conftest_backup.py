@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase
 
 PASSPHRASE = b"root zero passphrase"
 

@@ -27,12 +27,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from comm_handler.client import Response, WebClient, nul_timestamp
-from comm_handler.frames import Action, FrameError, RequestHeader, System
+from webhost.client import Response, WebClient, nul_timestamp
+from comm_handler.frames import FrameError
+from spool.header import Action, RequestHeader, System
 from comm_handler.transfer import LinkError
-from signer_core.audit import AuditLog, Verdict
-from signer_core.demo import demo_request as csr_pem
-from signer_core.democa import Users
+from signer_core.store.audit import AuditLog, Verdict
+from signerctl.demo.run import demo_request as csr_pem
+from signerctl.demo.ca import Users
 
 SIGN_HEADER = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8,
                             days=365)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from signer_core.cadb import CADatabase
+from signer_core.store.cadb import CADatabase
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

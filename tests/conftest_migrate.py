@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from signer_core.migrate_index import format_time, parse_line
+from signerctl.migrate.index import format_time, parse_line
 
 UTC = dt.timezone.utc
 REASONS = ["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signer_core.openpgp_packets import walk
+from signer_core.openpgp.packets import walk
 
 GPG = ("gpg", "--batch", "--no-tty", "--no-greeting")
 

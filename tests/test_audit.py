@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from signer_core.audit import GENESIS, AuditLog, record_hash
+from signer_core.store.audit import GENESIS, AuditLog, record_hash
 
 N = 10_000
 

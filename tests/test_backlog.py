@@ -31,7 +31,7 @@ from conftest_crash import (
     wait_until,
 )
 
-from signer_core.democa import create_demo_ca
+from signerctl.demo.ca import create_demo_ca
 
 REQUESTS = 10_000
 SIGN_EVERY = 2

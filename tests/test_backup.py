@@ -25,10 +25,10 @@ from conftest_backup import (
     STAND_IN, GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
     signer_user, tree_state)
 
-from signer_core.audit import AuditLog
-from signer_core.backup import (
+from signer_core.store.audit import AuditLog
+from signerctl.backup.archive import (
     DATABASE_MEMBER, MANIFEST, BackupError, Manifest, Member, make_backup, parse_manifest)
-from signer_core.restore import RestoreError, restore_backup
+from signerctl.backup.restore import RestoreError, restore_backup
 
 TESTS = Path(__file__).resolve().parent
 
@@ -81,8 +81,8 @@ WRITER = r"""
 import sys, time
 from pathlib import Path
 from conftest_backup import issue, load, root_material
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase
 
 config, control = Path(sys.argv[1]), Path(sys.argv[2])
 key, cert = root_material(config)
@@ -418,8 +418,8 @@ def test_differing_file_needs_force(tmp_path, made, backup_key):
 
 @pytest.mark.skipif(STAND_IN, reason="signerctl reads the configuration with signer_core.config")
 def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
-    from signer_core.ctl import render
-    from signer_core.ctl_backup import add_commands
+    from signerctl.main import render
+    from signerctl.backup.command import add_commands
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path)
     add_commands(parser.add_subparsers(dest="command", required=True))
@@ -456,7 +456,7 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
 
     data, code = ctl("--config", target, "integrity")
     assert code == 1 and not data["clean"] and "no baseline" in data["note"]
-    assert {"change": "added", "file": "program:signer_core/ctl_backup.py"} in data["differences"]
+    assert {"change": "added", "file": "program:signerctl/backup/command.py"} in data["differences"]
     data, code = ctl("--config", target, "integrity", "--accept")
     assert code == 0 and data["clean"]
     again, code = ctl("--config", target, "integrity")

@@ -17,9 +17,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer_core.backup import (
+from signerctl.backup.archive import (
     GENESIS, MANIFEST, BackupError, Manifest, Member, check_member_name, parse_manifest)
-from signer_core.restore import RestoreError, read_archive
+from signerctl.backup.restore import RestoreError, read_archive
 
 FILES = {"config/signer.toml": b"[spool]\ndir = 'spool'\n", "database/ca.sqlite": b"x" * 3000,
          "keys/root0.key": b"-----BEGIN PRIVATE KEY-----\n"}

@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 from signer_core.cakeys import CaKeys, key_identity, openpgp_identity
 from signer_core.config import load_config
-from signer_core.openpgp import OpenPGPSigner, certify_key, load_signer
-from signer_core.openpgp_packets import summarise, walk
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
+from signer_core.openpgp.packets import summarise, walk
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
-from signer_core.x509req import parse_request
+from signer_core.x509.request import parse_request
 
 CREATED = 1_700_000_000
 ED25519_OID = bytes.fromhex("2b06010401da470f01")

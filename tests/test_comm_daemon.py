@@ -30,26 +30,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from comm_handler.client import Response, WebClient
-from comm_handler.frames import (
-    ACK,
-    NAK,
-    READY,
-    START,
-    Action,
-    Message,
-    RequestHeader,
-    System,
-    decode_message,
-    encode_message,
-    make_frame,
-)
-from comm_handler.nullmodem import Direction, NullModem
+from webhost.client import Response, WebClient
+from comm_handler.frames import ACK, NAK, READY, START, Message, decode_message, encode_message, make_frame
+from spool.header import Action, RequestHeader, System
+from signerctl.demo.nullmodem import Direction, NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
-from signer_core.demo import daemons, wait_until_served
-from signer_core.democa import Users, create_demo_ca
-from signer_core.supervise import Supervisor
-from signer_core.x509compat import verify_issued_by
+from signerctl.demo.run import daemons, wait_until_served
+from signerctl.demo.ca import Users, create_demo_ca
+from signerctl.demo.supervise import Supervisor
+from signer_core.x509.compat import verify_issued_by
 from spool.queue import Spool
 
 TO_COMM, TO_WEB = Direction.B_TO_A, Direction.A_TO_B

@@ -17,7 +17,8 @@ from comm_handler.config import (
     load_comm_config,
 )
 from comm_handler.daemon import LinkServer
-from comm_handler.frames import MAX_STRING, Action, decode_message
+from comm_handler.frames import MAX_STRING, decode_message
+from spool.header import Action
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
 from signer_core.config import load_config
 from spool.queue import Spool

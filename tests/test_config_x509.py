@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from signer_core.config import ConfigError, load_config
-from signer_core.profiles import BUILTIN_PROFILES, SanSource
+from signer_core.x509.profiles import BUILTIN_PROFILES, SanSource
 
 FULL = """
 [spool]

@@ -30,8 +30,8 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from comm_handler.client import WebClient
-from signer_core.x509compat import verify_issued_by
+from webhost.client import WebClient
+from signer_core.x509.compat import verify_issued_by
 
 COMM_POINTS = ("frame-received", "request-committed", "response-sent", "receipt-committed")
 SIGNER_POINTS = ("request-claimed", "serial-reserved", "certificate-signed",

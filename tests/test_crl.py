@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest_crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
-from signer_core import xdelta
-from signer_core.crl import (CrlError, authority_key_id, build_crl, der_to_pem, encode_entry,
+from signer_core.crl import xdelta
+from signer_core.crl.encode import (CrlError, authority_key_id, build_crl, der_to_pem, encode_entry,
                              pem_length)
-from signer_core.xdelta import XdeltaError, make_delta
+from signer_core.crl.xdelta import XdeltaError, make_delta
 
 _ROOTS = {kind: make_root(kind) for kind in ("rsa", "ec", "ed25519")}
 REASONS = [None, *x509.ReasonFlags]

@@ -18,12 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from comm_handler.frames import Action, RequestHeader, System
+from spool.header import Action, RequestHeader, System
 from signer_core import dispatch as dispatch_module
 from signer_core.daemon import build_context
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.refusal import Refusal
-from signer_core.x509compat import not_after, not_before
+from signer_core.x509.compat import not_after, not_before
 from spool.queue import _CLOCK
 from spool.record import Receipt, Request
 
@@ -181,7 +181,7 @@ def test_database_from_release_1_is_upgraded(tmp_path):
                  " certified_at, armoured) VALUES (x'02', 'F', 30, 12, x'00')")
     conn.commit()
     conn.close()
-    from signer_core.cadb import SCHEMA_VERSION, CADatabase
+    from signer_core.store.cadb import SCHEMA_VERSION, CADatabase
 
     db = CADatabase(path)
     assert db.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

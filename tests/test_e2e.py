@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from comm_handler.frames import decode_message
 from comm_handler.transfer import receive_message, send_message
-from signer_core.x509compat import verify_issued_by
+from signer_core.x509.compat import verify_issued_by
 
 SUBJECT = "/CN=www.example.org/emailAddress=admin@example.org"
 

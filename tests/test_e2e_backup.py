@@ -13,11 +13,11 @@ import threading
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from comm_handler.client import WebClient
+from webhost.client import WebClient
 from conftest_backup import make_gpg_key, remove_gpg_home
 from conftest_openpgp import gen_key, gpg
-from signer_core.audit import AuditLog
-from signer_core.demo import daemons, start_cable, wait_until_served
+from signer_core.store.audit import AuditLog
+from signerctl.demo.run import daemons, start_cable, wait_until_served
 from spool.queue import Spool
 from test_e2e import make_csr, sign
 
@@ -25,7 +25,7 @@ TABLES = ("certificates", "revocations", "crls", "crl_numbers", "audit")
 
 
 def ctl(config, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "signer_core.ctl", "--config", str(config),
+    done = subprocess.run([sys.executable, "-m", "signerctl.main", "--config", str(config),
                            "--json", *args], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)

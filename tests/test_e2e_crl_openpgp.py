@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from comm_handler.client import WebClient
-from comm_handler.frames import Action, RequestHeader, System
+from webhost.client import WebClient
+from spool.header import Action, RequestHeader, System
 from conftest_crl import crl_number, serials, this_update
 from conftest_openpgp import gen_key, gpg, user_ids
-from signer_core.democa import gpg_workdir
-from signer_core.openpgp_packets import walk
+from signerctl.demo.ca import gpg_workdir
+from signer_core.openpgp.packets import walk
 from test_e2e import make_csr, sign
 
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from comm_handler.client import WebClient
-from comm_handler.frames import Action, RequestHeader, System
+from webhost.client import WebClient
+from spool.header import Action, RequestHeader, System
 from test_e2e import make_csr, sign
 
 SPKAC = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8, days=365,

@@ -14,9 +14,9 @@ from conftest import Appliance, running_appliance
 from conftest_openpgp import assert_clean, gen_key, gpg, packet
 from test_openpgp_limits import rsa_bomb
 
-from comm_handler.client import WebClient
-from signer_core.democa import gpg_workdir
-from signer_core.openpgp_packets import walk
+from webhost.client import WebClient
+from signerctl.demo.ca import gpg_workdir
+from signer_core.openpgp.packets import walk
 
 ANSWERED_WITHIN = 10.0  # s, for a refusal and for the ordinary request behind it
 # Keys of any size past the packet checks, gpg held to one second: the limit is what stops it.

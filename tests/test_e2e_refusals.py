@@ -8,8 +8,8 @@ payload 2, and both daemons must still be running at the end.
 
 from __future__ import annotations
 
-from comm_handler.client import WebClient
-from comm_handler.frames import Action, RequestHeader, System
+from webhost.client import WebClient
+from spool.header import Action, RequestHeader, System
 from conftest_x509 import csr_pem
 from test_e2e import make_csr, sign
 from test_x509_refusals import BASE, cases, weak, world  # noqa: F401 (fixtures)

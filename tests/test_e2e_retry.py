@@ -14,21 +14,12 @@ import time
 import serial
 from cryptography import x509
 
-from comm_handler.client import WebClient
-from comm_handler.frames import (
-    READY,
-    START,
-    Action,
-    FrameReceiver,
-    Message,
-    RequestHeader,
-    System,
-    decode_message,
-    encode_message,
-)
+from webhost.client import WebClient
+from comm_handler.frames import READY, START, FrameReceiver, Message, decode_message, encode_message
+from spool.header import Action, RequestHeader, System
 from comm_handler.transfer import send_message
 from conftest_openpgp import gen_key, gpg, user_ids
-from signer_core.x509compat import not_before
+from signer_core.x509.compat import not_before
 from test_e2e import make_csr, sign
 
 # The comm handler's wait for a verdict (the demo keeps the deployed 5 s),

@@ -31,8 +31,8 @@ from conftest_crash import (
     wait_until,
 )
 
-from comm_handler.client import WebClient
-from signer_core.democa import create_demo_ca
+from webhost.client import WebClient
+from signerctl.demo.ca import create_demo_ca
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run two users")
 

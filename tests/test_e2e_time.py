@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import time
 
-from comm_handler.client import WebClient
+from webhost.client import WebClient
 from test_signerctl import ctl, ctl_json
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

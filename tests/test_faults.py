@@ -38,9 +38,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from inotify_simple import INotify, flags
 
-from comm_handler.client import WebClient
-from signer_core.cadb import CADatabase
-from signer_core.democa import create_demo_ca
+from webhost.client import WebClient
+from signer_core.store.cadb import CADatabase
+from signerctl.demo.ca import create_demo_ca
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount, sysctl)")
 

@@ -13,7 +13,7 @@ from conftest_backup import load, make_ca, make_root
 from cryptography.hazmat.primitives import serialization
 
 import signer_core
-from signer_core.integrity import (
+from signerctl.integrity import (
     LAST_CHECK_NAME, IntegrityError, check, default_baseline, last_check, package_dirs)
 
 
@@ -44,13 +44,13 @@ def run(site, **kw):
 def test_finds_the_installed_packages():
     dirs = package_dirs()
     assert dirs["signer_core"] == Path(signer_core.__file__).parent
-    assert set(dirs) <= {"comm_handler", "signer_core", "spool"} and "spool" in dirs
+    assert set(dirs) == {"spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost"}
 
 
 def test_first_check_has_no_baseline_and_accept_makes_it_clean(site):
     first = run(site)
     assert not first.clean and first.baseline_digest is None
-    assert "program:signer_core/integrity.py" in first.added
+    assert "program:signerctl/integrity.py" in first.added
     assert "unit:" + str(site[2] / "signer-core.service") in first.added
     assert not any("unrelated" in label or "python3" in label for label in first.files)
     assert f"script:{site[2].parent / 'bin' / 'signer-core'}" in first.added
@@ -66,18 +66,18 @@ def test_first_check_has_no_baseline_and_accept_makes_it_clean(site):
 def test_changed_program_file_is_listed(site):
     run(site, accept=True)
     config, programs, _ = site
-    target = programs["signer_core"] / "restore.py"
+    target = programs["signerctl"] / "backup" / "restore.py"
     target.write_bytes(target.read_bytes().replace(b"force: bool = False", b"force: bool = True"))
     (programs["spool"] / "__pycache__").mkdir()
     (programs["spool"] / "__pycache__" / "evil.cpython-311.pyc").write_bytes(b"\x00" * 16)
-    (programs["signer_core"] / "audit.py").unlink()
+    (programs["signer_core"] / "store" / "audit.py").unlink()
     script = site[2].parent / "bin" / "signer-core"
     script.write_text(script.read_text() + "import os; os.system('id')\n")
     report = run(site)
     assert not report.clean
-    assert report.changed == ("program:signer_core/restore.py", f"script:{script}")
+    assert report.changed == ("program:signerctl/backup/restore.py", f"script:{script}")
     assert report.added == ("program:spool/__pycache__/evil.cpython-311.pyc",)
-    assert report.removed == ("program:signer_core/audit.py",)
+    assert report.removed == ("program:signer_core/store/audit.py",)
     assert report.digest != report.baseline_digest
     assert last_check(load(config).signer.state_dir)["clean"] is False
 
@@ -130,7 +130,7 @@ def test_edited_baseline_is_refused(site):
     run(site, accept=True)
     path = default_baseline(load(site[0]).signer.state_dir)
     data = json.loads(path.read_text())
-    data["files"]["program:signer_core/restore.py"] = "0" * 64
+    data["files"]["program:signerctl/backup/restore.py"] = "0" * 64
     path.write_text(json.dumps(data))
     with pytest.raises(IntegrityError, match="digest does not match"):
         run(site)

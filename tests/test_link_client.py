@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from comm_handler import client_cli
-from comm_handler.client import CrlUpdateError, Response, WebClient, apply_crl_answer, is_spkac, nul_timestamp
-from comm_handler.frames import Action, Message, RequestHeader, decode_message, encode_message, response_header
-from comm_handler.nullmodem import NullModem
+from webhost import cli as client_cli
+from webhost.client import CrlUpdateError, Response, WebClient, apply_crl_answer, is_spkac, nul_timestamp
+from comm_handler.frames import Message, decode_message, encode_message, response_header
+from spool.header import Action, RequestHeader
+from signerctl.demo.nullmodem import NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
 
 Handler = Callable[[Message], tuple[bytes, bytes]]
@@ -373,7 +374,7 @@ def test_cli_link_failure_exits_2(capsys) -> None:
 
 def test_cli_runs_as_a_program() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "comm_handler.client_cli", "--link", "/dev/does-not-exist", "nul"],
+        [sys.executable, "-m", "webhost.cli", "--link", "/dev/does-not-exist", "nul"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 2

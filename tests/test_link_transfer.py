@@ -20,7 +20,7 @@ import pytest
 import serial
 
 from comm_handler.frames import NAK, START, Message, encode_message, make_frame
-from comm_handler.nullmodem import Direction, NullModem
+from signerctl.demo.nullmodem import Direction, NullModem
 from comm_handler.transfer import (
     DEPLOYED_PACING,
     LinkClosed,
@@ -339,7 +339,7 @@ def test_raw_peer_sees_the_documented_bytes(ends) -> None:
 def test_nullmodem_command_line() -> None:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comm_handler.nullmodem"], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "signerctl.demo.nullmodem"], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         lines = [proc.stdout.readline().strip() for _ in range(2)]

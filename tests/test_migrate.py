@@ -19,11 +19,11 @@ from conftest_crl import NOW, WebHost, crl_number, this_update
 from conftest_migrate import OldCA, old_ca, openssl_ca, write_cnf  # noqa: F401 (fixture)
 from cryptography import x509
 
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase, serial_text
-from signer_core.migrate import IMPORTED_PROFILE, import_openssl, imported_digest
-from signer_core.migrate_export import ExportError, export_openssl
-from signer_core.revocation import Revocations
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase, serial_text
+from signerctl.migrate.openssl_ca import IMPORTED_PROFILE, import_openssl, imported_digest
+from signerctl.migrate.export import ExportError, export_openssl
+from signer_core.crl.revocation import Revocations
 
 @pytest.fixture
 def db(tmp_path: Path) -> CADatabase:

@@ -1,6 +1,6 @@
 """signerctl import-openssl / export-openssl, as an operator runs them.
 
-Every command is run through ``signer_core.ctl.main``; the running-daemon
+Every command is run through ``signerctl.main.main``; the running-daemon
 check is tested against a real process named ``signer-core``. Tests other
 than that one pass ``--force`` so that a signer-core started by another test
 run on the same machine does not make them fail.
@@ -22,10 +22,10 @@ import pytest
 from conftest_crl import pem
 from conftest_migrate import OldCA, old_ca  # noqa: F401 (fixture)
 
-from signer_core import ctl
-from signer_core.cadb import CADatabase
-from signer_core.democa import Users, config_text
-from signer_core.migrate import import_openssl
+from signerctl import main as ctl
+from signer_core.store.cadb import CADatabase
+from signerctl.demo.ca import Users, config_text
+from signerctl.migrate.openssl_ca import import_openssl
 
 @pytest.fixture
 def config(tmp_path: Path, old_ca: OldCA) -> Path:

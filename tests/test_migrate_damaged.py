@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase
-from signer_core.migrate import MigrationError, Problem, import_openssl
-from signer_core.migrate_index import IndexLineError, format_line, parse_line
-from signer_core.revocation import Revocations
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase
+from signerctl.migrate.openssl_ca import MigrationError, Problem, import_openssl
+from signerctl.migrate.index import IndexLineError, format_line, parse_line
+from signer_core.crl.revocation import Revocations
 
 _TEMPLATE: dict[str, OldCA] = {}
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from signer_core import ctl
+from signerctl import main as ctl
 from signer_core.config import load_config
-from signer_core.democa import Users, config_text
-from signer_core.migrate_openpgp import OpenPGPImportError, import_openpgp
+from signerctl.demo.ca import Users, config_text
+from signerctl.migrate.openpgp import OpenPGPImportError, import_openpgp
 
 PASSPHRASE = "the old signer's passphrase"
 

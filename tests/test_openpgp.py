@@ -26,15 +26,15 @@ from conftest_openpgp import (
     user_ids,
 )
 
-from signer_core.openpgp import (
+from signer_core.openpgp.certify import (
     DEFAULT_POLICY_URL,
     OpenPGPSigner,
     _workdir,
     certify_key,
     load_signer,
 )
-from signer_core.openpgp_gpg import private_home
-from signer_core.openpgp_packets import walk
+from signer_core.openpgp.gpg import private_home
+from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
 
 CA_PASS = "correct horse battery"
@@ -321,9 +321,9 @@ def test_refusal_when_ca_key_no_longer_unlocks(world, clean):
 def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     """With dropping and signing switched off, an earlier genuine CA certification passes
     the final check, and the same one with a broken signature does not."""
-    import signer_core.openpgp as module
-    from signer_core.openpgp_gpg import CommandResult
-    from signer_core.openpgp_packets import summarise
+    import signer_core.openpgp.certify as module
+    from signer_core.openpgp.gpg import CommandResult
+    from signer_core.openpgp.packets import summarise
 
     fpr = user_key(world, "Forged")
     packets = walk(gpg(world.homes.new(), "--dearmor", data=certify_key(world.signer, export(world.user_home, fpr), 5)))
@@ -357,7 +357,7 @@ def test_ca_secret_key_never_reaches_the_logs(world, clean, caplog):
 
 def test_cleanup_after_an_unexpected_error(world, clean, monkeypatch):
     """An exception from deep inside (agent already running) still removes home and agent."""
-    import signer_core.openpgp as module
+    import signer_core.openpgp.certify as module
 
     def boom(*args, **kwargs):
         raise OSError("simulated failure after the CA key was imported")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer_core import openpgp_packets as op
+from signer_core.openpgp import packets as op
 from signer_core.refusal import Refusal
 
 CREATED = 1_700_000_000

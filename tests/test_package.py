@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from signer_core.x509compat import verify_issued_by
+from signer_core.x509.compat import verify_issued_by
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "signer-appliance"
@@ -398,7 +398,7 @@ class Appliance:
     def client(self, *args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(REPO), str(REPO / ".deb-extra"), os.environ.get("PYTHONPATH", "")])}
-        return subprocess.run([sys.executable, "-m", "comm_handler.client_cli", "--link",
+        return subprocess.run([sys.executable, "-m", "webhost.cli", "--link",
                                self.link.web_end, *args], capture_output=True,
                               timeout=CLIENT_TIMEOUT, env=env, cwd=REPO)
 
@@ -421,7 +421,7 @@ def _make_demo_roots(sysm: System) -> None:
     """Roots 0 and 1 made with the package's own demo tooling, keys owned by _signer."""
     script = (
         "import os, pwd\nfrom pathlib import Path\n"
-        "from signer_core.democa import make_roots\n"
+        "from signerctl.demo.ca import make_roots\n"
         "make_roots(Path('/etc/signer-appliance/keys'), Path('/etc/signer-appliance/certs'))\n"
         "u = pwd.getpwnam('_signer')\n"
         "for p in Path('/etc/signer-appliance/keys').iterdir():\n"
@@ -471,7 +471,7 @@ def _configure(sysm: System, device: str) -> str:
 
 
 def _start_link(sysm: System) -> Link:
-    relay = sysm.start("nullmodem", "python3", "-m", "comm_handler.nullmodem")
+    relay = sysm.start("nullmodem", "python3", "-m", "signerctl.demo.nullmodem")
     deadline = time.monotonic() + 10
     ends: dict[str, str] = {}
     while len(ends) < 2 and time.monotonic() < deadline and relay.poll() is None:
@@ -485,11 +485,11 @@ def _start_link(sysm: System) -> Link:
 @pytest.fixture(scope="class")
 def appliance(system) -> Appliance:
     """Both daemons running in the system as their own users, on a link from outside."""
-    for module in ("comm_handler.nullmodem", "signer_core.daemon", "comm_handler.daemon"):
+    for module in ("signerctl.demo.nullmodem", "signer_core.daemon", "comm_handler.daemon"):
         if not _installed_module(system, module):
             pytest.skip(f"{module} is not in this tree yet: the daemons cannot run")
-    if importlib.util.find_spec("comm_handler.client_cli") is None:
-        pytest.skip("signer-client (comm_handler.client_cli) is not in this tree yet")
+    if importlib.util.find_spec("webhost.cli") is None:
+        pytest.skip("signer-client (webhost.cli) is not in this tree yet")
     _make_demo_roots(system)
     link = _start_link(system)
     uids, gids, _ = system.ids()
@@ -509,9 +509,9 @@ def appliance(system) -> Appliance:
 
 def _host_link(sysm: System) -> Link:
     """A null-modem relay run outside, from this tree (as the demo does)."""
-    if importlib.util.find_spec("comm_handler.nullmodem") is None:
-        pytest.skip("comm_handler.nullmodem is not in this tree yet")
-    relay = subprocess.Popen([sys.executable, "-m", "comm_handler.nullmodem"], cwd=REPO,
+    if importlib.util.find_spec("signerctl.demo.nullmodem") is None:
+        pytest.skip("signerctl.demo.nullmodem is not in this tree yet")
+    relay = subprocess.Popen([sys.executable, "-m", "signerctl.demo.nullmodem"], cwd=REPO,
                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                              start_new_session=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)})

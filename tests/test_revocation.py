@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from conftest_crl import (EMPTY_SHA1, NOW, Root, WebHost, crl_number, issue, leaf,
                           make_root, new_key, pem, serials, this_update)
-from signer_core import revocation
-from signer_core.cadb import CADatabase, serial_text
-from signer_core.crl import encode_entry
+from signer_core.crl import revocation
+from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.crl.encode import encode_entry
 from signer_core.refusal import Refusal
-from signer_core.revocation import Revocations
+from signer_core.crl.revocation import Revocations
 
 KINDS = ["rsa", "ec"]
 _ROOTS: dict[str, Root] = {}
@@ -206,7 +206,7 @@ def test_too_large_for_one_message_is_refused_but_delta_works(root, db, revs, tm
     client = WebHost(root, tmp_path)
     client.apply(revs.refresh(root, EMPTY_SHA1, NOW))
     monkeypatch.setattr(revocation, "MAX_ANSWER", len(revs.current_crl(root.id)))
-    with caplog.at_level(logging.WARNING, logger="signer_core.revocation"):
+    with caplog.at_level(logging.WARNING, logger="signer_core.crl.revocation"):
         refused("crl-too-large", revs.revoke, root, issue(db, root, 5000), EMPTY_SHA1, NOW)
     assert "protocol limit" in caplog.text
     # The revocation stands; a client with a known CRL is brought up to date.
@@ -291,7 +291,7 @@ def test_real_protocol_limit_at_400k_entries(db, revs, tmp_path, caplog):
     root = make_root("ec", 4, name="Big Root")
     when = NOW - dt.timedelta(days=1)
     _seed(db, root.id, [((1 << 126) + s * 7919, when, None) for s in range(400_000)])
-    with caplog.at_level(logging.WARNING, logger="signer_core.revocation"):
+    with caplog.at_level(logging.WARNING, logger="signer_core.crl.revocation"):
         refused("crl-too-large", revs.refresh, root, EMPTY_SHA1, NOW)
     assert "protocol limit" in caplog.text
     client = WebHost(root, tmp_path)

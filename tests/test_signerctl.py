@@ -11,12 +11,12 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from comm_handler.client import WebClient
+from webhost.client import WebClient
 from test_e2e import make_csr, sign
 
 
 def ctl(appliance, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "signer_core.ctl", "--config",
+    return subprocess.run([sys.executable, "-m", "signerctl.main", "--config",
                            str(appliance.config), *args], capture_output=True, timeout=60)
 
 

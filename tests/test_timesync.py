@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer_core.cadb import CADatabase
+from signer_core.store.cadb import CADatabase
 from signer_core.config import ConfigError, SignerConfig, load_config
 from signer_core.dispatch import MAX_QUEUE_AGE, handle_nul
 from signer_core.refusal import Refusal

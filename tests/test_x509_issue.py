@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from signer_core.issue import (
+from signer_core.x509.issue import (
     SignRequest,
     new_serial,
     plan_certificate,
     sign_certificate,
 )
 from signer_core.refusal import Refusal
-from signer_core.x509compat import not_after, not_before
+from signer_core.x509.compat import not_after, not_before
 
 DS, KE, KA, KCS, CRL = "digital_signature", "key_encipherment", "key_agreement", "key_cert_sign", "crl_sign"
 CLIENT = ["1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.2", "1.3.6.1.4.1.311.10.3.4",
@@ -297,7 +297,7 @@ def test_new_serial():
 def test_pre_issuance_check_catches_a_wrong_plan(world):
     import dataclasses
 
-    from signer_core.issue import check_certificate
+    from signer_core.x509.issue import check_certificate
     req = SignRequest(0, 5, 0, 365, False, csr_pem(world.rsa_key), b"DNS:a.example.org",
                       b"/CN=a.example.org")
     plan = plan_certificate(world.cfg, world.store, req, NOW)

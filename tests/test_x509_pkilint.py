@@ -14,7 +14,7 @@ import pytest
 from conftest_x509 import NOW, World, csr_pem
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.issue import (
+from signer_core.x509.issue import (
     SignRequest,
     new_serial,
     plan_certificate,

@@ -19,15 +19,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from signer_core import keychecks
-from signer_core.issue import (
+from signer_core.x509 import keychecks
+from signer_core.x509.issue import (
     SignRequest,
     new_serial,
     plan_certificate,
     sign_certificate,
 )
 from signer_core.refusal import Refusal
-from signer_core.x509req import parse_request
+from signer_core.x509.request import parse_request
 
 EXTRA = """allow_ed25519 = false
 blocklist_file = "blocked.txt"

@@ -1,4 +1,4 @@
-"""signer_core.x509req under mutation: damaged CSRs and SPKACs give a key or a
+"""signer_core.x509.request under mutation: damaged CSRs and SPKACs give a key or a
 Refusal, never another exception; a damaged signed part never verifies."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signer_core.refusal import Refusal
-from signer_core.x509req import MAX_REQUEST_BYTES, is_spkac, parse_request
+from signer_core.x509.request import MAX_REQUEST_BYTES, is_spkac, parse_request
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PEM = csr_pem(KEY)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer_core.config import load_config
-from signer_core.issue import (
+from signer_core.x509.issue import (
     SignRequest,
     new_serial,
     plan_certificate,

@@ -1,4 +1,4 @@
-"""signer_core.san: subjectAltName payloads, examples and properties."""
+"""signer_core.x509.san: subjectAltName payloads, examples and properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from signer_core.refusal import Refusal
-from signer_core.san import MAX_SAN_BYTES, MAX_SAN_ENTRIES, parse_san
+from signer_core.x509.san import MAX_SAN_BYTES, MAX_SAN_ENTRIES, parse_san
 
 XMPP = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 

@@ -1,4 +1,4 @@
-"""signer_core.subject: slash-form and SPKAC subjects, their policy order,
+"""signer_core.x509.subject: slash-form and SPKAC subjects, their policy order,
 examples and properties."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from signer_core.config import ConfigError, load_config
-from signer_core.issue import SignRequest, plan_certificate
+from signer_core.x509.issue import SignRequest, plan_certificate
 from signer_core.refusal import Refusal
-from signer_core.subject import (
+from signer_core.x509.subject import (
     _ATTRIBUTE_TABLE,
     MAX_SUBJECT_BYTES,
     POLICY_ORDER,

@@ -24,7 +24,7 @@ import pytest
 from conftest_x509 import NOW, World, csr_pem
 from cryptography import x509
 
-from signer_core.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from signer_core.x509.issue import SignRequest, new_serial, plan_certificate, sign_certificate
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl tool is not installed")
@@ -71,7 +71,7 @@ CASES = [
      "/emailAddress=b2@example.org", 1, b""),
     ("/commonName=Long Names/organizationName=Example Org/countryName=CH", 1, b""),
 ]
-# Sent names -> OID, written here independently of signer_core.subject.
+# Sent names -> OID, written here independently of signer_core.x509.subject.
 SENT_OIDS = {"CN": "2.5.4.3", "commonName": "2.5.4.3", "O": "2.5.4.10",
              "organizationName": "2.5.4.10", "OU": "2.5.4.11", "L": "2.5.4.7",
              "ST": "2.5.4.8", "C": "2.5.4.6", "countryName": "2.5.4.6",

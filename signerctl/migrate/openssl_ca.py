@@ -43,18 +43,18 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.audit import AuditLog
-from signer_core.cadb import CADatabase, serial_text
-from signer_core.crl import encode_entry
-from signer_core.migrate_index import (
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.crl.encode import encode_entry
+from signerctl.migrate.index import (
     MAX_LINE,
     IndexEntry,
     IndexLineError,
     oneline,
     parse_line,
 )
-from signer_core.revocation import MAX_IMPORTED_CRL, Revocations
-from signer_core.x509compat import not_after, not_before, verify_issued_by
+from signer_core.crl.revocation import MAX_IMPORTED_CRL, Revocations
+from signer_core.x509.compat import not_after, not_before, verify_issued_by
 
 IMPORTED_PROFILE = -1          # not one of profiles.md: "issued by the old signer"
 MAX_CERT_FILE = 64 * 1024

@@ -40,11 +40,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.cadb import CADatabase, serial_text
-from signer_core.crl import CrlError, build_crl, der_to_pem, encode_entry, pem_length
+from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.crl.encode import CrlError, build_crl, der_to_pem, encode_entry, pem_length
 from signer_core.refusal import Refusal
-from signer_core.x509compat import not_after, verify_signature
-from signer_core.xdelta import XdeltaError, make_delta
+from signer_core.x509.compat import not_after, verify_signature
+from signer_core.crl.xdelta import XdeltaError, make_delta
 from spool.record import MAX_ANSWER
 
 MAX_CERT_PEM = 64 * 1024

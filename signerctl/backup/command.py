@@ -15,12 +15,12 @@ from pathlib import Path
 
 
 def _config(args):
-    from signer_core.ctl import _config as load  # the one place signerctl reads it
+    from signerctl.main import _config as load  # the one place signerctl reads it
     return load(args)
 
 
 def cmd_backup(args) -> tuple[object, int]:
-    from signer_core.backup import BackupError, make_backup
+    from signerctl.backup.archive import BackupError, make_backup
     try:
         result = make_backup(_config(args), args.encrypt_to, args.out,
                              include_keys=args.include_keys, keyring=args.gnupghome)
@@ -42,7 +42,7 @@ def cmd_backup(args) -> tuple[object, int]:
 
 
 def cmd_restore(args) -> tuple[object, int]:
-    from signer_core.restore import RestoreError, restore_backup
+    from signerctl.backup.restore import RestoreError, restore_backup
     try:
         result = restore_backup(args.input, args.config, gnupghome=args.gnupghome,
                                 force=args.force, check_only=args.check)
@@ -70,7 +70,7 @@ def _as_installed(path: Path) -> dict:
 
 
 def cmd_integrity(args) -> tuple[object, int]:
-    from signer_core.integrity import IntegrityError, check
+    from signerctl.integrity import IntegrityError, check
     try:
         report = check(_config(args), baseline=args.baseline, accept=args.accept)
     except IntegrityError as exc:

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from spool import admin
+from signerctl import spool_admin as admin
 from spool.queue import STATES, Spool
 
 DEFAULT_CONFIG = Path("/etc/signer-appliance/signer.toml")
@@ -51,13 +51,13 @@ def _config(args):
 
 
 def _db(cfg):
-    from signer_core.overview import open_readonly
+    from signerctl.overview import open_readonly
     return open_readonly(cfg.signer.database)
 
 
 def cmd_status(args) -> tuple[object, int]:
-    from signer_core import overview
-    from signer_core.integrity import last_check
+    from signerctl import overview
+    from signerctl.integrity import last_check
     cfg = _config(args)
     with _db(cfg) as conn:
         status = {
@@ -98,7 +98,7 @@ def cmd_spool_purge(args) -> tuple[object, int]:
 
 def cmd_crl_show(args) -> tuple[object, int]:
     from cryptography import x509
-    from signer_core.overview import crl_der, iso
+    from signerctl.overview import crl_der, iso
     with _db(_config(args)) as conn:
         der = crl_der(conn, args.root)
     if der is None:
@@ -113,7 +113,7 @@ def cmd_crl_show(args) -> tuple[object, int]:
 
 
 def cmd_certs_find(args) -> tuple[object, int]:
-    from signer_core.overview import find_certificates
+    from signerctl.overview import find_certificates
     since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.timezone.utc) if args.since else None
     with _db(_config(args)) as conn:
         rows = find_certificates(conn, serial=args.serial, subject=args.subject,
@@ -122,7 +122,7 @@ def cmd_certs_find(args) -> tuple[object, int]:
 
 
 def cmd_time(args) -> tuple[object, int]:
-    from signer_core import overview
+    from signerctl import overview
     with _db(_config(args)) as conn:
         return {"now": overview.iso(dt.datetime.now(dt.timezone.utc).timestamp()),
                 "last": overview.time_status(conn),
@@ -130,7 +130,7 @@ def cmd_time(args) -> tuple[object, int]:
 
 
 def cmd_audit_verify(args) -> tuple[object, int]:
-    from signer_core.audit import AuditLog
+    from signer_core.store.audit import AuditLog
     with _db(_config(args)) as conn:
         verdict = AuditLog(conn, create=False).verify()
     data = {"ok": verdict.ok, "records": verdict.count, "head": verdict.head}
@@ -140,7 +140,7 @@ def cmd_audit_verify(args) -> tuple[object, int]:
 
 
 def cmd_demo(args) -> tuple[object, int]:
-    from signer_core.demo import run_demo
+    from signerctl.demo.run import run_demo
     return None, run_demo(args.dir, args.serve)
 
 
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser("verify", help="check the whole chain, print its head hash") \
         .set_defaults(func=cmd_audit_verify)
 
-    from signer_core.ctl_backup import add_commands
+    from signerctl.backup.command import add_commands
     add_commands(commands)
 
     demo = commands.add_parser("demo", help="run both daemons on a throwaway CA and sign one request")
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--serve", action="store_true", help="keep serving the link until interrupted")
     demo.set_defaults(func=cmd_demo)
 
-    from signer_core import ctl_migrate
+    from signerctl.migrate import command as ctl_migrate
     ctl_migrate.add_commands(commands)
     return parser
 

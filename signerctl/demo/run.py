@@ -1,10 +1,10 @@
 """``signerctl demo``: the whole appliance in small, on a throwaway CA.
 
 Operator tooling; it plays the part of both the installer and the web host.
-It lays out a demo CA (signer_core.democa), joins the two daemons to a
+It lays out a demo CA (signerctl.demo.ca), joins the two daemons to a
 virtual null-modem cable (two real pseudo-terminals), runs each daemon as its
 own system user when started as root, restarts a daemon that dies, and signs
-one real certificate request end to end through the web-side client. With
+one real certificate request end to end through ``signer-client``. With
 ``--serve`` it keeps everything running for other clients on the printed link.
 As root it puts the spool on a small tmpfs of its own, as the package does.
 """
@@ -27,11 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from comm_handler.client import WebClient
-from comm_handler.transfer import LinkError
-from signer_core.democa import Users, create_demo_ca, system_users
-from signer_core.supervise import Service, Supervisor
-from signer_core.x509compat import verify_issued_by
+from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signerctl.demo.supervise import Service, Supervisor
+from signer_core.x509.compat import verify_issued_by
 
 DEMO_NAME = "demo.example"
 SPOOL_TMPFS = "size=64m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec"
@@ -46,7 +44,7 @@ class Cable:
 
 def start_cable() -> Cable:
     """A null-modem cable between two new pseudo-terminals, relayed by a child process."""
-    proc = subprocess.Popen([sys.executable, "-m", "comm_handler.nullmodem"],
+    proc = subprocess.Popen([sys.executable, "-m", "signerctl.demo.nullmodem"],
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     ends = {}
     while len(ends) < 2:
@@ -77,6 +75,12 @@ def demo_request() -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def web_client(link: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run ``signer-client`` on ``link``: the demo plays the web host, a process of its own."""
+    return subprocess.run([sys.executable, "-m", "webhost.cli", "--link", link, *args],
+                          capture_output=True, timeout=timeout, check=False)
+
+
 def wait_until_served(link: str, timeout: float = 30.0) -> None:
     """Keep sending keep-alives until one is answered, as the web host's client would.
 
@@ -84,28 +88,27 @@ def wait_until_served(link: str, timeout: float = 30.0) -> None:
     (opening a port flushes its input), so the first exchange must be retried.
     """
     deadline = time.monotonic() + timeout
-    with WebClient(link, ready_timeout=1.0, response_timeout=10.0) as client:
-        while True:
-            try:
-                if client.nul().ok:
-                    return
-            except LinkError:
-                if time.monotonic() > deadline:
-                    raise
+    while True:
+        answer = web_client(link, "--ready-timeout", "1", "--timeout", "10", "nul")
+        if answer.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the appliance did not answer a keep-alive: "
+                               + answer.stderr.decode(errors="replace").strip())
 
 
-def sign_one(link: str, root_cert: Path, out) -> bool:
+def sign_one(link: str, directory: Path, out) -> bool:
     """Send one server-certificate request over the link and check the answer."""
-    client = WebClient(link)
-    try:
-        response = client.sign_x509(0, 5, 8, 365, demo_request(),
-                                    f"DNS:{DEMO_NAME}", f"/CN={DEMO_NAME}")
-    finally:
-        client.close()
-    if not response.ok:
-        print(f"refused: {response.reason}", file=out)
+    request = directory / "demo-request.csr"
+    request.write_bytes(demo_request())
+    answer = web_client(link, "sign-x509", "--root", "0", "--profile", "5", "--md", "8",
+                        "--days", "365", "--csr", str(request), "--san", f"DNS:{DEMO_NAME}",
+                        "--subject", f"/CN={DEMO_NAME}")
+    if answer.returncode != 0:
+        print(answer.stderr.decode(errors="replace").strip(), file=out)
         return False
-    cert = x509.load_pem_x509_certificate(response.payload1)
+    cert = x509.load_pem_x509_certificate(answer.stdout)
+    root_cert = directory / "certs" / "root0.crt"
     verify_issued_by(cert, x509.load_pem_x509_certificate(root_cert.read_bytes()))
     print("certificate verified against root 0", file=out)
     print(f"subject: {cert.subject.rfc4514_string()}", file=out)
@@ -163,7 +166,7 @@ def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
             supervisor.start()
             print(f"link: {cable.web_end}", file=out, flush=True)
             wait_until_served(cable.web_end)
-            ok = sign_one(cable.web_end, directory / "certs" / "root0.crt", out)
+            ok = sign_one(cable.web_end, directory, out)
             if serve and ok:
                 print("serving; interrupt to stop", file=out, flush=True)
                 _wait_for_signal()

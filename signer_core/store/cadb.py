@@ -38,7 +38,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.x509compat import not_after, not_before
+from signer_core.x509.compat import not_after, not_before
 
 SCHEMA_VERSION = 2
 _TABLES = """

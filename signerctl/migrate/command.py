@@ -27,7 +27,7 @@ def _config(args):
 
 
 def _refuse_if_signer_runs(args) -> None:
-    from signer_core.overview import daemons
+    from signerctl.overview import daemons
     running = daemons(args.config)["signer-core"]
     if running and not args.force:
         pids = ", ".join(str(p["pid"]) for p in running)
@@ -58,8 +58,8 @@ def _give_back(database: Path, owner: tuple[int, int] | None) -> None:
 def cmd_import_openssl(args) -> tuple[object, int]:
     from cryptography import x509
 
-    from signer_core.cadb import CADatabase
-    from signer_core.migrate import MigrationError, import_openssl
+    from signer_core.store.cadb import CADatabase
+    from signerctl.migrate.openssl_ca import MigrationError, import_openssl
     _refuse_if_signer_runs(args)
     cfg = _config(args)
     if args.root not in cfg.x509.roots:
@@ -84,7 +84,7 @@ def cmd_import_openssl(args) -> tuple[object, int]:
 
 
 def cmd_import_openpgp(args) -> tuple[object, int]:
-    from signer_core.migrate_openpgp import OpenPGPImportError, import_openpgp
+    from signerctl.migrate.openpgp import OpenPGPImportError, import_openpgp
     _refuse_if_signer_runs(args)
     user = args.signer_user
     if user is None:
@@ -102,8 +102,8 @@ def cmd_import_openpgp(args) -> tuple[object, int]:
 
 
 def cmd_export_openssl(args) -> tuple[object, int]:
-    from signer_core.migrate_export import ExportError, export_openssl
-    from signer_core.overview import open_readonly
+    from signerctl.migrate.export import ExportError, export_openssl
+    from signerctl.overview import open_readonly
     cfg = _config(args)
     with open_readonly(cfg.signer.database) as conn:
         try:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from signer_core.audit import AuditLog
+from signer_core.store.audit import AuditLog
 from signer_core.config import Config
-from signer_core.x509compat import not_after
+from signer_core.x509.compat import not_after
 from spool.queue import STATES, Spool
 
 DAEMONS = ("signer-core", "signer-comm")

@@ -12,7 +12,7 @@ byte, drop a byte, inject noise now, cut the line from an offset (bytes
 vanish) and mend it,
 or hang up one end (its master closes: the program on that slave gets EIO).
 
-Run ``python -m comm_handler.nullmodem``: it prints ``a: /dev/pts/N`` and
+Run ``python -m signerctl.demo.nullmodem``: it prints ``a: /dev/pts/N`` and
 ``b: /dev/pts/M`` and relays until SIGTERM or SIGINT.
 """
 

@@ -4,7 +4,7 @@ Operator tooling (the demo, tests); trusted side. It does for the demo what
 the systemd units do in production: a daemon that exits is started again
 after ``RESTART_DELAY`` (systemd's ``Restart=always``, ``RestartSec``). It
 starts the daemons as it runs itself; started as root, each daemon drops to
-its own configured user (spool.hardening), as it would without systemd.
+its own configured user (hardening.process), as it would without systemd.
 """
 
 from __future__ import annotations

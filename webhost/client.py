@@ -27,8 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from .frames import Action, Message, RequestHeader, System, decode_message, encode_message
-from .transfer import Pacing, SerialLike, receive_message, send_message
+from comm_handler.frames import Message, decode_message, encode_message
+from comm_handler.transfer import Pacing, SerialLike, receive_message, send_message
+from spool.header import Action, RequestHeader, System
 
 SPKAC_LINE = re.compile(rb"^\s*SPKAC\s*=", re.MULTILINE)
 PEM_CRL_MARKER = b"-----BEGIN X509 CRL-----"

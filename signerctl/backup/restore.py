@@ -1,4 +1,4 @@
-"""Restore a backup made by ``signer_core.backup`` into the configured paths.
+"""Restore a backup made by ``signerctl.backup.archive`` into the configured paths.
 
 Trusted side tooling, run by an operator as root, with the daemons stopped,
 on a machine whose GnuPG home holds the backup secret key. The archive is
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
-from signer_core.backup import (
+from signerctl.backup.archive import (
     BLOCKLIST_MEMBER,
     CONFIG_MEMBER,
     DATABASE_MEMBER,

@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
 from signer_core.config import Config, X509Config
-from signer_core.keychecks import check_public_key
-from signer_core.profiles import XMPP_ADDR, Profile, SanSource
+from signer_core.x509.keychecks import check_public_key
+from signer_core.x509.profiles import XMPP_ADDR, Profile, SanSource
 from signer_core.refusal import Refusal
 from signer_core.roots import Root, RootStore
-from signer_core.x509compat import not_after, not_before, verify_signature
-from signer_core.san import MAX_SAN_ENTRIES, parse_san, xmpp_address
-from signer_core.subject import parse_spkac_subject, parse_subject, policy_order
-from signer_core.x509req import parse_request
+from signer_core.x509.compat import not_after, not_before, verify_signature
+from signer_core.x509.san import MAX_SAN_ENTRIES, parse_san, xmpp_address
+from signer_core.x509.subject import parse_spkac_subject, parse_subject, policy_order
+from signer_core.x509.request import parse_request
 
 DIGEST_IDS = {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
 WEAK_DIGESTS = frozenset({"md5", "sha1", "ripemd160"})

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from signer_core.backup import sha256_file, write_atomically
+from signerctl.backup.archive import sha256_file, write_atomically
 
-PACKAGES = ("comm_handler", "signer_core", "spool")
+PACKAGES = ("spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
 SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
 SCRIPT_DIRS = (Path("/usr/bin"), Path("/usr/local/bin"), Path(sys.prefix, "bin"))
 UNIT_DIRS = (Path("/lib/systemd/system"), Path("/usr/lib/systemd/system"),

@@ -56,7 +56,7 @@ from pathlib import Path
 import gnupg
 
 from signer_core.cakeys import CaKeys
-from signer_core.openpgp_gpg import (
+from signer_core.openpgp.gpg import (
     DEFAULT_GPG_LIMITS,
     MAX_HOME_PATH,
     GpgError,
@@ -68,7 +68,7 @@ from signer_core.openpgp_gpg import (
     quick_sign_key,
     stop_agent,
 )
-from signer_core.openpgp_packets import (
+from signer_core.openpgp.packets import (
     DEFAULT_LIMITS,
     TAG_PUBLIC_KEY,
     KeyPacket,

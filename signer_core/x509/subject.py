@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from signer_core.refusal import Refusal
-from signer_core.san import bad_character, is_email
+from signer_core.x509.san import bad_character, is_email
 
 MAX_SUBJECT_BYTES = 2048
 MAX_ATTRIBUTES = 16

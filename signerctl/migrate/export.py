@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from signer_core.migrate_index import REASON_NAMES, format_line, oneline, serial_hex
+from signerctl.migrate.index import REASON_NAMES, format_line, oneline, serial_hex
 
 _UTC = dt.timezone.utc
 _ROWS = """

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from signer_core.audit import GENESIS, AuditLog, Verdict
+from signer_core.store.audit import GENESIS, AuditLog, Verdict
 from spool.safeio import fsync_dir
 
 FORMAT = "signer-appliance-backup/1"

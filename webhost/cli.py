@@ -15,9 +15,9 @@ from pathlib import Path
 
 import serial
 
-from .client import ClientError, Response, WebClient
-from .frames import FrameError
-from .transfer import LinkError
+from webhost.client import ClientError, Response, WebClient
+from comm_handler.frames import FrameError
+from comm_handler.transfer import LinkError
 
 EXIT_OK, EXIT_REFUSED, EXIT_LINK = 0, 1, 2
 

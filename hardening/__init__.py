@@ -1,0 +1,1 @@
+"""Process hardening shared by both daemons: no core dumps, no ptrace, no new privileges."""

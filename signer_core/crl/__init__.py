@@ -1,0 +1,1 @@
+"""Revocations, CRL encoding and the xdelta answer."""

@@ -1,0 +1,1 @@
+"""OpenPGP certification: packet bounds before gpg, gpg itself, the certification."""

@@ -1,0 +1,1 @@
+"""The CA database: schema, connections and transactions, the audit chain."""

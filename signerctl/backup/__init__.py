@@ -1,0 +1,1 @@
+"""Backup, restore and their commands (signerctl backup / restore)."""

@@ -1,0 +1,1 @@
+"""Migration from an OpenSSL ``ca`` directory and an old GnuPG home (signerctl import-*)."""

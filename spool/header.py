@@ -1,0 +1,96 @@
+"""The 9-byte v1 request header, as it travels from the link into the spool.
+
+Part of the contract between the two daemons: the comm handler reads the
+action from it (to know whether the web host waits for an answer) and
+copies it into the request record unchanged; the signer parses it again and
+trusts nothing the comm handler made of it. Pure data, no I/O; every field
+is checked on construction and any inconsistency is a ``HeaderError``.
+
+Layout: version (1) | action | system | root | profile | md | days (2,
+big-endian) | key-type flag (0 PKCS#10, 1 SPKAC).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TypeVar
+
+from spool.record import HEADER_SIZE
+
+VERSION = 1
+
+
+class HeaderError(ValueError):
+    """A request header that is not a valid v1 header; the message says which field."""
+
+
+class Action(enum.IntEnum):
+    NUL = 0
+    SIGN = 1
+    REVOKE = 2
+
+
+class System(enum.IntEnum):
+    NONE = 0
+    X509 = 1
+    OPENPGP = 2
+
+
+_E = TypeVar("_E", Action, System)
+
+
+def _enum_value(kind: type[_E], value: int, name: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        raise HeaderError(f"unknown {name} {value}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestHeader:
+    """The 9-byte request header, validated on construction."""
+
+    version: int = VERSION
+    action: Action
+    system: System
+    root: int = 0
+    profile: int = 0
+    md: int = 0
+    days: int = 0
+    spkac: bool = False
+
+    def __post_init__(self) -> None:
+        if self.version != VERSION:
+            raise HeaderError(f"unsupported protocol version {self.version}")
+        object.__setattr__(self, "action", _enum_value(Action, self.action, "action"))
+        object.__setattr__(self, "system", _enum_value(System, self.system, "system"))
+        for name in ("root", "profile", "md"):
+            if not 0 <= getattr(self, name) <= 255:
+                raise HeaderError(f"{name} {getattr(self, name)} does not fit in a byte")
+        if not 0 <= self.days <= 0xFFFF:
+            raise HeaderError(f"days {self.days} does not fit in 16 bits")
+        if not isinstance(self.spkac, bool):
+            raise HeaderError("spkac flag must be a bool")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RequestHeader:
+        if len(data) != HEADER_SIZE:
+            raise HeaderError(f"request header has {len(data)} bytes, expected {HEADER_SIZE}")
+        if data[8] not in (0, 1):
+            raise HeaderError(f"key-type flag {data[8]} is neither 0 nor 1")
+        return cls(
+            version=data[0],
+            action=_enum_value(Action, data[1], "action"),
+            system=_enum_value(System, data[2], "system"),
+            root=data[3],
+            profile=data[4],
+            md=data[5],
+            days=int.from_bytes(data[6:8], "big"),
+            spkac=bool(data[8]),
+        )
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            [self.version, self.action, self.system, self.root, self.profile, self.md]
+        ) + self.days.to_bytes(2, "big") + bytes([int(self.spkac)])
