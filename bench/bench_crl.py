@@ -38,13 +38,13 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from signer_core.store.cadb import CADatabase, serial_text  # noqa: E402
 from signer_core.crl.encode import build_crl, encode_entry  # noqa: E402
-from signer_core.refusal import Refusal  # noqa: E402
 from signer_core.crl.revocation import Revocations  # noqa: E402
 from signer_core.crl.xdelta import make_delta  # noqa: E402
+from signer_core.refusal import Refusal  # noqa: E402
+from signer_core.store.cadb import CADatabase, serial_text  # noqa: E402
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
 
@@ -60,14 +60,19 @@ class Root:
         self.private_key = key
         self.config = Config()
         self.certificate = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
             .not_valid_before(NOW - dt.timedelta(days=1))
             .not_valid_after(NOW + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
 
 
 def _serials(count: int) -> list[int]:
@@ -84,19 +89,24 @@ def _seed(db: CADatabase, serials: list[int]) -> None:
         db.connection.executemany(
             "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
             " VALUES (0, ?, ?, NULL, ?, ?)",
-            ((serial_text(s), revoked_at, expires, encode_entry(s, when)) for s in serials))
+            ((serial_text(s), revoked_at, expires, encode_entry(s, when)) for s in serials),
+        )
 
 
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def _issue(db: CADatabase, root: Root, serial: int) -> bytes:
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
-            .issuer_name(root.certificate.subject).public_key(_LEAF_KEY.public_key())
-            .serial_number(serial).not_valid_before(NOW)
-            .not_valid_after(NOW + dt.timedelta(days=365))
-            .sign(root.private_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(root.certificate.subject)
+        .public_key(_LEAF_KEY.public_key())
+        .serial_number(serial)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .sign(root.private_key, hashes.SHA256())
+    )
     digest = hashlib.sha256(str(serial).encode()).digest()
     db.reserve(0, serial, digest, 5)
     db.record_issued(digest, cert)
@@ -124,8 +134,12 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     except Refusal as refusal:  # too large for one message; the CRL is issued all the same
         cold_note = f"answer refused: {refusal.code}"
     cold_s = time.perf_counter() - start
-    entries = b"".join(row[0] for row in db.connection.execute(
-        "SELECT entry FROM revocations WHERE root = 0 ORDER BY seq"))
+    entries = b"".join(
+        row[0]
+        for row in db.connection.execute(
+            "SELECT entry FROM revocations WHERE root = 0 ORDER BY seq"
+        )
+    )
     revoke_s, build_s, delta_s, patch_sizes = [], [], [], []
     for i in range(repeat):
         pem = _issue(db, root, serials[count + i])
@@ -136,8 +150,18 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
         patch_sizes.append(len(answer))
         after = revs.current_crl(0)
         delta_s.append(_timed(make_delta, before, after)[0])
-        build_s.append(_timed(build_crl, root.certificate, key, "sha256", 1, NOW,
-                              NOW + dt.timedelta(days=7), entries)[0])
+        build_s.append(
+            _timed(
+                build_crl,
+                root.certificate,
+                key,
+                "sha256",
+                1,
+                NOW,
+                NOW + dt.timedelta(days=7),
+                entries,
+            )[0]
+        )
     # Peak Python memory of one more warm revoke.
     pem = _issue(db, root, serials[-1])
     before = revs.current_crl(0)
@@ -149,28 +173,49 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     check = _check(work, before, answer, after, root, count + repeat + 1)
     db.close()
     return {
-        "n": count, "seed_s": seed_s, "cold_issue_s": cold_s, "cold_note": cold_note,
-        "revoke_s": revoke_s, "build_sign_s": build_s, "delta_s": delta_s,
-        "patch_bytes": statistics.median(patch_sizes), "crl_bytes": len(after),
+        "n": count,
+        "seed_s": seed_s,
+        "cold_issue_s": cold_s,
+        "cold_note": cold_note,
+        "revoke_s": revoke_s,
+        "build_sign_s": build_s,
+        "delta_s": delta_s,
+        "patch_bytes": statistics.median(patch_sizes),
+        "crl_bytes": len(after),
         "traced_peak": traced_peak,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "check": check,
     }
 
 
-def _check(work: Path, before: bytes, patch: bytes, after: bytes, root: Root,
-           expected: int) -> str:
+def _check(work: Path, before: bytes, patch: bytes, after: bytes, root: Root, expected: int) -> str:
     """Apply the last answer with the real tool and verify with openssl."""
     (work / "old.der").write_bytes(before)
     (work / "patch").write_bytes(patch)
-    subprocess.run(["xdelta", "patch", str(work / "patch"), str(work / "old.der"),
-                    str(work / "new.der")], check=True, capture_output=True)
+    subprocess.run(
+        ["xdelta", "patch", str(work / "patch"), str(work / "old.der"), str(work / "new.der")],
+        check=True,
+        capture_output=True,
+    )
     if (work / "new.der").read_bytes() != after:
         return "PATCH MISMATCH"
     (work / "root.pem").write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
-    done = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(work / "new.der"),
-                           "-noout", "-verify", "-CAfile", str(work / "root.pem")],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(work / "new.der"),
+            "-noout",
+            "-verify",
+            "-CAfile",
+            str(work / "root.pem"),
+        ],
+        capture_output=True,
+        check=False,
+    )
     listed = len(x509.load_der_x509_crl(after))
     ok = done.returncode == 0 and listed == expected
     return "ok" if ok else f"FAILED verify={done.returncode} listed={listed}/{expected}"
@@ -198,8 +243,12 @@ def _run_measured(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, i
     """Wall time and max RSS (KiB) of a tool, through GNU time so that the
     RSS is the tool's own and not that of the Python process forking it."""
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "maxrss=%M", *argv],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "maxrss=%M", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     elapsed = time.perf_counter() - start
     if done.returncode not in ok:
         raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode()[-300:]}")
@@ -224,8 +273,18 @@ def openssl_ca(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
             index.write(f"R\t{expiry}\t{revoked}\t{serial:X}\tunknown\t/CN=leaf\n")
     times, peaks = [], []
     for _ in range(repeat):
-        elapsed, peak = _run_measured(["openssl", "ca", "-config", str(ca / "openssl.cnf"),
-                                       "-gencrl", "-out", str(ca / "crl.pem"), "-batch"])
+        elapsed, peak = _run_measured(
+            [
+                "openssl",
+                "ca",
+                "-config",
+                str(ca / "openssl.cnf"),
+                "-gencrl",
+                "-out",
+                str(ca / "crl.pem"),
+                "-batch",
+            ]
+        )
         times.append(elapsed)
         peaks.append(peak)
     listed = len(x509.load_pem_x509_crl((ca / "crl.pem").read_bytes()))
@@ -238,12 +297,16 @@ def builder_baseline(count: int) -> float:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
     start = time.perf_counter()
-    builder = (x509.CertificateRevocationListBuilder().issuer_name(name)
-               .last_update(NOW).next_update(NOW + dt.timedelta(days=7)))
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(name)
+        .last_update(NOW)
+        .next_update(NOW + dt.timedelta(days=7))
+    )
     for serial in _serials(count):
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial)
-            .revocation_date(NOW).build())
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
+        )
     builder.sign(key, hashes.SHA256())
     return time.perf_counter() - start
 
@@ -254,9 +317,14 @@ def encoder_comparison(count: int = 100_000) -> tuple[float, float]:
 
     serials = _serials(count)
     ours = _timed(lambda: [encode_entry(s, NOW) for s in serials])[0]
-    theirs = _timed(lambda: [asn1_crl.RevokedCertificate(
-        {"user_certificate": s, "revocation_date": asn1_crl.Time({"utc_time": NOW})}).dump()
-        for s in serials])[0]
+    theirs = _timed(
+        lambda: [
+            asn1_crl.RevokedCertificate(
+                {"user_certificate": s, "revocation_date": asn1_crl.Time({"utc_time": NOW})}
+            ).dump()
+            for s in serials
+        ]
+    )[0]
     return ours, theirs
 
 
@@ -268,8 +336,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--builder-max", type=int, default=100_000,
-                        help="largest N timed with cryptography's builder")
+    parser.add_argument(
+        "--builder-max",
+        type=int,
+        default=100_000,
+        help="largest N timed with cryptography's builder",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,40 +351,92 @@ def main() -> None:
         return
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     ours_enc, asn1_enc = encoder_comparison()
-    print(f"entry encoding, 100k entries: ours {ours_enc:.3f} s, asn1crypto {asn1_enc:.3f} s"
-          f" (asn1crypto/ours = {asn1_enc / ours_enc:.1f}x)")
+    print(
+        f"entry encoding, 100k entries: ours {ours_enc:.3f} s, asn1crypto {asn1_enc:.3f} s"
+        f" (asn1crypto/ours = {asn1_enc / ours_enc:.1f}x)"
+    )
     print(f"root key RSA-4096, sha256; medians of {args.repeat} runs\n")
-    header = ("N", "revoke+CRL+answer s", "build+sign s", "delta s", "CRL MB", "patch B",
-              "peak py MB", "xdelta MB", "proc MB", "openssl gencrl s", "openssl MB",
-              "gencrl/ours", "builder s", "check")
+    header = (
+        "N",
+        "revoke+CRL+answer s",
+        "build+sign s",
+        "delta s",
+        "CRL MB",
+        "patch B",
+        "peak py MB",
+        "xdelta MB",
+        "proc MB",
+        "openssl gencrl s",
+        "openssl MB",
+        "gencrl/ours",
+        "builder s",
+        "check",
+    )
     print(" | ".join(header))
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="bench-crl-") as tmp:
             work = Path(tmp)
-            done = subprocess.run([sys.executable, __file__, "--child", str(size),
-                                   "--repeat", str(args.repeat), "--work", str(work)],
-                                  input=key_pem, capture_output=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(size),
+                    "--repeat",
+                    str(args.repeat),
+                    "--work",
+                    str(work),
+                ],
+                input=key_pem,
+                capture_output=True,
+                check=True,
+            )
             ours = json.loads(done.stdout)
-            _, xdelta_kb = _run_measured(["xdelta", "delta", str(work / "old.der"),
-                                          str(work / "new.der"), str(work / "patch2")],
-                                         ok=(0, 1))
-            base = openssl_ca(size, max(1, min(args.repeat, 3 if size >= 10**6 else 5)),
-                              work, key_pem)
+            _, xdelta_kb = _run_measured(
+                [
+                    "xdelta",
+                    "delta",
+                    str(work / "old.der"),
+                    str(work / "new.der"),
+                    str(work / "patch2"),
+                ],
+                ok=(0, 1),
+            )
+            base = openssl_ca(
+                size, max(1, min(args.repeat, 3 if size >= 10**6 else 5)), work, key_pem
+            )
         builder = f"{builder_baseline(size):.2f}" if size <= args.builder_max else "-"
         revoke, gencrl = _med(ours["revoke_s"]), _med(base["gencrl_s"])
-        print(" | ".join([
-            f"{size:,}", f"{revoke:.3f}", f"{_med(ours['build_sign_s']):.3f}",
-            f"{_med(ours['delta_s']):.3f}", f"{ours['crl_bytes'] / 1e6:.1f}",
-            f"{ours['patch_bytes']:.0f}", f"{ours['traced_peak'] / 2**20:.0f}",
-            f"{xdelta_kb / 1024:.0f}", f"{ours['maxrss_kb'] / 1024:.0f}",
-            f"{gencrl:.3f}", f"{base['maxrss_kb'] / 1024:.0f}", f"{gencrl / revoke:.1f}x",
-            builder, ours["check"]]), flush=True)
-        print(f"    seeding {ours['seed_s']:.1f} s; first CRL after start-up (cold cache):"
-              f" {ours['cold_issue_s']:.3f} s ({ours['cold_note']})", flush=True)
+        print(
+            " | ".join(
+                [
+                    f"{size:,}",
+                    f"{revoke:.3f}",
+                    f"{_med(ours['build_sign_s']):.3f}",
+                    f"{_med(ours['delta_s']):.3f}",
+                    f"{ours['crl_bytes'] / 1e6:.1f}",
+                    f"{ours['patch_bytes']:.0f}",
+                    f"{ours['traced_peak'] / 2**20:.0f}",
+                    f"{xdelta_kb / 1024:.0f}",
+                    f"{ours['maxrss_kb'] / 1024:.0f}",
+                    f"{gencrl:.3f}",
+                    f"{base['maxrss_kb'] / 1024:.0f}",
+                    f"{gencrl / revoke:.1f}x",
+                    builder,
+                    ours["check"],
+                ]
+            ),
+            flush=True,
+        )
+        print(
+            f"    seeding {ours['seed_s']:.1f} s; first CRL after start-up (cold cache):"
+            f" {ours['cold_issue_s']:.3f} s ({ours['cold_note']})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

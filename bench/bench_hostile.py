@@ -43,9 +43,9 @@ from comm_handler.frames import (  # noqa: E402
 )
 from signer_core.openpgp.packets import MAX_INPUT, summarise  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
+from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request  # noqa: E402
 from signer_core.x509.san import MAX_SAN_BYTES, parse_san  # noqa: E402
 from signer_core.x509.subject import MAX_SUBJECT_BYTES, parse_subject  # noqa: E402
-from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request  # noqa: E402
 from spool.record import (  # noqa: E402
     MAX_PAYLOAD,
     Request,
@@ -75,15 +75,17 @@ def timed(parse: Callable[[bytes], object], data: bytes, repeat: int) -> float:
 def receive_frame(frame: bytes) -> bytes:
     receiver = FrameReceiver()
     for pos in range(0, len(frame), 65536):
-        receiver.feed(frame[pos:pos + 65536])
+        receiver.feed(frame[pos : pos + 65536])
     return bytes(decode_message(receiver.message()).payloads[0])
 
 
 def csr() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-               .sign(key, hashes.SHA256()))
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .sign(key, hashes.SHA256())
+    )
     return request.public_bytes(serialization.Encoding.PEM)
 
 
@@ -114,8 +116,9 @@ def san_labels(size: int) -> bytes:
 
 
 _ED25519_OID = bytes.fromhex("2b06010401da470f01")
-PRIMARY = (b"\xc6\x33\x04\x5f\x00\x00\x00\x16\x09" + _ED25519_OID
-           + b"\x01\x07\x40" + bytes(range(32)))
+PRIMARY = (
+    b"\xc6\x33\x04\x5f\x00\x00\x00\x16\x09" + _ED25519_OID + b"\x01\x07\x40" + bytes(range(32))
+)
 USER_ID = b"\xcd\x15Alice <a@example.org>"
 
 
@@ -133,7 +136,9 @@ def openpgp_packets(size: int) -> bytes:
 def openpgp_armour(size: int) -> bytes:
     binary = openpgp_packets(int(size * 0.74) - 200)  # base64 with newlines: 4/3 * 77/76
     text = base64.encodebytes(binary)
-    return b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n" + text + b"-----END PGP PUBLIC KEY BLOCK-----\n"
+    return (
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n" + text + b"-----END PGP PUBLIC KEY BLOCK-----\n"
+    )
 
 
 CASES: list[tuple[str, Callable[[bytes], object], bytes, Callable[[int], bytes], int]] = [
@@ -141,8 +146,13 @@ CASES: list[tuple[str, Callable[[bytes], object], bytes, Callable[[int], bytes],
     ("spool record", decode_request, record(2048), record, MAX_PAYLOAD),
     ("PKCS#10", lambda d: parse_request(d, False), b"", pem_garbage, MAX_REQUEST_BYTES),
     ("SPKAC", lambda d: parse_request(d, True), b"", spkac_blanks, MAX_REQUEST_BYTES),
-    ("subject", parse_subject, b"/CN=www.example.org/emailAddress=admin@example.org",
-     subject_escapes, MAX_SUBJECT_BYTES),
+    (
+        "subject",
+        parse_subject,
+        b"/CN=www.example.org/emailAddress=admin@example.org",
+        subject_escapes,
+        MAX_SUBJECT_BYTES,
+    ),
     ("SAN", parse_san, b"DNS:www.example.org,DNS:example.org", san_labels, MAX_SAN_BYTES),
     ("OpenPGP packets", summarise, PRIMARY + USER_ID, openpgp_packets, MAX_INPUT),
     ("OpenPGP armour", summarise, b"", openpgp_armour, MAX_INPUT),
@@ -154,17 +164,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7, help="runs per input (median)")
     args = parser.parse_args(argv)
     typical_csr = csr()
-    print(f"{'parser':16} {'typical':>10} {'at limit':>10} {'limit/typ':>10}"
-          f" {'size ratio':>10} {'growth':>8}")
-    typical_inputs = {"PKCS#10": typical_csr, "SPKAC": b"CN=x\nSPKAC=" + b"A" * 300,
-                      "OpenPGP armour": openpgp_armour(2048)}
+    print(
+        f"{'parser':16} {'typical':>10} {'at limit':>10} {'limit/typ':>10}"
+        f" {'size ratio':>10} {'growth':>8}"
+    )
+    typical_inputs = {
+        "PKCS#10": typical_csr,
+        "SPKAC": b"CN=x\nSPKAC=" + b"A" * 300,
+        "OpenPGP armour": openpgp_armour(2048),
+    }
     for name, parse, typical, hostile, limit in CASES:
         typical = typical or typical_inputs[name]
         t_typ = timed(parse, typical, args.repeat * 5)
         small, big = hostile(limit // SMALL_SHARE), hostile(limit)
         t_small, t_big = timed(parse, small, args.repeat), timed(parse, big, args.repeat)
-        print(f"{name:16} {t_typ * 1e3:8.3f}ms {t_big * 1e3:8.2f}ms {t_big / t_typ:10.1f}"
-              f" {len(big) / len(small):10.1f} {t_big / t_small:8.1f}")
+        print(
+            f"{name:16} {t_typ * 1e3:8.3f}ms {t_big * 1e3:8.2f}ms {t_big / t_typ:10.1f}"
+            f" {len(big) / len(small):10.1f} {t_big / t_small:8.1f}"
+        )
     return 0
 
 

@@ -44,8 +44,8 @@ from cryptography.x509.oid import NameOID
 
 from signerctl.migrate.index import format_line, oneline, parse_line
 
-UTC = dt.timezone.utc
-FIRST_SERIAL = 1 << 64          # every serial from here to 2**65 is 9 content bytes
+UTC = dt.UTC
+FIRST_SERIAL = 1 << 64  # every serial from here to 2**65 is 9 content bytes
 REVOKE_EVERY = 64
 CNF = """[ca]
 default_ca = old
@@ -74,17 +74,22 @@ def _template(root_key, root_name: x509.Name) -> tuple[bytes, int, bytes]:
     """A leaf's TBS, the offset of its serial's content, and its signature algorithm DER."""
     now = dt.datetime(2026, 1, 1, tzinfo=UTC)
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench user")]))
-            .issuer_name(root_name).public_key(leaf_key.public_key())
-            .serial_number(FIRST_SERIAL).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=730)).sign(root_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench user")]))
+        .issuer_name(root_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(FIRST_SERIAL)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=730))
+        .sign(root_key, hashes.SHA256())
+    )
     tbs = cert.tbs_certificate_bytes
     marker = b"\x02\x09" + FIRST_SERIAL.to_bytes(9, "big")
     offset = tbs.index(marker) + 2
     der = cert.public_bytes(serialization.Encoding.DER)
     at = der.index(tbs) + len(tbs)
-    algorithm = der[at:at + 2 + der[at + 1]]          # SEQUENCE { ecdsa-with-SHA256 }
+    algorithm = der[at : at + 2 + der[at + 1]]  # SEQUENCE { ecdsa-with-SHA256 }
     return tbs, offset, algorithm
 
 
@@ -93,36 +98,55 @@ def build(directory: Path, lines: int) -> None:
     root_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
     now = dt.datetime.now(UTC)
-    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(root_key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(root_key, hashes.SHA256()))
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(root_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
     (directory / "newcerts").mkdir(parents=True)
     (directory / "cacert.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    (directory / "cakey.pem").write_bytes(root_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (directory / "cakey.pem").write_bytes(
+        root_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (directory / "openssl.cnf").write_text(CNF.format(dir=directory))
     tbs, offset, algorithm = _template(root_key, name)
     ecdsa = ec.ECDSA(hashes.SHA256())
     first = x509.load_der_x509_certificate(tbs_to_cert(tbs, algorithm, root_key.sign(tbs, ecdsa)))
-    expires = getattr(first, "not_valid_after_utc", None) or first.not_valid_after.replace(tzinfo=UTC)
+    expires = getattr(first, "not_valid_after_utc", None) or first.not_valid_after.replace(
+        tzinfo=UTC
+    )
     subject = oneline(first.subject.public_bytes())
     revoked_at = dt.datetime(2026, 6, 1, tzinfo=UTC)
     newcerts = directory / "newcerts"
     with (directory / "index.txt").open("w") as index:
         for i in range(lines):
             serial = FIRST_SERIAL + i
-            body = tbs[:offset] + serial.to_bytes(9, "big") + tbs[offset + 9:]
+            body = tbs[:offset] + serial.to_bytes(9, "big") + tbs[offset + 9 :]
             der = tbs_to_cert(body, algorithm, root_key.sign(body, ecdsa))
             text = format(serial, "X")
             text = "0" + text if len(text) % 2 else text
             (newcerts / f"{text}.pem").write_bytes(pem(der))
             revoked = i % REVOKE_EVERY == 0
-            index.write(format_line("R" if revoked else "V", expires,
-                                    revoked_at if revoked else None, None, serial, subject))
+            index.write(
+                format_line(
+                    "R" if revoked else "V",
+                    expires,
+                    revoked_at if revoked else None,
+                    None,
+                    serial,
+                    subject,
+                )
+            )
             index.write("\n")
     (directory / "serial").write_text(format(FIRST_SERIAL + lines, "X") + "\n")
     (directory / "index.txt.attr").write_text("unique_subject = no\n")
@@ -136,15 +160,17 @@ def tbs_to_cert(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
 
 def pem(der: bytes) -> bytes:
     flat = base64.b64encode(der)
-    lines = b"\n".join(flat[i:i + 64] for i in range(0, len(flat), 64))
+    lines = b"\n".join(flat[i : i + 64] for i in range(0, len(flat), 64))
     return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 # -- the measured runs (each in a child) ---------------------------------
 
+
 def child_import(directory: Path, database: Path) -> dict:
     from signer_core.store.cadb import CADatabase
     from signerctl.migrate.openssl_ca import import_openssl
+
     root = x509.load_pem_x509_certificate((directory / "cacert.pem").read_bytes())
     db = CADatabase(database)
     start = time.perf_counter()
@@ -164,10 +190,15 @@ def child_parse(directory: Path, _database: Path) -> dict:
 
 def child_openssl(directory: Path, _database: Path) -> dict:
     start = time.perf_counter()
-    subprocess.run(["openssl", "ca", "-config", str(directory / "openssl.cnf"), "-updatedb"],
-                   check=True, capture_output=True)
-    return {"seconds": time.perf_counter() - start,
-            "maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+    subprocess.run(
+        ["openssl", "ca", "-config", str(directory / "openssl.cnf"), "-updatedb"],
+        check=True,
+        capture_output=True,
+    )
+    return {
+        "seconds": time.perf_counter() - start,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }
 
 
 CHILDREN = {"import": child_import, "parse": child_parse, "openssl": child_openssl}
@@ -177,8 +208,11 @@ def run_child(kind: str, directory: Path, database: Path) -> dict:
     if database.exists():
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
-    done = subprocess.run([sys.executable, __file__, "--child", kind, str(directory),
-                           str(database)], stdout=subprocess.PIPE, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(directory), str(database)],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -202,19 +236,26 @@ def main() -> None:
         start = time.perf_counter()
         build(ca_dir, args.lines)
         print(f"built {args.lines} lines and certificates in {time.perf_counter() - start:.1f} s")
-        results = {kind: [run_child(kind, ca_dir, database) for _ in range(args.repeat)]
-                   for kind in ("parse", "openssl", "import")}
-        median = {kind: statistics.median(r["seconds"] for r in runs)
-                  for kind, runs in results.items()}
+        results = {
+            kind: [run_child(kind, ca_dir, database) for _ in range(args.repeat)]
+            for kind in ("parse", "openssl", "import")
+        }
+        median = {
+            kind: statistics.median(r["seconds"] for r in runs) for kind, runs in results.items()
+        }
         peak = max(r["maxrss_kib"] for r in results["import"])
         print(f"index of {args.lines} lines, {len(results['import'])} runs, medians:")
         for kind in ("parse", "openssl", "import"):
             print(f"  {kind:8s} {median[kind]:8.2f} s  {args.lines / median[kind]:10.0f} lines/s")
-        print(f"  import peak memory {peak / 1024:.0f} MiB;"
-              f" import / parse = {median['import'] / median['parse']:.1f}x,"
-              f" import / openssl -updatedb = {median['import'] / median['openssl']:.1f}x")
-        print(f"  database {database.stat().st_size / 2**20:.0f} MiB,"
-              f" revoked {results['import'][0]['revoked']}")
+        print(
+            f"  import peak memory {peak / 1024:.0f} MiB;"
+            f" import / parse = {median['import'] / median['parse']:.1f}x,"
+            f" import / openssl -updatedb = {median['import'] / median['openssl']:.1f}x"
+        )
+        print(
+            f"  database {database.stat().st_size / 2**20:.0f} MiB,"
+            f" revoked {results['import'][0]['revoked']}"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -30,10 +30,14 @@ import serial
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from comm_handler.frames import MAX_PAYLOAD_TOTAL, Message, encode_message, make_frame  # noqa: E402
-from spool.header import HEADER_SIZE as REQUEST_HEADER_LEN
 from comm_handler.transfer import DEPLOYED_PACING, Pacing, receive_message, send_message  # noqa: E402
+from spool.header import HEADER_SIZE as REQUEST_HEADER_LEN
 
-SIZES = [("1 KiB", 1024, 50), ("1 MiB", 1 << 20, 10), ("16 MiB max", MAX_PAYLOAD_TOTAL - REQUEST_HEADER_LEN, 7)]
+SIZES = [
+    ("1 KiB", 1024, 50),
+    ("1 MiB", 1 << 20, 10),
+    ("16 MiB max", MAX_PAYLOAD_TOTAL - REQUEST_HEADER_LEN, 7),
+]
 
 
 def start_cable() -> tuple[subprocess.Popen, str, str]:
@@ -61,7 +65,9 @@ def time_raw(a: serial.Serial, b: serial.Serial, data: bytes) -> float:
     return elapsed
 
 
-def time_framed(a: serial.Serial, b: serial.Serial, message: bytes, pacing: Pacing | None = None) -> float:
+def time_framed(
+    a: serial.Serial, b: serial.Serial, message: bytes, pacing: Pacing | None = None
+) -> float:
     errors: list[BaseException] = []
 
     def send() -> None:
@@ -83,15 +89,21 @@ def time_framed(a: serial.Serial, b: serial.Serial, message: bytes, pacing: Paci
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat-scale", type=float, default=1.0, help="multiply the repeat counts")
+    parser.add_argument(
+        "--repeat-scale", type=float, default=1.0, help="multiply the repeat counts"
+    )
     args = parser.parse_args()
     proc, a_path, b_path = start_cable()
     try:
         a = serial.Serial(a_path, 115200)
         b = serial.Serial(b_path, 115200)
-        print(f"{'size':>12} {'bytes':>10} {'raw median':>12} {'framed median':>14} {'ratio':>7} {'framed MB/s':>12}")
+        print(
+            f"{'size':>12} {'bytes':>10} {'raw median':>12} {'framed median':>14} {'ratio':>7} {'framed MB/s':>12}"
+        )
         for label, payload_size, repeats in SIZES:
-            message = encode_message(Message(bytes(REQUEST_HEADER_LEN), (os.urandom(payload_size), b"", b"")))
+            message = encode_message(
+                Message(bytes(REQUEST_HEADER_LEN), (os.urandom(payload_size), b"", b""))
+            )
             frame_size = len(make_frame(message))
             runs = max(1, round(repeats * args.repeat_scale))
             raws, frameds = [], []
@@ -105,7 +117,9 @@ def main() -> None:
             )
         message = encode_message(Message(bytes(REQUEST_HEADER_LEN), (os.urandom(1024), b"", b"")))
         paced = statistics.median(time_framed(a, b, message, DEPLOYED_PACING) for _ in range(3))
-        print(f"1 KiB with the deployed server's pacing (30-byte slices, 270 us/byte + 9 ms/slice): {paced:.3f} s")
+        print(
+            f"1 KiB with the deployed server's pacing (30-byte slices, 270 us/byte + 9 ms/slice): {paced:.3f} s"
+        )
         a.close()
         b.close()
     finally:

@@ -29,8 +29,9 @@ DAYS = 366
 
 
 def gpg(home: Path, *args: str, data: bytes = b"") -> bytes:
-    return subprocess.run([*GPG, "--homedir", str(home), *args], input=data,
-                          capture_output=True, check=True).stdout
+    return subprocess.run(
+        [*GPG, "--homedir", str(home), *args], input=data, capture_output=True, check=True
+    ).stdout
 
 
 def new_home(root: Path, name: str) -> Path:
@@ -47,15 +48,36 @@ def fingerprints(home: Path) -> list[str]:
 
 def setup(root: Path, count: int):
     ca_home = new_home(root, "ca")
-    gpg(ca_home, "--pinentry-mode", "loopback", "--passphrase", "bench pass",
-        "--quick-gen-key", "Bench CA <ca@example.org>", "ed25519", "cert", "never")
+    gpg(
+        ca_home,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "bench pass",
+        "--quick-gen-key",
+        "Bench CA <ca@example.org>",
+        "ed25519",
+        "cert",
+        "never",
+    )
     ca_fpr = fingerprints(ca_home)[0]
     (root / "pass").write_text("bench pass\n")
     users = new_home(root, "users")
     for i in range(count):
-        gpg(users, "--passphrase", "", "--quick-gen-key", f"User {i} <u{i}@example.org>", "ed25519", "default", "never")
+        gpg(
+            users,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"User {i} <u{i}@example.org>",
+            "ed25519",
+            "default",
+            "never",
+        )
     keys = [(fpr, gpg(users, "--export", fpr)) for fpr in fingerprints(users)]
-    signer = load_signer(fingerprint=ca_fpr, home=ca_home, passphrase_file=root / "pass", workdir=root / "w")
+    signer = load_signer(
+        fingerprint=ca_fpr, home=ca_home, passphrase_file=root / "pass", workdir=root / "w"
+    )
     return signer, keys
 
 
@@ -72,10 +94,22 @@ def run_bare(root: Path, signer, keys, run: int) -> list[float]:
     home = new_home(root, f"bare{run}")
     gpg(home, "--import", data=signer.ca_secret.key)
     gpg(home, "--import", data=b"".join(data for _fpr, data in keys))
-    options = ["--pinentry-mode", "loopback", "--passphrase", signer.ca_secret.passphrase,
-               "--default-cert-level", str(signer.cert_level), "--default-cert-expire", f"{DAYS}d",
-               "--cert-policy-url", signer.policy_url, "--cert-digest-algo", signer.digest,
-               "--local-user", signer.fingerprint]
+    options = [
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        signer.ca_secret.passphrase,
+        "--default-cert-level",
+        str(signer.cert_level),
+        "--default-cert-expire",
+        f"{DAYS}d",
+        "--cert-policy-url",
+        signer.policy_url,
+        "--cert-digest-algo",
+        signer.digest,
+        "--local-user",
+        signer.fingerprint,
+    ]
     times = []
     try:
         for fpr, _data in keys:
@@ -83,7 +117,9 @@ def run_bare(root: Path, signer, keys, run: int) -> list[float]:
             gpg(home, *options, "--quick-sign-key", fpr)
             times.append(time.perf_counter() - start)
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+        )
     return times
 
 
@@ -101,13 +137,24 @@ def main() -> None:
             bare.append(statistics.median(run_bare(root, signer, keys, run)))
         ours_s, bare_s = statistics.median(ours), statistics.median(bare)
         import gnupg
+
         version = gpg(root / "ca", "--version").decode().splitlines()[0]
-        print(f"python-gnupg {gnupg.__version__}, {version}; {args.keys} keys x {args.runs} runs, medians")
-        print(f"certify_key (fresh home per key): {1 / ours_s:8.1f} keys/s  ({ours_s * 1000:7.1f} ms/key)")
-        print(f"bare gpg --quick-sign-key:        {1 / bare_s:8.1f} keys/s  ({bare_s * 1000:7.1f} ms/key)")
+        print(
+            f"python-gnupg {gnupg.__version__}, {version}; {args.keys} keys x {args.runs} runs, medians"
+        )
+        print(
+            f"certify_key (fresh home per key): {1 / ours_s:8.1f} keys/s  ({ours_s * 1000:7.1f} ms/key)"
+        )
+        print(
+            f"bare gpg --quick-sign-key:        {1 / bare_s:8.1f} keys/s  ({bare_s * 1000:7.1f} ms/key)"
+        )
         print(f"ratio certify_key / bare:         {ours_s / bare_s:8.2f}x the time per key")
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(root / "ca"), "--kill", "all"], capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(root / "ca"), "--kill", "all"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

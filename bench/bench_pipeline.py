@@ -32,24 +32,34 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from webhost.client import WebClient  # noqa: E402
 from signer_core.store.cadb import CADatabase  # noqa: E402
-from signerctl.demo.run import daemons, start_cable, wait_until_served  # noqa: E402
 from signerctl.demo.ca import (  # noqa: E402
-    Users, _ca_certificate, _key_pem, _name, _write, create_demo_ca, system_users,
+    Users,
+    _ca_certificate,
+    _key_pem,
+    _name,
+    _write,
+    create_demo_ca,
+    system_users,
 )
+from signerctl.demo.run import daemons, start_cable, wait_until_served  # noqa: E402
+from webhost.client import WebClient  # noqa: E402
 
-ROOTS = {"RSA-4096": (0, lambda: rsa.generate_private_key(65537, 4096)),
-         "P-256": (1, lambda: ec.generate_private_key(ec.SECP256R1()))}
+ROOTS = {
+    "RSA-4096": (0, lambda: rsa.generate_private_key(65537, 4096)),
+    "P-256": (1, lambda: ec.generate_private_key(ec.SECP256R1())),
+}
 
 
 def csrs(n: int) -> list[bytes]:
     out = []
     for _ in range(n):
         key = ec.generate_private_key(ec.SECP256R1())
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")]))
-               .sign(key, hashes.SHA256()))
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")]))
+            .sign(key, hashes.SHA256())
+        )
         out.append(csr.public_bytes(serialization.Encoding.PEM))
     return out
 
@@ -62,8 +72,11 @@ def install_roots(directory: Path) -> dict[str, object]:
         name = _name(f"Bench {label} root")
         cert = _ca_certificate(key, name, key, name, 3650, None)
         _write(directory / "keys" / f"root{root_id}.key", _key_pem(key), 0o600)
-        _write(directory / "certs" / f"root{root_id}.crt",
-               cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(
+            directory / "certs" / f"root{root_id}.crt",
+            cert.public_bytes(serialization.Encoding.PEM),
+            0o644,
+        )
         keys[label] = key
     return keys
 
@@ -84,8 +97,9 @@ def pipeline_rate(link: str, root: int, requests: list[bytes]) -> float:
     with WebClient(link) as client:
         start = time.perf_counter()
         for i, csr in enumerate(requests):
-            response = client.sign_x509(root, 5, 8, 365, csr, f"DNS:h{i}.bench.example",
-                                        f"/CN=h{i}.bench.example")
+            response = client.sign_x509(
+                root, 5, 8, 365, csr, f"DNS:h{i}.bench.example", f"/CN=h{i}.bench.example"
+            )
             assert response.ok, response.reason
         return len(requests) / (time.perf_counter() - start)
 
@@ -101,16 +115,30 @@ def prefill(database: Path, count: int, owner: Users) -> None:
                 "INSERT INTO certificates (root, serial, request_digest, profile, state,"
                 " reserved_at, issued_at, subject, not_before, not_after, der)"
                 " VALUES (?, ?, ?, 5, 'issued', ?, ?, ?, ?, ?, ?)",
-                ((i % 2, secrets.token_hex(16), secrets.token_bytes(32), now, now,
-                  f"CN=prefill{i}", now, now + 86400 * 365, secrets.token_bytes(700))
-                 for i in range(first, min(first + batch, count))))
+                (
+                    (
+                        i % 2,
+                        secrets.token_hex(16),
+                        secrets.token_bytes(32),
+                        now,
+                        now,
+                        f"CN=prefill{i}",
+                        now,
+                        now + 86400 * 365,
+                        secrets.token_bytes(700),
+                    )
+                    for i in range(first, min(first + batch, count))
+                ),
+            )
     db.close()
     if owner.signer_uid is not None:
         for path in database.parent.glob(database.name + "*"):
             os.chown(path, owner.signer_uid, owner.signer_gid)
 
 
-def measure(directory: Path, users: Users, label: str, root: int, work: list[list[bytes]]) -> list[float]:
+def measure(
+    directory: Path, users: Users, label: str, root: int, work: list[list[bytes]]
+) -> list[float]:
     cable = start_cable()
     if users.comm_uid is not None:
         os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
@@ -151,14 +179,20 @@ def main() -> None:
                 prefill(directory / "lib" / "ca.sqlite", prefilled, users)
                 print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
             for label, (root, _) in ROOTS.items():
-                rates = measure(directory, users, label, root,
-                                [pool.pop() for _ in range(args.rounds)])
+                rates = measure(
+                    directory, users, label, root, [pool.pop() for _ in range(args.rounds)]
+                )
                 raw = statistics.median(raw_rate(keys[label]) for _ in range(args.rounds))
                 rate = statistics.median(rates)
-                rows = sqlite3.connect(f"file:{directory}/lib/ca.sqlite?mode=ro", uri=True) \
-                    .execute("SELECT count(*) FROM certificates").fetchone()[0]
-                print(f"{label:9} {rows:>12} {rate:>11.1f} {raw:>11.1f} {rate / raw:>7.3f}",
-                      flush=True)
+                rows = (
+                    sqlite3.connect(f"file:{directory}/lib/ca.sqlite?mode=ro", uri=True)
+                    .execute("SELECT count(*) FROM certificates")
+                    .fetchone()[0]
+                )
+                print(
+                    f"{label:9} {rows:>12} {rate:>11.1f} {raw:>11.1f} {rate / raw:>7.3f}",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

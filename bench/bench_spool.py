@@ -75,9 +75,14 @@ def claim_finish(spool: Spool, n: int) -> float:
 
 
 def round_trip(spool: Spool, n: int) -> float:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path]),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(SERVER), str(spool.root), str(n)], stdout=subprocess.PIPE, env=env
+        [sys.executable, "-c", textwrap.dedent(SERVER), str(spool.root), str(n)],
+        stdout=subprocess.PIPE,
+        env=env,
     )
     assert server.stdout is not None and server.stdout.readline() == b"ready\n"
     latencies = []

@@ -42,9 +42,9 @@ from conftest_crash import (
 )
 from test_e2e_spool_flood import FLOOD_FILES, STORM, as_comm, cpu_seconds, timed_sign
 
-from webhost.client import WebClient
-from signerctl.demo.run import daemons, start_cable, wait_until_served
 from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signerctl.demo.run import daemons, start_cable, wait_until_served
+from webhost.client import WebClient
 
 REQUEST_EVERY = 5.0  # s between the requests sent during the storm
 REPORT_WAIT = 70.0  # s: the signer reports once a minute
@@ -56,8 +56,9 @@ def measure_idle(pid: int, seconds: float) -> float:
     return cpu_seconds(pid) - cpu
 
 
-def measure_storm(pid: int, users: Users, incoming: Path, client: WebClient,
-                  seconds: float) -> tuple[float, int, list[float]]:
+def measure_storm(
+    pid: int, users: Users, incoming: Path, client: WebClient, seconds: float
+) -> tuple[float, int, list[float]]:
     """(signer CPU seconds, create+unlink pairs, latencies of requests sent meanwhile)."""
     storm = as_comm(users, STORM, str(incoming), str(seconds), wait=False)
     cpu, end, latencies = cpu_seconds(pid), time.monotonic() + seconds, []
@@ -75,12 +76,15 @@ def measure_flood(users: Users, spool_dir: Path, client: WebClient, count: int) 
     as_comm(users, FLOOD_FILES, str(spool_dir / "incoming"), str(count))
     made = time.monotonic() - started
     answered = timed_sign(client, "behind-the-flood")
-    wait_until(lambda: not spool_names(spool_dir, "incoming"), 1800, "the flood to be cleared",
-               step=0.1)
+    wait_until(
+        lambda: not spool_names(spool_dir, "incoming"), 1800, "the flood to be cleared", step=0.1
+    )
     cleared = time.monotonic() - started
     kept = [n for n in spool_names(spool_dir, "corrupt") if not n.endswith(".reason")]
-    used = sum(os.lstat(spool_dir / "corrupt" / n).st_blocks * 512
-               for n in os.listdir(spool_dir / "corrupt"))
+    used = sum(
+        os.lstat(spool_dir / "corrupt" / n).st_blocks * 512
+        for n in os.listdir(spool_dir / "corrupt")
+    )
     return {"made": made, "answered": answered, "cleared": cleared, "kept": len(kept), "used": used}
 
 
@@ -92,11 +96,19 @@ def measure_queued_flood(work: Path, users: Users, count: int) -> dict:
     signer = LoneSigner(config, work / "log" / "queued-signer.log")
     started = time.monotonic()
     try:
-        wait_until(lambda: (spool_dir / "results" / f"{request_id}.res").exists(), 600,
-                   "the request's result", step=0.01)
+        wait_until(
+            lambda: (spool_dir / "results" / f"{request_id}.res").exists(),
+            600,
+            "the request's result",
+            step=0.01,
+        )
         answered = time.monotonic() - started
-        wait_until(lambda: not spool_names(spool_dir, "incoming"), 1800, "the flood to be cleared",
-                   step=0.1)
+        wait_until(
+            lambda: not spool_names(spool_dir, "incoming"),
+            1800,
+            "the flood to be cleared",
+            step=0.1,
+        )
         cleared = time.monotonic() - started
     finally:
         signer.stop()
@@ -131,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_served(cable.web_end)
         status = run(args, work / "ca", users, supervisor, cable.web_end)
         queued = measure_queued_flood(work, users, args.flood)
-        print(f"queued flood: {args.flood} bad files and one request behind them, then a signer "
-              f"started: the request answered {queued['answered']:.2f} s after the start, the "
-              f"flood cleared in {queued['cleared']:.1f} s "
-              f"({args.flood / queued['cleared']:.0f} files/s, start-up included)")
+        print(
+            f"queued flood: {args.flood} bad files and one request behind them, then a signer "
+            f"started: the request answered {queued['answered']:.2f} s after the start, the "
+            f"flood cleared in {queued['cleared']:.1f} s "
+            f"({args.flood / queued['cleared']:.0f} files/s, start-up included)"
+        )
         return status
     finally:
         if supervisor is not None:
@@ -149,37 +163,50 @@ def run(args, ca: Path, users: Users, supervisor, link: str) -> int:
     spool_dir, db_path = ca / "spool", ca / "lib" / "ca.sqlite"
     pids = {name: supervisor.pid(name) for name in ("signer-core", "signer-comm")}
     signer = pids["signer-core"]
-    print(f"as uid {os.geteuid()}: attacker uid {users.comm_uid}, {args.seconds:g} s phases",
-          flush=True)
+    print(
+        f"as uid {os.geteuid()}: attacker uid {users.comm_uid}, {args.seconds:g} s phases",
+        flush=True,
+    )
     with WebClient(link, response_timeout=60) as client:
         warm = timed_sign(client, "warm-up")
         idle = measure_idle(signer, args.seconds)
-        busy, events, latencies = measure_storm(signer, users, spool_dir / "incoming", client,
-                                                args.seconds)
+        busy, events, latencies = measure_storm(
+            signer, users, spool_dir / "incoming", client, args.seconds
+        )
         storms = records(db_path, "spool-storm", REPORT_WAIT)
         flood = measure_flood(users, spool_dir, client, args.flood)
     dropped = records(db_path, "spool-dropped", REPORT_WAIT)
-    print(f"\nbaseline (idle): signer {idle:.2f} CPU s in {args.seconds:g} s = "
-          f"{idle / args.seconds:.2%} of a core (a signing: {warm * 1000:.0f} ms)")
+    print(
+        f"\nbaseline (idle): signer {idle:.2f} CPU s in {args.seconds:g} s = "
+        f"{idle / args.seconds:.2%} of a core (a signing: {warm * 1000:.0f} ms)"
+    )
     ratio = f"{busy / idle:.1f} x baseline" if idle else "baseline below the clock tick"
-    print(f"storm: {events} create+unlink of incoming/.x ({events / args.seconds:.0f}/s); signer "
-          f"{busy:.2f} CPU s = {busy / args.seconds:.2%} of a core ({ratio}, "
-          f"{busy - idle:+.2f} s)")
+    print(
+        f"storm: {events} create+unlink of incoming/.x ({events / args.seconds:.0f}/s); signer "
+        f"{busy:.2f} CPU s = {busy / args.seconds:.2%} of a core ({ratio}, "
+        f"{busy - idle:+.2f} s)"
+    )
     if latencies:
-        print(f"  {len(latencies)} requests during it: median {statistics.median(latencies):.3f} s,"
-              f" max {max(latencies):.3f} s")
+        print(
+            f"  {len(latencies)} requests during it: median {statistics.median(latencies):.3f} s,"
+            f" max {max(latencies):.3f} s"
+        )
     for record in storms:
         print(f"  audit spool-storm: {record}")
-    print(f"flood: {args.flood} bad files made in {flood['made']:.1f} s; the request behind them "
-          f"answered in {flood['answered']:.2f} s; cleared {flood['cleared']:.1f} s after the "
-          f"first ({args.flood / flood['cleared']:.0f} files/s); corrupt/ keeps "
-          f"{flood['kept']} entries, {flood['used'] / 2**20:.1f} MiB")
+    print(
+        f"flood: {args.flood} bad files made in {flood['made']:.1f} s; the request behind them "
+        f"answered in {flood['answered']:.2f} s; cleared {flood['cleared']:.1f} s after the "
+        f"first ({args.flood / flood['cleared']:.0f} files/s); corrupt/ keeps "
+        f"{flood['kept']} entries, {flood['used'] / 2**20:.1f} MiB"
+    )
     for record in dropped:
         print(f"  audit spool-dropped: {record}")
     same = {name: supervisor.pid(name) for name in pids} == pids
     intact = audit_verdict(db_path).ok
-    print(f"daemons kept their PIDs: {same}; no restart: {not any(supervisor.restarts.values())}; "
-          f"audit verifies: {intact}")
+    print(
+        f"daemons kept their PIDs: {same}; no restart: {not any(supervisor.restarts.values())}; "
+        f"audit verifies: {intact}"
+    )
     return 0 if same and intact and not any(supervisor.restarts.values()) else 1
 
 

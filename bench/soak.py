@@ -54,11 +54,11 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from webhost.client import ClientError, WebClient
+from signer_core.x509.compat import verify_issued_by
+from signerctl.demo.ca import Users, create_demo_ca, system_users
 from signerctl.demo.nullmodem import Direction, NullModem
 from signerctl.demo.run import daemons, wait_until_served
-from signerctl.demo.ca import Users, create_demo_ca, system_users
-from signer_core.x509.compat import verify_issued_by
+from webhost.client import ClientError, WebClient
 
 KINDS = {"x509": 35, "x509-repeat": 10, "openpgp": 10, "revoke": 10, "refresh": 10, "nul": 25}
 RESPONSE_TIMEOUT = 10.0  # an answer takes well under a second; a lost one costs this
@@ -77,14 +77,29 @@ class Stats:
 
 def make_openpgp_keys(home: Path, count: int) -> list[bytes]:
     home.mkdir(mode=0o700)
-    gpg = ["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback", "--passphrase", ""]
+    gpg = [
+        "gpg",
+        "--batch",
+        "--homedir",
+        str(home),
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]
     keys = []
     for i in range(count):
         uid = f"Soak User {i} <soak{i}@example.org>"
-        subprocess.run([*gpg, "--quick-gen-key", uid, "ed25519", "default", "never"],
-                       check=True, capture_output=True)
-        keys.append(subprocess.run([*gpg, "--armor", "--export", uid], check=True,
-                                   capture_output=True).stdout)
+        subprocess.run(
+            [*gpg, "--quick-gen-key", uid, "ed25519", "default", "never"],
+            check=True,
+            capture_output=True,
+        )
+        keys.append(
+            subprocess.run(
+                [*gpg, "--armor", "--export", uid], check=True, capture_output=True
+            ).stdout
+        )
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     return keys
 
@@ -116,8 +131,9 @@ class Fault:
 class WebHost:
     """The web side: sends one request of a random kind and checks the answer."""
 
-    def __init__(self, client: WebClient, ca: Path, work: Path, rng: random.Random,
-                 openpgp_keys: list[bytes]) -> None:
+    def __init__(
+        self, client: WebClient, ca: Path, work: Path, rng: random.Random, openpgp_keys: list[bytes]
+    ) -> None:
         self.client, self.ca, self.work, self.rng = client, ca, work, rng
         self.root_cert = x509.load_pem_x509_certificate((ca / "certs" / "root0.crt").read_bytes())
         self.openpgp_keys = openpgp_keys
@@ -126,7 +142,9 @@ class WebHost:
         self.unrevoked: list[bytes] = []
         self.revoked: set[int] = set()
         self.count = 0
-        self.errors: list[str] = []  # wrong answers: a second certificate, a CRL that does not apply
+        self.errors: list[
+            str
+        ] = []  # wrong answers: a second certificate, a CRL that does not apply
 
     def _check_cert(self, csr: bytes, pem: bytes) -> None:
         cert = x509.load_pem_x509_certificate(pem)
@@ -149,14 +167,19 @@ class WebHost:
         if kind == "revoke" and not self.unrevoked:
             kind = "refresh"
         calls = {
-            "x509": lambda: sign_x509(self.client, csr, "soak"), "x509-repeat": lambda: sign_x509(self.client, csr, "soak"),
+            "x509": lambda: sign_x509(self.client, csr, "soak"),
+            "x509-repeat": lambda: sign_x509(self.client, csr, "soak"),
             "openpgp": lambda: self.client.sign_openpgp(self.rng.choice(self.openpgp_keys), 30),
             "nul": self.client.nul,
-            "refresh": lambda: self.client.refresh_crl(0, self.crl_path, self.ca / "certs" / "root0.crt"),
+            "refresh": lambda: self.client.refresh_crl(
+                0, self.crl_path, self.ca / "certs" / "root0.crt"
+            ),
         }
         if kind == "revoke":
             pem = self.unrevoked.pop(self.rng.randrange(len(self.unrevoked)))
-            calls["revoke"] = lambda: self.client.revoke(0, pem, self.crl_path, self.ca / "certs" / "root0.crt")
+            calls["revoke"] = lambda: self.client.revoke(
+                0, pem, self.crl_path, self.ca / "certs" / "root0.crt"
+            )
         outcome = deployed_retry(calls[kind], pause=QUIET_AFTER_FAILURE)
         self.count += 1
         answer = outcome.response
@@ -166,7 +189,9 @@ class WebHost:
             return kind, 0
         if kind.startswith("x509"):
             self._check_cert(csr, answer.payload1)
-        elif kind == "openpgp" and not answer.payload1.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+        elif kind == "openpgp" and not answer.payload1.startswith(
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+        ):
             raise AssertionError("OpenPGP answer is not an armoured key")
         elif kind == "revoke":
             self.revoked.add(x509.load_pem_x509_certificate(pem).serial_number)
@@ -177,7 +202,9 @@ def sample_memory(supervisor, stats: Stats, stop: threading.Event) -> None:
     while not stop.wait(1.0):
         for name, proc in supervisor.processes.items():
             try:
-                stats.rss_peak[name] = max(stats.rss_peak[name], rss_kib(proc.pid), peak_kib(proc.pid))
+                stats.rss_peak[name] = max(
+                    stats.rss_peak[name], rss_kib(proc.pid), peak_kib(proc.pid)
+                )
             except (OSError, ProcessLookupError):
                 pass
 
@@ -186,9 +213,14 @@ def percentiles(values: list[float]) -> str:
     if not values:
         return "-"
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-    return (f"p50 {pick(0.5) * 1000:7.0f}  p90 {pick(0.9) * 1000:7.0f}  "
-            f"p99 {pick(0.99) * 1000:7.0f}  max {ordered[-1] * 1000:7.0f} ms")
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return (
+        f"p50 {pick(0.5) * 1000:7.0f}  p90 {pick(0.9) * 1000:7.0f}  "
+        f"p99 {pick(0.99) * 1000:7.0f}  max {ordered[-1] * 1000:7.0f} ms"
+    )
 
 
 def final_checks(host: WebHost, ca: Path, supervisor) -> list[str]:
@@ -219,7 +251,9 @@ def final_checks(host: WebHost, ca: Path, supervisor) -> list[str]:
         crl = x509.load_der_x509_crl(host.crl_path.read_bytes())
         listed = {r.serial_number for r in crl}
         if not host.revoked <= listed:
-            problems.append(f"{len(host.revoked - listed)} revoked serials missing from the CRL held")
+            problems.append(
+                f"{len(host.revoked - listed)} revoked serials missing from the CRL held"
+            )
     if any(supervisor.restarts.values()):
         problems.append(f"daemon restarts: {supervisor.restarts}")
     return problems
@@ -229,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--fault-rate", type=float, default=0.02, help="share of requests damaged")
-    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a new one in /tmp)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="work directory (default: a new one in /tmp)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -239,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     work = args.dir or Path(tempfile.mkdtemp(prefix="signer-soak-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)
-    print(f"soak: {args.minutes:g} min, fault rate {args.fault_rate:g}, seed {seed}, in {work}", flush=True)
+    print(
+        f"soak: {args.minutes:g} min, fault rate {args.fault_rate:g}, seed {seed}, in {work}",
+        flush=True,
+    )
     users = system_users() if os.geteuid() == 0 else Users()
     stats = Stats()
     stop = threading.Event()
@@ -250,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         (work / "log").mkdir(exist_ok=True)
         supervisor = daemons(config, work / "log")
         supervisor.start()
-        sampler = threading.Thread(target=sample_memory, args=(supervisor, stats, stop), daemon=True)
+        sampler = threading.Thread(
+            target=sample_memory, args=(supervisor, stats, stop), daemon=True
+        )
         try:
             wait_until_served(modem.b_path)
             sampler.start()
@@ -278,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                     if time.monotonic() >= next_report:
                         next_report += 60
                         rate = host.count / (time.monotonic() - started)
-                        print(f"  {(time.monotonic() - started) / 60:4.1f} min: {host.count} requests, "
-                              f"{rate:.1f}/s", flush=True)
+                        print(
+                            f"  {(time.monotonic() - started) / 60:4.1f} min: {host.count} requests, "
+                            f"{rate:.1f}/s",
+                            flush=True,
+                        )
                 elapsed = time.monotonic() - started
                 modem.mend()
             stop.set()
@@ -295,16 +339,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(host: WebHost, stats: Stats, elapsed: float, problems: list[str]) -> None:
     answered = sum(len(v) for v in stats.latencies.values())
-    print(f"\n{host.count} requests in {elapsed:.0f} s: {host.count / elapsed:.2f} requests/s, "
-          f"{answered} answered, {sum(stats.failed.values())} failed after 3 tries, "
-          f"{stats.retried} needed a retry")
+    print(
+        f"\n{host.count} requests in {elapsed:.0f} s: {host.count / elapsed:.2f} requests/s, "
+        f"{answered} answered, {sum(stats.failed.values())} failed after 3 tries, "
+        f"{stats.retried} needed a retry"
+    )
     print(f"faults injected: {dict(stats.faults)}")
     print("latency (end to end, retries included):")
     for kind in KINDS:
         values = stats.latencies.get(kind, [])
         print(f"  {kind:12s} n={len(values):5d}  {percentiles(values)}")
-    print(f"  {'all':12s} n={answered:5d}  "
-          f"{percentiles([v for vs in stats.latencies.values() for v in vs])}")
+    print(
+        f"  {'all':12s} n={answered:5d}  "
+        f"{percentiles([v for vs in stats.latencies.values() for v in vs])}"
+    )
     for name, kib in sorted(stats.rss_peak.items()):
         print(f"peak memory {name}: {kib / 1024:.1f} MiB")
     print(f"distinct X.509 requests answered: {len(host.issued)}, revoked: {len(host.revoked)}")

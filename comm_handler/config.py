@@ -44,11 +44,25 @@ DEFAULT_DEADLINE = 100.0
 CLIENT_PATIENCE = 120.0  # the deployed client's wait for a response's start byte
 
 
-COMM_KEYS = frozenset({
-    "device", "baud", "user", "group", "result_deadline", "ready_timeout", "verdict_timeout",
-    "chunk_timeout", "max_resends", "max_naks", "max_message", "pace", "pace_slice_bytes",
-    "pace_per_byte", "pace_per_slice",
-})
+COMM_KEYS = frozenset(
+    {
+        "device",
+        "baud",
+        "user",
+        "group",
+        "result_deadline",
+        "ready_timeout",
+        "verdict_timeout",
+        "chunk_timeout",
+        "max_resends",
+        "max_naks",
+        "max_message",
+        "pace",
+        "pace_slice_bytes",
+        "pace_per_byte",
+        "pace_per_slice",
+    }
+)
 
 
 class CommConfigError(ValueError):
@@ -86,8 +100,16 @@ def _secret_paths(data: dict, base: Path) -> tuple[Path, ...]:
     roots = _section(_section(data, "x509"), "roots")
     tables += [t for t in roots.values() if isinstance(t, dict)]
     keys = ("key", "passphrase_file", "database", "state_dir", "home", "key_file")
-    return tuple(sorted({(base / t[k]).resolve() for t in tables for k in keys
-                         if isinstance(t.get(k), str) and t[k]}))
+    return tuple(
+        sorted(
+            {
+                (base / t[k]).resolve()
+                for t in tables
+                for k in keys
+                if isinstance(t.get(k), str) and t[k]
+            }
+        )
+    )
 
 
 def _section(data: dict, name: str) -> dict:

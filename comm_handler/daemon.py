@@ -52,9 +52,9 @@ from comm_handler.transfer import (
     receive_message,
     send_message,
 )
+from hardening.process import HardeningError, harden, refuse_readable
 from spool.crashpoint import crashpoint
 from spool.header import Action, HeaderError, RequestHeader
-from hardening.process import HardeningError, harden, refuse_readable
 from spool.queue import Spool
 from spool.record import SpoolFormatError, error_payload
 
@@ -130,7 +130,8 @@ class LinkServer:
         reply = header.action != Action.NUL
         try:
             request_id = self.spool.enqueue(
-                message.header, message.payloads, received_at=received_at, reply=reply)
+                message.header, message.payloads, received_at=received_at, reply=reply
+            )
             crashpoint("request-committed")
         except OSError as exc:
             return Answer(_refusal(header.action, "spool-unavailable", exc.strerror or str(exc)))
@@ -153,12 +154,19 @@ class LinkServer:
         except SpoolFormatError as exc:
             raise _NoResult(_refusal(action, "bad-result", str(exc))) from None
         except OSError as exc:
-            raise _NoResult(_refusal(action, "spool-unavailable", exc.strerror or str(exc))) from None
+            raise _NoResult(
+                _refusal(action, "spool-unavailable", exc.strerror or str(exc))
+            ) from None
         if result is None:
             # The request stays in the spool: the signer still handles it, and
             # the client's retry is answered from the CA database.
-            raise _NoResult(_refusal(action, "timeout",
-                                     f"no result within {self.cfg.result_deadline:g} s, retry later"))
+            raise _NoResult(
+                _refusal(
+                    action,
+                    "timeout",
+                    f"no result within {self.cfg.result_deadline:g} s, retry later",
+                )
+            )
         try:
             return _response(action, result.payload1, result.payload2)
         except FrameError as exc:  # the signer keeps answers within MAX_ANSWER: a bug or a forgery
@@ -170,22 +178,29 @@ class LinkServer:
             self.spool.deliver(request_id)
             crashpoint("receipt-committed")
         except OSError as exc:
-            log.warning("request %s: delivery receipt not written: %s", request_id,
-                        exc.strerror or exc)
+            log.warning(
+                "request %s: delivery receipt not written: %s", request_id, exc.strerror or exc
+            )
 
     def serve(self, port: SerialLike) -> None:
         """Answer requests on an open port until it fails (LinkClosed)."""
         link = self.cfg.link
         while True:
-            data = receive_message(port, chunk_timeout=link.chunk, max_naks=link.max_naks,
-                                   max_length=link.max_message)
+            data = receive_message(
+                port, chunk_timeout=link.chunk, max_naks=link.max_naks, max_length=link.max_message
+            )
             crashpoint("frame-received")
             self.received += 1
             answer = self.answer(data)
             try:
-                resends = send_message(port, answer.message, ready_timeout=link.ready,
-                                       verdict_timeout=link.verdict,
-                                       max_resends=link.max_resends, pacing=self.cfg.pacing)
+                resends = send_message(
+                    port,
+                    answer.message,
+                    ready_timeout=link.ready,
+                    verdict_timeout=link.verdict,
+                    max_resends=link.max_resends,
+                    pacing=self.cfg.pacing,
+                )
                 crashpoint("response-sent")
             except (LinkTimeout, LinkRefused) as exc:
                 # The client retries; the signer answers the retry from its database.
@@ -247,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"signer-comm: {exc}", file=sys.stderr)
         return 2
     pacing = "off" if cfg.pacing is None else f"{cfg.pacing}"
-    log.info("link timeouts %s; pacing %s; result deadline %g s", cfg.link, pacing,
-             cfg.result_deadline)
+    log.info(
+        "link timeouts %s; pacing %s; result deadline %g s", cfg.link, pacing, cfg.result_deadline
+    )
     LinkServer(cfg, Spool(cfg.spool_dir)).run_forever()
     return 0
 

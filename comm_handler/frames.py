@@ -112,7 +112,9 @@ def _check_message_length(message_bytes: bytes) -> None:
         raise FrameError("message shorter than its length prefix")
     declared = int.from_bytes(message_bytes[:LEN_BYTES], "big")
     if declared != len(message_bytes) - LEN_BYTES:
-        raise FrameError(f"message declares {declared} bytes but holds {len(message_bytes) - LEN_BYTES}")
+        raise FrameError(
+            f"message declares {declared} bytes but holds {len(message_bytes) - LEN_BYTES}"
+        )
 
 
 def make_frame(message_bytes: bytes) -> bytes:
@@ -194,7 +196,9 @@ class FrameReceiver:
 
     def message(self) -> bytes:
         if self.state is not ReceiverState.COMPLETE:
-            raise FrameError(f"incomplete frame: {self.received} bytes of {self._total or 'unknown'}")
+            raise FrameError(
+                f"incomplete frame: {self.received} bytes of {self._total or 'unknown'}"
+            )
         end = len(self._buf) - len(TRAILER)
         if self._buf[end:] != TRAILER:
             raise FrameError("damaged frame: bad trailer")

@@ -273,7 +273,9 @@ def _receive_frame(
             if not _collect(port, receiver, chunk_timeout):
                 log.warning(
                     "frame incomplete after %.1f s of silence (%d of %s bytes): reset",
-                    chunk_timeout, receiver.received, receiver.expected,
+                    chunk_timeout,
+                    receiver.received,
+                    receiver.expected,
                 )
                 _reset_input(port)
                 return None

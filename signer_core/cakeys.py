@@ -48,8 +48,14 @@ _P25519 = 2**255 - 19
 _LOW_255 = (1 << 255) - 1
 
 # OpenPGP public-key algorithm id -> (kind, number of MPIs)
-_MPI_KINDS = {1: ("rsa", 2), 2: ("rsa", 2), 3: ("rsa", 2), 16: ("elgamal", 3),
-              17: ("dsa", 4), 20: ("elgamal", 3)}
+_MPI_KINDS = {
+    1: ("rsa", 2),
+    2: ("rsa", 2),
+    3: ("rsa", 2),
+    16: ("elgamal", 3),
+    17: ("dsa", 4),
+    20: ("elgamal", 3),
+}
 # RFC 9580 native keys: algorithm id -> (kind, raw size)
 _RAW_KINDS = {25: ("x25519", 32), 26: ("x448", 56), 27: ("ed25519", 32), 28: ("ed448", 57)}
 _ECDH, _ECDSA, _EDDSA = 18, 19, 22
@@ -65,8 +71,12 @@ _EC_CURVES: Mapping[bytes, ec.EllipticCurve] = {
 }
 _ED25519_OID = bytes.fromhex("2b06010401da470f01")
 _CV25519_OID = bytes.fromhex("2b060104019755010501")
-_RAW_TYPES = ((ed25519.Ed25519PublicKey, "ed25519"), (ed448.Ed448PublicKey, "ed448"),
-              (x25519.X25519PublicKey, "x25519"), (x448.X448PublicKey, "x448"))
+_RAW_TYPES = (
+    (ed25519.Ed25519PublicKey, "ed25519"),
+    (ed448.Ed448PublicKey, "ed448"),
+    (x25519.X25519PublicKey, "x25519"),
+    (x448.X448PublicKey, "x448"),
+)
 
 
 def _identity(kind: str, *fields: bytes) -> bytes:
@@ -221,8 +231,11 @@ class CaKeys:
         if openpgp is not None:
             fingerprints[openpgp.fingerprint] = "the OpenPGP root's primary key"
             for packet in openpgp.ca_public:
-                label = (f"OpenPGP root subkey {packet.fingerprint[-16:]}"
-                         if packet.tag != TAG_PUBLIC_KEY else "the OpenPGP root's primary key")
+                label = (
+                    f"OpenPGP root subkey {packet.fingerprint[-16:]}"
+                    if packet.tag != TAG_PUBLIC_KEY
+                    else "the OpenPGP root's primary key"
+                )
                 fingerprints.setdefault(packet.fingerprint, label)
                 identity = openpgp_identity(packet.body)
                 if identity is not None:
@@ -241,8 +254,11 @@ class CaKeys:
         for packet in summary.keys:
             label = self._label(packet)
             if label is not None:
-                where = ("the key" if packet.tag == TAG_PUBLIC_KEY
-                         else f"subkey {packet.fingerprint[-16:]}")
+                where = (
+                    "the key"
+                    if packet.tag == TAG_PUBLIC_KEY
+                    else f"subkey {packet.fingerprint[-16:]}"
+                )
                 raise Refusal("openpgp-ca-key", f"{where} is {label}")
 
     def _label(self, packet: KeyPacket) -> str | None:

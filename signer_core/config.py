@@ -75,7 +75,7 @@ class X509Config:
     blocklist_file: Path | None
     roots: Mapping[int, RootConfig]
     profiles: Mapping[int, Profile]
-    subject_order: str = "policy"   # "policy" (the old CA's DN order) or "as-sent"
+    subject_order: str = "policy"  # "policy" (the old CA's DN order) or "as-sent"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,13 +209,21 @@ def load_config(path: Path) -> Config:
     d = SpoolLimits()
     spool_limits = SpoolLimits(
         corrupt_max_entries=spool.int_("corrupt_max_entries", d.corrupt_max_entries, 0, 10**7),
-        corrupt_max_bytes=spool.int_("corrupt_max_bytes", d.corrupt_max_bytes, 0, 2**40))
+        corrupt_max_bytes=spool.int_("corrupt_max_bytes", d.corrupt_max_bytes, 0, 2**40),
+    )
     spool.finish()
     x509 = _x509(_sub_top(top, "x509"))
     openpgp = _openpgp(top, x509.cps_url)
-    cfg = Config(path=path, spool_dir=spool_dir, comm=_comm(_sub_top(top, "comm")),
-                 signer=_signer(_sub_top(top, "signer")), x509=x509, openpgp=openpgp,
-                 crl=_crl(_sub_top(top, "crl")), spool_limits=spool_limits)
+    cfg = Config(
+        path=path,
+        spool_dir=spool_dir,
+        comm=_comm(_sub_top(top, "comm")),
+        signer=_signer(_sub_top(top, "signer")),
+        x509=x509,
+        openpgp=openpgp,
+        crl=_crl(_sub_top(top, "crl")),
+        spool_limits=spool_limits,
+    )
     top.finish()
     return _nest_time_limits(cfg, data)
 
@@ -227,18 +235,25 @@ def _nest_time_limits(cfg: Config, data: dict[str, Any]) -> Config:
     it); a limit set that does not fit is a ConfigError naming it.
     """
     deadline = cfg.comm.result_deadline
-    budget = _nested(cfg.signer.request_budget_seconds, deadline,
-                     "request_budget_seconds" in data.get("signer", {}),
-                     f"signer.request_budget_seconds: must be below comm.result_deadline"
-                     f" ({deadline:g} s), or the web host gives up first")
+    budget = _nested(
+        cfg.signer.request_budget_seconds,
+        deadline,
+        "request_budget_seconds" in data.get("signer", {}),
+        f"signer.request_budget_seconds: must be below comm.result_deadline"
+        f" ({deadline:g} s), or the web host gives up first",
+    )
     cfg = dataclasses.replace(
-        cfg, signer=dataclasses.replace(cfg.signer, request_budget_seconds=budget))
+        cfg, signer=dataclasses.replace(cfg.signer, request_budget_seconds=budget)
+    )
     if cfg.openpgp is None:
         return cfg
-    wall = _nested(cfg.openpgp.gpg_wall_seconds, budget,
-                   "gpg_wall_seconds" in data.get("openpgp", {}),
-                   f"openpgp.gpg_wall_seconds: must be below signer.request_budget_seconds"
-                   f" ({budget:g} s), so that gpg's own limit refuses first")
+    wall = _nested(
+        cfg.openpgp.gpg_wall_seconds,
+        budget,
+        "gpg_wall_seconds" in data.get("openpgp", {}),
+        f"openpgp.gpg_wall_seconds: must be below signer.request_budget_seconds"
+        f" ({budget:g} s), so that gpg's own limit refuses first",
+    )
     return dataclasses.replace(cfg, openpgp=dataclasses.replace(cfg.openpgp, gpg_wall_seconds=wall))
 
 
@@ -264,20 +279,33 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
     if len(fpr) not in (40, 64) or any(c not in "0123456789ABCDEF" for c in fpr):
         raise ConfigError("openpgp.fingerprint: 40 or 64 hex digits")
     # Integer bounds, each with its default from OpenPGPConfig and its allowed range.
-    bounds = {name: t.int_(name, getattr(OpenPGPConfig, name), lo, hi) for name, lo, hi in (
-        ("max_packets", 10, 100_000), ("max_user_ids", 1, 10_000), ("max_subkeys", 0, 10_000),
-        ("max_signatures", 1, 100_000), ("max_signatures_per_uid", 1, 100_000),
-        ("max_key_bits", 2048, 16384), ("max_rsa_exponent_bits", 17, 16384),
-        ("gpg_cpu_seconds", 1, 600))}
-    o = OpenPGPConfig(home=t.opt_path("home"), key_file=t.opt_path("key_file"), fingerprint=fpr,
-                      passphrase_file=t.opt_path("passphrase_file"),
-                      policy_url=_url(t, "policy_url", cps_url),
-                      cert_level=t.int_("cert_level", 2, 0, 3),
-                      digest=t.str_("digest", "SHA256").upper(),
-                      workdir=t.opt_path("workdir"),
-                      gpg_wall_seconds=float(t.get("gpg_wall_seconds", (int, float),
-                                                                 OpenPGPConfig.gpg_wall_seconds)),
-                      **bounds)
+    bounds = {
+        name: t.int_(name, getattr(OpenPGPConfig, name), lo, hi)
+        for name, lo, hi in (
+            ("max_packets", 10, 100_000),
+            ("max_user_ids", 1, 10_000),
+            ("max_subkeys", 0, 10_000),
+            ("max_signatures", 1, 100_000),
+            ("max_signatures_per_uid", 1, 100_000),
+            ("max_key_bits", 2048, 16384),
+            ("max_rsa_exponent_bits", 17, 16384),
+            ("gpg_cpu_seconds", 1, 600),
+        )
+    }
+    o = OpenPGPConfig(
+        home=t.opt_path("home"),
+        key_file=t.opt_path("key_file"),
+        fingerprint=fpr,
+        passphrase_file=t.opt_path("passphrase_file"),
+        policy_url=_url(t, "policy_url", cps_url),
+        cert_level=t.int_("cert_level", 2, 0, 3),
+        digest=t.str_("digest", "SHA256").upper(),
+        workdir=t.opt_path("workdir"),
+        gpg_wall_seconds=float(
+            t.get("gpg_wall_seconds", (int, float), OpenPGPConfig.gpg_wall_seconds)
+        ),
+        **bounds,
+    )
     if not 0 < o.gpg_wall_seconds <= 600:
         raise ConfigError("openpgp.gpg_wall_seconds: must be above 0 and at most 600")
     if o.digest not in OPENPGP_DIGESTS:
@@ -289,16 +317,30 @@ def _openpgp(top: _Table, cps_url: str) -> OpenPGPConfig | None:
 
 
 # Link settings that only the comm handler reads; comm_handler.config checks them.
-COMM_LINK_KEYS = frozenset({
-    "ready_timeout", "verdict_timeout", "chunk_timeout", "max_resends", "max_naks",
-    "max_message", "pace", "pace_slice_bytes", "pace_per_byte", "pace_per_slice",
-})
+COMM_LINK_KEYS = frozenset(
+    {
+        "ready_timeout",
+        "verdict_timeout",
+        "chunk_timeout",
+        "max_resends",
+        "max_naks",
+        "max_message",
+        "pace",
+        "pace_slice_bytes",
+        "pace_per_byte",
+        "pace_per_slice",
+    }
+)
 
 
 def _comm(t: _Table) -> CommConfig:
-    c = CommConfig(device=t.str_("device", "/dev/ttyUSB0"), baud=t.int_("baud", 115200, 50, 4_000_000),
-                   user=t.str_("user", "_signer-comm"), group=t.str_("group", "_signer-comm"),
-                   result_deadline=float(t.get("result_deadline", (int, float), 100.0)))
+    c = CommConfig(
+        device=t.str_("device", "/dev/ttyUSB0"),
+        baud=t.int_("baud", 115200, 50, 4_000_000),
+        user=t.str_("user", "_signer-comm"),
+        group=t.str_("group", "_signer-comm"),
+        result_deadline=float(t.get("result_deadline", (int, float), 100.0)),
+    )
     if not 0 < c.result_deadline < 120:
         raise ConfigError("comm.result_deadline: must be above 0 and below the client's 120 s")
     t.used |= COMM_LINK_KEYS
@@ -307,24 +349,25 @@ def _comm(t: _Table) -> CommConfig:
 
 
 def _signer(t: _Table) -> SignerConfig:
-    s = SignerConfig(user=t.str_("user", "_signer"), group=t.str_("group", "_signer"),
-                     database=t.path("database", "/var/lib/signer-appliance/ca.sqlite"),
-                     state_dir=t.path("state_dir", "/var/lib/signer-appliance"),
-                     retry_window_days=t.int_("retry_window_days", 7, 1, 366),
-                     request_budget_seconds=float(t.get("request_budget_seconds", (int, float),
-                                                        20.0)),
-                     max_clock_drift_seconds=float(t.get("max_clock_drift_seconds", (int, float),
-                                                         86400.0)),
-                     clock_history_step_seconds=float(t.get("clock_history_step_seconds",
-                                                            (int, float), 10.0)),
-                     clock_history_max_rows=t.int_("clock_history_max_rows", 10_000, 1,
-                                                   10_000_000))
+    s = SignerConfig(
+        user=t.str_("user", "_signer"),
+        group=t.str_("group", "_signer"),
+        database=t.path("database", "/var/lib/signer-appliance/ca.sqlite"),
+        state_dir=t.path("state_dir", "/var/lib/signer-appliance"),
+        retry_window_days=t.int_("retry_window_days", 7, 1, 366),
+        request_budget_seconds=float(t.get("request_budget_seconds", (int, float), 20.0)),
+        max_clock_drift_seconds=float(t.get("max_clock_drift_seconds", (int, float), 86400.0)),
+        clock_history_step_seconds=float(t.get("clock_history_step_seconds", (int, float), 10.0)),
+        clock_history_max_rows=t.int_("clock_history_max_rows", 10_000, 1, 10_000_000),
+    )
     if not 0 < s.request_budget_seconds < 100:
         raise ConfigError("signer.request_budget_seconds: must be above 0 and below 100")
     # Beyond these a setting defeats itself: a drift limit under a minute refuses honest
     # readings, one over ten years refuses nothing. NaN is outside every range.
-    for key, lo, hi in (("max_clock_drift_seconds", 60, 10 * 366 * 86400),
-                        ("clock_history_step_seconds", 1, 86400)):
+    for key, lo, hi in (
+        ("max_clock_drift_seconds", 60, 10 * 366 * 86400),
+        ("clock_history_step_seconds", 1, 86400),
+    ):
         if not lo <= getattr(s, key) <= hi:
             raise ConfigError(f"signer.{key}: must be between {lo} and {hi} seconds")
     t.finish()
@@ -332,9 +375,11 @@ def _signer(t: _Table) -> SignerConfig:
 
 
 def _crl(t: _Table) -> CRLConfig:
-    c = CRLConfig(validity_days=t.int_("validity_days", 7, 1, 3660),
-                  history=t.int_("history", 16, 0, 100_000),
-                  prune_expired_after_days=t.int_("prune_expired_after_days", 0, 0, 100_000))
+    c = CRLConfig(
+        validity_days=t.int_("validity_days", 7, 1, 3660),
+        history=t.int_("history", 16, 0, 100_000),
+        prune_expired_after_days=t.int_("prune_expired_after_days", 0, 0, 100_000),
+    )
     t.finish()
     return c
 
@@ -375,14 +420,17 @@ def _x509(t: _Table) -> X509Config:
         prof_t.used.add(key)
         pid = _int_key(prof_t, key, 255)
         profiles[pid] = _profile(pid, profiles.get(pid), prof_t.sub(key))
-    x = X509Config(ocsp_url=_url(t, "ocsp_url", "http://ocsp.cacert.org/"),
-                   cps_url=_url(t, "cps_url", "http://www.cacert.org/cps.php"),
-                   policy_oid=_oid(t, "policy_oid", "1.3.6.1.4.1.18506.4.4"),
-                   allow_weak_digests=t.bool_("allow_weak_digests", False),
-                   allow_ed25519=t.bool_("allow_ed25519", False),
-                   blocklist_file=t.opt_path("blocklist_file"),
-                   roots=MappingProxyType(roots), profiles=MappingProxyType(profiles),
-                   subject_order=t.str_("subject_order", "policy"))
+    x = X509Config(
+        ocsp_url=_url(t, "ocsp_url", "http://ocsp.cacert.org/"),
+        cps_url=_url(t, "cps_url", "http://www.cacert.org/cps.php"),
+        policy_oid=_oid(t, "policy_oid", "1.3.6.1.4.1.18506.4.4"),
+        allow_weak_digests=t.bool_("allow_weak_digests", False),
+        allow_ed25519=t.bool_("allow_ed25519", False),
+        blocklist_file=t.opt_path("blocklist_file"),
+        roots=MappingProxyType(roots),
+        profiles=MappingProxyType(profiles),
+        subject_order=t.str_("subject_order", "policy"),
+    )
     if x.subject_order not in ("policy", "as-sent"):
         raise ConfigError(f'{t.key("subject_order")}: "policy" or "as-sent"')
     t.finish()
@@ -396,19 +444,35 @@ def _int_key(t: _Table, key: str, hi: int) -> int:
 
 
 def _root(rid: int, t: _Table) -> RootConfig:
-    r = RootConfig(id=rid, name=t.str_("name"), key=t.path("key"),
-                   certificate=t.path("certificate"),
-                   passphrase_file=t.opt_path("passphrase_file"),
-                   crl_url=_url(t, "crl_url"), default_digest=_digest(t, "default_digest"))
+    r = RootConfig(
+        id=rid,
+        name=t.str_("name"),
+        key=t.path("key"),
+        certificate=t.path("certificate"),
+        passphrase_file=t.opt_path("passphrase_file"),
+        crl_url=_url(t, "crl_url"),
+        default_digest=_digest(t, "default_digest"),
+    )
     t.finish()
     return r
 
 
 _PROFILE_KEYS: dict[str, type] = {
-    "name": str, "enabled": bool, "key_usage": list, "extended_key_usage": list,
-    "san_source": str, "ca": bool, "path_length": int, "max_days": int,
-    "ocsp_nocheck": bool, "eku_critical": bool, "require_san": bool,
-    "require_xmpp": bool, "server_names": bool, "email_names": bool, "policy_oids": list,
+    "name": str,
+    "enabled": bool,
+    "key_usage": list,
+    "extended_key_usage": list,
+    "san_source": str,
+    "ca": bool,
+    "path_length": int,
+    "max_days": int,
+    "ocsp_nocheck": bool,
+    "eku_critical": bool,
+    "require_san": bool,
+    "require_xmpp": bool,
+    "server_names": bool,
+    "email_names": bool,
+    "policy_oids": list,
 }
 _NEW_PROFILE_REQUIRED = ("name", "enabled", "key_usage", "extended_key_usage", "san_source")
 

@@ -33,19 +33,19 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from signer_core.store.audit import AuditLog
-from signer_core.store.cadb import CADatabase
+from hardening.process import HardeningError, harden
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
+from signer_core.crl.revocation import Revocations
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.openpgp.certify import OpenPGPSigner, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
-from signer_core.crl.revocation import Revocations
 from signer_core.roots import RootStore
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase
 from signer_core.timesync import ClockRules, TimeReadings
 from spool.crashpoint import crashpoint
-from hardening.process import HardeningError, harden
 from spool.queue import CorruptLimits, DropReport, Spool
 from spool.record import Receipt, Request
 from spool.watch import COMMIT_MASK, DirWatcher
@@ -69,8 +69,11 @@ def comm_uid(cfg: Config) -> int | None:
 def build_context(cfg: Config) -> SignerContext:
     db = CADatabase(cfg.signer.database)
     audit = AuditLog(db.connection)
-    audit.append("started", config=str(cfg.path),
-                 config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest())
+    audit.append(
+        "started",
+        config=str(cfg.path),
+        config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest(),
+    )
     roots = RootStore.load(cfg.x509)
     for root_id, root in sorted(roots.roots.items()):
         fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex()
@@ -81,13 +84,23 @@ def build_context(cfg: Config) -> SignerContext:
     openpgp, openpgp_missing = load_openpgp(cfg)
     audit.append("openpgp-root", loaded=openpgp is not None, reason=openpgp_missing)
     ca_keys = CaKeys.build(roots, openpgp)
-    revocations = Revocations(db, validity_days=cfg.crl.validity_days, history=cfg.crl.history,
-                              prune_expired_after_days=cfg.crl.prune_expired_after_days)
-    return SignerContext(config=cfg, roots=roots, ca_keys=ca_keys, db=db, audit=audit,
-                         time_readings=TimeReadings(db, cfg.signer.state_dir,
-                                                    ClockRules.of(cfg.signer, roots)),
-                         revocations=revocations, openpgp=openpgp,
-                         openpgp_missing=openpgp_missing)
+    revocations = Revocations(
+        db,
+        validity_days=cfg.crl.validity_days,
+        history=cfg.crl.history,
+        prune_expired_after_days=cfg.crl.prune_expired_after_days,
+    )
+    return SignerContext(
+        config=cfg,
+        roots=roots,
+        ca_keys=ca_keys,
+        db=db,
+        audit=audit,
+        time_readings=TimeReadings(db, cfg.signer.state_dir, ClockRules.of(cfg.signer, roots)),
+        revocations=revocations,
+        openpgp=openpgp,
+        openpgp_missing=openpgp_missing,
+    )
 
 
 def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
@@ -98,17 +111,28 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     from signer_core.openpgp.packets import PacketLimits
 
     o = cfg.openpgp
-    limits = PacketLimits(max_packets=o.max_packets, max_user_ids=o.max_user_ids,
-                          max_subkeys=o.max_subkeys, max_signatures=o.max_signatures,
-                          max_signatures_per_uid=o.max_signatures_per_uid,
-                          max_key_bits=o.max_key_bits,
-                          max_rsa_exponent_bits=o.max_rsa_exponent_bits)
+    limits = PacketLimits(
+        max_packets=o.max_packets,
+        max_user_ids=o.max_user_ids,
+        max_subkeys=o.max_subkeys,
+        max_signatures=o.max_signatures,
+        max_signatures_per_uid=o.max_signatures_per_uid,
+        max_key_bits=o.max_key_bits,
+        max_rsa_exponent_bits=o.max_rsa_exponent_bits,
+    )
     try:
-        signer = load_signer(fingerprint=o.fingerprint, home=o.home, key_file=o.key_file,
-                             passphrase_file=o.passphrase_file, policy_url=o.policy_url,
-                             cert_level=o.cert_level, digest=o.digest,
-                             workdir=o.workdir or cfg.signer.state_dir / "gpg", limits=limits,
-                             gpg_limits=GpgLimits(o.gpg_cpu_seconds, o.gpg_wall_seconds))
+        signer = load_signer(
+            fingerprint=o.fingerprint,
+            home=o.home,
+            key_file=o.key_file,
+            passphrase_file=o.passphrase_file,
+            policy_url=o.policy_url,
+            cert_level=o.cert_level,
+            digest=o.digest,
+            workdir=o.workdir or cfg.signer.state_dir / "gpg",
+            limits=limits,
+            gpg_limits=GpgLimits(o.gpg_cpu_seconds, o.gpg_wall_seconds),
+        )
     except (Refusal, GpgError, ValueError, OSError) as exc:
         log.warning("OpenPGP root not usable: %s", exc)
         return None, f"the OpenPGP root is not usable: {exc}"[:300]
@@ -170,24 +194,46 @@ def report_storm(ctx: SignerContext, ignored: int, tally: Tally, seconds: int) -
     wasted = max(0, ignored - tally.served) + tally.fruitless
     if wasted < STORM_EVENTS:
         return
-    log.warning("%d events on incoming/ in the last %d s brought no request (%d named temporary "
-                "files, %d wake-ups found nothing to serve): the comm handler floods the spool",
-                wasted, seconds, ignored, tally.fruitless)
+    log.warning(
+        "%d events on incoming/ in the last %d s brought no request (%d named temporary "
+        "files, %d wake-ups found nothing to serve): the comm handler floods the spool",
+        wasted,
+        seconds,
+        ignored,
+        tally.fruitless,
+    )
     with ctx.db.transaction():
-        ctx.audit.append("spool-storm", events=wasted, temporary=ignored,
-                         empty_wakeups=tally.fruitless, seconds=seconds)
+        ctx.audit.append(
+            "spool-storm",
+            events=wasted,
+            temporary=ignored,
+            empty_wakeups=tally.fruitless,
+            seconds=seconds,
+        )
 
 
 def report_drops(ctx: SignerContext, report: DropReport | None, seconds: int) -> None:
     if report is None:
         return
     removed = sum(report.counts.values())
-    log.warning("in the last %d s, %d refused entries (%d bytes) were removed instead of kept "
-                "in corrupt/ and %d skipped; by reason: %s", seconds, removed, report.bytes,
-                report.skipped, ", ".join(f"{k} {n}" for k, n in sorted(report.counts.items())))
+    log.warning(
+        "in the last %d s, %d refused entries (%d bytes) were removed instead of kept "
+        "in corrupt/ and %d skipped; by reason: %s",
+        seconds,
+        removed,
+        report.bytes,
+        report.skipped,
+        ", ".join(f"{k} {n}" for k, n in sorted(report.counts.items())),
+    )
     with ctx.db.transaction():
-        ctx.audit.append("spool-dropped", removed=removed, reasons=report.counts,
-                         bytes=report.bytes, skipped=report.skipped, seconds=seconds)
+        ctx.audit.append(
+            "spool-dropped",
+            removed=removed,
+            reasons=report.counts,
+            bytes=report.bytes,
+            skipped=report.skipped,
+            seconds=seconds,
+        )
 
 
 def start(cfg: Config) -> SignerContext:
@@ -225,8 +271,10 @@ def run(cfg: Config, spool: Spool) -> None:
 
 
 def make_spool(cfg: Config) -> Spool:
-    limits = CorruptLimits(max_entries=cfg.spool_limits.corrupt_max_entries,
-                           max_bytes=cfg.spool_limits.corrupt_max_bytes)
+    limits = CorruptLimits(
+        max_entries=cfg.spool_limits.corrupt_max_entries,
+        max_bytes=cfg.spool_limits.corrupt_max_bytes,
+    )
     return Spool(cfg.spool_dir, comm_uid=comm_uid(cfg), corrupt_limits=limits)
 
 

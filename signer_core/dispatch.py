@@ -32,11 +32,18 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.store.audit import AuditLog
 from signer_core.budget import OverBudget, budget
-from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config
+from signer_core.crl.revocation import Revocations
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key
+from signer_core.openpgp.packets import summarise
+from signer_core.refusal import Refusal
+from signer_core.roots import RootStore
+from signer_core.store.audit import AuditLog
+from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow
+from signer_core.timesync import TimeReadings
+from signer_core.x509.compat import not_after, not_before
 from signer_core.x509.issue import (
     CertificatePlan,
     SignRequest,
@@ -44,13 +51,6 @@ from signer_core.x509.issue import (
     plan_certificate,
     sign_certificate,
 )
-from signer_core.openpgp.certify import OpenPGPSigner, certify_key
-from signer_core.openpgp.packets import summarise
-from signer_core.refusal import Refusal
-from signer_core.crl.revocation import Revocations
-from signer_core.roots import RootStore
-from signer_core.timesync import TimeReadings
-from signer_core.x509.compat import not_after, not_before
 from spool.crashpoint import crashpoint
 from spool.header import Action, HeaderError, RequestHeader, System
 from spool.record import MAX_ANSWER, Receipt, Request, Result
@@ -75,7 +75,7 @@ class SignerContext:
     revocations: Revocations
     openpgp: OpenPGPSigner | None  # None: no OpenPGP root configured or installed
     openpgp_missing: str = "no OpenPGP root is configured"
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     # (root, serial) reserved by the request in hand: released if it is refused.
     reservation: tuple[int, int] | None = None
 
@@ -144,13 +144,21 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
         why = _stale(ctx, row)
         if why is None:
             return _answer_again(ctx, row, request)
-        log.info("request bytes seen before (serial %x), but %s: a new certificate", row.serial, why)
+        log.info(
+            "request bytes seen before (serial %x), but %s: a new certificate", row.serial, why
+        )
     elif row is not None:  # reserved, and never signed: a crash came between
         ctx.reservation = (row.root, row.serial)
     sign_request = SignRequest(
-        root=header.root, profile=header.profile, md=header.md, days=header.days,
-        spkac=header.spkac, payload1=request.payloads[0], payload2=request.payloads[1],
-        payload3=request.payloads[2])
+        root=header.root,
+        profile=header.profile,
+        md=header.md,
+        days=header.days,
+        spkac=header.spkac,
+        payload1=request.payloads[0],
+        payload2=request.payloads[1],
+        payload3=request.payloads[2],
+    )
     plan = plan_certificate(ctx.config, ctx.roots, sign_request, ctx.now())
     ctx.ca_keys.check_x509(plan.public_key)
     if ctx.reservation is None:
@@ -161,11 +169,18 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
     cut = _cut(plan, header.days)
     with ctx.db.transaction():
         ctx.db.record_issued(digest, cert, request.id, int(ctx.now().timestamp()))
-        ctx.audit.append("issued", root=header.root, profile=header.profile,
-                         serial=format(serial, "x"), subject=cert.subject.rfc4514_string(),
-                         request=digest.hex(), answer=request.id, days_requested=header.days,
-                         days=(not_after(cert) - not_before(cert)).days,
-                         **({"cut": cut} if cut else {}))
+        ctx.audit.append(
+            "issued",
+            root=header.root,
+            profile=header.profile,
+            serial=format(serial, "x"),
+            subject=cert.subject.rfc4514_string(),
+            request=digest.hex(),
+            answer=request.id,
+            days_requested=header.days,
+            days=(not_after(cert) - not_before(cert)).days,
+            **({"cut": cut} if cut else {}),
+        )
     ctx.reservation = None
     crashpoint("database-committed")
     if cut:
@@ -177,8 +192,13 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
 def _answer_again(ctx: SignerContext, row: CertRow, request: Request) -> bytes:
     with ctx.db.transaction():
         ctx.db.answer_again("certificates", row.id, request.id)
-        ctx.audit.append("answered-again", root=row.root, serial=format(row.serial, "x"),
-                         answer=request.id, first_answer=row.answer_id)
+        ctx.audit.append(
+            "answered-again",
+            root=row.root,
+            serial=format(row.serial, "x"),
+            answer=request.id,
+            first_answer=row.answer_id,
+        )
     log.info("retry of an undelivered answer: serial %x again", row.serial)
     return row.pem()
 
@@ -220,8 +240,13 @@ def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Requ
     fingerprint = summarise(request.payloads[0], limits=ctx.openpgp.limits).fingerprint  # checked
     with ctx.db.transaction():
         ctx.db.record_openpgp(digest, fingerprint, header.days, armoured, request.id, started)
-        ctx.audit.append("openpgp-certified", fingerprint=fingerprint, days=header.days,
-                         request=digest.hex(), answer=request.id)
+        ctx.audit.append(
+            "openpgp-certified",
+            fingerprint=fingerprint,
+            days=header.days,
+            request=digest.hex(),
+            answer=request.id,
+        )
     return armoured
 
 
@@ -270,18 +295,25 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         header = RequestHeader.from_bytes(request.header)
         handler = REQUEST_KINDS.get((header.action, header.system))
         if handler is None:
-            raise Refusal("unknown-request",
-                          f"action {header.action} for system {header.system} is not served")
+            raise Refusal(
+                "unknown-request",
+                f"action {header.action} for system {header.system} is not served",
+            )
         seconds = ctx.config.signer.request_budget_seconds
         try:
             with budget(seconds):
                 answer = handler(ctx, header, request)
         except OverBudget:
-            raise Refusal("over-budget", f"the request needed more than the signer's"
-                          f" {seconds:g} s per request") from None
+            raise Refusal(
+                "over-budget",
+                f"the request needed more than the signer's {seconds:g} s per request",
+            ) from None
         if len(answer) > MAX_ANSWER:
-            raise Refusal("answer-too-large", f"the answer of {len(answer)} bytes does not fit"
-                          f" in a message ({MAX_ANSWER} at most)")
+            raise Refusal(
+                "answer-too-large",
+                f"the answer of {len(answer)} bytes does not fit"
+                f" in a message ({MAX_ANSWER} at most)",
+            )
         return header.action, answer, b""
     except HeaderError as exc:
         refusal = Refusal("bad-header", str(exc))
@@ -295,9 +327,14 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         if ctx.reservation is not None:
             ctx.db.release(*ctx.reservation)
             log.info("serial %x of root %d released", ctx.reservation[1], ctx.reservation[0])
-        ctx.audit.append("refused", request=request.id, action=action, code=refusal.code,
-                         reason=refusal.text,
-                         **({"released": format(ctx.reservation[1], "x")} if ctx.reservation else {}))
+        ctx.audit.append(
+            "refused",
+            request=request.id,
+            action=action,
+            code=refusal.code,
+            reason=refusal.text,
+            **({"released": format(ctx.reservation[1], "x")} if ctx.reservation else {}),
+        )
     ctx.reservation = None
     return action, b"", refusal.payload2()
 

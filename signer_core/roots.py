@@ -24,8 +24,10 @@ from signer_core.refusal import Refusal
 
 
 def _spki(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER,  # type: ignore[attr-defined]
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +94,11 @@ def _is_ca(cert: x509.Certificate) -> bool:
 @dataclasses.dataclass(frozen=True)
 class RootStore:
     roots: Mapping[int, Root]
-    missing: Mapping[int, str]      # root id -> why it is not installed
+    missing: Mapping[int, str]  # root id -> why it is not installed
     # root id -> the public keys its files show, installed or not (empty: none readable)
     public_keys: Mapping[int, tuple[object, ...]] = dataclasses.field(
-        default_factory=lambda: MappingProxyType({}))
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def load(cls, x509cfg: X509Config) -> RootStore:
@@ -110,8 +113,9 @@ class RootStore:
                 public_keys[rid] = _known_public_keys(rcfg)
             else:
                 public_keys[rid] = (roots[rid].certificate.public_key(),)
-        return cls(MappingProxyType(roots), MappingProxyType(missing),
-                   MappingProxyType(public_keys))
+        return cls(
+            MappingProxyType(roots), MappingProxyType(missing), MappingProxyType(public_keys)
+        )
 
     def get(self, root_id: int) -> Root:
         root = self.roots.get(root_id)

@@ -48,10 +48,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from signer_core.store.cadb import CADatabase
 from signer_core.config import SignerConfig
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
+from signer_core.store.cadb import CADatabase
 from signer_core.x509.compat import not_after, not_before
 from spool.safeio import commit_file
 
@@ -90,7 +90,7 @@ def parse_reading(payload: bytes) -> dt.datetime:
         raise Refusal("bad-time", "expected MMDDhhmmYYYY.SS")
     month, day, hour, minute, year, second = (int(g) for g in match.groups())
     try:
-        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError as exc:
         raise Refusal("bad-time", str(exc)) from exc
 
@@ -114,8 +114,12 @@ class ClockRules:
 
     @classmethod
     def of(cls, signer: SignerConfig, roots: RootStore) -> ClockRules:
-        return cls(signer.max_clock_drift_seconds, signer.clock_history_step_seconds,
-                   signer.clock_history_max_rows, roots_validity(roots))
+        return cls(
+            signer.max_clock_drift_seconds,
+            signer.clock_history_step_seconds,
+            signer.clock_history_max_rows,
+            roots_validity(roots),
+        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ class TimeReadings:
         with self.db.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO time_last VALUES (1, ?, ?, ?)",
-                (reading.received_at, reading.web_time, reading.drift))
+                (reading.received_at, reading.web_time, reading.drift),
+            )
             self.conn.execute("UPDATE time_rejected SET run = 0 WHERE run > 0")
             if self._worth_keeping(reading):
                 self._keep(reading)
@@ -171,21 +176,27 @@ class TimeReadings:
 
     def _implausible(self, reading: Reading) -> str | None:
         """Why a reading is not to be believed, or None."""
-        web = dt.datetime.fromtimestamp(reading.web_time, dt.timezone.utc)
+        web = dt.datetime.fromtimestamp(reading.web_time, dt.UTC)
         if self.rules.plausible is not None:
             start, end = self.rules.plausible
             if web < start:
-                return (f"the web host's time {web:%Y-%m-%d} is before the earliest root"
-                        f" became valid ({start:%Y-%m-%d})")
+                return (
+                    f"the web host's time {web:%Y-%m-%d} is before the earliest root"
+                    f" became valid ({start:%Y-%m-%d})"
+                )
             if web > end:
-                return (f"the web host's time {web:%Y-%m-%d} is after the last root"
-                        f" expires ({end:%Y-%m-%d})")
+                return (
+                    f"the web host's time {web:%Y-%m-%d} is after the last root"
+                    f" expires ({end:%Y-%m-%d})"
+                )
         # Written so that a drift that is not a number is refused too.
         if not abs(reading.drift) <= self.rules.max_drift:
             side = "ahead of" if reading.drift > 0 else "behind"
-            return (f"the web host's time {web:%Y-%m-%d %H:%M:%S} is {_span(reading.drift)}"
-                    f" {side} this machine's clock; max_clock_drift_seconds allows"
-                    f" {self.rules.max_drift:.0f}")
+            return (
+                f"the web host's time {web:%Y-%m-%d %H:%M:%S} is {_span(reading.drift)}"
+                f" {side} this machine's clock; max_clock_drift_seconds allows"
+                f" {self.rules.max_drift:.0f}"
+            )
         return None
 
     def _reject(self, reading: Reading, why: str) -> None:
@@ -194,43 +205,53 @@ class TimeReadings:
                 "INSERT INTO time_rejected VALUES (1, 1, 1, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE"
                 " SET count = count + 1, run = run + 1, received_at = excluded.received_at,"
                 " web_time = excluded.web_time, drift = excluded.drift, reason = excluded.reason",
-                (reading.received_at, reading.web_time, reading.drift, why))
+                (reading.received_at, reading.web_time, reading.drift, why),
+            )
             run = self.conn.execute("SELECT run FROM time_rejected").fetchone()[0]
         if run == 1:
             raise Refusal("implausible-time", why)
 
     def _worth_keeping(self, reading: Reading) -> bool:
         row = self.conn.execute(
-            "SELECT received_at, drift FROM time_readings ORDER BY id DESC LIMIT 1").fetchone()
-        return (row is None or reading.received_at - row[0] >= HISTORY_INTERVAL
-                or abs(reading.drift - row[1]) > self.rules.history_step)
+            "SELECT received_at, drift FROM time_readings ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return (
+            row is None
+            or reading.received_at - row[0] >= HISTORY_INTERVAL
+            or abs(reading.drift - row[1]) > self.rules.history_step
+        )
 
     def _keep(self, reading: Reading) -> None:
         self.conn.execute(
             "INSERT INTO time_readings (received_at, web_time, drift) VALUES (?, ?, ?)",
-            (reading.received_at, reading.web_time, reading.drift))
+            (reading.received_at, reading.web_time, reading.drift),
+        )
         # The newest rows stay: everything from the first row past the limit back goes.
         self.conn.execute(
             "DELETE FROM time_readings WHERE id <= (SELECT id FROM time_readings"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (self.rules.history_max_rows,))
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (self.rules.history_max_rows,),
+        )
 
     def last(self) -> Reading | None:
         row = self.conn.execute("SELECT received_at, web_time, drift FROM time_last").fetchone()
         return Reading(*row) if row else None
 
     def rejected(self) -> Rejections | None:
-        row = self.conn.execute("SELECT count, run, received_at, web_time, drift, reason"
-                                " FROM time_rejected").fetchone()
+        row = self.conn.execute(
+            "SELECT count, run, received_at, web_time, drift, reason FROM time_rejected"
+        ).fetchone()
         return Rejections(row[0], row[1], Reading(*row[2:5]), row[5]) if row else None
 
     def history(self, limit: int = 20) -> list[Reading]:
         rows = self.conn.execute(
             "SELECT received_at, web_time, drift FROM time_readings ORDER BY id DESC LIMIT ?",
-            (limit,)).fetchall()
+            (limit,),
+        ).fetchall()
         return [Reading(*r) for r in rows]
 
     def _write_script(self, reading: Reading) -> None:
-        seen = dt.datetime.fromtimestamp(reading.web_time, dt.timezone.utc).isoformat()
+        seen = dt.datetime.fromtimestamp(reading.web_time, dt.UTC).isoformat()
         drift = round(reading.drift)
         text = (
             "#!/bin/sh\n"

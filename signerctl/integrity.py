@@ -33,8 +33,11 @@ from signerctl.backup.archive import sha256_file, write_atomically
 PACKAGES = ("spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
 SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
 SCRIPT_DIRS = (Path("/usr/bin"), Path("/usr/local/bin"), Path(sys.prefix, "bin"))
-UNIT_DIRS = (Path("/lib/systemd/system"), Path("/usr/lib/systemd/system"),
-             Path("/etc/systemd/system"))
+UNIT_DIRS = (
+    Path("/lib/systemd/system"),
+    Path("/usr/lib/systemd/system"),
+    Path("/etc/systemd/system"),
+)
 BASELINE_NAME = "integrity-baseline.json"
 LAST_CHECK_NAME = "integrity-last.json"
 MAX_BASELINE = 16 << 20
@@ -46,10 +49,10 @@ class IntegrityError(Exception):
 
 @dataclass(frozen=True)
 class Report:
-    files: Mapping[str, str]            # label -> SHA-256 (or "symlink:<target>")
-    digest: str                         # over the whole current set
+    files: Mapping[str, str]  # label -> SHA-256 (or "symlink:<target>")
+    digest: str  # over the whole current set
     baseline: Path
-    baseline_digest: str | None         # None: no baseline recorded yet
+    baseline_digest: str | None  # None: no baseline recorded yet
     baseline_accepted_at: str | None
     changed: tuple[str, ...]
     added: tuple[str, ...]
@@ -58,8 +61,9 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return self.accepted or (self.baseline_digest is not None
-                                 and not (self.changed or self.added or self.removed))
+        return self.accepted or (
+            self.baseline_digest is not None and not (self.changed or self.added or self.removed)
+        )
 
 
 def package_dirs(names: Iterable[str] = PACKAGES) -> dict[str, Path]:
@@ -96,8 +100,9 @@ def _units(unit_dirs: Iterable[Path]) -> dict[str, str]:
         if real in seen or not directory.is_dir():
             continue
         seen.add(real)
-        for path in sorted([*directory.glob("signer-*.service"),
-                            *directory.glob("signer-*.service.d/*.conf")]):
+        for path in sorted(
+            [*directory.glob("signer-*.service"), *directory.glob("signer-*.service.d/*.conf")]
+        ):
             files[f"unit:{path}"] = _file_value(path)
     return files
 
@@ -113,9 +118,13 @@ def _scripts(script_dirs: Iterable[Path]) -> dict[str, str]:
     return files
 
 
-def current_files(cfg, *, programs: Mapping[str, Path] | None = None,
-                  unit_dirs: Iterable[Path] = UNIT_DIRS,
-                  script_dirs: Iterable[Path] = SCRIPT_DIRS) -> dict[str, str]:
+def current_files(
+    cfg,
+    *,
+    programs: Mapping[str, Path] | None = None,
+    unit_dirs: Iterable[Path] = UNIT_DIRS,
+    script_dirs: Iterable[Path] = SCRIPT_DIRS,
+) -> dict[str, str]:
     """Every file the report covers, by label; the keywords override where to look."""
     files: dict[str, str] = {}
     for name, top in sorted((package_dirs() if programs is None else programs).items()):
@@ -149,10 +158,13 @@ def load_baseline(path: Path) -> tuple[dict[str, str], str] | None:
     try:
         data = json.loads(raw)
         files, accepted_at = data["files"], data["accepted_at"]
-        ok = (len(raw) <= MAX_BASELINE and isinstance(accepted_at, str)
-              and isinstance(files, dict)
-              and all(isinstance(v, str) for v in files.values())
-              and data["digest"] == set_digest(files))
+        ok = (
+            len(raw) <= MAX_BASELINE
+            and isinstance(accepted_at, str)
+            and isinstance(files, dict)
+            and all(isinstance(v, str) for v in files.values())
+            and data["digest"] == set_digest(files)
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{path}: not a baseline file ({exc})") from exc
     if not ok:
@@ -171,13 +183,18 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def check(cfg, *, baseline: Path | None = None, accept: bool = False,
-          programs: Mapping[str, Path] | None = None,
-          unit_dirs: Iterable[Path] = UNIT_DIRS,
-          script_dirs: Iterable[Path] = SCRIPT_DIRS) -> Report:
+def check(
+    cfg,
+    *,
+    baseline: Path | None = None,
+    accept: bool = False,
+    programs: Mapping[str, Path] | None = None,
+    unit_dirs: Iterable[Path] = UNIT_DIRS,
+    script_dirs: Iterable[Path] = SCRIPT_DIRS,
+) -> Report:
     """Hash, compare with the baseline, record the result; with ``accept``, make
     the current set the new baseline (the differences are still reported)."""
     state_dir = Path(cfg.signer.state_dir)
@@ -187,27 +204,49 @@ def check(cfg, *, baseline: Path | None = None, accept: bool = False,
     try:
         old = load_baseline(baseline)
     except IntegrityError as exc:
-        _write_json(state_dir / LAST_CHECK_NAME, {
-            "at": _now(), "clean": False, "accepted": False, "digest": digest,
-            "baseline": str(baseline), "problem": str(exc)})
+        _write_json(
+            state_dir / LAST_CHECK_NAME,
+            {
+                "at": _now(),
+                "clean": False,
+                "accepted": False,
+                "digest": digest,
+                "baseline": str(baseline),
+                "problem": str(exc),
+            },
+        )
         raise
     old_files, accepted_at = old if old is not None else ({}, None)
     report = Report(
-        files, digest, baseline, set_digest(old_files) if old is not None else None,
+        files,
+        digest,
+        baseline,
+        set_digest(old_files) if old is not None else None,
         accepted_at,
-        changed=tuple(sorted(k for k in files.keys() & old_files.keys()
-                             if files[k] != old_files[k])),
+        changed=tuple(
+            sorted(k for k in files.keys() & old_files.keys() if files[k] != old_files[k])
+        ),
         added=tuple(sorted(files.keys() - old_files.keys())),
         removed=tuple(sorted(old_files.keys() - files.keys())),
-        accepted=accept)
+        accepted=accept,
+    )
     now = _now()
     if accept:
         _write_json(baseline, {"accepted_at": now, "digest": digest, "files": files})
-    _write_json(state_dir / LAST_CHECK_NAME, {
-        "at": now, "clean": report.clean, "accepted": accept, "digest": digest,
-        "baseline": str(baseline), "baseline_digest": report.baseline_digest,
-        "changed": len(report.changed), "added": len(report.added),
-        "removed": len(report.removed)})
+    _write_json(
+        state_dir / LAST_CHECK_NAME,
+        {
+            "at": now,
+            "clean": report.clean,
+            "accepted": accept,
+            "digest": digest,
+            "baseline": str(baseline),
+            "baseline_digest": report.baseline_digest,
+            "changed": len(report.changed),
+            "added": len(report.added),
+            "removed": len(report.removed),
+        },
+    )
     return report
 
 
@@ -215,7 +254,7 @@ def last_check(state_dir: Path) -> dict | None:
     """The last check's time and result for ``signerctl status``; None if never run."""
     path = Path(state_dir) / LAST_CHECK_NAME
     try:
-        data = json.loads(path.read_bytes()[:1 << 16])
+        data = json.loads(path.read_bytes()[: 1 << 16])
     except FileNotFoundError:
         return None
     except ValueError:

@@ -38,26 +38,35 @@ def render(data, out=sys.stdout, indent: str = "") -> None:
         columns = list(data[0])
         cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in data]
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-        print(indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+        print(
+            indent + "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+            file=out,
+        )
         for row in cells:
-            print(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+            print(
+                indent + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(),
+                file=out,
+            )
     else:
         print(f"{indent}{data if data not in (None, []) else '(none)'}", file=out)
 
 
 def _config(args):
     from signer_core.config import load_config
+
     return load_config(args.config)
 
 
 def _db(cfg):
     from signerctl.overview import open_readonly
+
     return open_readonly(cfg.signer.database)
 
 
 def cmd_status(args) -> tuple[object, int]:
     from signerctl import overview
     from signerctl.integrity import last_check
+
     cfg = _config(args)
     with _db(cfg) as conn:
         status = {
@@ -98,39 +107,52 @@ def cmd_spool_purge(args) -> tuple[object, int]:
 
 def cmd_crl_show(args) -> tuple[object, int]:
     from cryptography import x509
+
     from signerctl.overview import crl_der, iso
+
     with _db(_config(args)) as conn:
         der = crl_der(conn, args.root)
     if der is None:
         return {"root": args.root, "crl": None}, 1
     crl = x509.load_der_x509_crl(der)
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    return {"root": args.root, "issuer": crl.issuer.rfc4514_string(), "crl_number": number,
-            "this_update": iso(crl.last_update.replace(tzinfo=dt.timezone.utc).timestamp()),
-            "next_update": iso(crl.next_update.replace(tzinfo=dt.timezone.utc).timestamp()),
-            "entries": len(crl), "der_bytes": len(der),
-            "sha1": hashlib.sha1(der).hexdigest()}, 0
+    return {
+        "root": args.root,
+        "issuer": crl.issuer.rfc4514_string(),
+        "crl_number": number,
+        "this_update": iso(crl.last_update.replace(tzinfo=dt.UTC).timestamp()),
+        "next_update": iso(crl.next_update.replace(tzinfo=dt.UTC).timestamp()),
+        "entries": len(crl),
+        "der_bytes": len(der),
+        "sha1": hashlib.sha1(der).hexdigest(),
+    }, 0
 
 
 def cmd_certs_find(args) -> tuple[object, int]:
     from signerctl.overview import find_certificates
-    since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.timezone.utc) if args.since else None
+
+    since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC) if args.since else None
     with _db(_config(args)) as conn:
-        rows = find_certificates(conn, serial=args.serial, subject=args.subject,
-                                 since=since, limit=args.limit)
+        rows = find_certificates(
+            conn, serial=args.serial, subject=args.subject, since=since, limit=args.limit
+        )
     return rows, 0 if rows else 1
 
 
 def cmd_time(args) -> tuple[object, int]:
     from signerctl import overview
+
     with _db(_config(args)) as conn:
-        return {"now": overview.iso(dt.datetime.now(dt.timezone.utc).timestamp()),
-                "last": overview.time_status(conn),
-                "history": overview.time_history(conn, args.limit)}, 0
+        return {
+            "now": overview.iso(dt.datetime.now(dt.UTC).timestamp()),
+            "last": overview.time_status(conn),
+            "history": overview.time_history(conn, args.limit),
+        }, 0
 
 
 def cmd_audit_verify(args) -> tuple[object, int]:
     from signer_core.store.audit import AuditLog
+
     with _db(_config(args)) as conn:
         verdict = AuditLog(conn, create=False).verify()
     data = {"ok": verdict.ok, "records": verdict.count, "head": verdict.head}
@@ -141,18 +163,24 @@ def cmd_audit_verify(args) -> tuple[object, int]:
 
 def cmd_demo(args) -> tuple[object, int]:
     from signerctl.demo.run import run_demo
+
     return None, run_demo(args.dir, args.serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signerctl", description="Operate the signer appliance.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help=f"the appliance's configuration (default {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"the appliance's configuration (default {DEFAULT_CONFIG})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("status", help="daemons, spool, time, roots, database, audit head") \
-        .set_defaults(func=cmd_status)
+    commands.add_parser(
+        "status", help="daemons, spool, time, roots, database, audit head"
+    ).set_defaults(func=cmd_status)
 
     certs = commands.add_parser("certs", help="issued certificates").add_subparsers(required=True)
     find = certs.add_parser("find", help="find by serial, subject text or issue date")
@@ -166,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sp.add_parser("list", help="entries per state, with age and refusal reason")
     ls.add_argument("--state", choices=STATES)
     ls.set_defaults(func=cmd_spool_list)
-    for name, func, text in (("show", cmd_spool_show, "one entry's details"),
-                             ("requeue", cmd_spool_requeue, "send a corrupt entry back to incoming")):
+    for name, func, text in (
+        ("show", cmd_spool_show, "one entry's details"),
+        ("requeue", cmd_spool_requeue, "send a corrupt entry back to incoming"),
+    ):
         cmd = sp.add_parser(name, help=text)
         cmd.add_argument("name", help="the entry's file name")
         cmd.set_defaults(func=func)
@@ -180,23 +210,32 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("root", type=int)
     show.set_defaults(func=cmd_crl_show)
 
-    tm = commands.add_parser("time", help="the web host's time: drift, history, last and rejected readings")
+    tm = commands.add_parser(
+        "time", help="the web host's time: drift, history, last and rejected readings"
+    )
     tm.add_argument("--limit", type=int, default=20)
     tm.set_defaults(func=cmd_time)
 
     audit = commands.add_parser("audit", help="the audit chain").add_subparsers(required=True)
-    audit.add_parser("verify", help="check the whole chain, print its head hash") \
-        .set_defaults(func=cmd_audit_verify)
+    audit.add_parser("verify", help="check the whole chain, print its head hash").set_defaults(
+        func=cmd_audit_verify
+    )
 
     from signerctl.backup.command import add_commands
+
     add_commands(commands)
 
-    demo = commands.add_parser("demo", help="run both daemons on a throwaway CA and sign one request")
+    demo = commands.add_parser(
+        "demo", help="run both daemons on a throwaway CA and sign one request"
+    )
     demo.add_argument("--dir", type=Path, required=True, help="where the demo CA lives")
-    demo.add_argument("--serve", action="store_true", help="keep serving the link until interrupted")
+    demo.add_argument(
+        "--serve", action="store_true", help="keep serving the link until interrupted"
+    )
     demo.set_defaults(func=cmd_demo)
 
     from signerctl.migrate import command as ctl_migrate
+
     ctl_migrate.add_commands(commands)
     return parser
 
@@ -204,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
     import sqlite3
+
     from signer_core.config import ConfigError
+
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `signerctl ... | head` ends quietly
     args = build_parser().parse_args(argv)
     try:

@@ -52,8 +52,15 @@ def entries(spool: Spool, states: tuple[str, ...] = STATES) -> list[Entry]:
             if name.startswith(".") or name.endswith(REASON):
                 continue
             info = os.lstat(directory / name)
-            out.append(Entry(state, name, round(now - info.st_mtime, 1), info.st_size,
-                             _reason(spool, name) if state == "corrupt" else ""))
+            out.append(
+                Entry(
+                    state,
+                    name,
+                    round(now - info.st_mtime, 1),
+                    info.st_size,
+                    _reason(spool, name) if state == "corrupt" else "",
+                )
+            )
     return out
 
 
@@ -81,7 +88,9 @@ def show(spool: Spool, name: str) -> dict:
         return info
     header = request.header
     info.update(
-        readable="yes", id=request.id, reply=request.reply,
+        readable="yes",
+        id=request.id,
+        reply=request.reply,
         received=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.received_at)),
         header=header.hex(" "),
         payload_sizes=[len(p) for p in request.payloads],

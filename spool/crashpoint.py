@@ -15,10 +15,15 @@ import os
 import signal
 
 POINTS = (
-    "frame-received", "request-committed", "response-sent",            # comm handler
+    "frame-received",
+    "request-committed",
+    "response-sent",  # comm handler
     "receipt-committed",
-    "request-claimed", "serial-reserved", "certificate-signed",         # signer
-    "database-committed", "result-committed",
+    "request-claimed",
+    "serial-reserved",
+    "certificate-signed",  # signer
+    "database-committed",
+    "result-committed",
 )
 
 

@@ -91,6 +91,8 @@ class RequestHeader:
         )
 
     def to_bytes(self) -> bytes:
-        return bytes(
-            [self.version, self.action, self.system, self.root, self.profile, self.md]
-        ) + self.days.to_bytes(2, "big") + bytes([int(self.spkac)])
+        return (
+            bytes([self.version, self.action, self.system, self.root, self.profile, self.md])
+            + self.days.to_bytes(2, "big")
+            + bytes([int(self.spkac)])
+        )

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spool.crashpoint import crashpoint
 from spool.record import (
     MAX_REQUEST_SIZE,
     MAX_RESULT_SIZE,
@@ -62,7 +63,6 @@ from spool.record import (
     encode_result,
     is_valid_id,
 )
-from spool.crashpoint import crashpoint
 from spool.safeio import UnsafeEntry, commit_file, fsync_dir, read_hostile, unlink_quietly
 from spool.watch import COMMIT_MASK, DirWatcher
 
@@ -151,8 +151,13 @@ class Spool:
     One signer thread per spool: ``claim_next`` keeps the last scan's listing.
     """
 
-    def __init__(self, root: os.PathLike[str] | str, *, comm_uid: int | None = None,
-                 corrupt_limits: CorruptLimits = CorruptLimits()) -> None:
+    def __init__(
+        self,
+        root: os.PathLike[str] | str,
+        *,
+        comm_uid: int | None = None,
+        corrupt_limits: CorruptLimits = CorruptLimits(),
+    ) -> None:
         self.root = Path(root)
         self.comm_uid = comm_uid
         self.limits = corrupt_limits
@@ -311,8 +316,9 @@ class Spool:
             return None
         size, decode = _READERS[suffix]
         try:
-            entry = decode(read_hostile(self.incoming / name, max_size=size,
-                                        expected_uid=self.comm_uid))
+            entry = decode(
+                read_hostile(self.incoming / name, max_size=size, expected_uid=self.comm_uid)
+            )
             if entry.id != match.group(1):
                 raise SpoolFormatError(f"file holds id {entry.id}")
         except FileNotFoundError:
@@ -329,7 +335,9 @@ class Spool:
         except (FileNotFoundError, UnsafeEntry):
             existing = None
         if existing is not None and existing != data:
-            self._to_corrupt(self.incoming, name, "differs from the active request with the same id")
+            self._to_corrupt(
+                self.incoming, name, "differs from the active request with the same id"
+            )
             return None
         if existing is None:
             commit_file(self.active, name, data, PRIVATE_MODE)
@@ -375,8 +383,9 @@ class Spool:
             self._to_corrupt(self.active, name, "name does not match <time_ns>-<hex32>.req")
             return None
         try:
-            data = read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE,
-                                expected_uid=os.geteuid())
+            data = read_hostile(
+                self.active / name, max_size=MAX_REQUEST_SIZE, expected_uid=os.geteuid()
+            )
             request = decode_request(data)
             if request.id != match.group(1):
                 raise SpoolFormatError(f"file holds id {request.id}")
@@ -463,8 +472,11 @@ class Spool:
         usage[1] += size + _REASON_BLOCK
 
     def _corrupt_name(self, name: str) -> str:
-        if (not _KEEP_NAME.fullmatch(name) or name.endswith(_REASON)
-                or os.path.lexists(self.corrupt / name)):
+        if (
+            not _KEEP_NAME.fullmatch(name)
+            or name.endswith(_REASON)
+            or os.path.lexists(self.corrupt / name)
+        ):
             return f"{_CLOCK.next_id()}.bad"
         return name
 
@@ -481,15 +493,21 @@ class Spool:
     def _room_for(self, size: int) -> bool:
         """Whether corrupt/ may keep one more entry taking ``size`` bytes."""
         entries, used = self._corrupt_usage()
-        return (entries < self.limits.max_entries
-                and used + size + _REASON_BLOCK <= self.limits.max_bytes)
+        return (
+            entries < self.limits.max_entries
+            and used + size + _REASON_BLOCK <= self.limits.max_bytes
+        )
 
     def _corrupt_usage(self) -> list[int]:
         """[entries, bytes] in corrupt/: counted at first use, again when full now and then."""
         now = time.monotonic()
-        if self._usage is None or (now - self._counted_at >= RECOUNT_EVERY and (
+        if self._usage is None or (
+            now - self._counted_at >= RECOUNT_EVERY
+            and (
                 self._usage[0] >= self.limits.max_entries
-                or self._usage[1] + _REASON_BLOCK > self.limits.max_bytes)):
+                or self._usage[1] + _REASON_BLOCK > self.limits.max_bytes
+            )
+        ):
             self._usage = self._count_corrupt()
             self._counted_at = now
         return self._usage
@@ -514,8 +532,10 @@ class Spool:
             self._skip(directory, name, reason, exc)
             return
         if not self._drops:
-            log.warning("spool: refused entries are being removed instead of kept (corrupt/ "
-                        "is at its bounds, or they could not be moved); counts follow")
+            log.warning(
+                "spool: refused entries are being removed instead of kept (corrupt/ "
+                "is at its bounds, or they could not be moved); counts follow"
+            )
         kind = _kind(reason)
         if kind not in self._drops and len(self._drops) >= MAX_KINDS:
             kind = "other"
@@ -523,8 +543,14 @@ class Spool:
         self._dropped_bytes += size
 
     def _skip(self, directory: Path, name: str, reason: str, exc: OSError) -> None:
-        log.error("spool: %s/%r refused (%s) but can be neither moved aside nor removed (%s); "
-                  "skipping it", directory.name, name, reason, exc.strerror)
+        log.error(
+            "spool: %s/%r refused (%s) but can be neither moved aside nor removed (%s); "
+            "skipping it",
+            directory.name,
+            name,
+            reason,
+            exc.strerror,
+        )
         self._skipped += 1
         if directory == self.incoming:
             self._stuck.add(name)

@@ -50,8 +50,14 @@ class DirWatcher:
     (``take_ignored`` reads and resets it): a storm's measure.
     """
 
-    def __init__(self, path: os.PathLike[str] | str, *, mask: int = WATCH_MASK,
-                 min_interval: float = 0.0, burst: int = 8) -> None:
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        *,
+        mask: int = WATCH_MASK,
+        min_interval: float = 0.0,
+        burst: int = 8,
+    ) -> None:
         self.path = Path(path)
         self.min_interval, self.burst = min_interval, burst
         self.ignored = 0

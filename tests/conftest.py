@@ -29,9 +29,12 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_report_header(config):
     import cryptography
     import gnupg
-    return (f"environment: python {sys.version.split()[0]} at {sys.executable}, "
-            f"cryptography {cryptography.__version__}, python-gnupg {gnupg.__version__}, "
-            f"uid {os.geteuid()}")
+
+    return (
+        f"environment: python {sys.version.split()[0]} at {sys.executable}, "
+        f"cryptography {cryptography.__version__}, python-gnupg {gnupg.__version__}, "
+        f"uid {os.geteuid()}"
+    )
 
 
 @pytest.fixture
@@ -70,7 +73,10 @@ class Appliance:
         """Run ``signer-client --link LINK ARGS`` as a separate process."""
         return subprocess.run(
             [sys.executable, "-m", "webhost.cli", "--link", self.link, *args],
-            input=input, capture_output=True, timeout=timeout)
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+        )
 
     def assert_alive(self) -> None:
         for name, proc in self.supervisor.processes.items():

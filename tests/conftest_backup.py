@@ -30,6 +30,7 @@ PASSPHRASE = b"root zero passphrase"
 
 try:
     from signer_core.config import load_config as load
+
     STAND_IN = False
 except ImportError:
     STAND_IN = True
@@ -76,15 +77,25 @@ except ImportError:
             return base / value if value else None
 
         s = data["signer"]
-        roots = {int(k): _Root(base / r["key"], base / r["certificate"],
-                               opt(r.get("passphrase_file")))
-                 for k, r in data["x509"]["roots"].items()}
+        roots = {
+            int(k): _Root(base / r["key"], base / r["certificate"], opt(r.get("passphrase_file")))
+            for k, r in data["x509"]["roots"].items()
+        }
         pgp = data.get("openpgp")
-        openpgp = None if pgp is None else _OpenPGP(
-            opt(pgp.get("home")), opt(pgp.get("key_file")), opt(pgp.get("passphrase_file")))
-        return _Config(path, base / data["spool"]["dir"],
-                       _Signer(s["user"], s["group"], base / s["database"], base / s["state_dir"]),
-                       _X509(roots), openpgp)
+        openpgp = (
+            None
+            if pgp is None
+            else _OpenPGP(
+                opt(pgp.get("home")), opt(pgp.get("key_file")), opt(pgp.get("passphrase_file"))
+            )
+        )
+        return _Config(
+            path,
+            base / data["spool"]["dir"],
+            _Signer(s["user"], s["group"], base / s["database"], base / s["state_dir"]),
+            _X509(roots),
+            openpgp,
+        )
 
 
 def signer_user() -> str:
@@ -101,26 +112,38 @@ def _name(cn: str) -> x509.Name:
 
 def make_root(cn: str = "Backup test root") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
-def issue(db: CADatabase, audit: AuditLog, root_key, root_cert: x509.Certificate,
-          n: int) -> x509.Certificate:
+def issue(
+    db: CADatabase, audit: AuditLog, root_key, root_cert: x509.Certificate, n: int
+) -> x509.Certificate:
     """One leaf certificate, recorded as the signer does: reserve, sign, record, audit."""
     serial = x509.random_serial_number()
     digest = os.urandom(32)
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(f"leaf {n}"))
-            .issuer_name(root_cert.subject).public_key(root_key.public_key())
-            .serial_number(serial).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=365)).sign(root_key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"leaf {n}"))
+        .issuer_name(root_cert.subject)
+        .public_key(root_key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(root_key, hashes.SHA256())
+    )
     with db.transaction():
         assert db.reserve(0, serial, digest, 5)
         db.record_issued(digest, cert)
@@ -137,11 +160,14 @@ def config_text(user: str, openpgp: bool = True) -> str:
         '[x509]\nblocklist_file = "blocked.txt"\n\n'
         '[x509.roots.0]\nname = "test root"\nkey = "keys/root0.key"\n'
         'certificate = "certs/root0.crt"\npassphrase_file = "keys/root0.passphrase"\n'
-        'crl_url = "http://crl.example.org/root0.crl"\ndefault_digest = "sha256"\n')
+        'crl_url = "http://crl.example.org/root0.crl"\ndefault_digest = "sha256"\n'
+    )
     if openpgp:
-        text += ('\n[openpgp]\nkey_file = "keys/openpgp.sec"\n'
-                 'passphrase_file = "keys/openpgp.passphrase"\n'
-                 f'fingerprint = "{"AB" * 20}"\n')
+        text += (
+            '\n[openpgp]\nkey_file = "keys/openpgp.sec"\n'
+            'passphrase_file = "keys/openpgp.passphrase"\n'
+            f'fingerprint = "{"AB" * 20}"\n'
+        )
     return text
 
 
@@ -158,17 +184,31 @@ def make_ca(directory: Path, certificates: int = 12) -> Path:
         d.chmod(mode)
     key, cert = make_root()
     _write(keys / "root0.passphrase", PASSPHRASE + b"\n", 0o600)
-    _write(keys / "root0.key", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(PASSPHRASE)), 0o600)
+    _write(
+        keys / "root0.key",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(PASSPHRASE),
+        ),
+        0o600,
+    )
     _write(certs / "root0.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
     _write(directory / "blocked.txt", os.urandom(32).hex().encode() + b"\n", 0o644)
-    _write(keys / "openpgp.sec",
-           b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n" + os.urandom(300).hex().encode(), 0o600)
+    _write(
+        keys / "openpgp.sec",
+        b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n" + os.urandom(300).hex().encode(),
+        0o600,
+    )
     _write(keys / "openpgp.passphrase", b"openpgp passphrase\n", 0o600)
-    now = dt.datetime.now(dt.timezone.utc)
-    crl = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
-           .last_update(now).next_update(now + dt.timedelta(days=7)).sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(cert.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
     _write(lib / "crl" / "root0.crl", crl.public_bytes(serialization.Encoding.DER), 0o644)
     config = directory / "signer.toml"
     _write(config, config_text(signer_user()).encode(), 0o644)
@@ -203,34 +243,56 @@ def make_gpg_key(uid: str, home: Path | None = None) -> GpgKey:
         home = Path(tempfile.mkdtemp(prefix="bkt-gpg-"))
     home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--passphrase", ""]
-    subprocess.run([*gpg, "--quick-gen-key", uid, "ed25519", "cert", "0"],
-                   check=True, capture_output=True)
-    listing = subprocess.run([*gpg, "--with-colons", "--list-keys"], check=True,
-                             capture_output=True, text=True).stdout
-    fpr = next(l.split(":")[9] for l in listing.splitlines() if l.startswith("fpr"))
-    subprocess.run([*gpg, "--quick-add-key", fpr, "cv25519", "encr", "0"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*gpg, "--quick-gen-key", uid, "ed25519", "cert", "0"], check=True, capture_output=True
+    )
+    listing = subprocess.run(
+        [*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True, text=True
+    ).stdout
+    fpr = next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr"))
+    subprocess.run(
+        [*gpg, "--quick-add-key", fpr, "cv25519", "encr", "0"], check=True, capture_output=True
+    )
     public = home / "backup-public.asc"
-    public.write_bytes(subprocess.run([*gpg, "--armor", "--export", fpr], check=True,
-                                      capture_output=True).stdout)
+    public.write_bytes(
+        subprocess.run([*gpg, "--armor", "--export", fpr], check=True, capture_output=True).stdout
+    )
     return GpgKey(home, fpr, public)
 
 
 def remove_gpg_home(home: Path) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+    )
     shutil.rmtree(home, ignore_errors=True)
 
 
 def gpg_decrypt(key: GpgKey, data: bytes) -> bytes:
-    return subprocess.run(["gpg", "--homedir", str(key.home), "--batch", "--decrypt"],
-                          input=data, check=True, capture_output=True).stdout
+    return subprocess.run(
+        ["gpg", "--homedir", str(key.home), "--batch", "--decrypt"],
+        input=data,
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def gpg_encrypt(key: GpgKey, data: bytes) -> bytes:
-    return subprocess.run(["gpg", "--homedir", str(key.home), "--batch", "--trust-model",
-                           "always", "--recipient", key.fingerprint, "--encrypt"],
-                          input=data, check=True, capture_output=True).stdout
+    return subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(key.home),
+            "--batch",
+            "--trust-model",
+            "always",
+            "--recipient",
+            key.fingerprint,
+            "--encrypt",
+        ],
+        input=data,
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def tree_state(directory: Path) -> dict[str, tuple[int, bytes | None]]:
@@ -239,5 +301,7 @@ def tree_state(directory: Path) -> dict[str, tuple[int, bytes | None]]:
     for path in sorted(directory.rglob("*")):
         st = path.lstat()
         state[str(path.relative_to(directory))] = (
-            st.st_mode, path.read_bytes() if path.is_file() else None)
+            st.st_mode,
+            path.read_bytes() if path.is_file() else None,
+        )
     return state

@@ -27,21 +27,26 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from webhost.client import Response, WebClient, nul_timestamp
 from comm_handler.frames import FrameError
-from spool.header import Action, RequestHeader, System
 from comm_handler.transfer import LinkError
 from signer_core.store.audit import AuditLog, Verdict
-from signerctl.demo.run import demo_request as csr_pem
 from signerctl.demo.ca import Users
+from signerctl.demo.run import demo_request as csr_pem
+from spool.header import Action, RequestHeader, System
+from webhost.client import Response, WebClient, nul_timestamp
 
-SIGN_HEADER = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8,
-                            days=365)
+SIGN_HEADER = RequestHeader(
+    action=Action.SIGN, system=System.X509, root=0, profile=5, md=8, days=365
+)
 NUL_HEADER = RequestHeader(action=Action.NUL, system=System.NONE)
 
 
 def sign_payloads(name: str, csr: bytes | None = None) -> tuple[bytes, bytes, bytes]:
-    return (csr or csr_pem(), f"DNS:{name}.example.org".encode(), f"/CN={name}.example.org".encode())
+    return (
+        csr or csr_pem(),
+        f"DNS:{name}.example.org".encode(),
+        f"/CN={name}.example.org".encode(),
+    )
 
 
 def nul_payloads() -> tuple[bytes, bytes, bytes]:
@@ -49,6 +54,7 @@ def nul_payloads() -> tuple[bytes, bytes, bytes]:
 
 
 # --- the web host ------------------------------------------------------------
+
 
 def sign_x509(client: WebClient, csr: bytes, name: str) -> Response:
     """A server certificate for ``name``.example.org from root 0, as the web host asks."""
@@ -89,6 +95,7 @@ def deployed_retry(call: Callable[[], Response], tries: int = 3, pause: float = 
 
 # --- the operator ------------------------------------------------------------
 
+
 def open_db(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
@@ -105,7 +112,9 @@ def cert_rows(db_path: Path) -> list[tuple[int, str, str, bytes | None]]:
     """(root, serial, state, der) of every certificate row, in reservation order."""
     conn = open_db(db_path)
     try:
-        return conn.execute("SELECT root, serial, state, der FROM certificates ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT root, serial, state, der FROM certificates ORDER BY id"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -123,7 +132,9 @@ def spool_names(spool_dir: Path, state: str) -> list[str]:
     return sorted(n for n in os.listdir(spool_dir / state) if not n.startswith("."))
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -133,8 +144,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: f
 
 def wait_spool_settled(spool_dir: Path, timeout: float = 30.0) -> None:
     """incoming/ and active/ empty: nothing stuck."""
-    wait_until(lambda: not spool_names(spool_dir, "incoming") and not spool_names(spool_dir, "active"),
-               timeout, "incoming/ and active/ to empty")
+    wait_until(
+        lambda: not spool_names(spool_dir, "incoming") and not spool_names(spool_dir, "active"),
+        timeout,
+        "incoming/ and active/ to empty",
+    )
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -157,6 +171,7 @@ def peak_kib(pid: int) -> int:
 
 # --- the comm handler --------------------------------------------------------
 
+
 def as_comm_user(users: Users) -> dict:
     """subprocess arguments that run a child as the comm user when we are root."""
     if users.comm_uid is None:
@@ -164,14 +179,21 @@ def as_comm_user(users: Users) -> dict:
     return {"user": users.comm_uid, "group": users.comm_gid, "extra_groups": []}
 
 
-def enqueue_as_comm(spool_dir: Path, users: Users, plan: list[str], timeout: float = 300) -> list[str]:
+def enqueue_as_comm(
+    spool_dir: Path, users: Users, plan: list[str], timeout: float = 300
+) -> list[str]:
     """Commit the requests of ``plan`` ("sign <name>" or "nul") as the comm handler would."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     done = subprocess.run(
         [sys.executable, str(Path(__file__)), "enqueue", str(spool_dir)],
-        input="\n".join(plan).encode(), capture_output=True, env=env, timeout=timeout, check=False,
-        **as_comm_user(users))
+        input="\n".join(plan).encode(),
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        **as_comm_user(users),
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     ids = done.stdout.decode().split()
     assert len(ids) == len(plan)
@@ -180,6 +202,7 @@ def enqueue_as_comm(spool_dir: Path, users: Users, plan: list[str], timeout: flo
 
 def _enqueue_main(spool_dir: str) -> None:
     from spool.queue import Spool
+
     spool = Spool(spool_dir)
     for line in sys.stdin.read().splitlines():
         kind, _, name = line.partition(" ")
@@ -187,11 +210,14 @@ def _enqueue_main(spool_dir: str) -> None:
             header, payloads, reply = SIGN_HEADER, sign_payloads(name), True
         else:
             header, payloads, reply = NUL_HEADER, nul_payloads(), False
-        request_id = spool.enqueue(header.to_bytes(), payloads, received_at=time.time(), reply=reply)
+        request_id = spool.enqueue(
+            header.to_bytes(), payloads, received_at=time.time(), reply=reply
+        )
         print(request_id)
 
 
 # --- a signer without the comm side ------------------------------------------
+
 
 class LoneSigner:
     """signer-core on ``config`` as a plain child (as root it drops to its own user)."""
@@ -200,9 +226,20 @@ class LoneSigner:
         """``wrapper``: a command line to run it under (strace...)."""
         with open(log_file, "ab") as out:
             self.proc = subprocess.Popen(
-                [*(wrapper or []), sys.executable, "-m", "signer_core.daemon", "--config", str(config)],
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    *(wrapper or []),
+                    sys.executable,
+                    "-m",
+                    "signer_core.daemon",
+                    "--config",
+                    str(config),
+                ],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:

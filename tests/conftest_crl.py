@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from signer_core.store.cadb import CADatabase
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
 
@@ -49,37 +49,53 @@ def _hash_for(key: Any) -> hashes.HashAlgorithm | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
-def make_root(kind: str, root_id: int = 0, name: str = "Test Root",
-              key: Any = None, digest: str = "sha256") -> Root:
+def make_root(
+    kind: str, root_id: int = 0, name: str = "Test Root", key: Any = None, digest: str = "sha256"
+) -> Root:
     key = key or new_key(kind)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
-                                         False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, _hash_for(key)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, _hash_for(key))
+    )
     return Root(root_id, cert, key, RootConfig(digest))
 
 
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def leaf(root: Root, serial: int, *, issuer_name: x509.Name | None = None,
-         signing_key: Any = None, days: int = 365) -> x509.Certificate:
+def leaf(
+    root: Root,
+    serial: int,
+    *,
+    issuer_name: x509.Name | None = None,
+    signing_key: Any = None,
+    days: int = 365,
+) -> x509.Certificate:
     """A leaf certificate, by default issued and signed by ``root``."""
     key = signing_key or root.private_key
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"leaf {serial}")]))
-            .issuer_name(issuer_name or root.certificate.subject)
-            .public_key(_LEAF_KEY.public_key()).serial_number(serial)
-            .not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=days))
-            .sign(key, _hash_for(key)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"leaf {serial}")]))
+        .issuer_name(issuer_name or root.certificate.subject)
+        .public_key(_LEAF_KEY.public_key())
+        .serial_number(serial)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=days))
+        .sign(key, _hash_for(key))
+    )
 
 
 def issue(db: CADatabase, root: Root, serial: int) -> bytes:
@@ -99,8 +115,11 @@ def xdelta_patch(old: bytes, patch: bytes, work: Path) -> bytes:
     """Apply an xdelta patch the way the web host does."""
     (work / "old").write_bytes(old)
     (work / "patch").write_bytes(patch)
-    done = subprocess.run(["xdelta", "patch", str(work / "patch"), str(work / "old"),
-                           str(work / "new")], capture_output=True, check=False)
+    done = subprocess.run(
+        ["xdelta", "patch", str(work / "patch"), str(work / "old"), str(work / "new")],
+        capture_output=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return (work / "new").read_bytes()
 
@@ -108,9 +127,22 @@ def xdelta_patch(old: bytes, patch: bytes, work: Path) -> bytes:
 def openssl_verify(der: bytes, root: Root, work: Path) -> None:
     (work / "root.pem").write_bytes(pem(root.certificate))
     (work / "crl.der").write_bytes(der)
-    done = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(work / "crl.der"),
-                           "-noout", "-verify", "-CAfile", str(work / "root.pem")],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(work / "crl.der"),
+            "-noout",
+            "-verify",
+            "-CAfile",
+            str(work / "root.pem"),
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert done.returncode == 0 and b"verify OK" in done.stderr, done.stderr
 
 

@@ -10,8 +10,6 @@ date per serial, so tests can tell original dates from the import's.
 
 from __future__ import annotations
 
-import pytest
-
 import datetime as dt
 import hashlib
 import shutil
@@ -19,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from conftest_crl import Root, make_root, pem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,9 +26,16 @@ from cryptography.x509.oid import NameOID
 
 from signerctl.migrate.index import format_time, parse_line
 
-UTC = dt.timezone.utc
-REASONS = ["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
-           "unspecified", "CACompromise", None]
+UTC = dt.UTC
+REASONS = [
+    "keyCompromise",
+    "superseded",
+    "cessationOfOperation",
+    "affiliationChanged",
+    "unspecified",
+    "CACompromise",
+    None,
+]
 
 CNF = """
 [ca]
@@ -59,16 +65,21 @@ emailAddress = optional
 class OldCA:
     dir: Path
     root: Root
-    current_crl: Path            # revoke-root0.crl, DER, as the web host holds it
-    crl_dir: Path                # currentcrls/0/<sha1>.crl
+    current_crl: Path  # revoke-root0.crl, DER, as the web host holds it
+    crl_dir: Path  # currentcrls/0/<sha1>.crl
     revoked: dict[int, tuple[dt.datetime, str | None]]
     valid: frozenset[int]
     expired: frozenset[int]
 
 
 def openssl_ca(ca_dir: Path, *args: str) -> str:
-    done = subprocess.run(["openssl", "ca", "-config", str(ca_dir / "openssl.cnf"), "-batch",
-                           *args], capture_output=True, text=True, cwd=ca_dir, check=False)
+    done = subprocess.run(
+        ["openssl", "ca", "-config", str(ca_dir / "openssl.cnf"), "-batch", *args],
+        capture_output=True,
+        text=True,
+        cwd=ca_dir,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 
@@ -78,9 +89,13 @@ def write_cnf(ca_dir: Path, root: Root) -> None:
     (ca_dir / "private").mkdir(exist_ok=True)
     (ca_dir / "newcerts").mkdir(exist_ok=True)
     (ca_dir / "cacert.pem").write_bytes(pem(root.certificate))
-    (ca_dir / "private" / "cakey.pem").write_bytes(root.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (ca_dir / "private" / "cakey.pem").write_bytes(
+        root.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (ca_dir / "openssl.cnf").write_text(CNF.format(dir=ca_dir))
 
 
@@ -89,11 +104,16 @@ def _csrs(work: Path, count: int, first: int) -> list[str]:
     names = []
     for i in range(first, first + count):
         cn = f"J\u00fcrgen {i}" if i % 20 == 0 else f"user {i}"
-        subject = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Old CA users"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            x509.NameAttribute(NameOID.EMAIL_ADDRESS, f"user{i}@example.org")])
-        csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Old CA users"),
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                x509.NameAttribute(NameOID.EMAIL_ADDRESS, f"user{i}@example.org"),
+            ]
+        )
+        csr = (
+            x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+        )
         path = work / f"req{i}.pem"
         path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
         names.append(str(path))
@@ -101,7 +121,9 @@ def _csrs(work: Path, count: int, first: int) -> list[str]:
 
 
 def revocation_date(serial: int) -> dt.datetime:
-    return dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(hours=serial % 5000, seconds=serial % 61)
+    return dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(
+        hours=serial % 5000, seconds=serial % 61
+    )
 
 
 def _backdate_revocations(ca_dir: Path) -> None:
@@ -117,13 +139,14 @@ def _backdate_revocations(ca_dir: Path) -> None:
             fields[2] = ",".join(rest)
             line = "\t".join(fields)
         out.append(line)
-    index.write_text("".join(l + "\n" for l in out))
+    index.write_text("".join(ln + "\n" for ln in out))
 
 
 def _gencrl(ca_dir: Path, name: str) -> bytes:
     openssl_ca(ca_dir, "-gencrl", "-out", str(ca_dir / f"{name}.pem"))
     der = x509.load_pem_x509_crl((ca_dir / f"{name}.pem").read_bytes()).public_bytes(
-        serialization.Encoding.DER)
+        serialization.Encoding.DER
+    )
     return der
 
 
@@ -138,9 +161,17 @@ def build_old_ca(base: Path, *, valid: int = 180, expired: int = 20) -> OldCA:
     (ca_dir / "crlnumber").write_text("01\n")
     work = base / "reqs"
     work.mkdir()
-    openssl_ca(ca_dir, "-infiles", *_csrs(work, valid, 0))      # newcerts with a text dump
-    openssl_ca(ca_dir, "-notext", "-startdate", "200101000000Z", "-enddate", "210101000000Z",
-               "-infiles", *_csrs(work, expired, valid))
+    openssl_ca(ca_dir, "-infiles", *_csrs(work, valid, 0))  # newcerts with a text dump
+    openssl_ca(
+        ca_dir,
+        "-notext",
+        "-startdate",
+        "200101000000Z",
+        "-enddate",
+        "210101000000Z",
+        "-infiles",
+        *_csrs(work, expired, valid),
+    )
     openssl_ca(ca_dir, "-updatedb")
     shutil.rmtree(work)
     serials = [0x1000 + i for i in range(valid)]
@@ -157,15 +188,21 @@ def build_old_ca(base: Path, *, valid: int = 180, expired: int = 20) -> OldCA:
             openssl_ca(ca_dir, "-revoke", str(ca_dir / "newcerts" / f"{serial:X}.pem"), *extra)
             revoked[serial] = (revocation_date(serial), reason)
         _backdate_revocations(ca_dir)
-        if number < 3:   # the last batch is revoked after the last CRL
+        if number < 3:  # the last batch is revoked after the last CRL
             der = _gencrl(ca_dir, f"crl{number}")
             (crl_dir / f"{hashlib.sha1(der).hexdigest()}.crl").write_bytes(der)
     current = web / "revoke-root0.crl"
     current.write_bytes(der)
     (crl_dir / f"{hashlib.sha1(der).hexdigest()}.crl").unlink()
-    return OldCA(ca_dir, root, current, crl_dir, revoked,
-                 frozenset(serials) - set(revoked),
-                 frozenset(0x1000 + valid + i for i in range(expired)))
+    return OldCA(
+        ca_dir,
+        root,
+        current,
+        crl_dir,
+        revoked,
+        frozenset(serials) - set(revoked),
+        frozenset(0x1000 + valid + i for i in range(expired)),
+    )
 
 
 _TEMPLATE: dict[str, OldCA] = {}

@@ -25,7 +25,11 @@ GPG = ("gpg", "--batch", "--no-tty", "--no-greeting")
 
 def gpg(home: Path, *args: str, data: bytes | None = None, check: bool = True) -> bytes:
     proc = subprocess.run(
-        [*GPG, "--homedir", str(home), *args], input=data or b"", capture_output=True, timeout=120, check=False
+        [*GPG, "--homedir", str(home), *args],
+        input=data or b"",
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"gpg {args} failed: {proc.stderr.decode(errors='replace')}")
@@ -49,20 +53,44 @@ class Homes:
 
     def close(self) -> None:
         for home in self.root.iterdir():
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+            subprocess.run(
+                ["gpgconf", "--homedir", str(home), "--kill", "all"],
+                capture_output=True,
+                check=False,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 def fingerprint(home: Path, uid: str, secret: bool = False) -> str:
-    out = gpg(home, "--with-colons", "--list-secret-keys" if secret else "--list-keys", uid).decode()
+    out = gpg(
+        home, "--with-colons", "--list-secret-keys" if secret else "--list-keys", uid
+    ).decode()
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
-def gen_key(home: Path, uid: str, algo: str = "ed25519", expire: str = "never",
-            passphrase: str = "", at: int | None = None, usage: str = "default") -> str:
+def gen_key(
+    home: Path,
+    uid: str,
+    algo: str = "ed25519",
+    expire: str = "never",
+    passphrase: str = "",
+    at: int | None = None,
+    usage: str = "default",
+) -> str:
     faked = ["--faked-system-time", f"{at}!"] if at else []
-    gpg(home, *faked, "--pinentry-mode", "loopback", "--passphrase", passphrase,
-        "--quick-gen-key", uid, algo, usage, expire)
+    gpg(
+        home,
+        *faked,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        passphrase,
+        "--quick-gen-key",
+        uid,
+        algo,
+        usage,
+        expire,
+    )
     return fingerprint(home, uid)
 
 
@@ -71,7 +99,9 @@ def assert_clean(workdir: Path) -> None:
     assert sorted(p.name for p in workdir.iterdir()) == []
     deadline = time.monotonic() + 3
     while True:
-        found = subprocess.run(["pgrep", "-f", re.escape(str(workdir))], capture_output=True, check=False)
+        found = subprocess.run(
+            ["pgrep", "-f", re.escape(str(workdir))], capture_output=True, check=False
+        )
         if found.returncode == 1:
             return
         assert time.monotonic() < deadline, f"left running: {found.stdout!r}"
@@ -79,6 +109,7 @@ def assert_clean(workdir: Path) -> None:
 
 
 # --- hand-made packets -------------------------------------------------------
+
 
 def packet(tag: int, body: bytes) -> bytes:
     """A new-format packet with the shortest length encoding."""
@@ -110,18 +141,20 @@ class Ed25519Key:
 
     @property
     def fpr(self) -> bytes:
-        return hashlib.sha1(b"\x99" + len(self.public_body).to_bytes(2, "big") + self.public_body).digest()
+        return hashlib.sha1(
+            b"\x99" + len(self.public_body).to_bytes(2, "big") + self.public_body
+        ).digest()
 
     @classmethod
     def from_secret_export(cls, data: bytes) -> Ed25519Key:
         body = walk(data)[0].body  # unprotected tag-5 packet
         oid_len = body[6]
         point = 7 + oid_len
-        pub_end = point + 2 + (int.from_bytes(body[point:point + 2], "big") + 7) // 8
+        pub_end = point + 2 + (int.from_bytes(body[point : point + 2], "big") + 7) // 8
         assert body[pub_end] == 0, "secret key must be unprotected"
-        secret = body[pub_end + 1:]
+        secret = body[pub_end + 1 :]
         size = (int.from_bytes(secret[:2], "big") + 7) // 8
-        return cls(body[:pub_end], secret[2:2 + size].rjust(32, b"\0"))
+        return cls(body[:pub_end], secret[2 : 2 + size].rjust(32, b"\0"))
 
     def uid_with_self_sig(self, uid: bytes, created: int, expires_after: int = 0) -> bytes:
         """A user ID packet and its 0x13 self-signature, optionally expiring."""
@@ -129,13 +162,28 @@ class Ed25519Key:
         if expires_after:
             hashed += _sub(3, expires_after.to_bytes(4, "big"))
         head = bytes([4, 0x13, 22, 8]) + len(hashed).to_bytes(2, "big") + hashed
-        material = (b"\x99" + len(self.public_body).to_bytes(2, "big") + self.public_body
-                    + b"\xb4" + len(uid).to_bytes(4, "big") + uid
-                    + head + b"\x04\xff" + len(head).to_bytes(4, "big"))
+        material = (
+            b"\x99"
+            + len(self.public_body).to_bytes(2, "big")
+            + self.public_body
+            + b"\xb4"
+            + len(uid).to_bytes(4, "big")
+            + uid
+            + head
+            + b"\x04\xff"
+            + len(head).to_bytes(4, "big")
+        )
         digest = hashlib.sha256(material).digest()
         sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(digest)
         unhashed = _sub(16, self.fpr[-8:])
-        body = head + len(unhashed).to_bytes(2, "big") + unhashed + digest[:2] + mpi(sig[:32]) + mpi(sig[32:])
+        body = (
+            head
+            + len(unhashed).to_bytes(2, "big")
+            + unhashed
+            + digest[:2]
+            + mpi(sig[:32])
+            + mpi(sig[32:])
+        )
         return packet(13, uid) + packet(2, body)
 
 
@@ -151,7 +199,7 @@ class Signature:
     sigclass: int = -1
     created: int = 0
     digest_algo: int = -1
-    hashed: dict[int, str] = field(default_factory=dict)   # subpacket type -> gpg's rendering
+    hashed: dict[int, str] = field(default_factory=dict)  # subpacket type -> gpg's rendering
     unhashed: dict[int, str] = field(default_factory=dict)
 
     @property

@@ -20,24 +20,43 @@ ROOT_END = NOW + timedelta(days=3650)
 
 
 def pem_key(key, password: bytes | None = None) -> bytes:
-    enc = (serialization.BestAvailableEncryption(password) if password
-           else serialization.NoEncryption())
+    enc = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
 def make_root(key, name: str, end: datetime = ROOT_END, ski: bool = True) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    algo = hashes.SHA256() if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)) else None
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW - timedelta(days=365)).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
-                                            False, False), True))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    algo = (
+        hashes.SHA256()
+        if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
+        else None
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=365))
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+    )
     if ski:
         builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
+        )
     return builder.sign(key, algo)
 
 
@@ -54,7 +73,7 @@ def root_toml(rid: int, password: bool = False, digest: str = "sha256") -> str:
 name = "root {rid}"
 key = "root{rid}.key"
 certificate = "root{rid}.crt"
-passphrase_file = "{f'root{rid}.pass' if password else ''}"
+passphrase_file = "{f"root{rid}.pass" if password else ""}"
 crl_url = "http://crl.example.org/root{rid}.crl"
 default_digest = "{digest}"
 """
@@ -85,9 +104,11 @@ enabled = true
 def csr_pem(key, cn: str = "ignored", algo=None) -> bytes:
     if algo is None and isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         algo = hashes.SHA256()
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-           .sign(key, algo))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, algo)
+    )
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -95,8 +116,11 @@ def spkac_line(key, directory: Path, digest: str = "sha256") -> bytes:
     """``SPKAC=...`` made by the real ``openssl spkac`` tool."""
     keyfile = directory / f"spkac-{id(key)}.pem"
     keyfile.write_bytes(pem_key(key))
-    return subprocess.run(["openssl", "spkac", "-key", str(keyfile), "-challenge", "chal",
-                           "-digest", digest], check=True, capture_output=True).stdout
+    return subprocess.run(
+        ["openssl", "spkac", "-key", str(keyfile), "-challenge", "chal", "-digest", digest],
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def spkac_block(line: bytes, subject_lines: list[str]) -> bytes:
@@ -113,18 +137,29 @@ class World:
         from signer_core.roots import RootStore
 
         self.dir = directory
-        self.root_keys = {0: rsa.generate_private_key(65537, 2048),
-                          1: ec.generate_private_key(ec.SECP384R1()),
-                          3: ed25519.Ed25519PrivateKey.generate()}
+        self.root_keys = {
+            0: rsa.generate_private_key(65537, 2048),
+            1: ec.generate_private_key(ec.SECP384R1()),
+            3: ed25519.Ed25519PrivateKey.generate(),
+        }
         self.root_certs = {rid: make_root(k, f"root {rid}") for rid, k in self.root_keys.items()}
         for rid, key in self.root_keys.items():
             write_root(directory, rid, key, self.root_certs[rid], b"s3cret" if rid == 0 else None)
-        toml = (BASE_TOML + extra_toml + root_toml(0, password=True)
-                + root_toml(1, digest="sha384") + root_toml(2) + root_toml(3) + ENABLE_ALL)
+        toml = (
+            BASE_TOML
+            + extra_toml
+            + root_toml(0, password=True)
+            + root_toml(1, digest="sha384")
+            + root_toml(2)
+            + root_toml(3)
+            + ENABLE_ALL
+        )
         (directory / "signer.toml").write_text(toml)
         self.cfg = load_config(directory / "signer.toml")
         self.store = RootStore.load(self.cfg.x509)
         self.rsa_key = rsa.generate_private_key(65537, 2048)
         self.ec_key = ec.generate_private_key(ec.SECP256R1())
-        self.spkac = {"rsa": spkac_line(self.rsa_key, directory),
-                      "ec": spkac_line(self.ec_key, directory)}
+        self.spkac = {
+            "rsa": spkac_line(self.rsa_key, directory),
+            "ec": spkac_line(self.ec_key, directory),
+        }

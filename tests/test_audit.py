@@ -38,7 +38,9 @@ def test_long_chain_verifies(conn):
     verdict = AuditLog(conn).verify()
     assert verdict.ok and verdict.count == N
     assert verdict.head == AuditLog(conn).head()[1]
-    last = conn.execute("SELECT seq, at, event, details, prev FROM audit WHERE seq = ?", (N,)).fetchone()
+    last = conn.execute(
+        "SELECT seq, at, event, details, prev FROM audit WHERE seq = ?", (N,)
+    ).fetchone()
     assert verdict.head == record_hash(*last)
 
 
@@ -62,13 +64,19 @@ def test_edited_record_is_located(conn):
 
 
 def test_swapped_records_are_located(conn):
-    rows = {r[0]: r for r in conn.execute(
-        "SELECT seq, at, event, details, prev, hash FROM audit WHERE seq IN (100, 101)")}
+    rows = {
+        r[0]: r
+        for r in conn.execute(
+            "SELECT seq, at, event, details, prev, hash FROM audit WHERE seq IN (100, 101)"
+        )
+    }
     with conn:
         conn.execute("BEGIN")
         for seq, other in ((100, 101), (101, 100)):
-            conn.execute("UPDATE audit SET at=?, event=?, details=?, prev=?, hash=? WHERE seq=?",
-                         (*rows[other][1:], seq))
+            conn.execute(
+                "UPDATE audit SET at=?, event=?, details=?, prev=?, hash=? WHERE seq=?",
+                (*rows[other][1:], seq),
+            )
     verdict = AuditLog(conn).verify()
     assert not verdict.ok and verdict.bad_seq == 100
 

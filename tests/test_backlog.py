@@ -78,16 +78,20 @@ def test_backlog_served_in_order_in_flat_memory(shm_dir, users):
     assert {n.removesuffix(".res") for n in spool_names(spool_dir, "results")} == sign_ids
     assert spool_names(spool_dir, "corrupt") == []
     assert [state for _, _, state, _ in cert_rows(db_path)] == ["issued"] * len(signs)
-    issued = [e["subject"].removeprefix("CN=").removesuffix(".example.org")
-              for e in audit_events(db_path, "issued")]
+    issued = [
+        e["subject"].removeprefix("CN=").removesuffix(".example.org")
+        for e in audit_events(db_path, "issued")
+    ]
     assert issued == signs  # first in, first out
     assert audit_verdict(db_path).ok
 
     warm = [rss for left, rss in samples if left <= REQUESTS - WARM_UP]
     baseline, peak = warm[0], max(warm)
-    print(f"\nbacklog: {REQUESTS} requests ({len(signs)} X.509, {REQUESTS - len(signs)} NUL) "
-          f"enqueued in {enqueued:.1f} s, served in {elapsed:.1f} s = {REQUESTS / elapsed:.0f}/s; "
-          f"signer RSS {baseline / 1024:.1f} MiB warm, {peak / 1024:.1f} MiB peak")
+    print(
+        f"\nbacklog: {REQUESTS} requests ({len(signs)} X.509, {REQUESTS - len(signs)} NUL) "
+        f"enqueued in {enqueued:.1f} s, served in {elapsed:.1f} s = {REQUESTS / elapsed:.0f}/s; "
+        f"signer RSS {baseline / 1024:.1f} MiB warm, {peak / 1024:.1f} MiB peak"
+    )
     assert peak - baseline < RSS_BOUND_KIB, (baseline, peak)
 
 
@@ -105,8 +109,12 @@ def test_backlog_survives_kill_9_at_random_moments(shm_dir, users):
     for _ in range(KILLS):
         target = len(spool_names(spool_dir, "incoming")) - rng.randint(20, 150)
         signer = LoneSigner(config, shm_dir / "log" / "signer.log")
-        wait_until(lambda: len(os.listdir(spool_dir / "incoming")) <= target, 60, "progress",  # noqa: B023
-                   step=0.005)
+        wait_until(
+            lambda target=target: len(os.listdir(spool_dir / "incoming")) <= target,
+            60,
+            "progress",
+            step=0.005,
+        )
         os.kill(signer.pid, signal.SIGKILL)  # in the middle of serving, wherever it is
         signer.proc.wait()
     assert len(spool_names(spool_dir, "incoming")) > count // 2

@@ -22,12 +22,28 @@ from pathlib import Path
 
 import pytest
 from conftest_backup import (
-    STAND_IN, GpgKey, gpg_decrypt, gpg_encrypt, load, make_ca, make_gpg_key, remove_gpg_home,
-    signer_user, tree_state)
+    STAND_IN,
+    GpgKey,
+    gpg_decrypt,
+    gpg_encrypt,
+    load,
+    make_ca,
+    make_gpg_key,
+    remove_gpg_home,
+    signer_user,
+    tree_state,
+)
 
 from signer_core.store.audit import AuditLog
 from signerctl.backup.archive import (
-    DATABASE_MEMBER, MANIFEST, BackupError, Manifest, Member, make_backup, parse_manifest)
+    DATABASE_MEMBER,
+    MANIFEST,
+    BackupError,
+    Manifest,
+    Member,
+    make_backup,
+    parse_manifest,
+)
 from signerctl.backup.restore import RestoreError, restore_backup
 
 TESTS = Path(__file__).resolve().parent
@@ -52,8 +68,9 @@ def made(tmp_path_factory, backup_key):
     """One CA and a backup of it with keys, shared by the refusal tests (read-only)."""
     base = tmp_path_factory.mktemp("made")
     config = make_ca(base / "ca")
-    result = make_backup(load(config), str(backup_key.public_file), base / "ca.backup",
-                         include_keys=True)
+    result = make_backup(
+        load(config), str(backup_key.public_file), base / "ca.backup", include_keys=True
+    )
     return config, result
 
 
@@ -115,8 +132,12 @@ def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key)
     control = tmp_path / "control"
     control.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(config), str(control)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(config), str(control)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for((control / "in-flight").exists, "the writer's sixth transaction")
         made = make_backup(cfg, str(backup_key.public_file), tmp_path / "b.gpg")
@@ -132,8 +153,9 @@ def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key)
 
     target = tmp_path / "new"
     target.mkdir()
-    restored = restore_backup(tmp_path / "b.gpg", target / "signer.toml",
-                              gnupghome=backup_key.home, load=load)
+    restored = restore_backup(
+        tmp_path / "b.gpg", target / "signer.toml", gnupghome=backup_key.home, load=load
+    )
     db = target / "lib" / "ca.sqlite"
     assert (restored.audit_count, restored.audit_head) == (made.audit_count, made.audit_head)
     assert restored.archive_sha256 == made.sha256
@@ -144,29 +166,35 @@ def test_backup_during_writes_restores_one_committed_state(tmp_path, backup_key)
     assert len(certs) == made.audit_count
     assert certs == rows(original, "certificates", len(certs))
     assert (target / "signer.toml").read_bytes() == config.read_bytes()
-    assert not (target / "keys" / "root0.key").exists()   # no --include-keys
+    assert not (target / "keys" / "root0.key").exists()  # no --include-keys
 
 
 def test_restore_with_keys_into_empty_directory(tmp_path, made, backup_key):
     config, result = made
     cfg = load(config)
     target = tmp_path / "new"
-    restored = restore_backup(result.path, target / "etc" / "signer.toml",
-                              gnupghome=backup_key.home, load=load)
+    restored = restore_backup(
+        result.path, target / "etc" / "signer.toml", gnupghome=backup_key.home, load=load
+    )
     etc = target / "etc"
     new = load(etc / "signer.toml")
     root, old_root = new.x509.roots[0], cfg.x509.roots[0]
-    pairs = [(root.key, old_root.key), (root.passphrase_file, old_root.passphrase_file),
-             (root.certificate, old_root.certificate),
-             (new.openpgp.key_file, cfg.openpgp.key_file),
-             (new.openpgp.passphrase_file, cfg.openpgp.passphrase_file),
-             (etc / "lib" / "crl" / "root0.crl", cfg.signer.state_dir / "crl" / "root0.crl"),
-             (new.x509.blocklist_file, cfg.x509.blocklist_file)]
+    pairs = [
+        (root.key, old_root.key),
+        (root.passphrase_file, old_root.passphrase_file),
+        (root.certificate, old_root.certificate),
+        (new.openpgp.key_file, cfg.openpgp.key_file),
+        (new.openpgp.passphrase_file, cfg.openpgp.passphrase_file),
+        (etc / "lib" / "crl" / "root0.crl", cfg.signer.state_dir / "crl" / "root0.crl"),
+        (new.x509.blocklist_file, cfg.x509.blocklist_file),
+    ]
     for new_path, old_path in pairs:
         assert new_path.read_bytes() == old_path.read_bytes()
         assert str(etc) in str(new_path)
     assert set(restored.restored) == {str(p) for p, _ in pairs} | {
-        str(etc / "signer.toml"), str(new.signer.database)}
+        str(etc / "signer.toml"),
+        str(new.signer.database),
+    }
     assert rows(new.signer.database, "certificates") == rows(cfg.signer.database, "certificates")
     assert rows(new.signer.database, "audit") == rows(cfg.signer.database, "audit")
     for secret in (root.key, root.passphrase_file, new.openpgp.key_file, new.signer.database):
@@ -175,6 +203,7 @@ def test_restore_with_keys_into_empty_directory(tmp_path, made, backup_key):
     assert new.signer.database.parent.stat().st_mode & 0o777 == 0o700
     if os.geteuid() == 0:
         import pwd
+
         uid = pwd.getpwnam(signer_user()).pw_uid
         for path in (root.key, new.signer.database, root.key.parent):
             assert path.stat().st_uid == uid
@@ -201,8 +230,14 @@ def test_without_include_keys_no_secret_leaves(tmp_path, made, backup_key):
     plain = gpg_decrypt(backup_key, result.path.read_bytes())
     with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
         names = tar.getnames()
-    assert names == [MANIFEST, "config/signer.toml", DATABASE_MEMBER, "certs/root0.crt",
-                     "crl/crl/root0.crl", "config/blocklist"]
+    assert names == [
+        MANIFEST,
+        "config/signer.toml",
+        DATABASE_MEMBER,
+        "certs/root0.crt",
+        "crl/crl/root0.crl",
+        "config/blocklist",
+    ]
     secrets = [p.read_bytes() for p in (load(config).signer.state_dir.parent / "keys").iterdir()]
     assert not any(s in plain for s in secrets)
     assert oct(result.path.stat().st_mode & 0o777) == "0o600"
@@ -213,8 +248,11 @@ def keyring(tmp_path, backup_key):
     """An operator's keyring holding the backup public key (and nothing else)."""
     ring = tmp_path / "ring"
     ring.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(ring), "--batch", "--import",
-                    str(backup_key.public_file)], check=True, capture_output=True)
+    subprocess.run(
+        ["gpg", "--homedir", str(ring), "--batch", "--import", str(backup_key.public_file)],
+        check=True,
+        capture_output=True,
+    )
     yield ring
     remove_gpg_home(ring)
 
@@ -222,22 +260,35 @@ def keyring(tmp_path, backup_key):
 def test_backup_to_a_key_id_in_a_keyring(tmp_path, made, backup_key, keyring):
     config, _ = made
     before = tree_state(keyring)
-    result = make_backup(load(config), backup_key.fingerprint[-16:], tmp_path / "k.backup",
-                         keyring=keyring)
+    result = make_backup(
+        load(config), backup_key.fingerprint[-16:], tmp_path / "k.backup", keyring=keyring
+    )
     assert result.recipient == backup_key.fingerprint
     assert gpg_decrypt(backup_key, result.path.read_bytes())[:512].find(b"MANIFEST") >= 0
     with pytest.raises(BackupError, match="no public key"):
         make_backup(load(config), "0123456789ABCDEF", tmp_path / "y.backup", keyring=keyring)
-    assert tree_state(keyring) == before   # the keyring was only read
+    assert tree_state(keyring) == before  # the keyring was only read
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.backup", "ring"]
 
 
 def test_backup_refuses_a_secret_key_and_an_existing_file(tmp_path, made, backup_key):
     config, result = made
     secret = tmp_path / "secret.asc"
-    secret.write_bytes(subprocess.run(
-        ["gpg", "--homedir", str(backup_key.home), "--batch", "--armor",
-         "--export-secret-keys", backup_key.fingerprint], check=True, capture_output=True).stdout)
+    secret.write_bytes(
+        subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(backup_key.home),
+                "--batch",
+                "--armor",
+                "--export-secret-keys",
+                backup_key.fingerprint,
+            ],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
     with pytest.raises(BackupError, match="private half must never be on the signer"):
         make_backup(load(config), str(secret), tmp_path / "x.backup")
     with pytest.raises(BackupError, match="exists"):
@@ -246,6 +297,7 @@ def test_backup_refuses_a_secret_key_and_an_existing_file(tmp_path, made, backup
 
 
 # --- refusals ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def installed(tmp_path, made):
@@ -321,6 +373,7 @@ def _manifest_last(members):
 def _chain_edited(members):
     """A database whose audit chain was edited, under a manifest that matches it."""
     import tempfile
+
     with tempfile.TemporaryDirectory() as d:
         path = Path(d, "db")
         index = next(i for i, (info, _) in enumerate(members) if info.name == DATABASE_MEMBER)
@@ -332,48 +385,79 @@ def _chain_edited(members):
         data = path.read_bytes()
     members[index] = (members[index][0], data)
     manifest = parse_manifest(members[0][1])
-    members[0] = (members[0][0], Manifest(
-        manifest.created, manifest.audit_count, manifest.audit_head, manifest.includes_keys,
-        tuple(Member(m.name, len(data), hashlib.sha256(data).hexdigest())
-              if m.name == DATABASE_MEMBER else m for m in manifest.members)).to_bytes())
+    members[0] = (
+        members[0][0],
+        Manifest(
+            manifest.created,
+            manifest.audit_count,
+            manifest.audit_head,
+            manifest.includes_keys,
+            tuple(
+                Member(m.name, len(data), hashlib.sha256(data).hexdigest())
+                if m.name == DATABASE_MEMBER
+                else m
+                for m in manifest.members
+            ),
+        ).to_bytes(),
+    )
 
 
 def _smuggle(members):
     """A member the manifest lists too, aimed at the database's place."""
     data = b"SQLite format 3\x00 not really"
     manifest = parse_manifest(members[0][1])
-    members[0] = (members[0][0], Manifest(
-        manifest.created, manifest.audit_count, manifest.audit_head, manifest.includes_keys,
-        (*manifest.members, Member("crl/ca.sqlite", len(data), hashlib.sha256(data).hexdigest())),
-    ).to_bytes())
+    members[0] = (
+        members[0][0],
+        Manifest(
+            manifest.created,
+            manifest.audit_count,
+            manifest.audit_head,
+            manifest.includes_keys,
+            (
+                *manifest.members,
+                Member("crl/ca.sqlite", len(data), hashlib.sha256(data).hexdigest()),
+            ),
+        ).to_bytes(),
+    )
     members.append((tarfile.TarInfo("crl/ca.sqlite"), data))
 
 
 @pytest.mark.parametrize("check_only", [False, True])
-@pytest.mark.parametrize("change, reason", [
-    (_alter, "config/signer.toml: SHA-256 differs from the manifest"),
-    (_extra, "keys/root7.key: extra, not in the manifest"),
-    (_missing, "certs/root0.crt: in the manifest but missing"),
-    (_manifest_last, "does not start with its MANIFEST"),
-    (_chain_edited, "audit chain in the backup is broken at record 3"),
-    (_smuggle, "crl/ca.sqlite: no place for it in the configuration"),
-])
-def test_tampered_archive_is_refused(tmp_path, made, installed, backup_key, change, reason,
-                                    check_only):
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (_alter, "config/signer.toml: SHA-256 differs from the manifest"),
+        (_extra, "keys/root7.key: extra, not in the manifest"),
+        (_missing, "certs/root0.crt: in the manifest but missing"),
+        (_manifest_last, "does not start with its MANIFEST"),
+        (_chain_edited, "audit chain in the backup is broken at record 3"),
+        (_smuggle, "crl/ca.sqlite: no place for it in the configuration"),
+    ],
+)
+def test_tampered_archive_is_refused(
+    tmp_path, made, installed, backup_key, change, reason, check_only
+):
     _, result = made
     tampered = tmp_path / "tampered"
     tampered.write_bytes(rebuild(backup_key, result.path, change))
     with pytest.raises(RestoreError, match=reason):
-        restore_backup(tampered, installed[0] / "signer.toml", gnupghome=backup_key.home,
-                       force=True, check_only=check_only, load=load)
+        restore_backup(
+            tampered,
+            installed[0] / "signer.toml",
+            gnupghome=backup_key.home,
+            force=True,
+            check_only=check_only,
+            load=load,
+        )
     assert tree_state(installed[0]) == installed[1]
 
 
 def test_check_only_installs_nothing(tmp_path, made, backup_key):
     _, result = made
     target = tmp_path / "new"
-    checked = restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
-                             check_only=True, load=load)
+    checked = restore_backup(
+        result.path, target / "signer.toml", gnupghome=backup_key.home, check_only=True, load=load
+    )
     assert (checked.audit_count, checked.audit_head) == (result.audit_count, result.audit_head)
     assert str(target / "keys" / "root0.key") in checked.restored
     assert not target.exists()
@@ -383,26 +467,33 @@ def test_existing_database_needs_force(tmp_path, made, installed, backup_key):
     config, result = made
     target, before = installed
     with pytest.raises(RestoreError, match="a CA database exists there; use --force"):
-        restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
-                       load=load)
+        restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home, load=load)
     assert tree_state(target) == before
     db = load(target / "signer.toml").signer.database
     busy = sqlite3.connect(db)
     busy.execute("SELECT count(*) FROM certificates").fetchone()
     try:
         with pytest.raises(RestoreError, match=f"in use by process {os.getpid()}"):
-            restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
-                           force=True, load=load)
+            restore_backup(
+                result.path,
+                target / "signer.toml",
+                gnupghome=backup_key.home,
+                force=True,
+                load=load,
+            )
     finally:
         busy.close()
     assert tree_state(target) == before
-    restored = restore_backup(result.path, target / "signer.toml", gnupghome=backup_key.home,
-                              force=True, load=load)
+    restored = restore_backup(
+        result.path, target / "signer.toml", gnupghome=backup_key.home, force=True, load=load
+    )
     assert rows(db, "certificates") == rows(load(config).signer.database, "certificates")
     assert verdict(db).head == restored.audit_head == result.audit_head
     assert not Path(f"{db}-wal").exists() or verdict(db).count == result.audit_count
-    assert load(target / "signer.toml").x509.roots[0].key.read_bytes() == \
-        load(config).x509.roots[0].key.read_bytes()
+    assert (
+        load(target / "signer.toml").x509.roots[0].key.read_bytes()
+        == load(config).x509.roots[0].key.read_bytes()
+    )
 
 
 def test_differing_file_needs_force(tmp_path, made, backup_key):
@@ -418,8 +509,9 @@ def test_differing_file_needs_force(tmp_path, made, backup_key):
 
 @pytest.mark.skipif(STAND_IN, reason="signerctl reads the configuration with signer_core.config")
 def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
-    from signerctl.main import render
     from signerctl.backup.command import add_commands
+    from signerctl.main import render
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path)
     add_commands(parser.add_subparsers(dest="command", required=True))
@@ -430,8 +522,16 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
 
     config, _ = made
     out = tmp_path / "cli.backup"
-    data, code = ctl("--config", config, "backup", "--encrypt-to", backup_key.public_file,
-                     "--out", out, "--include-keys")
+    data, code = ctl(
+        "--config",
+        config,
+        "backup",
+        "--encrypt-to",
+        backup_key.public_file,
+        "--out",
+        out,
+        "--include-keys",
+    )
     assert code == 0 and data["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert data["audit"]["head"] == verdict(load(config).signer.database).head
     text = io.StringIO()
@@ -439,8 +539,9 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
     assert data["sha256"] in text.getvalue() and data["audit"]["head"] in text.getvalue()
 
     target = tmp_path / "new" / "signer.toml"
-    data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home,
-                     "--check")
+    data, code = ctl(
+        "--config", target, "restore", "--in", out, "--gnupghome", backup_key.home, "--check"
+    )
     assert code == 0 and {"path": str(target)} in data["would_restore"]
     assert not target.parent.exists()
     data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
@@ -450,8 +551,9 @@ def test_signerctl_backup_restore_integrity(tmp_path, made, backup_key):
     assert key["mode"] == "0600" and (os.geteuid() != 0 or key["owner"] == signer_user())
     data, code = ctl("--config", target, "restore", "--in", out, "--gnupghome", backup_key.home)
     assert code == 1 and "use --force" in data["refused"]
-    data, code = ctl("--config", target, "backup", "--encrypt-to", backup_key.public_file,
-                     "--out", out)
+    data, code = ctl(
+        "--config", target, "backup", "--encrypt-to", backup_key.public_file, "--out", out
+    )
     assert code == 1 and "exists" in data["refused"]
 
     data, code = ctl("--config", target, "integrity")
@@ -485,16 +587,22 @@ def test_openpgp_home_is_restored_and_usable(tmp_path, backup_key):
     """A GnuPG home as the OpenPGP key: its files travel, its agent's sockets do not."""
     config = make_ca(tmp_path / "ca", certificates=1)
     text = config.read_text()
-    config.write_text(text[:text.index("[openpgp]")] + '[openpgp]\nhome = "gnupg"\n'
-                      f'fingerprint = "{"AB" * 20}"\n')
+    config.write_text(
+        text[: text.index("[openpgp]")] + '[openpgp]\nhome = "gnupg"\n'
+        f'fingerprint = "{"AB" * 20}"\n'
+    )
     ca_key = make_gpg_key("CA OpenPGP <pgp@example.org>", home=tmp_path / "ca" / "gnupg")
     try:
         # A running agent leaves sockets in the home; they are not files to back up.
-        subprocess.run(["gpg-connect-agent", "--homedir", str(ca_key.home), "/bye"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["gpg-connect-agent", "--homedir", str(ca_key.home), "/bye"],
+            check=True,
+            capture_output=True,
+        )
         assert (ca_key.home / "S.gpg-agent").exists()
-        result = make_backup(load(config), str(backup_key.public_file), tmp_path / "pgp",
-                             include_keys=True)
+        result = make_backup(
+            load(config), str(backup_key.public_file), tmp_path / "pgp", include_keys=True
+        )
     finally:
         remove_gpg_home(ca_key.home)
     assert not any("S.gpg-agent" in name for name in result.members)
@@ -504,9 +612,12 @@ def test_openpgp_home_is_restored_and_usable(tmp_path, backup_key):
     home = target / "gnupg"
     assert home.stat().st_mode & 0o777 == 0o700
     try:
-        listing = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons",
-                                  "--list-secret-keys"], check=True, capture_output=True,
-                                 text=True).stdout
+        listing = subprocess.run(
+            ["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-secret-keys"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     finally:
         remove_gpg_home(home)
     assert f"fpr:::::::::{ca_key.fingerprint}:" in listing

@@ -18,16 +18,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signerctl.backup.archive import (
-    GENESIS, MANIFEST, BackupError, Manifest, Member, check_member_name, parse_manifest)
+    GENESIS,
+    MANIFEST,
+    BackupError,
+    Manifest,
+    Member,
+    check_member_name,
+    parse_manifest,
+)
 from signerctl.backup.restore import RestoreError, read_archive
 
-FILES = {"config/signer.toml": b"[spool]\ndir = 'spool'\n", "database/ca.sqlite": b"x" * 3000,
-         "keys/root0.key": b"-----BEGIN PRIVATE KEY-----\n"}
+FILES = {
+    "config/signer.toml": b"[spool]\ndir = 'spool'\n",
+    "database/ca.sqlite": b"x" * 3000,
+    "keys/root0.key": b"-----BEGIN PRIVATE KEY-----\n",
+}
 
 
 def manifest_for(files: dict[str, bytes]) -> bytes:
-    return Manifest("2026-01-01T00:00:00+00:00", 0, GENESIS, True, tuple(
-        Member(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in files.items())).to_bytes()
+    return Manifest(
+        "2026-01-01T00:00:00+00:00",
+        0,
+        GENESIS,
+        True,
+        tuple(Member(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in files.items()),
+    ).to_bytes()
 
 
 def tar_bytes(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
@@ -39,8 +54,10 @@ def tar_bytes(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return out.getvalue()
 
 
-GOOD = tar_bytes([(tarfile.TarInfo(MANIFEST), manifest_for(FILES))]
-                 + [(tarfile.TarInfo(n), d) for n, d in FILES.items()])
+GOOD = tar_bytes(
+    [(tarfile.TarInfo(MANIFEST), manifest_for(FILES))]
+    + [(tarfile.TarInfo(n), d) for n, d in FILES.items()]
+)
 
 
 def read(data: bytes) -> tuple[Manifest | None, str, dict[str, bytes]]:
@@ -51,8 +68,11 @@ def read(data: bytes) -> tuple[Manifest | None, str, dict[str, bytes]]:
             manifest, refusal = read_archive(io.BytesIO(data), staging), ""
         except RestoreError as exc:
             manifest, refusal = None, str(exc)
-        staged = {p.relative_to(staging).as_posix(): p.read_bytes()
-                  for p in staging.rglob("*") if p.is_file()}
+        staged = {
+            p.relative_to(staging).as_posix(): p.read_bytes()
+            for p in staging.rglob("*")
+            if p.is_file()
+        }
     return manifest, refusal, staged
 
 
@@ -63,9 +83,10 @@ def test_good_stream_is_staged_exactly():
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(1, 255)),
-                min_size=1, max_size=4),
-       st.integers(0, len(GOOD)))
+@given(
+    st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(1, 255)), min_size=1, max_size=4),
+    st.integers(0, len(GOOD)),
+)
 def test_damaged_stream_is_refused_or_still_exact(flips, cut):
     data = bytearray(GOOD)
     for pos, mask in flips:
@@ -86,15 +107,25 @@ def test_random_bytes_are_refused(data):
     assert manifest is None and refusal and staged == {}
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(["format", "created", "audit", "includes_keys",
-                                        "members", "extra"]), JSON, max_size=6)
-       | JSON, st.booleans())
+@given(
+    st.dictionaries(
+        st.sampled_from(["format", "created", "audit", "includes_keys", "members", "extra"]),
+        JSON,
+        max_size=6,
+    )
+    | JSON,
+    st.booleans(),
+)
 def test_manifest_parser_refuses_or_returns_checked_data(data, with_format):
     if with_format and isinstance(data, dict):
         data["format"] = "signer-appliance-backup/1"
@@ -128,19 +159,31 @@ def test_oversized_pax_header_is_refused_without_reading_it_all():
 
 
 def test_member_larger_than_listed_is_refused():
-    data = tar_bytes([(tarfile.TarInfo(MANIFEST), manifest_for(FILES)),
-                      (tarfile.TarInfo("config/signer.toml"), FILES["config/signer.toml"] + b"#")])
+    data = tar_bytes(
+        [
+            (tarfile.TarInfo(MANIFEST), manifest_for(FILES)),
+            (tarfile.TarInfo("config/signer.toml"), FILES["config/signer.toml"] + b"#"),
+        ]
+    )
     assert "manifest says" in read(data)[1]
 
 
 def test_links_and_escaping_names_are_refused():
     link = tarfile.TarInfo("config/signer.toml")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
-    assert "not a regular file" in read(tar_bytes([
-        (tarfile.TarInfo(MANIFEST), manifest_for(FILES)), (link, b"")]))[1]
+    assert (
+        "not a regular file"
+        in read(tar_bytes([(tarfile.TarInfo(MANIFEST), manifest_for(FILES)), (link, b"")]))[1]
+    )
     escape = tarfile.TarInfo("../../etc/cron.d/x")
-    assert "unsafe member name" in read(tar_bytes([
-        (tarfile.TarInfo(MANIFEST), manifest_for(FILES)), (escape, b"* * * * * root id\n")]))[1]
+    assert (
+        "unsafe member name"
+        in read(
+            tar_bytes(
+                [(tarfile.TarInfo(MANIFEST), manifest_for(FILES)), (escape, b"* * * * * root id\n")]
+            )
+        )[1]
+    )
 
 
 def test_manifest_listing_an_unsafe_name_is_refused():
@@ -150,6 +193,8 @@ def test_manifest_listing_an_unsafe_name_is_refused():
 
 def test_members_that_clash_are_refused():
     files = {"crl/a.crl": b"1", "crl/a.crl/b.crl": b"2"}
-    data = tar_bytes([(tarfile.TarInfo(MANIFEST), manifest_for(files))]
-                     + [(tarfile.TarInfo(n), d) for n, d in files.items()])
+    data = tar_bytes(
+        [(tarfile.TarInfo(MANIFEST), manifest_for(files))]
+        + [(tarfile.TarInfo(n), d) for n, d in files.items()]
+    )
     assert "crl/a.crl/b.crl: clashes with another member" in read(data)[1]

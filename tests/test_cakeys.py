@@ -44,11 +44,12 @@ FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCh
 
 # --- taking gpg's keys apart ------------------------------------------------------
 
+
 def read_mpis(data: bytes, count: int) -> list[int]:
     values, pos = [], 0
     for _ in range(count):
-        end = pos + 2 + (int.from_bytes(data[pos:pos + 2], "big") + 7) // 8
-        values.append(int.from_bytes(data[pos + 2:end], "big"))
+        end = pos + 2 + (int.from_bytes(data[pos : pos + 2], "big") + 7) // 8
+        values.append(int.from_bytes(data[pos + 2 : end], "big"))
         pos = end
     return values
 
@@ -56,13 +57,20 @@ def read_mpis(data: bytes, count: int) -> list[int]:
 def key_pairs(home: Path, fpr: str) -> list[tuple[bytes, bytes]]:
     """(public body, unprotected secret fields) of the primary key and each subkey."""
     public = [p for p in walk(gpg(home, "--export", fpr)) if p.tag in (6, 14)]
-    secret = [p for p in walk(gpg(home, "--pinentry-mode", "loopback", "--passphrase", "",
-                                  "--export-secret-keys", fpr)) if p.tag in (5, 7)]
+    secret = [
+        p
+        for p in walk(
+            gpg(
+                home, "--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys", fpr
+            )
+        )
+        if p.tag in (5, 7)
+    ]
     assert len(public) == len(secret)
     pairs = []
-    for pub, sec in zip(public, secret):
+    for pub, sec in zip(public, secret, strict=True):
         assert sec.body.startswith(pub.body) and sec.body[len(pub.body)] == 0  # S2K usage: none
-        pairs.append((pub.body, sec.body[len(pub.body) + 1:]))
+        pairs.append((pub.body, sec.body[len(pub.body) + 1 :]))
     return pairs
 
 
@@ -72,8 +80,15 @@ def rebuilt(public_body: bytes, secret: bytes, curve: ec.EllipticCurve | None = 
     if algorithm == 1:
         d, p, q, _u = read_mpis(secret, 4)
         e = pow(d, -1, math.lcm(p - 1, q - 1))
-        numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                        rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, p * q))
+        numbers = rsa.RSAPrivateNumbers(
+            p,
+            q,
+            d,
+            rsa.rsa_crt_dmp1(d, p),
+            rsa.rsa_crt_dmq1(d, q),
+            rsa.rsa_crt_iqmp(p, q),
+            rsa.RSAPublicNumbers(e, p * q),
+        )
         return numbers.private_key()
     [value] = read_mpis(secret, 1)
     if algorithm == 19:
@@ -127,18 +142,27 @@ def test_gpg_accepts_an_uncompressed_ed25519_point_and_it_is_the_same_key(homes)
     """gpg 2.2 verifies a self-signature made on a key whose point is 0x04||x||y: a request
     could carry a CA key that way, with another fingerprint."""
     seed = bytes(range(32))
-    raw = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw)
+    raw = (
+        ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
     usual = key_body(22, bytes([len(ED25519_OID)]) + ED25519_OID + mpi(b"\x40" + raw))
     odd = key_body(22, bytes([len(ED25519_OID)]) + ED25519_OID + mpi(uncompressed_edwards(raw)))
     home = homes.new()
     self_signed = Ed25519Key(odd, seed).uid_with_self_sig(b"Odd", CREATED)
     gpg(home, "--import", data=packet(6, odd) + self_signed)
-    sigs = [r for r in gpg(home, "--with-colons", "--check-sigs").decode().splitlines()
-            if r.startswith("sig:")]
+    sigs = [
+        r
+        for r in gpg(home, "--with-colons", "--check-sigs").decode().splitlines()
+        if r.startswith("sig:")
+    ]
     assert len(sigs) == 1 and sigs[0].split(":")[1] == "!"
-    assert openpgp_identity(odd) == openpgp_identity(usual) == key_identity(
-        ed25519.Ed25519PublicKey.from_public_bytes(raw))
+    assert (
+        openpgp_identity(odd)
+        == openpgp_identity(usual)
+        == key_identity(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+    )
 
 
 def ec_key_with_y_parity(parity: int) -> ec.EllipticCurvePublicKey:
@@ -157,12 +181,15 @@ def test_every_encoding_of_an_ec_key_has_one_identity(parity):
     point = ec_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     short = ec_key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
     curve = bytes([len(P256_OID)]) + P256_OID
-    assert {openpgp_identity(key_body(19, curve + mpi(point))),
-            openpgp_identity(key_body(19, curve + mpi(short), CREATED + 1)),
-            openpgp_identity(key_body(18, curve + mpi(point) + KDF)),
-            key_identity(ec_key)} == {key_identity(ec_key)}
-    other = ec_key_with_y_parity(1 - parity).public_bytes(Encoding.X962,
-                                                          PublicFormat.UncompressedPoint)
+    assert {
+        openpgp_identity(key_body(19, curve + mpi(point))),
+        openpgp_identity(key_body(19, curve + mpi(short), CREATED + 1)),
+        openpgp_identity(key_body(18, curve + mpi(point) + KDF)),
+        key_identity(ec_key),
+    } == {key_identity(ec_key)}
+    other = ec_key_with_y_parity(1 - parity).public_bytes(
+        Encoding.X962, PublicFormat.UncompressedPoint
+    )
     same_x = point[:33] + other[33:]  # same x, a y of the other parity
     assert openpgp_identity(key_body(19, curve + mpi(same_x))) != key_identity(ec_key)
 
@@ -180,19 +207,29 @@ def test_every_encoding_of_other_keys_has_one_identity():
     x = x25519.X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     flipped = x[:31] + bytes([x[31] ^ 0x80])  # X25519 ignores the top bit
     cv = bytes([len(CV25519_OID)]) + CV25519_OID
-    assert (openpgp_identity(key_body(18, cv + mpi(b"\x40" + flipped) + KDF))
-            == openpgp_identity(key_body(25, x))
-            == key_identity(x25519.X25519PublicKey.from_public_bytes(x)))
+    assert (
+        openpgp_identity(key_body(18, cv + mpi(b"\x40" + flipped) + KDF))
+        == openpgp_identity(key_body(25, x))
+        == key_identity(x25519.X25519PublicKey.from_public_bytes(x))
+    )
 
 
 def test_unreadable_bodies_have_no_identity():
     raw = bytes(32)
     p256 = bytes([len(P256_OID)]) + P256_OID
-    for body in (b"", b"\x04", key_body(1, b"\x08\x00"), key_body(1, b"\xff\xff" + b"\1" * 100),
-                 key_body(22, bytes([9]) + ED25519_OID + mpi(b"\x40" + b"\1" * 31)),
-                 key_body(22, b"\xff"), key_body(19, p256 + mpi(b"\x04" + raw)),
-                 key_body(19, p256 + b"\x01\x08\x01"), key_body(99, raw), key_body(27, raw[:31]),
-                 bytes([5]) + key_body(27, raw)[1:]):
+    for body in (
+        b"",
+        b"\x04",
+        key_body(1, b"\x08\x00"),
+        key_body(1, b"\xff\xff" + b"\1" * 100),
+        key_body(22, bytes([9]) + ED25519_OID + mpi(b"\x40" + b"\1" * 31)),
+        key_body(22, b"\xff"),
+        key_body(19, p256 + mpi(b"\x04" + raw)),
+        key_body(19, p256 + b"\x01\x08\x01"),
+        key_body(99, raw),
+        key_body(27, raw[:31]),
+        bytes([5]) + key_body(27, raw)[1:],
+    ):
         assert openpgp_identity(body) is None, body
 
 
@@ -212,6 +249,7 @@ def test_a_key_packet_too_long_for_a_fingerprint_is_refused_not_a_crash():
 
 
 # --- X.509 roots ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -251,8 +289,8 @@ def test_roots_that_did_not_load_still_have_their_keys_refused(world, tmp_path):
     for f in world.dir.iterdir():
         if f.suffix in (".key", ".crt", ".pass", ".toml"):
             shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "root1.key").unlink()   # certificate left
-    (tmp_path / "root3.crt").unlink()   # key left
+    (tmp_path / "root1.key").unlink()  # certificate left
+    (tmp_path / "root3.crt").unlink()  # key left
     (tmp_path / "root0.pass").write_text("wrong\n")  # certificate left, key does not open
     store = RootStore.load(load_config(tmp_path / "signer.toml").x509)
     assert sorted(store.missing) == [0, 1, 2, 3] and not store.roots
@@ -271,6 +309,7 @@ def test_a_root_store_made_without_public_keys_still_names_its_roots(world):
 
 # --- the OpenPGP root -------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Pgp:
     homes: Homes
@@ -279,7 +318,7 @@ class Pgp:
     user_home: Path
     workdir: Path
     signer: OpenPGPSigner
-    no_gpg: OpenPGPSigner   # the same signer, with a workdir gpg cannot use: a refusal came first
+    no_gpg: OpenPGPSigner  # the same signer, with a workdir gpg cannot use: a refusal came first
 
 
 @pytest.fixture(scope="module")
@@ -346,13 +385,16 @@ def test_a_ca_key_redated_as_a_user_subkey_is_refused_by_its_material(pgp):
 
 def test_x509_root_keys_in_an_openpgp_key_are_refused(pgp, world):
     numbers = world.root_keys[0].public_key().public_numbers()
-    p384 = world.root_keys[1].public_key().public_bytes(Encoding.X962,
-                                                        PublicFormat.UncompressedPoint)
+    p384 = (
+        world.root_keys[1].public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    )
     ed = world.root_keys[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     n, e = numbers.n.to_bytes(256, "big"), numbers.e.to_bytes(3, "big")
-    bodies = {0: key_body(1, mpi(n) + mpi(e)),
-              1: key_body(19, bytes([len(P384_OID)]) + P384_OID + mpi(p384)),
-              3: key_body(22, bytes([len(ED25519_OID)]) + ED25519_OID + mpi(b"\x40" + ed))}
+    bodies = {
+        0: key_body(1, mpi(n) + mpi(e)),
+        1: key_body(19, bytes([len(P384_OID)]) + P384_OID + mpi(p384)),
+        3: key_body(22, bytes([len(ED25519_OID)]) + ED25519_OID + mpi(b"\x40" + ed)),
+    }
     ca = CaKeys.build(world.store, pgp.signer)
     user = b"".join(p.raw for p in user_block(pgp, "Rooty"))
     for rid, body in bodies.items():
@@ -363,16 +405,22 @@ def test_a_csr_carrying_an_openpgp_root_key_is_refused(pgp, world):
     """The demo's OpenPGP root is Ed25519: so may an X.509 request be."""
     ca = CaKeys.build(world.store, pgp.signer)
     (primary, seed_fields), (signing, sub_fields), _ = key_pairs(pgp.ca_home, pgp.ca_fpr)
-    for body, fields, label in ((primary, seed_fields, "the OpenPGP root's primary key"),
-                                (signing, sub_fields, "OpenPGP root subkey")):
+    for body, fields, label in (
+        (primary, seed_fields, "the OpenPGP root's primary key"),
+        (signing, sub_fields, "OpenPGP root subkey"),
+    ):
         key = parse_request(csr_pem(rebuilt(body, fields)), False).public_key
         assert label in refused_x509(ca, key)
 
 
 def test_an_ordinary_key_is_certified_with_every_ca_key_checked(pgp, world):
     fpr = gen_key(pgp.user_home, "Plain <plain@example.org>")
-    result = certify_key(pgp.signer, gpg(pgp.user_home, "--export", fpr), 30,
-                         ca_keys=CaKeys.build(world.store, pgp.signer))
+    result = certify_key(
+        pgp.signer,
+        gpg(pgp.user_home, "--export", fpr),
+        30,
+        ca_keys=CaKeys.build(world.store, pgp.signer),
+    )
     assert result.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert_clean(pgp.workdir)
 

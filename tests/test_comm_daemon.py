@@ -30,24 +30,42 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from webhost.client import Response, WebClient
-from comm_handler.frames import ACK, NAK, READY, START, Message, decode_message, encode_message, make_frame
-from spool.header import Action, RequestHeader, System
-from signerctl.demo.nullmodem import Direction, NullModem
+from comm_handler.frames import (
+    ACK,
+    NAK,
+    READY,
+    START,
+    Message,
+    decode_message,
+    encode_message,
+    make_frame,
+)
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
-from signerctl.demo.run import daemons, wait_until_served
-from signerctl.demo.ca import Users, create_demo_ca
-from signerctl.demo.supervise import Supervisor
 from signer_core.x509.compat import verify_issued_by
+from signerctl.demo.ca import Users, create_demo_ca
+from signerctl.demo.nullmodem import Direction, NullModem
+from signerctl.demo.run import daemons, wait_until_served
+from signerctl.demo.supervise import Supervisor
+from spool.header import Action, RequestHeader, System
 from spool.queue import Spool
+from webhost.client import Response, WebClient
 
 TO_COMM, TO_WEB = Direction.B_TO_A, Direction.A_TO_B
 # The daemon's link timeouts, small so that each fault costs about a second.
-COMM = {"ready_timeout": 1.0, "verdict_timeout": 1.0, "chunk_timeout": 0.4,
-        "result_deadline": 30.0, "max_message": 65536}
+COMM = {
+    "ready_timeout": 1.0,
+    "verdict_timeout": 1.0,
+    "chunk_timeout": 0.4,
+    "result_deadline": 30.0,
+    "max_message": 65536,
+}
 # The client's: its verdict wait outlasts the daemon's chunk timeout, as deployed.
-CLIENT = {"ready_timeout": 2.0, "verdict_timeout": 1.5, "chunk_timeout": 1.0,
-          "response_timeout": 40.0}
+CLIENT = {
+    "ready_timeout": 2.0,
+    "verdict_timeout": 1.5,
+    "chunk_timeout": 1.0,
+    "response_timeout": 40.0,
+}
 SETTLE = 0.6  # longer than the daemon's chunk timeout plus its quiet time
 NOTHING_QUEUED = {"incoming": 0, "active": 0, "results": 0, "corrupt": 0}
 SAN, SUBJECT = "DNS:www.example.org", "/CN=www.example.org"
@@ -56,9 +74,11 @@ SIGN_HEADER = RequestHeader(action=Action.SIGN, system=System.X509, profile=5, m
 
 def make_csr() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -130,7 +150,9 @@ class Rig:
             return db.execute(sql, args).fetchall()
 
     def certificates(self) -> list[str]:
-        return [row[0] for row in self.query("SELECT serial FROM certificates WHERE state = 'issued'")]
+        return [
+            row[0] for row in self.query("SELECT serial FROM certificates WHERE state = 'issued'")
+        ]
 
     def audited(self, event: str) -> int:
         return self.query("SELECT count(*) FROM audit WHERE event = ?", event)[0][0]
@@ -154,8 +176,12 @@ class Rig:
 
 def mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
 
@@ -222,7 +248,9 @@ def assert_certificate(response: Response, rig: Rig) -> x509.Certificate:
     assert response.ok, response.reason
     assert response.header == bytes([1, Action.SIGN, 0, 0]) and response.payload2 == b""
     cert = x509.load_pem_x509_certificate(response.payload1)
-    verify_issued_by(cert, x509.load_pem_x509_certificate((rig.ca / "certs" / "root0.crt").read_bytes()))
+    verify_issued_by(
+        cert, x509.load_pem_x509_certificate((rig.ca / "certs" / "root0.crt").read_bytes())
+    )
     assert format(cert.serial_number, "x") in rig.certificates()
     return cert
 
@@ -477,12 +505,12 @@ def l3(data: bytes) -> bytes:
 
 
 UNPARSABLE = [
-    (l3(b"abc"), Action.NUL),                                          # not four strings
-    (l3(l3(b"\x01\x01") + l3(b"") * 3), Action.SIGN),                  # short header
+    (l3(b"abc"), Action.NUL),  # not four strings
+    (l3(l3(b"\x01\x01") + l3(b"") * 3), Action.SIGN),  # short header
     (l3(l3(bytes([2, 2, 1, 0, 0, 0, 1, 109, 0])) + l3(b"") * 3), Action.REVOKE),  # version 2
-    (l3(l3(bytes([1, 1, 1, 0, 5, 8, 1, 109, 7])) + l3(b"") * 3), Action.SIGN),    # key flag 7
-    (l3(l3(bytes([1, 9, 1, 0, 0, 0, 0, 0, 0])) + l3(b"") * 3), Action.NUL),       # action 9
-    (l3(l3(bytes([1, 1, 7, 0, 0, 0, 0, 0, 0])) + l3(b"") * 3), Action.SIGN),      # system 7
+    (l3(l3(bytes([1, 1, 1, 0, 5, 8, 1, 109, 7])) + l3(b"") * 3), Action.SIGN),  # key flag 7
+    (l3(l3(bytes([1, 9, 1, 0, 0, 0, 0, 0, 0])) + l3(b"") * 3), Action.NUL),  # action 9
+    (l3(l3(bytes([1, 1, 7, 0, 0, 0, 0, 0, 0])) + l3(b"") * 3), Action.SIGN),  # system 7
 ]
 
 

@@ -18,9 +18,9 @@ from comm_handler.config import (
 )
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import MAX_STRING, decode_message
-from spool.header import Action
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
 from signer_core.config import load_config
+from spool.header import Action
 from spool.queue import Spool
 
 BASE = '[spool]\ndir = "spool"\n[comm]\ndevice = "/dev/ttyUSB0"\n'
@@ -45,8 +45,9 @@ def load(tmp_path: Path, extra: str = "", base: str = BASE) -> CommConfig:
 
 def test_defaults_are_the_deployed_values(tmp_path) -> None:
     cfg = load(tmp_path)
-    assert cfg.link == LinkTimeouts(ready=20.0, verdict=5.0, chunk=5.0, max_resends=5,
-                                    max_naks=5, max_message=MAX_STRING)
+    assert cfg.link == LinkTimeouts(
+        ready=20.0, verdict=5.0, chunk=5.0, max_resends=5, max_naks=5, max_message=MAX_STRING
+    )
     assert cfg.pacing is None
     assert cfg.result_deadline == 100.0
     assert cfg.spool_dir == (tmp_path / "spool").resolve()
@@ -54,8 +55,9 @@ def test_defaults_are_the_deployed_values(tmp_path) -> None:
 
 def test_every_link_key(tmp_path) -> None:
     cfg = load(tmp_path, ALL_LINK_KEYS)
-    assert cfg.link == LinkTimeouts(ready=2.5, verdict=1.0, chunk=0.5, max_resends=3,
-                                    max_naks=0, max_message=100000)
+    assert cfg.link == LinkTimeouts(
+        ready=2.5, verdict=1.0, chunk=0.5, max_resends=3, max_naks=0, max_message=100000
+    )
     assert cfg.pacing == Pacing(slice_bytes=16, per_byte=0.0001, per_slice=0.005)
 
 
@@ -65,30 +67,35 @@ def test_pace_alone_gives_the_deployed_pacing(tmp_path) -> None:
 
 def test_signer_config_accepts_the_comm_link_keys(tmp_path) -> None:
     """Both daemons read the same file: the signer must not refuse comm-only keys."""
-    signer = ('[signer]\nuser = "s"\ngroup = "s"\ndatabase = "ca.sqlite"\nstate_dir = "lib"\n'
-              '[x509]\nocsp_url = "http://ocsp.example.org/"\ncps_url = "http://example.org/cps"\n'
-              'policy_oid = "1.2.3.4"\n')
+    signer = (
+        '[signer]\nuser = "s"\ngroup = "s"\ndatabase = "ca.sqlite"\nstate_dir = "lib"\n'
+        '[x509]\nocsp_url = "http://ocsp.example.org/"\ncps_url = "http://example.org/cps"\n'
+        'policy_oid = "1.2.3.4"\n'
+    )
     path = tmp_path / "signer.toml"
     path.write_text(BASE + ALL_LINK_KEYS + signer)
     assert load_config(path).comm.device == "/dev/ttyUSB0"
 
 
-@pytest.mark.parametrize("extra, key", [
-    ("ready_timeout = 0\n", "comm.ready_timeout"),
-    ("verdict_timeout = -1\n", "comm.verdict_timeout"),
-    ("chunk_timeout = \"5\"\n", "comm.chunk_timeout"),
-    ("chunk_timeout = true\n", "comm.chunk_timeout"),
-    ("max_resends = 1.5\n", "comm.max_resends"),
-    ("max_resends = 99\n", "comm.max_resends"),
-    ("max_naks = -1\n", "comm.max_naks"),
-    ("max_message = 10\n", "comm.max_message"),
-    ("max_message = 16777216\n", "comm.max_message"),
-    ("pace = 1\n", "comm.pace"),
-    ("pace = true\npace_slice_bytes = 0\n", "comm.pace_slice_bytes"),
-    ("pace = true\npace_per_byte = 1.0\n", "comm.pace_per_byte"),
-    ("result_deadline = 118\n", "comm.result_deadline"),
-    ("chunk_timout = 1.0\n", "comm.chunk_timout"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("ready_timeout = 0\n", "comm.ready_timeout"),
+        ("verdict_timeout = -1\n", "comm.verdict_timeout"),
+        ('chunk_timeout = "5"\n', "comm.chunk_timeout"),
+        ("chunk_timeout = true\n", "comm.chunk_timeout"),
+        ("max_resends = 1.5\n", "comm.max_resends"),
+        ("max_resends = 99\n", "comm.max_resends"),
+        ("max_naks = -1\n", "comm.max_naks"),
+        ("max_message = 10\n", "comm.max_message"),
+        ("max_message = 16777216\n", "comm.max_message"),
+        ("pace = 1\n", "comm.pace"),
+        ("pace = true\npace_slice_bytes = 0\n", "comm.pace_slice_bytes"),
+        ("pace = true\npace_per_byte = 1.0\n", "comm.pace_per_byte"),
+        ("result_deadline = 118\n", "comm.result_deadline"),
+        ("chunk_timout = 1.0\n", "comm.chunk_timout"),
+    ],
+)
 def test_bad_values_name_their_key(tmp_path, extra, key) -> None:
     with pytest.raises(CommConfigError, match=key.replace(".", r"\.")):
         load(tmp_path, extra)
@@ -108,15 +115,29 @@ def closed_tcp_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("device", [
-    "{tmp}/absent", "{tmp}", "{tmp}/regular-file", "/dev/null", "nosuch://x",
-    "socket://127.0.0.1:{port}",
-])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "{tmp}/absent",
+        "{tmp}",
+        "{tmp}/regular-file",
+        "/dev/null",
+        "nosuch://x",
+        "socket://127.0.0.1:{port}",
+    ],
+)
 def test_open_failures_are_reported_not_raised(tmp_path, device, caplog) -> None:
     (tmp_path / "regular-file").write_bytes(b"")
     device = device.format(tmp=tmp_path, port=closed_tcp_port())
-    cfg = CommConfig(spool_dir=tmp_path, device=device, baud=115200, user="", group="",
-                     result_deadline=1.0, forbidden=())
+    cfg = CommConfig(
+        spool_dir=tmp_path,
+        device=device,
+        baud=115200,
+        user="",
+        group="",
+        result_deadline=1.0,
+        forbidden=(),
+    )
     assert LinkServer(cfg, Spool(tmp_path))._open() is None
     assert f"cannot open {device}" in caplog.text
 
@@ -130,8 +151,15 @@ def server(tmp_path_factory) -> LinkServer:
     spool = Spool(root)
     spool.create_dirs()
     # No signer runs: a deadline of zero answers each signing request at once.
-    cfg = CommConfig(spool_dir=root, device="loop://", baud=115200, user="", group="",
-                     result_deadline=0.0, forbidden=())
+    cfg = CommConfig(
+        spool_dir=root,
+        device="loop://",
+        baud=115200,
+        user="",
+        group="",
+        result_deadline=0.0,
+        forbidden=(),
+    )
     return LinkServer(cfg, spool)
 
 
@@ -139,14 +167,21 @@ def l3(data: bytes) -> bytes:
     return len(data).to_bytes(3, "big") + data
 
 
-headers = st.one_of(st.binary(max_size=12),
-                    st.tuples(st.just(1), st.integers(0, 3), st.integers(0, 3),
-                              st.binary(min_size=5, max_size=5), st.integers(0, 2))
-                    .map(lambda t: bytes([t[0], t[1], t[2]]) + t[3] + bytes([t[4]])))
+headers = st.one_of(
+    st.binary(max_size=12),
+    st.tuples(
+        st.just(1),
+        st.integers(0, 3),
+        st.integers(0, 3),
+        st.binary(min_size=5, max_size=5),
+        st.integers(0, 2),
+    ).map(lambda t: bytes([t[0], t[1], t[2]]) + t[3] + bytes([t[4]])),
+)
 messages = st.one_of(
     st.binary(max_size=64),
-    st.tuples(headers, st.lists(st.binary(max_size=32), min_size=0, max_size=5))
-    .map(lambda t: l3(l3(t[0]) + b"".join(l3(p) for p in t[1]))),
+    st.tuples(headers, st.lists(st.binary(max_size=32), min_size=0, max_size=5)).map(
+        lambda t: l3(l3(t[0]) + b"".join(l3(p) for p in t[1]))
+    ),
 )
 
 

@@ -86,23 +86,38 @@ def test_full_config(tmp_path):
     base = tmp_path.resolve()
     assert cfg.path == tmp_path / "signer.toml"
     assert cfg.spool_dir == Path("/var/spool/signer-appliance")
-    assert (cfg.comm.device, cfg.comm.baud, cfg.comm.user, cfg.comm.group) == \
-        ("socket://127.0.0.1:9000", 9600, "c", "cg")
+    assert (cfg.comm.device, cfg.comm.baud, cfg.comm.user, cfg.comm.group) == (
+        "socket://127.0.0.1:9000",
+        9600,
+        "c",
+        "cg",
+    )
     assert cfg.comm.result_deadline == 50.0
     assert cfg.signer.database == base / "db/ca.sqlite"
     assert cfg.signer.state_dir == Path("/var/lib/x")
     x = cfg.x509
-    assert (x.ocsp_url, x.cps_url, x.policy_oid) == \
-        ("http://ocsp.example.org/", "https://example.org/cps", "1.2.3.4")
+    assert (x.ocsp_url, x.cps_url, x.policy_oid) == (
+        "http://ocsp.example.org/",
+        "https://example.org/cps",
+        "1.2.3.4",
+    )
     assert x.allow_weak_digests and x.allow_ed25519
     assert x.blocklist_file == base / "blocked.txt"
     assert sorted(x.roots) == [0, 4]
     r0, r4 = x.roots[0], x.roots[4]
-    assert (r0.id, r0.name, r0.key, r0.certificate, r0.passphrase_file) == \
-        (0, "class 1 root", base / "keys/root0.key", base / "certs/root0.crt", None)
+    assert (r0.id, r0.name, r0.key, r0.certificate, r0.passphrase_file) == (
+        0,
+        "class 1 root",
+        base / "keys/root0.key",
+        base / "certs/root0.crt",
+        None,
+    )
     assert r0.default_digest == "sha384"
-    assert (r4.key, r4.passphrase_file, r4.default_digest) == \
-        (Path("/abs/root4.key"), base / "pass/root4", "sha256")
+    assert (r4.key, r4.passphrase_file, r4.default_digest) == (
+        Path("/abs/root4.key"),
+        base / "pass/root4",
+        "sha256",
+    )
     assert not x.profiles[5].enabled and x.profiles[5].max_days == 365
     assert x.profiles[5].extra_policy_oids == ("2.23.140.1.2.1",)
     assert x.profiles[5].extended_key_usage == BUILTIN_PROFILES[5].extended_key_usage
@@ -110,8 +125,13 @@ def test_full_config(tmp_path):
     assert not x.profiles[10].enabled
     assert x.profiles[0] == BUILTIN_PROFILES[0]
     p20 = x.profiles[20]
-    assert (p20.name, p20.key_usage, p20.san_source, p20.max_days, p20.ca) == \
-        ("custom", frozenset({"digital_signature"}), SanSource.PAYLOAD, 90, False)
+    assert (p20.name, p20.key_usage, p20.san_source, p20.max_days, p20.ca) == (
+        "custom",
+        frozenset({"digital_signature"}),
+        SanSource.PAYLOAD,
+        90,
+        False,
+    )
     o = cfg.openpgp
     assert o.home == base / "gpg" and o.key_file is None
     assert o.fingerprint == "0123456789ABCDEF0123456789ABCDEF01234567"
@@ -143,42 +163,71 @@ def test_builtin_profiles_table():
     assert BUILTIN_PROFILES[7].require_xmpp
 
 
-@pytest.mark.parametrize("text,key", [
-    ('[spool]\ndir = 3\n', "spool.dir"),
-    ('[spool]\n', "spool.dir"),
-    ('[spool]\ndir = "x"\nextra = 1\n', "spool.extra"),
-    ('[spool]\ndir = "x"\n[bogus]\n', "bogus"),
-    ('[spool]\ndir = "x"\n[comm]\nbaud = true\n', "comm.baud"),
-    ('[spool]\ndir = "x"\n[comm]\nbaud = 10\n', "comm.baud"),
-    ('[spool]\ndir = "x"\n[comm]\nresult_deadline = 200\n', "comm.result_deadline"),
-    ('[spool]\ndir = "x"\n[x509]\nocsp_url = "ftp://x"\n', "x509.ocsp_url"),
-    ('[spool]\ndir = "x"\n[x509]\npolicy_oid = "nope"\n', "x509.policy_oid"),
-    ('[spool]\ndir = "x"\n[x509]\nallow_weak_digests = 1\n', "x509.allow_weak_digests"),
-    ('[spool]\ndir = "x"\n[x509.roots.0]\nname = "r"\n', "x509.roots.0.key"),
-    ('[spool]\ndir = "x"\n[x509.roots.x]\nname = "r"\n', "x509.roots.x"),
-    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
-     'crl_url="http://c"\ndefault_digest="md4"\n'), "x509.roots.0.default_digest"),
-    (('[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
-     'crl_url="http://c"\n'), "x509.roots.0.key"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\nenabled = "yes"\n', "x509.profiles.5.enabled"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\nmax_days = 0\n', "x509.profiles.5"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\ncolour = "red"\n', "x509.profiles.5.colour"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\nkey_usage = ["sing"]\n', "x509.profiles.5.key_usage"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\nextended_key_usage = ["1.x"]\n',
-     "x509.profiles.5.extended_key_usage"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\nsan_source = "dns"\n', "x509.profiles.5.san_source"),
-    ('[spool]\ndir = "x"\n[x509.profiles.5]\npath_length = 2\n', "x509.profiles.5"),
-    ('[spool]\ndir = "x"\n[x509.profiles.30]\nenabled = true\n', "x509.profiles.30.name"),
-    ('[spool]\ndir = "x"\n[openpgp]\nhome = "g"\n', "openpgp.fingerprint"),
-    ('[spool]\ndir = "x"\n[openpgp]\nhome = "g"\nfingerprint = "12"\n', "openpgp.fingerprint"),
-    ('[spool]\ndir = "x"\n[openpgp]\nfingerprint = "' + "A" * 40 + '"\n', "openpgp.home"),
-    ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ncert_level = 4\n',
-     "openpgp.cert_level"),
-    ('[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "' + "A" * 40 + '"\ndigest = "MD5"\n',
-     "openpgp.digest"),
-    ('[spool]\ndir = "x"\n[crl]\nvalidity_days = 0\n', "crl.validity_days"),
-    ('[spool]\ndir = "x"\n[crl]\nhistory = "16"\n', "crl.history"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("[spool]\ndir = 3\n", "spool.dir"),
+        ("[spool]\n", "spool.dir"),
+        ('[spool]\ndir = "x"\nextra = 1\n', "spool.extra"),
+        ('[spool]\ndir = "x"\n[bogus]\n', "bogus"),
+        ('[spool]\ndir = "x"\n[comm]\nbaud = true\n', "comm.baud"),
+        ('[spool]\ndir = "x"\n[comm]\nbaud = 10\n', "comm.baud"),
+        ('[spool]\ndir = "x"\n[comm]\nresult_deadline = 200\n', "comm.result_deadline"),
+        ('[spool]\ndir = "x"\n[x509]\nocsp_url = "ftp://x"\n', "x509.ocsp_url"),
+        ('[spool]\ndir = "x"\n[x509]\npolicy_oid = "nope"\n', "x509.policy_oid"),
+        ('[spool]\ndir = "x"\n[x509]\nallow_weak_digests = 1\n', "x509.allow_weak_digests"),
+        ('[spool]\ndir = "x"\n[x509.roots.0]\nname = "r"\n', "x509.roots.0.key"),
+        ('[spool]\ndir = "x"\n[x509.roots.x]\nname = "r"\n', "x509.roots.x"),
+        (
+            (
+                '[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey="k"\ncertificate="c"\n'
+                'crl_url="http://c"\ndefault_digest="md4"\n'
+            ),
+            "x509.roots.0.default_digest",
+        ),
+        (
+            (
+                '[spool]\ndir = "x"\n[x509.roots.0]\nname="r"\nkey=""\ncertificate="c"\n'
+                'crl_url="http://c"\n'
+            ),
+            "x509.roots.0.key",
+        ),
+        ('[spool]\ndir = "x"\n[x509.profiles.5]\nenabled = "yes"\n', "x509.profiles.5.enabled"),
+        ('[spool]\ndir = "x"\n[x509.profiles.5]\nmax_days = 0\n', "x509.profiles.5"),
+        ('[spool]\ndir = "x"\n[x509.profiles.5]\ncolour = "red"\n', "x509.profiles.5.colour"),
+        (
+            '[spool]\ndir = "x"\n[x509.profiles.5]\nkey_usage = ["sing"]\n',
+            "x509.profiles.5.key_usage",
+        ),
+        (
+            '[spool]\ndir = "x"\n[x509.profiles.5]\nextended_key_usage = ["1.x"]\n',
+            "x509.profiles.5.extended_key_usage",
+        ),
+        (
+            '[spool]\ndir = "x"\n[x509.profiles.5]\nsan_source = "dns"\n',
+            "x509.profiles.5.san_source",
+        ),
+        ('[spool]\ndir = "x"\n[x509.profiles.5]\npath_length = 2\n', "x509.profiles.5"),
+        ('[spool]\ndir = "x"\n[x509.profiles.30]\nenabled = true\n', "x509.profiles.30.name"),
+        ('[spool]\ndir = "x"\n[openpgp]\nhome = "g"\n', "openpgp.fingerprint"),
+        ('[spool]\ndir = "x"\n[openpgp]\nhome = "g"\nfingerprint = "12"\n', "openpgp.fingerprint"),
+        ('[spool]\ndir = "x"\n[openpgp]\nfingerprint = "' + "A" * 40 + '"\n', "openpgp.home"),
+        (
+            '[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "'
+            + "A" * 40
+            + '"\ncert_level = 4\n',
+            "openpgp.cert_level",
+        ),
+        (
+            '[spool]\ndir = "x"\n[openpgp]\nhome="g"\nfingerprint = "'
+            + "A" * 40
+            + '"\ndigest = "MD5"\n',
+            "openpgp.digest",
+        ),
+        ('[spool]\ndir = "x"\n[crl]\nvalidity_days = 0\n', "crl.validity_days"),
+        ('[spool]\ndir = "x"\n[crl]\nhistory = "16"\n', "crl.history"),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, text))
@@ -193,13 +242,20 @@ def test_unreadable_and_invalid_files(tmp_path):
     assert issubclass(ConfigError, ValueError)
 
 
-@pytest.mark.parametrize("extra, key", [
-    ("[signer]\nrequest_budget_seconds = 100.5\n", "signer.request_budget_seconds"),
-    ("[signer]\nrequest_budget_seconds = 50\n[comm]\nresult_deadline = 40.0\n",
-     "signer.request_budget_seconds"),
-    (f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "gnupg"\ngpg_wall_seconds = 30\n',
-     "openpgp.gpg_wall_seconds"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("[signer]\nrequest_budget_seconds = 100.5\n", "signer.request_budget_seconds"),
+        (
+            "[signer]\nrequest_budget_seconds = 50\n[comm]\nresult_deadline = 40.0\n",
+            "signer.request_budget_seconds",
+        ),
+        (
+            f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "gnupg"\ngpg_wall_seconds = 30\n',
+            "openpgp.gpg_wall_seconds",
+        ),
+    ],
+)
 def test_time_limits_nest(tmp_path, extra, key):
     from signer_core.config import ConfigError, load_config
 
@@ -211,8 +267,10 @@ def test_time_limits_nest(tmp_path, extra, key):
 def test_unset_time_limits_fit_inside_the_ones_around_them(tmp_path):
     from signer_core.config import load_config
 
-    (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n[comm]\nresult_deadline = 2.0\n'
-                                          f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "g"\n')
+    (tmp_path / "signer.toml").write_text(
+        '[spool]\ndir = "spool"\n[comm]\nresult_deadline = 2.0\n'
+        f'[openpgp]\nfingerprint = "{"A" * 40}"\nhome = "g"\n'
+    )
     cfg = load_config(tmp_path / "signer.toml")
     assert cfg.signer.request_budget_seconds == 1.0
     assert cfg.openpgp.gpg_wall_seconds == 0.5

@@ -30,12 +30,17 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from webhost.client import WebClient
 from signer_core.x509.compat import verify_issued_by
+from webhost.client import WebClient
 
 COMM_POINTS = ("frame-received", "request-committed", "response-sent", "receipt-committed")
-SIGNER_POINTS = ("request-claimed", "serial-reserved", "certificate-signed",
-                 "database-committed", "result-committed")
+SIGNER_POINTS = (
+    "request-claimed",
+    "serial-reserved",
+    "certificate-signed",
+    "database-committed",
+    "result-committed",
+)
 # Before the response is sent, a dead comm handler answers nothing: the client
 # must time out and try again. Everywhere else the first try is answered.
 RETRIED = {"frame-received", "request-committed"}
@@ -69,7 +74,6 @@ def armed(request, monkeypatch, world_dir):
     return appliance, point, marker
 
 
-
 @pytest.mark.parametrize("armed", COMM_POINTS + SIGNER_POINTS, indirect=True)
 def test_crash_loses_nothing_and_issues_once(armed):
     appliance, point, marker = armed
@@ -78,8 +82,9 @@ def test_crash_loses_nothing_and_issues_once(armed):
     victim = "signer-comm" if point in COMM_POINTS else "signer-core"
     csr = csr_pem()
     marker.unlink()  # armed: the first process to reach the point dies
-    with WebClient(appliance.link, response_timeout=RESPONSE_TIMEOUT,
-                   ready_timeout=READY_TIMEOUT) as client:
+    with WebClient(
+        appliance.link, response_timeout=RESPONSE_TIMEOUT, ready_timeout=READY_TIMEOUT
+    ) as client:
         outcome = deployed_retry(lambda: sign_x509(client, csr, "crash"))
         assert outcome.response is not None and outcome.response.ok, outcome.failures
         assert outcome.tries == (2 if point in RETRIED else 1), outcome.failures
@@ -108,8 +113,11 @@ def test_crash_loses_nothing_and_issues_once(armed):
     assert again is not None and again.ok
     reused = point in NO_RECEIPT
     assert (again.payload1 == outcome.response.payload1) == reused, point
-    assert fresh is not None and fresh.ok and fresh.payload1 not in (again.payload1,
-                                                                     outcome.response.payload1)
+    assert (
+        fresh is not None
+        and fresh.ok
+        and fresh.payload1 not in (again.payload1, outcome.response.payload1)
+    )
     states = [state for _, _, state, _ in cert_rows(db_path)]
     assert states == ["issued"] * (2 if reused else 3)
     wait_spool_settled(spool_dir)
@@ -125,16 +133,18 @@ def revocation_rows(db_path) -> list[tuple[int, str]]:
         conn.close()
 
 
-@pytest.mark.parametrize("armed", ("request-committed", "request-claimed", "result-committed"),
-                         indirect=True)
+@pytest.mark.parametrize(
+    "armed", ("request-committed", "request-claimed", "result-committed"), indirect=True
+)
 def test_crash_during_revocation_revokes_once(armed, world_dir):
     """A revocation is idempotent: done again after a crash, it answers with the same CRL."""
     appliance, point, marker = armed
     db_path = appliance.directory / "lib" / "ca.sqlite"
     crl_path, root_cert = world_dir / "root0.crl", appliance.root_cert(0)
     victim = "signer-comm" if point in COMM_POINTS else "signer-core"
-    with WebClient(appliance.link, response_timeout=RESPONSE_TIMEOUT,
-                   ready_timeout=READY_TIMEOUT) as client:
+    with WebClient(
+        appliance.link, response_timeout=RESPONSE_TIMEOUT, ready_timeout=READY_TIMEOUT
+    ) as client:
         issued = sign_x509(client, csr_pem(), "revoked")  # the marker still disarms the point
         assert issued.ok
         time.sleep(SETTLE)

@@ -6,30 +6,46 @@ import datetime as dt
 import os
 
 import pytest
+from conftest_crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest_crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
 from signer_core.crl import xdelta
-from signer_core.crl.encode import (CrlError, authority_key_id, build_crl, der_to_pem, encode_entry,
-                             pem_length)
+from signer_core.crl.encode import (
+    CrlError,
+    authority_key_id,
+    build_crl,
+    der_to_pem,
+    encode_entry,
+    pem_length,
+)
 from signer_core.crl.xdelta import XdeltaError, make_delta
 
 _ROOTS = {kind: make_root(kind) for kind in ("rsa", "ec", "ed25519")}
 REASONS = [None, *x509.ReasonFlags]
 
 
-def reference(root: Root, number: int, this: dt.datetime, nxt: dt.datetime,
-              entries: list[tuple[int, dt.datetime, x509.ReasonFlags | None]]
-              ) -> x509.CertificateRevocationList:
+def reference(
+    root: Root,
+    number: int,
+    this: dt.datetime,
+    nxt: dt.datetime,
+    entries: list[tuple[int, dt.datetime, x509.ReasonFlags | None]],
+) -> x509.CertificateRevocationList:
     """The same CRL made by cryptography's (quadratic) builder."""
-    builder = (x509.CertificateRevocationListBuilder()
-               .issuer_name(root.certificate.subject).last_update(this).next_update(nxt)
-               .add_extension(x509.AuthorityKeyIdentifier(authority_key_id(root.certificate),
-                                                          None, None), critical=False)
-               .add_extension(x509.CRLNumber(number), critical=False))
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.certificate.subject)
+        .last_update(this)
+        .next_update(nxt)
+        .add_extension(
+            x509.AuthorityKeyIdentifier(authority_key_id(root.certificate), None, None),
+            critical=False,
+        )
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
     for serial, when, reason in entries:
         entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
         if reason is not None:
@@ -40,14 +56,30 @@ def reference(root: Root, number: int, this: dt.datetime, nxt: dt.datetime,
 
 
 def _hash(root: Root) -> hashes.HashAlgorithm:
-    return {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
-            "sha224": hashes.SHA224(), "sha512": hashes.SHA512()}[root.config.default_digest]
+    return {
+        "sha256": hashes.SHA256(),
+        "sha384": hashes.SHA384(),
+        "sha224": hashes.SHA224(),
+        "sha512": hashes.SHA512(),
+    }[root.config.default_digest]
 
 
-def ours(root: Root, number: int, this: dt.datetime, nxt: dt.datetime,
-         entries: list[tuple[int, dt.datetime, x509.ReasonFlags | None]]) -> bytes:
-    return build_crl(root.certificate, root.private_key, root.config.default_digest, number,
-                     this, nxt, [encode_entry(*entry) for entry in entries])
+def ours(
+    root: Root,
+    number: int,
+    this: dt.datetime,
+    nxt: dt.datetime,
+    entries: list[tuple[int, dt.datetime, x509.ReasonFlags | None]],
+) -> bytes:
+    return build_crl(
+        root.certificate,
+        root.private_key,
+        root.config.default_digest,
+        number,
+        this,
+        nxt,
+        [encode_entry(*entry) for entry in entries],
+    )
 
 
 def fields(crl: x509.CertificateRevocationList) -> tuple:
@@ -56,9 +88,15 @@ def fields(crl: x509.CertificateRevocationList) -> tuple:
             return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
         except x509.ExtensionNotFound:
             return None
-    return (crl.issuer, _utc(crl, "last_update"), _utc(crl, "next_update"),
-            crl.signature_algorithm_oid, list(crl.extensions),
-            [(e.serial_number, _utc(e, "revocation_date"), reason(e)) for e in crl])
+
+    return (
+        crl.issuer,
+        _utc(crl, "last_update"),
+        _utc(crl, "next_update"),
+        crl.signature_algorithm_oid,
+        list(crl.extensions),
+        [(e.serial_number, _utc(e, "revocation_date"), reason(e)) for e in crl],
+    )
 
 
 def _utc(obj: object, name: str) -> dt.datetime:
@@ -67,9 +105,12 @@ def _utc(obj: object, name: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-SMALL = [(1, NOW, None), (0xFF, NOW - dt.timedelta(days=3), x509.ReasonFlags.key_compromise),
-         (2**159 - 1, dt.datetime(2050, 1, 1, tzinfo=UTC), x509.ReasonFlags.superseded),
-         (0x80, dt.datetime(1950, 1, 1, tzinfo=UTC), x509.ReasonFlags.remove_from_crl)]
+SMALL = [
+    (1, NOW, None),
+    (0xFF, NOW - dt.timedelta(days=3), x509.ReasonFlags.key_compromise),
+    (2**159 - 1, dt.datetime(2050, 1, 1, tzinfo=UTC), x509.ReasonFlags.superseded),
+    (0x80, dt.datetime(1950, 1, 1, tzinfo=UTC), x509.ReasonFlags.remove_from_crl),
+]
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec", "ed25519"])
@@ -99,14 +140,20 @@ def test_other_digests(kind, digest, tmp_path):
         assert mine.tbs_certlist_bytes == theirs.tbs_certlist_bytes
 
 
-_dates = st.datetimes(min_value=dt.datetime(1950, 1, 1), max_value=dt.datetime(9999, 12, 31),
-                      timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0))
+_dates = st.datetimes(
+    min_value=dt.datetime(1950, 1, 1), max_value=dt.datetime(9999, 12, 31), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=0))
 
 
 @settings(max_examples=80, deadline=None)
-@given(entries=st.lists(st.tuples(st.integers(1, 2**159 - 1), _dates,
-                                  st.sampled_from(REASONS)), max_size=12),
-       number=st.integers(0, 2**159 - 1), this=_dates, kind=st.sampled_from(["rsa", "ec"]))
+@given(
+    entries=st.lists(
+        st.tuples(st.integers(1, 2**159 - 1), _dates, st.sampled_from(REASONS)), max_size=12
+    ),
+    number=st.integers(0, 2**159 - 1),
+    this=_dates,
+    kind=st.sampled_from(["rsa", "ec"]),
+)
 def test_property_equal_to_builder(entries, number, this, kind):
     root = _ROOTS[kind]
     nxt = min(this + dt.timedelta(days=7), dt.datetime(9999, 12, 31, tzinfo=UTC))
@@ -120,10 +167,14 @@ def test_property_equal_to_builder(entries, number, this, kind):
 def test_concatenated_entries_equal_a_list():
     root = _ROOTS["ec"]
     entries = [encode_entry(*e) for e in SMALL]
-    one = x509.load_der_x509_crl(build_crl(root.certificate, root.private_key, "sha256", 1,
-                                           NOW, NOW, bytearray(b"".join(entries))))
-    two = x509.load_der_x509_crl(build_crl(root.certificate, root.private_key, "sha256", 1,
-                                           NOW, NOW, entries))
+    one = x509.load_der_x509_crl(
+        build_crl(
+            root.certificate, root.private_key, "sha256", 1, NOW, NOW, bytearray(b"".join(entries))
+        )
+    )
+    two = x509.load_der_x509_crl(
+        build_crl(root.certificate, root.private_key, "sha256", 1, NOW, NOW, entries)
+    )
     assert one.tbs_certlist_bytes == two.tbs_certlist_bytes
 
 
@@ -134,8 +185,10 @@ def test_pem_round_trip_and_predicted_length():
         text = der_to_pem(der)
         assert len(text) == pem_length(len(der))
         assert all(len(line) <= 64 for line in text.splitlines())
-        assert x509.load_pem_x509_crl(text).tbs_certlist_bytes == \
-            x509.load_der_x509_crl(der).tbs_certlist_bytes
+        assert (
+            x509.load_pem_x509_crl(text).tbs_certlist_bytes
+            == x509.load_der_x509_crl(der).tbs_certlist_bytes
+        )
 
 
 def test_refusals_of_the_encoder():

@@ -18,12 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from spool.header import Action, RequestHeader, System
 from signer_core import dispatch as dispatch_module
 from signer_core.daemon import build_context
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.refusal import Refusal
 from signer_core.x509.compat import not_after, not_before
+from spool.header import Action, RequestHeader, System
 from spool.queue import _CLOCK
 from spool.record import Receipt, Request
 
@@ -40,8 +40,9 @@ def ctx(tmp_path) -> SignerContext:
 
 
 def sign_request(days: int = 365, profile: int = 5, csr: bytes | None = None) -> Request:
-    header = RequestHeader(action=Action.SIGN, system=System.X509, root=1, profile=profile,
-                           md=0, days=days).to_bytes()
+    header = RequestHeader(
+        action=Action.SIGN, system=System.X509, root=1, profile=profile, md=0, days=days
+    ).to_bytes()
     csr = csr or csr_pem(ec.generate_private_key(ec.SECP256R1()))
     return Request(_CLOCK.next_id(), NOW.timestamp(), header, (csr, SAN, SUBJECT), True)
 
@@ -58,8 +59,9 @@ def certificate(ctx: SignerContext, request: Request) -> x509.Certificate:
 
 
 def audit(ctx: SignerContext, event: str) -> list[dict]:
-    rows = ctx.db.connection.execute("SELECT details FROM audit WHERE event = ? ORDER BY seq",
-                                     (event,))
+    rows = ctx.db.connection.execute(
+        "SELECT details FROM audit WHERE event = ? ORDER BY seq", (event,)
+    )
     return [json.loads(r[0]) for r in rows]
 
 
@@ -74,8 +76,12 @@ def test_undelivered_answer_is_given_again_and_recorded_as_such(ctx):
     assert certificate(ctx, retry) == cert
     assert states(ctx) == ["issued"]
     (record,) = audit(ctx, "answered-again")
-    assert record == {"answer": retry.id, "first_answer": first.id, "root": 1,
-                      "serial": format(cert.serial_number, "x")}
+    assert record == {
+        "answer": retry.id,
+        "first_answer": first.id,
+        "root": 1,
+        "serial": format(cert.serial_number, "x"),
+    }
     assert len(audit(ctx, "issued")) == 1
 
 
@@ -87,8 +93,9 @@ def test_receipt_makes_the_same_bytes_a_new_request(ctx):
     handle_receipt(ctx, Receipt(_CLOCK.next_id(), first.id))  # superseded by the retry's answer
     assert audit(ctx, "delivered") == []
     handle_receipt(ctx, Receipt(_CLOCK.next_id(), retry.id))
-    assert audit(ctx, "delivered") == [{"answer": retry.id, "root": 1,
-                                        "serial": format(cert.serial_number, "x")}]
+    assert audit(ctx, "delivered") == [
+        {"answer": retry.id, "root": 1, "serial": format(cert.serial_number, "x")}
+    ]
     renewal = certificate(ctx, again(first))
     assert renewal.serial_number != cert.serial_number
     assert states(ctx) == ["issued", "issued"]
@@ -174,11 +181,15 @@ def test_database_from_release_1_is_upgraded(tmp_path):
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
     conn.executescript(RELEASE_1_SCHEMA)
-    conn.execute("INSERT INTO certificates (root, serial, request_digest, profile, state,"
-                 " reserved_at, issued_at, der) VALUES (0, 'abc', x'01', 5, 'issued', 10, 11,"
-                 " x'3000')")
-    conn.execute("INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
-                 " certified_at, armoured) VALUES (x'02', 'F', 30, 12, x'00')")
+    conn.execute(
+        "INSERT INTO certificates (root, serial, request_digest, profile, state,"
+        " reserved_at, issued_at, der) VALUES (0, 'abc', x'01', 5, 'issued', 10, 11,"
+        " x'3000')"
+    )
+    conn.execute(
+        "INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
+        " certified_at, armoured) VALUES (x'02', 'F', 30, 12, x'00')"
+    )
     conn.commit()
     conn.close()
     from signer_core.store.cadb import SCHEMA_VERSION, CADatabase
@@ -208,8 +219,9 @@ CREATE TABLE openpgp_certifications (
 
 
 def _request(csr: bytes, san: bytes, subject: bytes, profile: int = 5) -> Request:
-    header = RequestHeader(action=Action.SIGN, system=System.X509, root=1, profile=profile,
-                           md=0, days=365).to_bytes()
+    header = RequestHeader(
+        action=Action.SIGN, system=System.X509, root=1, profile=profile, md=0, days=365
+    ).to_bytes()
     return Request(_CLOCK.next_id(), NOW.timestamp(), header, (csr, san, subject), True)
 
 
@@ -255,8 +267,11 @@ def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, m
     import time
 
     world = World(tmp_path, "")
-    context = build_context(dataclasses.replace(
-        world.cfg, signer=dataclasses.replace(world.cfg.signer, request_budget_seconds=0.5)))
+    context = build_context(
+        dataclasses.replace(
+            world.cfg, signer=dataclasses.replace(world.cfg.signer, request_budget_seconds=0.5)
+        )
+    )
     context.now = lambda: NOW
 
     def hangs(ctx, header, request):
@@ -271,8 +286,9 @@ def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, m
     monkeypatch.setattr(dispatch_module, "REQUEST_KINDS", kinds)
     header = RequestHeader(action=Action.REVOKE, system=System.X509, root=1).to_bytes()
     started = time.monotonic()
-    result = dispatch(context, Request(_CLOCK.next_id(), NOW.timestamp(), header,
-                                       (b"", b"", b"0" * 40), True))
+    result = dispatch(
+        context, Request(_CLOCK.next_id(), NOW.timestamp(), header, (b"", b"", b"0" * 40), True)
+    )
     took = time.monotonic() - started
     try:
         assert result.payload2.startswith(b"ERR over-budget: "), result

@@ -25,15 +25,18 @@ SUBJECT = "/CN=www.example.org/emailAddress=admin@example.org"
 
 
 def spki(key) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def make_csr(path, *, signed_by_another_key: bool = False) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-own-subject")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-own-subject")]))
+        .sign(key, hashes.SHA256())
+    )
     der = csr.public_bytes(serialization.Encoding.DER)
     if signed_by_another_key:  # same-size P-256 key in place of the signer's
         der = der.replace(spki(key), spki(ec.generate_private_key(ec.SECP256R1())))
@@ -43,11 +46,34 @@ def make_csr(path, *, signed_by_another_key: bool = False) -> bytes:
     return pem
 
 
-def sign(appliance, csr_path, *, root="0", profile="5", md="8", days="365",
-         san="DNS:www.example.org,DNS:example.org", subject=SUBJECT):
-    return appliance.client("sign-x509", "--root", root, "--profile", profile, "--md", md,
-                            "--days", days, "--csr", str(csr_path), "--san", san,
-                            "--subject", subject)
+def sign(
+    appliance,
+    csr_path,
+    *,
+    root="0",
+    profile="5",
+    md="8",
+    days="365",
+    san="DNS:www.example.org,DNS:example.org",
+    subject=SUBJECT,
+):
+    return appliance.client(
+        "sign-x509",
+        "--root",
+        root,
+        "--profile",
+        profile,
+        "--md",
+        md,
+        "--days",
+        days,
+        "--csr",
+        str(csr_path),
+        "--san",
+        san,
+        "--subject",
+        subject,
+    )
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -72,7 +98,9 @@ def test_daemons_run_as_two_users_without_privileges(appliance):
     comm = wait_until_dropped(appliance, "signer-comm", appliance.users.comm_uid)
     assert appliance.users.signer_uid != appliance.users.comm_uid
     for status in (core, comm):
-        assert set(status["Uid"].split()) == {status["Uid"].split()[0]}  # real, effective, saved, fs
+        assert set(status["Uid"].split()) == {
+            status["Uid"].split()[0]
+        }  # real, effective, saved, fs
         assert status["Groups"].strip() == ""
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(status[cap], 16) == 0, (cap, status[cap])
@@ -88,7 +116,9 @@ def test_server_certificate_end_to_end(appliance, world_dir):
     cert = x509.load_pem_x509_certificate(done.stdout)
     root = x509.load_pem_x509_certificate(appliance.root_cert(0).read_bytes())
     verify_issued_by(cert, root)
-    assert cert.subject.rfc4514_string() == "1.2.840.113549.1.9.1=admin@example.org,CN=www.example.org"
+    assert (
+        cert.subject.rfc4514_string() == "1.2.840.113549.1.9.1=admin@example.org,CN=www.example.org"
+    )
     san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     assert san.get_values_for_type(x509.DNSName) == ["www.example.org", "example.org"]
     bc = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
@@ -101,11 +131,14 @@ def test_server_certificate_end_to_end(appliance, world_dir):
     appliance.assert_alive()
 
 
-@pytest.mark.parametrize("change, code", [
-    ({"root": "7"}, "unknown-root"),
-    ({"profile": "42"}, "unknown-profile"),
-    ({"subject": "/XX=nope"}, "bad-subject"),
-])
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"root": "7"}, "unknown-root"),
+        ({"profile": "42"}, "unknown-profile"),
+        ({"subject": "/XX=nope"}, "bad-subject"),
+    ],
+)
 def test_refusals_keep_daemons_running(appliance, world_dir, change, code):
     make_csr(world_dir / "req.csr")
     refused = sign(appliance, world_dir / "req.csr", **change)
@@ -160,4 +193,3 @@ def test_logs_hold_no_key_material_and_no_request(appliance, world_dir):
     csr_lines = csr.splitlines()[1:-1]
     for secret in [b"PRIVATE KEY", *key_lines, *csr_lines]:
         assert secret not in logs
-

@@ -10,45 +10,56 @@ import subprocess
 import sys
 import threading
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from webhost.client import WebClient
 from conftest_backup import make_gpg_key, remove_gpg_home
 from conftest_openpgp import gen_key, gpg
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from test_e2e import make_csr, sign
+
 from signer_core.store.audit import AuditLog
 from signerctl.demo.run import daemons, start_cable, wait_until_served
 from spool.queue import Spool
-from test_e2e import make_csr, sign
+from webhost.client import WebClient
 
 TABLES = ("certificates", "revocations", "crls", "crl_numbers", "audit")
 
 
 def ctl(config, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "signerctl.main", "--config", str(config),
-                           "--json", *args], capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "signerctl.main", "--config", str(config), "--json", *args],
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
 # What a row says once it is written; answer_id and delivered_at of a certificate
 # change later (a retry answered from it, the web host's ACK) and are left out.
-COLUMNS = {"certificates": "id, root, serial, request_digest, profile, state, reserved_at,"
-                           " issued_at, subject, not_before, not_after, der"}
+COLUMNS = {
+    "certificates": "id, root, serial, request_digest, profile, state, reserved_at,"
+    " issued_at, subject, not_before, not_after, der"
+}
 
 
 def dump(database) -> dict[str, list[tuple]]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        return {t: conn.execute(f"SELECT {COLUMNS.get(t, '*')} FROM {t} ORDER BY 1").fetchall()
-                for t in TABLES}
+        return {
+            t: conn.execute(f"SELECT {COLUMNS.get(t, '*')} FROM {t} ORDER BY 1").fetchall()
+            for t in TABLES
+        }
 
 
 def test_backup_in_flight_restore_and_delta(appliance, world_dir):
     pems = []
     for name in ("a", "b", "c"):
         make_csr(world_dir / f"{name}.csr")
-        done = sign(appliance, world_dir / f"{name}.csr", subject=f"/CN={name}.example.org",
-                    san=f"DNS:{name}.example.org")
+        done = sign(
+            appliance,
+            world_dir / f"{name}.csr",
+            subject=f"/CN={name}.example.org",
+            san=f"DNS:{name}.example.org",
+        )
         assert done.returncode == 0, done.stderr
         pems.append(done.stdout)
     client_crl = world_dir / "webhost-root0.crl"
@@ -64,8 +75,15 @@ def test_backup_in_flight_restore_and_delta(appliance, world_dir):
         in_flight = threading.Thread(target=sign, args=(appliance, world_dir / "flight.csr"))
         in_flight.start()
         archive = world_dir / "ca.backup"
-        made = ctl(appliance.config, "backup", "--encrypt-to", str(backup_key.public_file),
-                   "--out", str(archive), "--include-keys")
+        made = ctl(
+            appliance.config,
+            "backup",
+            "--encrypt-to",
+            str(backup_key.public_file),
+            "--out",
+            str(archive),
+            "--include-keys",
+        )
         in_flight.join()
         target = world_dir / "restored" / "signer.toml"
         restored = ctl(target, "restore", "--in", str(archive), "--gnupghome", str(backup_key.home))
@@ -73,13 +91,17 @@ def test_backup_in_flight_restore_and_delta(appliance, world_dir):
         remove_gpg_home(backup_key.home)
     assert restored["audit"]["head"] == made["audit"]["head"]
 
-    before, after = dump(appliance.directory / "lib" / "ca.sqlite"), dump(target.parent / "lib" / "ca.sqlite")
+    before, after = (
+        dump(appliance.directory / "lib" / "ca.sqlite"),
+        dump(target.parent / "lib" / "ca.sqlite"),
+    )
     snapshot = after["audit"]
-    assert snapshot == before["audit"][:len(snapshot)]  # a consistent prefix of the live chain
+    assert snapshot == before["audit"][: len(snapshot)]  # a consistent prefix of the live chain
     for table in ("certificates", "revocations", "crls", "crl_numbers"):
         assert after[table] == [r for r in before[table] if r in after[table]]
     assert {r[2] for r in after["certificates"]} >= {
-        format(x509.load_pem_x509_certificate(p).serial_number, "x") for p in pems}
+        format(x509.load_pem_x509_certificate(p).serial_number, "x") for p in pems
+    }
     assert len(after["revocations"]) == 1
     assert any(r[2] == "openpgp-certified" for r in snapshot)
     with sqlite3.connect(target.parent / "lib" / "ca.sqlite") as conn:
@@ -104,7 +126,8 @@ def test_backup_in_flight_restore_and_delta(appliance, world_dir):
         assert response.ok and not response.payload1.startswith(b"-----BEGIN")
         crl = x509.load_der_x509_crl(client_crl.read_bytes())
         assert {e.serial_number for e in crl} == {
-            x509.load_pem_x509_certificate(p).serial_number for p in pems[:2]}
+            x509.load_pem_x509_certificate(p).serial_number for p in pems[:2]
+        }
         cert = x509.load_pem_x509_certificate(pems[2])
         assert cert.public_bytes(serialization.Encoding.PEM) == pems[2]
     finally:

@@ -13,31 +13,48 @@ import subprocess
 import time
 
 import pytest
+from conftest_crl import crl_number, serials, this_update
+from conftest_openpgp import gen_key, gpg, user_ids
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from webhost.client import WebClient
-from spool.header import Action, RequestHeader, System
-from conftest_crl import crl_number, serials, this_update
-from conftest_openpgp import gen_key, gpg, user_ids
-from signerctl.demo.ca import gpg_workdir
-from signer_core.openpgp.packets import walk
 from test_e2e import make_csr, sign
+
+from signer_core.openpgp.packets import walk
+from signerctl.demo.ca import gpg_workdir
+from spool.header import Action, RequestHeader, System
+from webhost.client import WebClient
 
 
 def issue(appliance, world_dir, name: str) -> tuple[bytes, x509.Certificate]:
     make_csr(world_dir / f"{name}.csr")
-    done = sign(appliance, world_dir / f"{name}.csr", subject=f"/CN={name}.example.org",
-                san=f"DNS:{name}.example.org")
+    done = sign(
+        appliance,
+        world_dir / f"{name}.csr",
+        subject=f"/CN={name}.example.org",
+        san=f"DNS:{name}.example.org",
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout, x509.load_pem_x509_certificate(done.stdout)
 
 
 def openssl_verify(crl_path, root_cert) -> None:
-    subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(crl_path), "-noout",
-                    "-CAfile", str(root_cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(crl_path),
+            "-noout",
+            "-CAfile",
+            str(root_cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def load_crl(path) -> x509.CertificateRevocationList:
@@ -58,16 +75,20 @@ def test_revoke_then_delta_then_refresh(appliance, world_dir):
     patched = world_dir / "patched.crl"
     (world_dir / "held.crl").write_bytes(held)
     (world_dir / "delta").write_bytes(second.payload1)
-    subprocess.run(["xdelta", "patch", str(world_dir / "delta"), str(world_dir / "held.crl"),
-                    str(patched)], check=False, capture_output=True)
+    subprocess.run(
+        ["xdelta", "patch", str(world_dir / "delta"), str(world_dir / "held.crl"), str(patched)],
+        check=False,
+        capture_output=True,
+    )
     assert patched.read_bytes() == crl_path.read_bytes()
     openssl_verify(crl_path, root_cert)
     crl = load_crl(crl_path)
     assert set(serials(crl)) == {cert1.serial_number, cert2.serial_number}
     before = crl
     time.sleep(1.1)  # thisUpdate has a resolution of one second
-    refreshed = appliance.client("refresh-crl", "--root", "0", "--crl", str(crl_path),
-                                 "--root-cert", str(root_cert))
+    refreshed = appliance.client(
+        "refresh-crl", "--root", "0", "--crl", str(crl_path), "--root-cert", str(root_cert)
+    )
     assert refreshed.returncode == 0, refreshed.stderr
     after = load_crl(crl_path)
     openssl_verify(crl_path, root_cert)
@@ -93,23 +114,36 @@ def foreign_certificate(root_cert) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     issuer = x509.load_pem_x509_certificate(root_cert.read_bytes()).subject
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forged.example.org")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer)
-            .public_key(key.public_key()).serial_number(12345)
-            .not_valid_before(dt.datetime(2025, 1, 1)).not_valid_after(dt.datetime(2030, 1, 1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(12345)
+        .not_valid_before(dt.datetime(2025, 1, 1))
+        .not_valid_after(dt.datetime(2030, 1, 1))
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
 
 
-@pytest.mark.parametrize("root, payload1, payload3, code", [
-    (0, "foreign", EMPTY_SHA1, "bad-cert-signature"),
-    (0, b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
-     EMPTY_SHA1, "bad-certificate"),
-    (0, b"", b"not-hex-at-all", "bad-crl-hash"),
-    (7, b"", EMPTY_SHA1, "unknown-root"),
-])
+@pytest.mark.parametrize(
+    "root, payload1, payload3, code",
+    [
+        (0, "foreign", EMPTY_SHA1, "bad-cert-signature"),
+        (
+            0,
+            b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+            EMPTY_SHA1,
+            "bad-certificate",
+        ),
+        (0, b"", b"not-hex-at-all", "bad-crl-hash"),
+        (7, b"", EMPTY_SHA1, "unknown-root"),
+    ],
+)
 def test_hostile_revocations_are_refused(appliance, root, payload1, payload3, code):
     if payload1 == "foreign":
         payload1 = foreign_certificate(appliance.root_cert(0))
@@ -135,7 +169,10 @@ def test_openpgp_key_is_certified_by_the_ca(appliance, world_dir):
     checker.mkdir(mode=0o700)
     gpg(checker, "--import", data=done.stdout)
     uids = user_ids(checker, done.stdout)
-    assert {u.text for u in uids} == {"Alice <alice@example.org>", "Alice Work <alice@work.example>"}
+    assert {u.text for u in uids} == {
+        "Alice <alice@example.org>",
+        "Alice Work <alice@work.example>",
+    }
     for uid in uids:
         ca_sigs = [s for s in uid.sigs if s.keyid == ca_fpr[-16:]]
         assert len(ca_sigs) == 1, uid
@@ -152,8 +189,17 @@ def test_openpgp_secret_key_is_refused(appliance, world_dir):
     user_home = world_dir / "user-gnupg"
     user_home.mkdir(mode=0o700)
     fpr = gen_key(user_home, "Bob <bob@example.org>")
-    (world_dir / "bob.key").write_bytes(gpg(user_home, "--pinentry-mode", "loopback",
-                                           "--passphrase", "", "--export-secret-keys", fpr))
+    (world_dir / "bob.key").write_bytes(
+        gpg(
+            user_home,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--export-secret-keys",
+            fpr,
+        )
+    )
     done = appliance.client("sign-openpgp", "--key", str(world_dir / "bob.key"))
     assert done.returncode == 1
     assert "ERR openpgp-secret-key:" in done.stderr.decode()
@@ -177,8 +223,10 @@ def _hostile_key(kind: str, home) -> bytes:
         gpg(home, "--import", data=rev.replace(":-----BEGIN", "-----BEGIN").encode())
         return _export(home, fpr)
     if kind == "key-expired":
-        return _export(home, gen_key(home, "Old <old@example.org>", expire="1d",
-                                     at=int(time.time()) - 30 * 86400))
+        return _export(
+            home,
+            gen_key(home, "Old <old@example.org>", expire="1d", at=int(time.time()) - 30 * 86400),
+        )
     if kind == "weak-key":
         return _export(home, gen_key(home, "Weak <w@example.org>", algo="rsa1024"))
     if kind == "no-uid":
@@ -187,8 +235,10 @@ def _hostile_key(kind: str, home) -> bytes:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["too-large", "no-key", "multiple-keys", "key-revoked",
-                                  "key-expired", "weak-key", "no-uid"])
+@pytest.mark.parametrize(
+    "kind",
+    ["too-large", "no-key", "multiple-keys", "key-revoked", "key-expired", "weak-key", "no-uid"],
+)
 def test_openpgp_refusals_leave_no_home_behind(appliance, world_dir, kind):
     home = world_dir / "user-gnupg"
     home.mkdir(mode=0o700)

@@ -10,23 +10,28 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from webhost.client import WebClient
-from spool.header import Action, RequestHeader, System
 from test_e2e import make_csr, sign
 
-SPKAC = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8, days=365,
-                      spkac=True)
+from spool.header import Action, RequestHeader, System
+from webhost.client import WebClient
+
+SPKAC = RequestHeader(
+    action=Action.SIGN, system=System.X509, root=0, profile=5, md=8, days=365, spkac=True
+)
 # Well inside any sane budget, far below the minute the quadratic pattern took.
 DECIDED_WITHIN = 5.0
 
 
-@pytest.mark.parametrize("payload1", [
-    b"SPKAC=x" + b" " * 65000 + b"y",
-    b"SPKAC=" + b" \t" * 32000,
-    b"\n" * 65000 + b"SPKAC=AAAA",
-    b"CN=x\n" * 13000 + b"SPKAC=AAAA",
-], ids=["blanks-inside", "blanks-at-end", "newlines-before", "many-lines"])
+@pytest.mark.parametrize(
+    "payload1",
+    [
+        b"SPKAC=x" + b" " * 65000 + b"y",
+        b"SPKAC=" + b" \t" * 32000,
+        b"\n" * 65000 + b"SPKAC=AAAA",
+        b"CN=x\n" * 13000 + b"SPKAC=AAAA",
+    ],
+    ids=["blanks-inside", "blanks-at-end", "newlines-before", "many-lines"],
+)
 def test_worst_case_spkac_is_refused_at_once(appliance, world_dir, payload1):
     pids = {name: appliance.supervisor.pid(name) for name in ("signer-core", "signer-comm")}
     with WebClient(appliance.link) as client:

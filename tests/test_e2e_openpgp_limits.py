@@ -14,9 +14,9 @@ from conftest import Appliance, running_appliance
 from conftest_openpgp import assert_clean, gen_key, gpg, packet
 from test_openpgp_limits import rsa_bomb
 
-from webhost.client import WebClient
-from signerctl.demo.ca import gpg_workdir
 from signer_core.openpgp.packets import walk
+from signerctl.demo.ca import gpg_workdir
+from webhost.client import WebClient
 
 ANSWERED_WITHIN = 10.0  # s, for a refusal and for the ordinary request behind it
 # Keys of any size past the packet checks, gpg held to one second: the limit is what stops it.
@@ -50,10 +50,12 @@ def test_keys_over_a_bound_are_refused_at_once_and_the_next_is_answered(applianc
     before = pids(appliance)
     plain = walk(ordinary_key(world_dir, "Plain"))
     many_signatures = b"".join(p.raw for p in plain) + plain[-1].raw * 1000
-    cases = [("openpgp-key-too-large", rsa_bomb(16384, 16384, 50)),  # the 109 KB key
-             ("openpgp-exponent-too-large", rsa_bomb(4096, 16384, 50)),
-             ("openpgp-too-many-signatures", many_signatures),
-             ("openpgp-too-many-packets", many_signatures + packet(12, b"") * 2000)]
+    cases = [
+        ("openpgp-key-too-large", rsa_bomb(16384, 16384, 50)),  # the 109 KB key
+        ("openpgp-exponent-too-large", rsa_bomb(4096, 16384, 50)),
+        ("openpgp-too-many-signatures", many_signatures),
+        ("openpgp-too-many-packets", many_signatures + packet(12, b"") * 2000),
+    ]
     for code, key in cases:
         response, seconds = exchange(appliance, key)
         assert response.payload2.startswith(f"ERR {code}:".encode()), response.payload2
@@ -70,8 +72,9 @@ def tight_appliance(world_dir, users):
         yield running
 
 
-def test_a_key_gpg_cannot_finish_in_time_is_refused_and_the_signer_goes_on(tight_appliance,
-                                                                             world_dir):
+def test_a_key_gpg_cannot_finish_in_time_is_refused_and_the_signer_goes_on(
+    tight_appliance, world_dir
+):
     before = pids(tight_appliance)
     response, seconds = exchange(tight_appliance, rsa_bomb(16384, 16384, 50))
     assert response.payload2.startswith(b"ERR openpgp-timeout:"), response.payload2

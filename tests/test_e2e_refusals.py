@@ -8,16 +8,21 @@ payload 2, and both daemons must still be running at the end.
 
 from __future__ import annotations
 
-from webhost.client import WebClient
-from spool.header import Action, RequestHeader, System
 from conftest_x509 import csr_pem
 from test_e2e import make_csr, sign
 from test_x509_refusals import BASE, cases, weak, world  # noqa: F401 (fixtures)
 
+from spool.header import Action, RequestHeader, System
+from webhost.client import WebClient
+
 NEEDS_OTHER_CONFIG = {
-    "disabled profile", "blocklisted key", "no key usage left for EC", "SAN on a sub-CA",
+    "disabled profile",
+    "blocklisted key",
+    "no key usage left for EC",
+    "SAN on a sub-CA",
     "e-mail subject on a sub-CA",
-    "negative days", "days above 16 bits",  # cannot be written in the header's 16 bits
+    "negative days",
+    "days above 16 bits",  # cannot be written in the header's 16 bits
 }
 LINK_ONLY = [
     ("profile 10 is off by default", {"profile": 10}, "profile-disabled"),
@@ -31,18 +36,39 @@ def test_hostile_requests_over_the_link(appliance, world, weak, world_dir):  # n
     with WebClient(appliance.link) as client:
         for name, change, code in table:
             f = {**BASE, "payload1": csr_pem(world.rsa_key), **change}
-            header = RequestHeader(action=Action.SIGN, system=System.X509, root=f["root"],
-                                   profile=f["profile"], md=f["md"], days=f["days"],
-                                   spkac=f["spkac"])
+            header = RequestHeader(
+                action=Action.SIGN,
+                system=System.X509,
+                root=f["root"],
+                profile=f["profile"],
+                md=f["md"],
+                days=f["days"],
+                spkac=f["spkac"],
+            )
             response = client.exchange(header, f["payload1"], f["payload2"], f["payload3"])
             assert response.payload1 == b"", name
             assert response.payload2.startswith(f"ERR {code}: ".encode()), (name, response.payload2)
             codes.add(code)
     assert codes == {
-        "unknown-root", "root-not-installed", "unknown-profile", "profile-disabled",
-        "unknown-digest", "weak-digest", "bad-days", "bad-csr", "bad-csr-signature",
-        "bad-spkac", "bad-subject", "bad-san", "weak-key", "bad-exponent", "small-factor",
-        "close-primes", "roca-key", "unsupported-key"}
+        "unknown-root",
+        "root-not-installed",
+        "unknown-profile",
+        "profile-disabled",
+        "unknown-digest",
+        "weak-digest",
+        "bad-days",
+        "bad-csr",
+        "bad-csr-signature",
+        "bad-spkac",
+        "bad-subject",
+        "bad-san",
+        "weak-key",
+        "bad-exponent",
+        "small-factor",
+        "close-primes",
+        "roca-key",
+        "unsupported-key",
+    }
     appliance.assert_alive()
     with appliance.db() as db:
         assert db.execute("SELECT count(*) FROM certificates").fetchone()[0] == 0

@@ -12,27 +12,30 @@ from __future__ import annotations
 import time
 
 import serial
-from cryptography import x509
-
-from webhost.client import WebClient
-from comm_handler.frames import READY, START, FrameReceiver, Message, decode_message, encode_message
-from spool.header import Action, RequestHeader, System
-from comm_handler.transfer import send_message
 from conftest_openpgp import gen_key, gpg, user_ids
-from signer_core.x509.compat import not_before
+from cryptography import x509
 from test_e2e import make_csr, sign
+
+from comm_handler.frames import READY, START, FrameReceiver, Message, decode_message, encode_message
+from comm_handler.transfer import send_message
+from signer_core.x509.compat import not_before
+from spool.header import Action, RequestHeader, System
+from webhost.client import WebClient
 
 # The comm handler's wait for a verdict (the demo keeps the deployed 5 s),
 # and a margin so that it has given up before the web side speaks again.
 VERDICT_TIMEOUT = 5.0
 VERDICT_MARGIN = 1.0
-SIGN_HEADER = RequestHeader(action=Action.SIGN, system=System.X509, root=0, profile=5, md=8,
-                            days=365)
+SIGN_HEADER = RequestHeader(
+    action=Action.SIGN, system=System.X509, root=0, profile=5, md=8, days=365
+)
 SAN = b"DNS:www.example.org,DNS:example.org"
 SUBJECT = b"/CN=www.example.org"
 
 
-def answer_without_ack(link: str, header: RequestHeader, payloads: tuple[bytes, bytes, bytes]) -> Message:
+def answer_without_ack(
+    link: str, header: RequestHeader, payloads: tuple[bytes, bytes, bytes]
+) -> Message:
     """Send a request, read the whole response frame, and never give a verdict: a lost ACK."""
     port = serial.serial_for_url(link, baudrate=115200, timeout=1.0)
     try:
@@ -93,8 +96,10 @@ def test_delivered_answer_makes_the_same_bytes_a_renewal(appliance, world_dir):
     old, new = (x509.load_pem_x509_certificate(p.stdout) for p in (first, renewal))
     assert old.serial_number != new.serial_number
     assert not_before(new) >= not_before(old)
-    assert serials(appliance) == [(format(old.serial_number, "x"), "issued"),
-                                  (format(new.serial_number, "x"), "issued")]
+    assert serials(appliance) == [
+        (format(old.serial_number, "x"), "issued"),
+        (format(new.serial_number, "x"), "issued"),
+    ]
     assert events(appliance, "answered-again") == 0
     appliance.assert_alive()
 
@@ -128,7 +133,9 @@ def test_openpgp_retry_and_recertification(appliance, world_dir):
     home.mkdir(mode=0o700)
     fpr = gen_key(home, "Carol <carol@example.org>")
     key = gpg(home, "--export", fpr)
-    header = RequestHeader(action=Action.SIGN, system=System.OPENPGP, md=2, days=30)  # as the client
+    header = RequestHeader(
+        action=Action.SIGN, system=System.OPENPGP, md=2, days=30
+    )  # as the client
     lost = answer_without_ack(appliance.link, header, (key, b"", b""))
     with WebClient(appliance.link) as client:
         retry = client.sign_openpgp(key, 30)
@@ -145,8 +152,10 @@ def test_openpgp_retry_and_recertification(appliance, world_dir):
     assert second.created + second.expires_after > first.created + first.expires_after
     wait_for_event(appliance, "delivered", 2)
     with appliance.db() as db:
-        rows = db.execute("SELECT fingerprint, days, delivered_at IS NOT NULL"
-                          " FROM openpgp_certifications ORDER BY id").fetchall()
+        rows = db.execute(
+            "SELECT fingerprint, days, delivered_at IS NOT NULL"
+            " FROM openpgp_certifications ORDER BY id"
+        ).fetchall()
     assert rows == [(fpr, 30, 1), (fpr, 30, 1)]
     assert events(appliance, "openpgp-certified") == 2
     assert events(appliance, "answered-again") == 1

@@ -31,8 +31,8 @@ from conftest_crash import (
     wait_until,
 )
 
-from webhost.client import WebClient
 from signerctl.demo.ca import create_demo_ca
+from webhost.client import WebClient
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run two users")
 
@@ -107,17 +107,28 @@ def timed_sign(client: WebClient, name: str) -> float:
 def test_odd_entries_named_like_requests_do_not_pause_the_signer(appliance):
     spool_dir = appliance.directory / "spool"
     before = pids(appliance)
-    names = {kind: f"{time.time_ns():020d}-{uuid.uuid4().hex}.req"
-             for kind in ("directory", "full-directory", "fifo", "symlink")}
+    names = {
+        kind: f"{time.time_ns():020d}-{uuid.uuid4().hex}.req"
+        for kind in ("directory", "full-directory", "fifo", "symlink")
+    }
     with WebClient(appliance.link, response_timeout=30) as client:
         timed_sign(client, "warm-up")
-        as_comm(appliance.users, ODD_ENTRIES, str(spool_dir / "incoming"),
-                *(f"{kind}={name}" for kind, name in names.items()))
+        as_comm(
+            appliance.users,
+            ODD_ENTRIES,
+            str(spool_dir / "incoming"),
+            *(f"{kind}={name}" for kind, name in names.items()),
+        )
         took = timed_sign(client, "behind")
     print(f"\nrequest behind a directory, a full directory, a FIFO, a symlink: {took:.2f} s")
     assert took < ANSWERED_WITHIN
-    wait_until(lambda: all((spool_dir / "corrupt" / f"{names[k]}.reason").exists()
-                           for k in ("fifo", "symlink")), 10, "the FIFO and the symlink refused")
+    wait_until(
+        lambda: all(
+            (spool_dir / "corrupt" / f"{names[k]}.reason").exists() for k in ("fifo", "symlink")
+        ),
+        10,
+        "the FIFO and the symlink refused",
+    )
     # The comm user's directories cannot be moved aside by the signer (their ".."
     # is not ours to change): the empty one is removed, the full one is skipped.
     assert not os.path.lexists(spool_dir / "incoming" / names["directory"])
@@ -145,9 +156,11 @@ def test_a_dot_file_storm_costs_the_signer_little(appliance):
         busy = (cpu_seconds(signer) - cpu) / (time.monotonic() - started)
     assert storm.returncode == 0, err
     events = int(out)
-    print(f"\ndot-file storm: {events} create+unlink in {STORM_SECONDS:.0f} s; signer CPU "
-          f"{busy:.1%} of a core (idle {idle:.1%}, one signing included); "
-          f"a request during it answered in {took:.2f} s")
+    print(
+        f"\ndot-file storm: {events} create+unlink in {STORM_SECONDS:.0f} s; signer CPU "
+        f"{busy:.1%} of a core (idle {idle:.1%}, one signing included); "
+        f"a request during it answered in {took:.2f} s"
+    )
     assert events > 10_000  # a storm indeed
     assert busy < STORM_CPU_LIMIT
     assert took < ANSWERED_WITHIN
@@ -168,8 +181,10 @@ def test_a_flood_of_bad_files_does_not_hold_back_a_real_request(appliance):
     wait_until(lambda: not spool_names(spool_dir, "incoming"), 120, "the flood to be cleared")
     cleared = time.monotonic() - started
     kept = [n for n in spool_names(spool_dir, "corrupt") if not n.endswith(".reason")]
-    print(f"\n{FLOOD} bad files made in {made:.1f} s, cleared {cleared:.1f} s after the first; "
-          f"the request sent behind them answered in {took:.2f} s; corrupt/ kept {len(kept)}")
+    print(
+        f"\n{FLOOD} bad files made in {made:.1f} s, cleared {cleared:.1f} s after the first; "
+        f"the request sent behind them answered in {took:.2f} s; corrupt/ kept {len(kept)}"
+    )
     assert took < ANSWERED_WITHIN
     assert len(kept) == 1000  # the default bound
     assert pids(appliance) == before
@@ -186,17 +201,23 @@ def test_a_flood_queued_while_the_signer_was_stopped(world_dir, users):
     signer = LoneSigner(config, world_dir / "log" / "signer.log")
     started = time.monotonic()
     try:
-        wait_until(lambda: (spool_dir / "results" / f"{request_id}.res").exists(), 60,
-                   "the real request's result", step=0.01)
+        wait_until(
+            lambda: (spool_dir / "results" / f"{request_id}.res").exists(),
+            60,
+            "the real request's result",
+            step=0.01,
+        )
         answered = time.monotonic() - started
         wait_until(lambda: not spool_names(spool_dir, "incoming"), 120, "the flood to be cleared")
         cleared = time.monotonic() - started
         wait_until(lambda: audit_events(db_path, "spool-dropped"), 30, "the drop report")
     finally:
         signer.stop()
-    print(f"\n{FLOOD} bad files queued before one request: the request answered {answered:.2f} s "
-          f"after the signer started, the flood cleared in {cleared:.1f} s "
-          f"({FLOOD / cleared:.0f} files/s, signer start-up included)")
+    print(
+        f"\n{FLOOD} bad files queued before one request: the request answered {answered:.2f} s "
+        f"after the signer started, the flood cleared in {cleared:.1f} s "
+        f"({FLOOD / cleared:.0f} files/s, signer start-up included)"
+    )
     assert answered < ANSWERED_WITHIN + 2.0  # start-up included
     kept = [n for n in spool_names(spool_dir, "corrupt") if not n.endswith(".reason")]
     assert len(kept) == 1000

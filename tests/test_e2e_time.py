@@ -6,11 +6,12 @@ import datetime as dt
 import json
 import time
 
-from webhost.client import WebClient
 from test_signerctl import ctl, ctl_json
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-LAST_SECOND = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+from webhost.client import WebClient
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LAST_SECOND = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 DAEMONS = ("signer-core", "signer-comm")
 
 
@@ -55,15 +56,17 @@ def test_absurd_keep_alives_leave_the_clock_script_alone(appliance):
     assert script.read_bytes() == before
     assert last_received(appliance) < sent
     with appliance.db() as db:
-        refusals = [json.loads(d) for (d,) in db.execute(
-            "SELECT details FROM audit WHERE event = 'refused'")]
+        refusals = [
+            json.loads(d)
+            for (d,) in db.execute("SELECT details FROM audit WHERE event = 'refused'")
+        ]
     assert [r["code"] for r in refusals] == ["implausible-time"]  # once for the run
     assert "1970-01-01" in refusals[0]["reason"]
 
     keep_alive(appliance)
     last_received(appliance, after=received)
     with appliance.db() as db:
-        drift, = db.execute("SELECT drift FROM time_last").fetchone()
+        (drift,) = db.execute("SELECT drift FROM time_last").fetchone()
         assert db.execute("SELECT run FROM time_rejected").fetchone() == (0,)
     assert abs(drift) < 5
     assert {name: appliance.supervisor.pid(name) for name in DAEMONS} == pids

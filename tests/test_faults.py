@@ -38,9 +38,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from inotify_simple import INotify, flags
 
-from webhost.client import WebClient
 from signer_core.store.cadb import CADatabase
 from signerctl.demo.ca import create_demo_ca
+from webhost.client import WebClient
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount, sysctl)")
 
@@ -95,25 +95,41 @@ def syscalls(trace: Path, pid: int) -> list[tuple[str, list[str], int]]:
 
 
 def unlink_of(calls, path: Path) -> int:
-    return next(i for i, c in enumerate(calls) if c[0].startswith("unlink") and c[1][-1:] == [str(path)]
-                and c[2] == 0)
+    return next(
+        i
+        for i, c in enumerate(calls)
+        if c[0].startswith("unlink") and c[1][-1:] == [str(path)] and c[2] == 0
+    )
 
 
 def is_sync(call, path_end: str) -> bool:
     return call[0] in ("fsync", "fdatasync") and bool(call[1]) and call[1][0].endswith(path_end)
 
 
-@pytest.mark.skipif(subprocess.run(["which", "strace"], capture_output=True, check=False).returncode != 0,
-                    reason="strace is not installed")
+@pytest.mark.skipif(
+    subprocess.run(["which", "strace"], capture_output=True, check=False).returncode != 0,
+    reason="strace is not installed",
+)
 def test_every_commit_point_is_durable_in_order(world_dir, users):
     config = create_demo_ca(world_dir / "ca", users, "/dev/null")
     spool_dir = world_dir / "ca" / "spool"
     ids = enqueue_as_comm(spool_dir, users, ["sign one", "nul", "sign two"])
     (world_dir / "log").mkdir()
     trace = world_dir / "trace"
-    signer = LoneSigner(config, world_dir / "log" / "signer.log", wrapper=[
-        "strace", "-f", "-qq", "-y", "-o", str(trace),
-        "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,openat,unlink,unlinkat"])
+    signer = LoneSigner(
+        config,
+        world_dir / "log" / "signer.log",
+        wrapper=[
+            "strace",
+            "-f",
+            "-qq",
+            "-y",
+            "-o",
+            str(trace),
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2,openat,unlink,unlinkat",
+        ],
+    )
     try:
         wait_until(lambda: len(spool_names(spool_dir, "results")) == 2, 60, "two results")
         wait_spool_settled(spool_dir)
@@ -128,19 +144,28 @@ def test_every_commit_point_is_durable_in_order(world_dir, users):
         temp, final = calls[i][1][:2]
         opened = max(j for j in range(i) if calls[j][0] == "openat" and calls[j][1][:1] == [temp])
         assert any(is_sync(c, temp) for c in calls[opened:i]), f"{temp} renamed before fsync"
-        next_sync = next(c for c in calls[i + 1:] if c[0] in ("fsync", "fdatasync"))
+        next_sync = next(c for c in calls[i + 1 :] if c[0] in ("fsync", "fdatasync"))
         assert next_sync[1] == [str(Path(final).parent)], f"no directory fsync after {final}"
     for request_id in ids:  # a committed copy never goes before its successor is durable
-        claimed = next(i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req"))
+        claimed = next(
+            i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req")
+        )
         dropped = unlink_of(calls, spool_dir / "incoming" / f"{request_id}.req")
         assert is_sync(calls[claimed + 2], "spool/active") and claimed + 2 < dropped
     for request_id in (ids[0], ids[2]):
-        claimed = next(i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req"))
-        result = next(i for i in spool_renames if calls[i][1][1].endswith(f"results/{request_id}.res"))
+        claimed = next(
+            i for i in spool_renames if calls[i][1][1].endswith(f"active/{request_id}.req")
+        )
+        result = next(
+            i for i in spool_renames if calls[i][1][1].endswith(f"results/{request_id}.res")
+        )
         wal_syncs = [c for c in calls[claimed:result] if is_sync(c, "ca.sqlite-wal")]
         assert len(wal_syncs) >= 2, "serial reservation and issuance must each be synced"
-        result_open = max(j for j in range(result) if calls[j][0] == "openat"
-                          and calls[j][1][:1] == [calls[result][1][0]])
+        result_open = max(
+            j
+            for j in range(result)
+            if calls[j][0] == "openat" and calls[j][1][:1] == [calls[result][1][0]]
+        )
         last_wal = max(j for j in range(claimed, result) if is_sync(calls[j], "ca.sqlite-wal"))
         assert last_wal < result_open, "result written before the database commit was synced"
         assert is_sync(calls[result + 2], "spool/results")
@@ -200,8 +225,10 @@ def small_disk(world_dir):
         pytest.skip("mounting a tmpfs needs root")
     mount = world_dir / "ca"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(mount)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(mount)],
+        check=True,
+    )
     try:
         yield mount
     finally:
@@ -221,7 +248,6 @@ def fill(directory: Path) -> Path:
                 continue
     assert os.statvfs(directory).f_bavail == 0
     return filler
-
 
 
 def receipt_taken(spool_dir: Path) -> None:
@@ -278,8 +304,11 @@ def test_disk_full_under_the_signer_keeps_the_request_until_space_returns(small_
         waiting = threading.Thread(target=lambda: answers.append(sign_x509(client, csr, "stalled")))
         waiting.start()
         try:
-            wait_until(lambda: spool_names(spool_dir, "incoming") or spool_names(spool_dir, "active"),
-                       20, "the request to be committed")
+            wait_until(
+                lambda: spool_names(spool_dir, "incoming") or spool_names(spool_dir, "active"),
+                20,
+                "the request to be committed",
+            )
             time.sleep(3)  # the signer has met the full disk, maybe several times
             assert len(spool_names(spool_dir, "incoming") + spool_names(spool_dir, "active")) == 1
             assert appliance.supervisor.restarts == {"signer-core": 0, "signer-comm": 0}

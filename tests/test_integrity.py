@@ -14,37 +14,55 @@ from cryptography.hazmat.primitives import serialization
 
 import signer_core
 from signerctl.integrity import (
-    LAST_CHECK_NAME, IntegrityError, check, default_baseline, last_check, package_dirs)
+    LAST_CHECK_NAME,
+    IntegrityError,
+    check,
+    default_baseline,
+    last_check,
+    package_dirs,
+)
 
 
 @pytest.fixture
 def site(tmp_path):
     """A CA, a copy of the installed packages and a units directory, all private to the test."""
     config = make_ca(tmp_path / "ca", certificates=1)
-    programs = {name: shutil.copytree(path, tmp_path / "site" / name,
-                                      ignore=shutil.ignore_patterns("__pycache__"))
-                for name, path in package_dirs().items()}
+    programs = {
+        name: shutil.copytree(
+            path, tmp_path / "site" / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        for name, path in package_dirs().items()
+    }
     units = tmp_path / "units"
     units.mkdir()
     (units / "signer-core.service").write_text("[Service]\nExecStart=/usr/bin/signer-core\n")
     (units / "unrelated.service").write_text("[Service]\n")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "signer-core").write_text(
-        "#!/usr/bin/python3\nfrom signer_core.daemon import main\n")
+        "#!/usr/bin/python3\nfrom signer_core.daemon import main\n"
+    )
     (tmp_path / "bin" / "python3").write_text("not ours\n")
     return config, programs, units
 
 
 def run(site, **kw):
     config, programs, units = site
-    return check(load(config), programs=programs, unit_dirs=[units],
-                 script_dirs=[units.parent / "bin"], **kw)
+    return check(
+        load(config), programs=programs, unit_dirs=[units], script_dirs=[units.parent / "bin"], **kw
+    )
 
 
 def test_finds_the_installed_packages():
     dirs = package_dirs()
     assert dirs["signer_core"] == Path(signer_core.__file__).parent
-    assert set(dirs) == {"spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost"}
+    assert set(dirs) == {
+        "spool",
+        "hardening",
+        "comm_handler",
+        "signer_core",
+        "signerctl",
+        "webhost",
+    }
 
 
 def test_first_check_has_no_baseline_and_accept_makes_it_clean(site):
@@ -89,9 +107,11 @@ def test_changed_configuration_and_added_root_are_listed(site):
     pem = cert.public_bytes(serialization.Encoding.PEM)
     (config.parent / "certs" / "root1.crt").write_bytes(pem)
     with config.open("a") as f:
-        f.write('\n[x509.roots.1]\nname = "second"\nkey = "keys/root1.key"\n'
-                'certificate = "certs/root1.crt"\ncrl_url = "http://crl.example.org/1.crl"\n'
-                'default_digest = "sha256"\n')
+        f.write(
+            '\n[x509.roots.1]\nname = "second"\nkey = "keys/root1.key"\n'
+            'certificate = "certs/root1.crt"\ncrl_url = "http://crl.example.org/1.crl"\n'
+            'default_digest = "sha256"\n'
+        )
     report = run(site)
     assert report.changed == (f"config:{config}",)
     assert report.added == (f"root-certificate:1:{config.parent / 'certs' / 'root1.crt'}",)

@@ -19,15 +19,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from webhost import cli as client_cli
-from webhost.client import CrlUpdateError, Response, WebClient, apply_crl_answer, is_spkac, nul_timestamp
 from comm_handler.frames import Message, decode_message, encode_message, response_header
-from spool.header import Action, RequestHeader
-from signerctl.demo.nullmodem import NullModem
 from comm_handler.transfer import LinkTimeout, receive_message, send_message
+from signerctl.demo.nullmodem import NullModem
+from spool.header import Action, RequestHeader
+from webhost import cli as client_cli
+from webhost.client import (
+    CrlUpdateError,
+    Response,
+    WebClient,
+    apply_crl_answer,
+    is_spkac,
+    nul_timestamp,
+)
 
 Handler = Callable[[Message], tuple[bytes, bytes]]
-NOW = datetime.datetime(2026, 11, 28, 20, 45, 7, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 28, 20, 45, 7, tzinfo=datetime.UTC)
 
 
 class Server(threading.Thread):
@@ -43,7 +50,9 @@ class Server(threading.Thread):
     def run(self) -> None:
         while not self._done.is_set():
             try:
-                request = decode_message(receive_message(self.port, start_timeout=0.1, chunk_timeout=1.0))
+                request = decode_message(
+                    receive_message(self.port, start_timeout=0.1, chunk_timeout=1.0)
+                )
             except LinkTimeout:
                 continue
             self.requests.append(request)
@@ -67,7 +76,9 @@ def link() -> Iterator[Callable[[Handler], tuple[WebClient, Server]]]:
         def make(handler: Handler) -> tuple[WebClient, Server]:
             server = Server(b, handler)
             server.start()
-            client = WebClient(modem.a_path, response_timeout=5.0, ready_timeout=2.0, verdict_timeout=2.0)
+            client = WebClient(
+                modem.a_path, response_timeout=5.0, ready_timeout=2.0, verdict_timeout=2.0
+            )
             made.append((client, server))
             return client, server
 
@@ -97,7 +108,9 @@ def test_nul_sends_the_time_and_header(link) -> None:
 def test_nul_timestamp_format_is_date_u_argument() -> None:
     stamp = nul_timestamp().decode()
     assert re.fullmatch(r"\d{12}\.\d{2}", stamp)
-    local = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    local = datetime.datetime(
+        2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+    )
     assert nul_timestamp(local) == b"010201042026.05"
 
 
@@ -108,13 +121,17 @@ def _csr_pem() -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-SPKAC = b"commonName = Jane\n1.emailAddress = jane@example.org\nSPKAC = MIIBQDCBqjCBnzANBgkqhkiG9w0B\n"
+SPKAC = (
+    b"commonName = Jane\n1.emailAddress = jane@example.org\nSPKAC = MIIBQDCBqjCBnzANBgkqhkiG9w0B\n"
+)
 
 
 def test_sign_x509_header_payloads_and_spkac_detection(link) -> None:
     client, server = link(echo_ok)
     csr = _csr_pem()
-    first = client.sign_x509(1, 5, 8, 730, csr, "DNS:example.org,DNS:www.example.org", "/CN=example.org")
+    first = client.sign_x509(
+        1, 5, 8, 730, csr, "DNS:example.org,DNS:www.example.org", "/CN=example.org"
+    )
     second = client.sign_x509(0, 0, 0, 365, SPKAC, b"email:jane@example.org", b"/CN=Jane")
     assert first.ok and first.payload1 == b"OK " + csr[:10]
     assert second.ok
@@ -177,7 +194,10 @@ class Ca:
         )
         for serial_number in revoked:
             builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder().serial_number(serial_number).revocation_date(NOW).build()
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial_number)
+                .revocation_date(NOW)
+                .build()
             )
         return builder.sign(self.key, hashes.SHA256())
 
@@ -192,15 +212,29 @@ class Ca:
 def xdelta_delta(tmp: Path, old: bytes, new: bytes) -> bytes:
     (tmp / "d-old").write_bytes(old)
     (tmp / "d-new").write_bytes(new)
-    result = subprocess.run(["xdelta", "delta", str(tmp / "d-old"), str(tmp / "d-new"), str(tmp / "d-patch")])
+    result = subprocess.run(
+        ["xdelta", "delta", str(tmp / "d-old"), str(tmp / "d-new"), str(tmp / "d-patch")]
+    )
     assert result.returncode in (0, 1)  # xdelta 1.x: 1 means "the files differ"
     return (tmp / "d-patch").read_bytes()
 
 
 def openssl_verifies(crl_path: Path, root_cert: Path) -> bool:
     result = subprocess.run(
-        ["openssl", "crl", "-inform", "DER", "-in", str(crl_path), "-noout", "-verify", "-CAfile", str(root_cert)],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(crl_path),
+            "-noout",
+            "-verify",
+            "-CAfile",
+            str(root_cert),
+        ],
+        capture_output=True,
+        text=True,
     )
     return result.returncode == 0 and "verify OK" in result.stderr
 
@@ -333,10 +367,29 @@ def test_cli_sign_prints_payload1(link, tmp_path: Path, capsysbinary) -> None:
     link(lambda request: (b"-----BEGIN CERTIFICATE-----\nfake\n", b""))
     csr = tmp_path / "req.pem"
     csr.write_bytes(SPKAC)
-    code = client_cli.main([
-        "--link", link.path, "--timeout", "5", "sign-x509", "--root", "0", "--profile", "5",
-        "--md", "8", "--days", "365", "--csr", str(csr), "--san", "DNS:a.example", "--subject", "/CN=a.example",
-    ])
+    code = client_cli.main(
+        [
+            "--link",
+            link.path,
+            "--timeout",
+            "5",
+            "sign-x509",
+            "--root",
+            "0",
+            "--profile",
+            "5",
+            "--md",
+            "8",
+            "--days",
+            "365",
+            "--csr",
+            str(csr),
+            "--san",
+            "DNS:a.example",
+            "--subject",
+            "/CN=a.example",
+        ]
+    )
     out, err = capsysbinary.readouterr()
     assert (code, out, err) == (0, b"-----BEGIN CERTIFICATE-----\nfake\n", b"")
 
@@ -345,7 +398,10 @@ def test_cli_refusal_exits_1_with_reason(link, tmp_path: Path, capsys) -> None:
     link(lambda request: (b"", b"ERR bad-key: no user ID"))
     key = tmp_path / "key.asc"
     key.write_bytes(b"not a key")
-    assert client_cli.main(["--link", link.path, "--timeout", "5", "sign-openpgp", "--key", str(key)]) == 1
+    assert (
+        client_cli.main(["--link", link.path, "--timeout", "5", "sign-openpgp", "--key", str(key)])
+        == 1
+    )
     assert "ERR bad-key: no user ID" in capsys.readouterr().err
 
 
@@ -354,10 +410,21 @@ def test_cli_refresh_crl_reports_the_file(link, tmp_path: Path, capsys) -> None:
     root = ca.write_cert(tmp_path / "root.pem")
     link(lambda request: (ca.crl([3]).public_bytes(serialization.Encoding.PEM), b""))
     crl_path = tmp_path / "revoke.crl"
-    code = client_cli.main([
-        "--link", link.path, "--timeout", "5", "refresh-crl", "--root", "0",
-        "--crl", str(crl_path), "--root-cert", str(root),
-    ])
+    code = client_cli.main(
+        [
+            "--link",
+            link.path,
+            "--timeout",
+            "5",
+            "refresh-crl",
+            "--root",
+            "0",
+            "--crl",
+            str(crl_path),
+            "--root-cert",
+            str(root),
+        ]
+    )
     assert code == 0
     digest = hashlib.sha1(crl_path.read_bytes()).hexdigest()
     assert capsys.readouterr().out == f"crl updated: {crl_path} sha1={digest}\n"
@@ -375,7 +442,9 @@ def test_cli_link_failure_exits_2(capsys) -> None:
 def test_cli_runs_as_a_program() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "webhost.cli", "--link", "/dev/does-not-exist", "nul"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("signer-client: link failure:")

@@ -10,7 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comm_handler.frames import MAX_STRING, TRAILER, XOR_BLOCK, FrameError, FrameReceiver, Message, ReceiverState, decode_message, encode_message, make_frame, parse_frame, response_header, xor_checksum
+from comm_handler.frames import (
+    MAX_STRING,
+    TRAILER,
+    XOR_BLOCK,
+    FrameError,
+    FrameReceiver,
+    Message,
+    ReceiverState,
+    decode_message,
+    encode_message,
+    make_frame,
+    parse_frame,
+    response_header,
+    xor_checksum,
+)
 from spool.header import Action, HeaderError, RequestHeader
 
 # CPU-bound examples; no deadline, as CI machines are slow and shared.
@@ -30,7 +44,7 @@ def test_encode_decode_round_trip(message: Message) -> None:
 
 def test_encoding_matches_the_protocol_page() -> None:
     data = encode_message(Message(b"\x01\x00\x00\x00\x00\x00\x00\x00\x00", (b"ab", b"", b"c")))
-    assert data == bytes.fromhex("000018" "000009" "010000000000000000" "000002" "6162" "000000" "000001" "63")
+    assert data == bytes.fromhex("000018000009010000000000000000000002616200000000000163")
     frame = make_frame(data)
     assert frame == data + bytes([functools.reduce(operator.xor, data)]) + b"rie4Ech7"
     assert len(frame) == 3 + 0x18 + 9
@@ -179,7 +193,9 @@ def test_fuzz_decoders_with_mutated_frames() -> None:
     """100,000 seeded mutations of valid frames: FrameError is the only failure."""
     rng = random.Random(20261128)
     seeds = [
-        make_frame(encode_message(Message(bytes([1, a, 1, 0, 0, 0, 1, 0x6D, 0]), (p, b"", b"x" * a))))
+        make_frame(
+            encode_message(Message(bytes([1, a, 1, 0, 0, 0, 1, 0x6D, 0]), (p, b"", b"x" * a)))
+        )
         for a in range(3)
         for p in (b"", b"payload", bytes(range(200)))
     ]

@@ -20,7 +20,6 @@ import pytest
 import serial
 
 from comm_handler.frames import NAK, START, Message, encode_message, make_frame
-from signerctl.demo.nullmodem import Direction, NullModem
 from comm_handler.transfer import (
     DEPLOYED_PACING,
     LinkClosed,
@@ -30,6 +29,7 @@ from comm_handler.transfer import (
     receive_message,
     send_message,
 )
+from signerctl.demo.nullmodem import Direction, NullModem
 
 A2B, B2A = Direction.A_TO_B, Direction.B_TO_A
 CHUNK = 0.5  # receiver's silence limit
@@ -339,7 +339,10 @@ def test_raw_peer_sees_the_documented_bytes(ends) -> None:
 def test_nullmodem_command_line() -> None:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "signerctl.demo.nullmodem"], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "signerctl.demo.nullmodem"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         lines = [proc.stdout.readline().strip() for _ in range(2)]

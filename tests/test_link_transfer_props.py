@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comm_handler.frames import ACK, NAK, READY, START, Message, encode_message, make_frame
-from comm_handler.transfer import LinkClosed, LinkRefused, LinkTimeout, receive_message, send_message
+from comm_handler.transfer import (
+    LinkClosed,
+    LinkRefused,
+    LinkTimeout,
+    receive_message,
+    send_message,
+)
 
 # CPU-bound examples; no deadline, as CI machines are slow and shared.
 RELAXED = settings(deadline=None)
@@ -92,7 +98,9 @@ def test_noise_then_frame_is_delivered(junk: bytes, p1: bytes) -> None:
 
 @RELAXED
 @given(payloads, st.integers(min_value=0), st.integers(1, 255), st.integers(0, 4))
-def test_damaged_frames_are_naked_until_a_good_one(p1: bytes, where: int, mask: int, damaged: int) -> None:
+def test_damaged_frames_are_naked_until_a_good_one(
+    p1: bytes, where: int, mask: int, damaged: int
+) -> None:
     data = message(p1)
     frame = make_frame(data)
     bad = bytearray(frame)
@@ -118,7 +126,9 @@ def test_truncated_frame_gets_no_verdict(p1: bytes, cut: int) -> None:
 
 @settings(RELAXED, max_examples=500)
 @given(st.lists(st.binary(max_size=60), max_size=8), st.lists(payloads, max_size=3))
-def test_any_conversation_delivers_only_checked_frames(segments: list[bytes], p1s: list[bytes]) -> None:
+def test_any_conversation_delivers_only_checked_frames(
+    segments: list[bytes], p1s: list[bytes]
+) -> None:
     """Hostile input never crashes the receiver; what it returns was really framed."""
     frames = [make_frame(message(p)) for p in p1s]
     script = segments + [bytes([START]) + f for f in frames]

@@ -22,10 +22,11 @@ import pytest
 from conftest_crl import pem
 from conftest_migrate import OldCA, old_ca  # noqa: F401 (fixture)
 
-from signerctl import main as ctl
 from signer_core.store.cadb import CADatabase
+from signerctl import main as ctl
 from signerctl.demo.ca import Users, config_text
 from signerctl.migrate.openssl_ca import import_openssl
+
 
 @pytest.fixture
 def config(tmp_path: Path, old_ca: OldCA) -> Path:
@@ -44,19 +45,42 @@ def run(capsys, *argv: str) -> tuple[int, object, str]:
 
 
 def import_args(config: Path, ca: OldCA) -> list[str]:
-    return ["--config", str(config), "import-openssl", "--root", "0", "--ca-dir", str(ca.dir),
-            "--crl", str(ca.current_crl), "--crl-dir", str(ca.crl_dir)]
+    return [
+        "--config",
+        str(config),
+        "import-openssl",
+        "--root",
+        "0",
+        "--ca-dir",
+        str(ca.dir),
+        "--crl",
+        str(ca.current_crl),
+        "--crl-dir",
+        str(ca.crl_dir),
+    ]
 
 
 def test_import_then_again_then_export(capsys, config, old_ca, tmp_path):
     code, data, _ = run(capsys, *import_args(config, old_ca), "--force")
     assert code == 0 and data["imported"] is True
-    assert (data["valid"], data["revoked"], data["expired"], data["crls"]) \
-        == (len(old_ca.valid), len(old_ca.revoked), len(old_ca.expired), 3)
+    assert (data["valid"], data["revoked"], data["expired"], data["crls"]) == (
+        len(old_ca.valid),
+        len(old_ca.revoked),
+        len(old_ca.expired),
+        3,
+    )
     code, data, _ = run(capsys, *import_args(config, old_ca), "--force")
     assert code == 0 and data["skipped"] == 200 and data["valid"] == 0
-    code, data, _ = run(capsys, "--config", str(config), "export-openssl", "--root", "0",
-                        "--out", str(tmp_path / "out"))
+    code, data, _ = run(
+        capsys,
+        "--config",
+        str(config),
+        "export-openssl",
+        "--root",
+        "0",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 0 and data["next_crl_number"] == "04"
     assert (tmp_path / "out" / "index.txt").read_bytes() == (old_ca.dir / "index.txt").read_bytes()
     code, data, _ = run(capsys, "--config", str(config), "certs", "find", "--serial", "1003")
@@ -76,13 +100,13 @@ def test_import_lists_problems_and_exits_1(capsys, config, old_ca, tmp_path):
     assert db.count() == 0
     db.close()
     table = io.StringIO()
-    ctl.render(data, out=table)                   # the operator's form: one row per problem
-    row, = [l for l in table.getvalue().splitlines() if "missing" in l]
+    ctl.render(data, out=table)  # the operator's form: one row per problem
+    (row,) = [ln for ln in table.getvalue().splitlines() if "missing" in ln]
     assert row.split()[:2] == [str(ca_dir / "index.txt"), "10"]
 
 
 def test_import_refuses_while_signer_core_runs(capsys, config, old_ca, tmp_path):
-    fake = tmp_path / "signer-core"      # the kernel's process name comes from the file name
+    fake = tmp_path / "signer-core"  # the kernel's process name comes from the file name
     fake.write_text("#!/bin/sh\nsleep 60\n")
     fake.chmod(0o755)
     proc = subprocess.Popen([str(fake), "--config", str(config)])  # a signer of this config

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from signerctl import main as ctl
 from signer_core.config import load_config
+from signerctl import main as ctl
 from signerctl.demo.ca import Users, config_text
 from signerctl.migrate.openpgp import OpenPGPImportError, import_openpgp
 
@@ -28,16 +28,29 @@ PASSPHRASE = "the old signer's passphrase"
 
 
 def gpg(home: Path, *args: str) -> str:
-    done = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--no-tty",
-                           "--pinentry-mode", "loopback", *args],
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def secret_fingerprint(home: Path) -> str:
     listing = gpg(home, "--with-colons", "--list-secret-keys")
-    return next(l.split(":")[9] for l in listing.splitlines() if l.startswith("fpr:"))
+    return next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
 
 
 @dataclass(frozen=True)
@@ -51,15 +64,38 @@ def make_keyrings(base: Path, passphrase: str) -> OldKeyrings:
     old_home = Path(tempfile.mkdtemp(prefix="oldgpg-", dir="/tmp"))
     try:
         old_home.chmod(0o700)
-        gpg(old_home, "--passphrase", passphrase, "--quick-gen-key",
-            "Old CA OpenPGP root <root@old.example>", "ed25519", "cert,sign", "never")
+        gpg(
+            old_home,
+            "--passphrase",
+            passphrase,
+            "--quick-gen-key",
+            "Old CA OpenPGP root <root@old.example>",
+            "ed25519",
+            "cert,sign",
+            "never",
+        )
         fpr = secret_fingerprint(old_home)
-        gpg(old_home, "--passphrase", "", "--quick-gen-key", "A user <user@old.example>",
-            "ed25519", "sign", "never")
+        gpg(
+            old_home,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "A user <user@old.example>",
+            "ed25519",
+            "sign",
+            "never",
+        )
         keyrings = base / "keyrings"
         keyrings.mkdir()
-        gpg(old_home, "--passphrase", passphrase, "--output", str(keyrings / "secring0.gpg"),
-            "--export-secret-keys", fpr)
+        gpg(
+            old_home,
+            "--passphrase",
+            passphrase,
+            "--output",
+            str(keyrings / "secring0.gpg"),
+            "--export-secret-keys",
+            fpr,
+        )
         gpg(old_home, "--output", str(keyrings / "pubring0.gpg"), "--export")
     finally:
         subprocess.run(["gpgconf", "--homedir", str(old_home), "--kill", "all"], check=False)
@@ -73,12 +109,35 @@ def make_keyrings(base: Path, passphrase: str) -> OldKeyrings:
 
 def assert_can_sign(home: Path, fpr: str, passphrase_file: Path | None, work: Path) -> None:
     (work / "msg").write_text("hello")
-    secret = ["--passphrase-file", str(passphrase_file)] if passphrase_file else ["--passphrase", ""]
-    gpg(home, *secret, "--local-user", fpr, "--output", str(work / "msg.sig"),
-        "--detach-sign", str(work / "msg"))
-    verified = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--status-fd", "1",
-                               "--verify", str(work / "msg.sig"), str(work / "msg")],
-                              capture_output=True, text=True, check=False)
+    secret = (
+        ["--passphrase-file", str(passphrase_file)] if passphrase_file else ["--passphrase", ""]
+    )
+    gpg(
+        home,
+        *secret,
+        "--local-user",
+        fpr,
+        "--output",
+        str(work / "msg.sig"),
+        "--detach-sign",
+        str(work / "msg"),
+    )
+    verified = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--status-fd",
+            "1",
+            "--verify",
+            str(work / "msg.sig"),
+            str(work / "msg"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert f"VALIDSIG {fpr}" in verified.stdout, verified.stderr
 
 
@@ -125,8 +184,19 @@ def test_signerctl_import_openpgp(tmp_path, capsys):
     old = make_keyrings(tmp_path, "")
     home = tmp_path / "openpgp"
     try:
-        code = ctl.main(["--json", "--config", str(tmp_path / "absent.toml"), "import-openpgp",
-                         "--keyring-dir", str(old.dir), "--home", str(home), "--force"])
+        code = ctl.main(
+            [
+                "--json",
+                "--config",
+                str(tmp_path / "absent.toml"),
+                "import-openpgp",
+                "--keyring-dir",
+                str(old.dir),
+                "--home",
+                str(home),
+                "--force",
+            ]
+        )
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     out, err = capsys.readouterr()

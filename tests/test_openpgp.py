@@ -61,7 +61,9 @@ def world():
     pass_file = homes.root / "ca.pass"
     pass_file.write_text(CA_PASS + "\n")
     workdir = homes.root / "w"
-    signer = load_signer(fingerprint=ca_fpr, home=ca_home, passphrase_file=pass_file, workdir=workdir)
+    signer = load_signer(
+        fingerprint=ca_fpr, home=ca_home, passphrase_file=pass_file, workdir=workdir
+    )
     try:
         yield World(homes, ca_home, ca_fpr, pass_file, homes.new(), workdir, signer)
     finally:
@@ -79,21 +81,47 @@ def export(home: Path, fpr: str, *extra: str) -> bytes:
     return gpg(home, "--export", *extra, fpr)
 
 
-def user_key(world: World, name: str, *more_uids: str, algo: str = "ed25519", subkey: bool = False) -> str:
+def user_key(
+    world: World, name: str, *more_uids: str, algo: str = "ed25519", subkey: bool = False
+) -> str:
     fpr = gen_key(world.user_home, f"{name} <{name.lower()}@example.org>", algo=algo, at=PAST)
     if subkey:
-        gpg(world.user_home, "--faked-system-time", f"{PAST + 30}!", "--passphrase", "",
-            "--quick-add-key", fpr, "cv25519", "encr")
+        gpg(
+            world.user_home,
+            "--faked-system-time",
+            f"{PAST + 30}!",
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            fpr,
+            "cv25519",
+            "encr",
+        )
     for uid in more_uids:
-        gpg(world.user_home, "--faked-system-time", f"{PAST + 60}!", "--passphrase", "",
-            "--quick-add-uid", fpr, uid)
+        gpg(
+            world.user_home,
+            "--faked-system-time",
+            f"{PAST + 60}!",
+            "--passphrase",
+            "",
+            "--quick-add-uid",
+            fpr,
+            uid,
+        )
     return fpr
 
 
 def with_expired_uid(world: World, fpr: str, uid: bytes, *, keep_others: bool = True) -> bytes:
     """The public key ``fpr`` with a user ID whose self-signature expired a week ago."""
-    secret = gpg(world.user_home, "--pinentry-mode", "loopback", "--passphrase", "",
-                 "--export-secret-keys", fpr)
+    secret = gpg(
+        world.user_home,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--export-secret-keys",
+        fpr,
+    )
     key = Ed25519Key.from_secret_export(secret)
     public = walk(export(world.user_home, fpr))
     expired = key.uid_with_self_sig(uid, created=PAST + 3600, expires_after=DAY)
@@ -105,8 +133,16 @@ def ca_certifications(uid, ca_fpr):
     return [s for s in uid.sigs if s.keyid == ca_fpr[-16:] and 0x10 <= s.sigclass <= 0x13]
 
 
-def check_certified(world: World, result: bytes, fpr: str, valid: set[str], days: int,
-                    level: int = 2, digest: int = 8, policy: str = DEFAULT_POLICY_URL) -> None:
+def check_certified(
+    world: World,
+    result: bytes,
+    fpr: str,
+    valid: set[str],
+    days: int,
+    level: int = 2,
+    digest: int = 8,
+    policy: str = DEFAULT_POLICY_URL,
+) -> None:
     """Import ``result`` into a fresh keyring beside the CA's public key; check every UID."""
     assert result.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert not any(p.tag in (5, 7) for p in walk(gpg(world.homes.new(), "--dearmor", data=result)))
@@ -140,11 +176,25 @@ def check_certified(world: World, result: bytes, fpr: str, valid: set[str], days
 
 # --- success -------------------------------------------------------------------
 
+
 def test_certifies_valid_uids_and_leaves_revoked_and_expired_ones(world, clean):
-    fpr = user_key(world, "Alice", "Alice Work <alice@work.example>", "Old Alice <old@example.org>",
-                   subkey=True)
-    gpg(world.user_home, "--faked-system-time", f"{PAST + 120}!", "--passphrase", "",
-        "--quick-revoke-uid", fpr, "Old Alice <old@example.org>")
+    fpr = user_key(
+        world,
+        "Alice",
+        "Alice Work <alice@work.example>",
+        "Old Alice <old@example.org>",
+        subkey=True,
+    )
+    gpg(
+        world.user_home,
+        "--faked-system-time",
+        f"{PAST + 120}!",
+        "--passphrase",
+        "",
+        "--quick-revoke-uid",
+        fpr,
+        "Old Alice <old@example.org>",
+    )
     key = with_expired_uid(world, fpr, b"Expired Alice <expired@example.org>")
     before = {u.text for u in user_ids(world.user_home, key)}
     assert "Expired Alice <expired@example.org>" in before and len(before) == 4
@@ -152,16 +202,27 @@ def test_certifies_valid_uids_and_leaves_revoked_and_expired_ones(world, clean):
     result = certify_key(world.signer, key, 366)
 
     assert [p.tag for p in walk(gpg(world.homes.new(), "--dearmor", data=result))].count(14) == 1
-    check_certified(world, result, fpr, {"Alice <alice@example.org>", "Alice Work <alice@work.example>"}, 366)
+    check_certified(
+        world, result, fpr, {"Alice <alice@example.org>", "Alice Work <alice@work.example>"}, 366
+    )
 
 
 def test_armoured_input_level_digest_and_policy_from_the_signer(world, clean):
     fpr = user_key(world, "Bob")
-    signer = dataclasses.replace(world.signer, cert_level=3, digest="sha512",
-                                 policy_url="https://ca.example/policy.html")
+    signer = dataclasses.replace(
+        world.signer, cert_level=3, digest="sha512", policy_url="https://ca.example/policy.html"
+    )
     result = certify_key(signer, export(world.user_home, fpr, "--armor"), 30)
-    check_certified(world, result, fpr, {"Bob <bob@example.org>"}, 30, level=3, digest=10,
-                    policy="https://ca.example/policy.html")
+    check_certified(
+        world,
+        result,
+        fpr,
+        {"Bob <bob@example.org>"},
+        30,
+        level=3,
+        digest=10,
+        policy="https://ca.example/policy.html",
+    )
 
 
 @pytest.mark.parametrize("algo", ["rsa2048", "nistp384", "ed25519"])
@@ -189,11 +250,27 @@ def test_without_python_gnupg_quick_sign_key(world, clean, monkeypatch):
 
 def test_key_file_signer_and_lazy_secret(world, clean):
     key_file = world.homes.root / "ca.sec.asc"
-    key_file.write_bytes(gpg(world.ca_home, "--pinentry-mode", "loopback", "--passphrase", CA_PASS,
-                             "--armor", "--export-secret-keys", world.ca_fpr))
-    loaded = load_signer(fingerprint=world.ca_fpr, key_file=key_file,
-                         passphrase_file=world.ca_pass_file, workdir=world.workdir)
-    bare = OpenPGPSigner(None, key_file, world.ca_fpr.lower(), world.ca_pass_file, workdir=world.workdir)
+    key_file.write_bytes(
+        gpg(
+            world.ca_home,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            CA_PASS,
+            "--armor",
+            "--export-secret-keys",
+            world.ca_fpr,
+        )
+    )
+    loaded = load_signer(
+        fingerprint=world.ca_fpr,
+        key_file=key_file,
+        passphrase_file=world.ca_pass_file,
+        workdir=world.workdir,
+    )
+    bare = OpenPGPSigner(
+        None, key_file, world.ca_fpr.lower(), world.ca_pass_file, workdir=world.workdir
+    )
     fpr = user_key(world, "Erin")
     for signer in (loaded, bare):
         result = certify_key(signer, export(world.user_home, fpr), 20)
@@ -201,6 +278,7 @@ def test_key_file_signer_and_lazy_secret(world, clean):
 
 
 # --- refusals ------------------------------------------------------------------
+
 
 def refused(world: World, data: bytes, days: int = 366, signer: OpenPGPSigner | None = None) -> str:
     with pytest.raises(Refusal) as info:
@@ -226,7 +304,10 @@ def test_refuses_no_public_key(world, clean):
 
 def test_refuses_two_keys(world, clean):
     a, b = user_key(world, "Twin1"), user_key(world, "Twin2")
-    assert refused(world, export(world.user_home, a) + export(world.user_home, b)) == "openpgp-multiple-keys"
+    assert (
+        refused(world, export(world.user_home, a) + export(world.user_home, b))
+        == "openpgp-multiple-keys"
+    )
     armoured = export(world.user_home, a, "--armor") + b"\n" + export(world.user_home, b, "--armor")
     assert refused(world, armoured) == "openpgp-multiple-keys"
 
@@ -244,10 +325,21 @@ def test_refuses_secret_key(world, clean, armour):
 
 def test_refuses_secret_subkey_alone(world, clean):
     fpr = user_key(world, "Subsecret", subkey=True)
-    secret = walk(gpg(world.user_home, "--pinentry-mode", "loopback", "--passphrase", "",
-                      "--export-secret-subkeys", fpr))
+    secret = walk(
+        gpg(
+            world.user_home,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--export-secret-subkeys",
+            fpr,
+        )
+    )
     public = walk(export(world.user_home, fpr))
-    mixed = b"".join(p.raw for p in public if p.tag != 14) + b"".join(p.raw for p in secret if p.tag == 7)
+    mixed = b"".join(p.raw for p in public if p.tag != 14) + b"".join(
+        p.raw for p in secret if p.tag == 7
+    )
     assert refused(world, mixed) == "openpgp-secret-key"
 
 
@@ -282,7 +374,9 @@ def test_refuses_elgamal_ecdh_and_unknown_primary(world, clean, algo_id):
 def test_refuses_key_without_user_id(world, clean):
     fpr = user_key(world, "Nouid")
     packets = walk(export(world.user_home, fpr))
-    assert refused(world, b"".join(p.raw for p in packets if p.tag not in (13, 2))) == "openpgp-no-uid"
+    assert (
+        refused(world, b"".join(p.raw for p in packets if p.tag not in (13, 2))) == "openpgp-no-uid"
+    )
 
 
 def test_refuses_key_whose_only_uid_is_expired(world, clean):
@@ -309,8 +403,11 @@ def test_refuses_bad_days(world, clean, days):
 def test_refusal_when_ca_key_no_longer_unlocks(world, clean):
     bad = world.homes.root / "bad.pass"
     bad.write_text("wrong\n")
-    signer = dataclasses.replace(world.signer, passphrase_file=bad,
-                                 ca_secret=dataclasses.replace(world.signer.ca_secret, passphrase="wrong"))
+    signer = dataclasses.replace(
+        world.signer,
+        passphrase_file=bad,
+        ca_secret=dataclasses.replace(world.signer.ca_secret, passphrase="wrong"),
+    )
     fpr = user_key(world, "Locked")
     with pytest.raises(Refusal) as info:
         certify_key(signer, export(world.user_home, fpr), 366)
@@ -326,7 +423,13 @@ def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     from signer_core.openpgp.packets import summarise
 
     fpr = user_key(world, "Forged")
-    packets = walk(gpg(world.homes.new(), "--dearmor", data=certify_key(world.signer, export(world.user_home, fpr), 5)))
+    packets = walk(
+        gpg(
+            world.homes.new(),
+            "--dearmor",
+            data=certify_key(world.signer, export(world.user_home, fpr), 5),
+        )
+    )
     [at] = [i for i, p in enumerate(packets) if p.tag == 2 and p.body[1] == 0x12]
     broken = bytearray(packets[at].body)
     broken[-1] ^= 1
@@ -345,13 +448,19 @@ def test_ca_secret_key_never_reaches_the_logs(world, clean, caplog):
     caplog.set_level(logging.DEBUG)
     fpr = user_key(world, "Logged")
     certify_key(world.signer, export(world.user_home, fpr), 1)
-    load_signer(fingerprint=world.ca_fpr, home=world.ca_home, passphrase_file=world.ca_pass_file,
-                workdir=world.workdir)
+    load_signer(
+        fingerprint=world.ca_fpr,
+        home=world.ca_home,
+        passphrase_file=world.ca_pass_file,
+        workdir=world.workdir,
+    )
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert CA_PASS not in logged
     encrypted = walk(world.signer.ca_secret.key)[0].body[-48:]
     # a window whose repr is the same whichever quote repr() picks
-    window = next(encrypted[i:i + 12] for i in range(36) if not set(encrypted[i:i + 12]) & set(b"'\"\\"))
+    window = next(
+        encrypted[i : i + 12] for i in range(36) if not set(encrypted[i : i + 12]) & set(b"'\"\\")
+    )
     assert repr(window)[2:-1] not in logged
 
 
@@ -384,6 +493,7 @@ def test_without_a_workdir_each_home_is_a_random_directory_in_the_temp_dir(world
 
 # --- loading the CA key ------------------------------------------------------------
 
+
 def test_load_signer_refusals(world, clean):
     wrong = world.homes.root / "wrong.pass"
     wrong.write_text("nope\n")
@@ -410,18 +520,29 @@ def test_unprotected_ca_key_works_and_an_expired_one_is_refused(world, clean):
     fpr = gen_key(home, "Plain CA <plain@example.org>", usage="cert")
     signer = load_signer(fingerprint=fpr, home=home, workdir=world.workdir)
     user = user_key(world, "Plain")
-    assert certify_key(signer, export(world.user_home, user), 1).startswith(b"-----BEGIN PGP PUBLIC")
+    assert certify_key(signer, export(world.user_home, user), 1).startswith(
+        b"-----BEGIN PGP PUBLIC"
+    )
     old = gen_key(home, "Old CA <old@example.org>", usage="cert", expire="1d", at=PAST)
     with pytest.raises(Refusal) as info:
         load_signer(fingerprint=old, home=home, workdir=world.workdir)
     assert info.value.code == "openpgp-root-missing" and "expired" in info.value.text
 
 
-@pytest.mark.parametrize("change", [
-    dict(digest="SHA1"), dict(digest="SHA224"), dict(digest="MD5"), dict(cert_level=4),
-    dict(fingerprint="ABCD"), dict(policy_url="http://x y"), dict(key_file=Path("/k")),
-    dict(home=None), dict(workdir=Path("/tmp/" + "x" * 80)),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(digest="SHA1"),
+        dict(digest="SHA224"),
+        dict(digest="MD5"),
+        dict(cert_level=4),
+        dict(fingerprint="ABCD"),
+        dict(policy_url="http://x y"),
+        dict(key_file=Path("/k")),
+        dict(home=None),
+        dict(workdir=Path("/tmp/" + "x" * 80)),
+    ],
+)
 def test_construction_rejects_bad_settings(world, change):
     with pytest.raises(ValueError):
         dataclasses.replace(world.signer, **change)

@@ -46,12 +46,29 @@ def rsa_bomb(modulus_bits: int, exponent_bits: int, signatures: int) -> bytes:
     for i in range(signatures):
         hashed = bytes([5, 2]) + (CREATED + 10 + i).to_bytes(4, "big") + bytes([22, 33, 4]) + fpr
         head = bytes([4, 0x13, 1, 8]) + len(hashed).to_bytes(2, "big") + hashed
-        material = (b"\x99" + len(body).to_bytes(2, "big") + body + b"\xb4" + len(uid).to_bytes(4, "big")
-                    + uid + head + b"\x04\xff" + len(head).to_bytes(4, "big"))
+        material = (
+            b"\x99"
+            + len(body).to_bytes(2, "big")
+            + body
+            + b"\xb4"
+            + len(uid).to_bytes(4, "big")
+            + uid
+            + head
+            + b"\x04\xff"
+            + len(head).to_bytes(4, "big")
+        )
         unhashed = bytes([9, 16]) + fpr[-8:]
         digest_start = hashlib.sha256(material).digest()[:2]
-        sigs.append(packet(2, head + len(unhashed).to_bytes(2, "big") + unhashed + digest_start
-                           + mpi(_raw(secrets.randbelow(n)))))
+        sigs.append(
+            packet(
+                2,
+                head
+                + len(unhashed).to_bytes(2, "big")
+                + unhashed
+                + digest_start
+                + mpi(_raw(secrets.randbelow(n))),
+            )
+        )
     return packet(6, body) + packet(13, uid) + b"".join(sigs)
 
 
@@ -95,8 +112,9 @@ def ordinary_key(pgp: Pgp, name: str) -> bytes:
 
 
 def agent_of(home: Path) -> int:
-    found = subprocess.run(["pgrep", "-f", f"gpg-agent --homedir {home} "],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-f", f"gpg-agent --homedir {home} "], capture_output=True, text=True
+    )
     [pid] = found.stdout.split()
     return int(pid)
 
@@ -108,6 +126,7 @@ def cpu_limit(pid: int) -> tuple[str, str]:
 
 
 # --- gpg's CPU and wall-clock limits ------------------------------------------------------------
+
 
 def test_gpg_is_killed_at_its_cpu_limit(pgp):
     signer = dataclasses.replace(pgp.signer, limits=NO_SIZE_BOUNDS, gpg_limits=GpgLimits(1, 120))
@@ -143,6 +162,7 @@ class Interrupted(BaseException):
 @pytest.fixture
 def alarm():
     """``alarm(seconds)`` raises ``Interrupted`` in the main thread, as the signer's budget does."""
+
     def interrupt(signum, frame):
         raise Interrupted
 
@@ -183,6 +203,7 @@ def test_an_ordinary_key_is_certified_well_within_the_default_limits(pgp):
 
 # --- the work directory, checked at start ---------------------------------------------------------
 
+
 def squat(kind: str, path: Path, users) -> None:
     if kind == "foreign":
         if users.comm_uid is None:
@@ -201,7 +222,7 @@ def squat(kind: str, path: Path, users) -> None:
 
 SENTENCES = {
     "foreign": "belongs to uid {uid}, not to the signer (uid {me}):"
-               " another user may have created it first.",
+    " another user may have created it first.",
     "open": "has mode 0777; it must be 0700, reachable by the signer alone.",
     "symlink": "is a symbolic link; it must be a directory of the signer's own.",
     "file": "is not a directory.",
@@ -226,7 +247,8 @@ def write_config(directory: Path, pgp: Pgp, extra: str = "") -> Path:
     config.write_text(
         '[spool]\ndir = "spool"\n\n[comm]\nuser = ""\n\n'
         '[signer]\ndatabase = "lib/ca.sqlite"\nstate_dir = "lib"\n\n'
-        f'[openpgp]\nhome = "{pgp.ca_home}"\nfingerprint = "{pgp.ca_fpr}"\n{extra}')
+        f'[openpgp]\nhome = "{pgp.ca_home}"\nfingerprint = "{pgp.ca_fpr}"\n{extra}'
+    )
     return config
 
 
@@ -239,7 +261,8 @@ def test_the_daemon_reports_a_squatted_workdir_in_one_sentence(pgp, users, caplo
     sentence = f"OpenPGP workdir {directory / 'gpg'} {SENTENCES['open']}"
     assert signer is None and reason == f"the OpenPGP root is not usable: {sentence}"
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        f"OpenPGP root not usable: {sentence}"]
+        f"OpenPGP root not usable: {sentence}"
+    ]
 
 
 def test_without_a_workdir_the_daemon_uses_its_state_directory(pgp):
@@ -271,7 +294,7 @@ def test_the_configuration_defaults_are_the_code_defaults(pgp):
 def test_configured_limits_reach_the_signer(pgp):
     directory = pgp.homes.root / "configured"
     directory.mkdir()
-    values = dict(zip(LIMIT_KEYS, (50, 3, 4, 60, 7, 4096, 17)))
+    values = dict(zip(LIMIT_KEYS, (50, 3, 4, 60, 7, 4096, 17), strict=True))
     extra = "".join(f"{k} = {v}\n" for k, v in values.items())
     config = write_config(directory, pgp, extra + "gpg_cpu_seconds = 2\ngpg_wall_seconds = 3.5\n")
     signer, reason = load_openpgp(load_config(config))
@@ -282,10 +305,19 @@ def test_configured_limits_reach_the_signer(pgp):
     assert info.value.code == "openpgp-key-too-large"
 
 
-@pytest.mark.parametrize("setting", [
-    "max_key_bits = 1024", "max_rsa_exponent_bits = 16", "max_packets = 0", "max_signatures = true",
-    "gpg_cpu_seconds = 0", "gpg_cpu_seconds = 1.5", "gpg_wall_seconds = 0", "gpg_wall_seconds = 601",
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "max_key_bits = 1024",
+        "max_rsa_exponent_bits = 16",
+        "max_packets = 0",
+        "max_signatures = true",
+        "gpg_cpu_seconds = 0",
+        "gpg_cpu_seconds = 1.5",
+        "gpg_wall_seconds = 0",
+        "gpg_wall_seconds = 601",
+    ],
+)
 def test_bad_limit_settings_name_their_key(pgp, setting):
     directory = pgp.homes.root / f"bad-{secrets.token_hex(4)}"
     directory.mkdir()

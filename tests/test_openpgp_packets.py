@@ -26,8 +26,18 @@ FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCh
 
 
 def make_key(seed: bytes = b"\x07" * 32) -> Ed25519Key:
-    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    body = bytes([4]) + CREATED.to_bytes(4, "big") + bytes([22, len(ED25519_OID)]) + ED25519_OID + mpi(b"\x40" + public)
+    public = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    body = (
+        bytes([4])
+        + CREATED.to_bytes(4, "big")
+        + bytes([22, len(ED25519_OID)])
+        + ED25519_OID
+        + mpi(b"\x40" + public)
+    )
     return Ed25519Key(body, seed)
 
 
@@ -36,11 +46,15 @@ UID_BLOCK = KEY.uid_with_self_sig(b"Alice <alice@example.org>", CREATED + 10)
 VALID = packet(6, KEY.public_body) + UID_BLOCK
 
 
-def armour(data: bytes, label: str = "PUBLIC KEY BLOCK", headers: str = "Comment: test\n", crc: bool = True) -> bytes:
+def armour(
+    data: bytes, label: str = "PUBLIC KEY BLOCK", headers: str = "Comment: test\n", crc: bool = True
+) -> bytes:
     b64 = base64.b64encode(data).decode()
-    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     tail = ["=AAAA"] if crc else []
-    text = "\n".join([f"-----BEGIN PGP {label}-----", headers, *lines, *tail, f"-----END PGP {label}-----", ""])
+    text = "\n".join(
+        [f"-----BEGIN PGP {label}-----", headers, *lines, *tail, f"-----END PGP {label}-----", ""]
+    )
     return text.encode()
 
 
@@ -51,6 +65,7 @@ def code(data: bytes, **kw) -> str:
 
 
 # --- header forms ------------------------------------------------------------------
+
 
 def old_header(tag: int, n: int, size: int) -> bytes:
     kind = {1: 0, 2: 1, 4: 2}[size]
@@ -72,7 +87,7 @@ def encoded_packets(draw):
         tag = draw(st.sampled_from(sorted(op._KEY_BLOCK_TAGS)))
         body = draw(st.binary(max_size=400))
         if tag < 16 and draw(st.booleans()):  # the old format has 4 bits of tag
-            size = draw(st.sampled_from([s for s in (1, 2, 4) if len(body) < 256 ** s]))
+            size = draw(st.sampled_from([s for s in (1, 2, 4) if len(body) < 256**s]))
             head = old_header(tag, len(body), size)
         else:
             head = new_header(tag, len(body), draw(st.sampled_from([1, 2, 5])))
@@ -103,17 +118,30 @@ def test_non_key_block_packets_are_refused(tag):
 
 # --- the key block ---------------------------------------------------------------------
 
+
 def test_valid_key_summary():
     summary = op.summarise(VALID)
     body = KEY.public_body
-    assert summary.fingerprint == hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).hexdigest().upper()
-    assert (summary.algorithm, summary.curve, summary.bits, summary.user_ids) == (22, "ed25519", 255, 1)
+    assert (
+        summary.fingerprint
+        == hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).hexdigest().upper()
+    )
+    assert (summary.algorithm, summary.curve, summary.bits, summary.user_ids) == (
+        22,
+        "ed25519",
+        255,
+        1,
+    )
     assert summary.packets == VALID
 
 
 def test_armour_forms_give_the_same_packets():
-    for data in (armour(VALID), armour(VALID, crc=False, headers=""),
-                 armour(VALID).replace(b"\n", b"\r\n"), b"junk before\n" + armour(VALID) + b"junk after\n"):
+    for data in (
+        armour(VALID),
+        armour(VALID, crc=False, headers=""),
+        armour(VALID).replace(b"\n", b"\r\n"),
+        b"junk before\n" + armour(VALID) + b"junk after\n",
+    ):
         assert op.summarise(data).packets == VALID
 
 
@@ -121,7 +149,10 @@ def test_armour_refusals():
     assert code(armour(VALID, label="MESSAGE")) == "openpgp-bad-armour"
     assert code(armour(VALID, label="PRIVATE KEY BLOCK")) == "openpgp-secret-key"
     assert code(armour(VALID)[:-30]) == "openpgp-bad-armour"  # no END line
-    assert code(armour(VALID).replace(b"Comment: test\n", b"Comment: test\n!!!!\n")) == "openpgp-bad-armour"
+    assert (
+        code(armour(VALID).replace(b"Comment: test\n", b"Comment: test\n!!!!\n"))
+        == "openpgp-bad-armour"
+    )
     assert code(armour(VALID).replace(b"=AAAA\n", b"=AAAA\nAAAA\n")) == "openpgp-bad-armour"
     end_mismatch = armour(VALID).replace(b"END PGP PUBLIC KEY BLOCK", b"END PGP MESSAGE")
     assert code(end_mismatch) == "openpgp-bad-armour"
@@ -154,6 +185,7 @@ def test_secret_packets_anywhere_are_refused(tag):
 
 # --- algorithms and sizes ------------------------------------------------------------------
 
+
 def key_body(algo: int, fields: bytes, version: int = 4) -> bytes:
     return bytes([version]) + CREATED.to_bytes(4, "big") + bytes([algo]) + fields
 
@@ -167,30 +199,64 @@ def strength(body: bytes) -> tuple[int, int, str]:
     return op.key_strength(body)
 
 
-@pytest.mark.parametrize("algo,fields,expect", [
-    (1, rsa_fields(2048), (1, 2048, "")),
-    (3, rsa_fields(4096), (3, 4096, "")),
-    (17, rsa_fields(3072), (17, 3072, "")),
-    (19, bytes([8]) + bytes.fromhex("2a8648ce3d030107") + mpi(b"\x04" + b"\1" * 64), (19, 256, "nistp256")),
-    (19, bytes([5]) + bytes.fromhex("2b81040022") + mpi(b"\x04" + b"\1" * 96), (19, 384, "nistp384")),
-    (19, bytes([5]) + bytes.fromhex("2b81040023") + mpi(b"\x04" + b"\1" * 132), (19, 521, "nistp521")),
-    (22, bytes([9]) + ED25519_OID + mpi(b"\x40" + b"\1" * 32), (22, 255, "ed25519")),
-])
+@pytest.mark.parametrize(
+    "algo,fields,expect",
+    [
+        (1, rsa_fields(2048), (1, 2048, "")),
+        (3, rsa_fields(4096), (3, 4096, "")),
+        (17, rsa_fields(3072), (17, 3072, "")),
+        (
+            19,
+            bytes([8]) + bytes.fromhex("2a8648ce3d030107") + mpi(b"\x04" + b"\1" * 64),
+            (19, 256, "nistp256"),
+        ),
+        (
+            19,
+            bytes([5]) + bytes.fromhex("2b81040022") + mpi(b"\x04" + b"\1" * 96),
+            (19, 384, "nistp384"),
+        ),
+        (
+            19,
+            bytes([5]) + bytes.fromhex("2b81040023") + mpi(b"\x04" + b"\1" * 132),
+            (19, 521, "nistp521"),
+        ),
+        (22, bytes([9]) + ED25519_OID + mpi(b"\x40" + b"\1" * 32), (22, 255, "ed25519")),
+    ],
+)
 def test_accepted_primary_keys(algo, fields, expect):
     assert strength(key_body(algo, fields)) == expect
 
 
-@pytest.mark.parametrize("algo,fields", [
-    (1, rsa_fields(1024)), (1, rsa_fields(2047)), (17, rsa_fields(1024)),
-    (1, (2048).to_bytes(2, "big") + bytes(128) + rsa_fields(1024)[2:]),  # zero-padded: 1024 bits really
-    (2, rsa_fields(4096)),  # RSA encrypt-only
-    (16, rsa_fields(4096)), (20, rsa_fields(4096)),  # ElGamal
-    (18, bytes([10]) + bytes.fromhex("2b060104019755010501") + mpi(b"\x40" + b"\1" * 32)),  # ECDH
-    (19, bytes([9]) + bytes.fromhex("2b2403030208010107") + mpi(b"\x04" + b"\1" * 64)),  # brainpoolP256r1
-    (19, bytes([5]) + bytes.fromhex("2b8104000a") + mpi(b"\x04" + b"\1" * 64)),  # secp256k1
-    (22, bytes([8]) + bytes.fromhex("2a8648ce3d030107") + mpi(b"\x04" + b"\1" * 64)),  # EdDSA on P-256
-    (27, b"\1" * 32), (99, b""),  # not known to gpg 2.2 / unknown
-])
+@pytest.mark.parametrize(
+    "algo,fields",
+    [
+        (1, rsa_fields(1024)),
+        (1, rsa_fields(2047)),
+        (17, rsa_fields(1024)),
+        (
+            1,
+            (2048).to_bytes(2, "big") + bytes(128) + rsa_fields(1024)[2:],
+        ),  # zero-padded: 1024 bits really
+        (2, rsa_fields(4096)),  # RSA encrypt-only
+        (16, rsa_fields(4096)),
+        (20, rsa_fields(4096)),  # ElGamal
+        (
+            18,
+            bytes([10]) + bytes.fromhex("2b060104019755010501") + mpi(b"\x40" + b"\1" * 32),
+        ),  # ECDH
+        (
+            19,
+            bytes([9]) + bytes.fromhex("2b2403030208010107") + mpi(b"\x04" + b"\1" * 64),
+        ),  # brainpoolP256r1
+        (19, bytes([5]) + bytes.fromhex("2b8104000a") + mpi(b"\x04" + b"\1" * 64)),  # secp256k1
+        (
+            22,
+            bytes([8]) + bytes.fromhex("2a8648ce3d030107") + mpi(b"\x04" + b"\1" * 64),
+        ),  # EdDSA on P-256
+        (27, b"\1" * 32),
+        (99, b""),  # not known to gpg 2.2 / unknown
+    ],
+)
 def test_weak_or_unknown_primary_keys(algo, fields):
     with pytest.raises(Refusal) as info:
         strength(key_body(algo, fields))
@@ -222,31 +288,45 @@ CA_KEYID = CA.fpr[-8:].hex().upper()
 def certification(sigclass: int, issuer_in: str, issuer: bytes = CA.fpr) -> bytes:
     sub16 = bytes([9, 16]) + issuer[-8:]
     sub33 = bytes([22, 33, 4]) + issuer
-    hashed = bytes([5, 2]) + CREATED.to_bytes(4, "big") + (sub33 if issuer_in == "hashed33" else b"")
+    hashed = (
+        bytes([5, 2]) + CREATED.to_bytes(4, "big") + (sub33 if issuer_in == "hashed33" else b"")
+    )
     unhashed = sub16 if issuer_in == "unhashed16" else b""
     body = bytes([4, sigclass, 22, 8]) + len(hashed).to_bytes(2, "big") + hashed
-    return packet(2, body + len(unhashed).to_bytes(2, "big") + unhashed + b"\0\0" + mpi(b"\1") + mpi(b"\1"))
+    return packet(
+        2, body + len(unhashed).to_bytes(2, "big") + unhashed + b"\0\0" + mpi(b"\1") + mpi(b"\1")
+    )
 
 
 def v3_certification(sigclass: int, issuer: bytes = CA.fpr) -> bytes:
-    return packet(2, bytes([3, 5, sigclass]) + CREATED.to_bytes(4, "big") + issuer[-8:] + bytes([22, 8, 0, 0]))
+    return packet(
+        2, bytes([3, 5, sigclass]) + CREATED.to_bytes(4, "big") + issuer[-8:] + bytes([22, 8, 0, 0])
+    )
 
 
-@pytest.mark.parametrize("sig", [certification(0x10, "hashed33"), certification(0x13, "unhashed16"),
-                                 v3_certification(0x12)])
+@pytest.mark.parametrize(
+    "sig",
+    [certification(0x10, "hashed33"), certification(0x13, "unhashed16"), v3_certification(0x12)],
+)
 def test_earlier_ca_certifications_are_dropped(sig):
     assert op.summarise(VALID + sig, drop_certifier=CA_KEYID).packets == VALID
     assert op.summarise(VALID + sig).packets == VALID + sig
 
 
-@pytest.mark.parametrize("sig", [certification(0x30, "hashed33"),  # a revocation stays
-                                 certification(0x10, "hashed33", issuer=KEY.fpr),  # another issuer
-                                 certification(0x12, "none")])  # no issuer at all
+@pytest.mark.parametrize(
+    "sig",
+    [
+        certification(0x30, "hashed33"),  # a revocation stays
+        certification(0x10, "hashed33", issuer=KEY.fpr),  # another issuer
+        certification(0x12, "none"),
+    ],
+)  # no issuer at all
 def test_other_signatures_are_kept(sig):
     assert op.summarise(VALID + sig, drop_certifier=CA_KEYID).packets == VALID + sig
 
 
 # --- fuzzing: only Refusal escapes, quickly --------------------------------------------------------
+
 
 def summarise_or_refuse(data: bytes) -> None:
     start = time.monotonic()
@@ -269,8 +349,11 @@ SAMPLE = VALID + certification(0x12, "hashed33") + certification(0x13, "unhashed
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.integers(0, 255)), max_size=8),
-       st.integers(0, len(SAMPLE)), st.binary(max_size=16))
+@given(
+    st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.integers(0, 255)), max_size=8),
+    st.integers(0, len(SAMPLE)),
+    st.binary(max_size=16),
+)
 def test_fuzz_mutated_key(flips, cut, insert):
     data = bytearray(SAMPLE)
     for pos, value in flips:
@@ -280,9 +363,24 @@ def test_fuzz_mutated_key(flips, cut, insert):
 
 
 @FUZZ
-@given(st.lists(st.sampled_from([b"-----BEGIN PGP PUBLIC KEY BLOCK-----", b"-----END PGP PUBLIC KEY BLOCK-----",
-                                 b"", b"=AAAA", b"Version: x", b"mQINBF", b"====", b"\r", b"-----BEGIN PGP X-----"]),
-                max_size=20))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"-----BEGIN PGP PUBLIC KEY BLOCK-----",
+                b"-----END PGP PUBLIC KEY BLOCK-----",
+                b"",
+                b"=AAAA",
+                b"Version: x",
+                b"mQINBF",
+                b"====",
+                b"\r",
+                b"-----BEGIN PGP X-----",
+            ]
+        ),
+        max_size=20,
+    )
+)
 def test_fuzz_armour_structure(lines):
     summarise_or_refuse(b"\n".join(lines))
 
@@ -295,12 +393,15 @@ ED_SUBKEY = packet(14, key_body(22, bytes([9]) + ED25519_OID + mpi(b"\x40" + b"\
 
 def rsa_numbers(n_bits: int, e_bits: int = 17) -> bytes:
     return mpi(((1 << (n_bits - 1)) | 1).to_bytes((n_bits + 7) // 8, "big")) + mpi(
-        ((1 << (e_bits - 1)) | 1).to_bytes((e_bits + 7) // 8, "big"))
+        ((1 << (e_bits - 1)) | 1).to_bytes((e_bits + 7) // 8, "big")
+    )
 
 
 def dsa_numbers(p_bits: int, q_bits: int) -> bytes:
-    return b"".join(mpi(((1 << (bits - 1)) | 1).to_bytes((bits + 7) // 8, "big"))
-                    for bits in (p_bits, q_bits, p_bits - 1, p_bits - 1))
+    return b"".join(
+        mpi(((1 << (bits - 1)) | 1).to_bytes((bits + 7) // 8, "big"))
+        for bits in (p_bits, q_bits, p_bits - 1, p_bits - 1)
+    )
 
 
 def with_primary(algo: int, fields: bytes) -> bytes:
@@ -358,8 +459,9 @@ def test_rsa_modulus_and_exponent_bounds(where):
     assert refused(where(1, rsa_numbers(8193))) == "openpgp-key-too-large"
     assert refused(where(1, rsa_numbers(4096, 33))) == "openpgp-exponent-too-large"
     assert refused(where(1, rsa_numbers(16384, 16384))) == "openpgp-key-too-large"
-    assert summarised(where(1, rsa_numbers(16384, 16384)), max_key_bits=16384,
-                      max_rsa_exponent_bits=16384)
+    assert summarised(
+        where(1, rsa_numbers(16384, 16384)), max_key_bits=16384, max_rsa_exponent_bits=16384
+    )
 
 
 def test_the_refusal_names_the_subkey():
@@ -367,7 +469,9 @@ def test_the_refusal_names_the_subkey():
     with pytest.raises(Refusal) as info:
         op.summarise(data)
     assert (info.value.code, info.value.text) == (
-        "openpgp-exponent-too-large", "subkey 1 has a 64-bit RSA exponent; at most 32")
+        "openpgp-exponent-too-large",
+        "subkey 1 has a 64-bit RSA exponent; at most 32",
+    )
 
 
 @pytest.mark.parametrize("where", [with_primary, with_subkey])
@@ -379,8 +483,9 @@ def test_dsa_bounds(where):
 
 @pytest.mark.parametrize("algo", [16, 20])
 def test_elgamal_subkey_bound(algo):
-    numbers = b"".join(mpi(((1 << (bits - 1)) | 1).to_bytes((bits + 7) // 8, "big"))
-                       for bits in (8192, 2, 8191))
+    numbers = b"".join(
+        mpi(((1 << (bits - 1)) | 1).to_bytes((bits + 7) // 8, "big")) for bits in (8192, 2, 8191)
+    )
     assert summarised(with_subkey(algo, numbers))
     assert refused(with_subkey(algo, numbers), max_key_bits=4096) == "openpgp-key-too-large"
 
@@ -440,22 +545,29 @@ def summarise_big_or_refuse(data: bytes) -> None:
 
 
 @BIG
-@given(st.integers(0, 2**64), st.integers(0, op.MAX_INPUT),
-       st.sampled_from([b"", b"\x99", b"\xc6"]))
+@given(
+    st.integers(0, 2**64), st.integers(0, op.MAX_INPUT), st.sampled_from([b"", b"\x99", b"\xc6"])
+)
 def test_fuzz_random_bytes_up_to_the_limit(seed, size, prefix):
     # Bytes from a drawn seed: drawing a megabyte through Hypothesis itself is slow.
     data = prefix + random.Random(seed).randbytes(max(0, size - len(prefix)))
     summarise_big_or_refuse(data)
-    summarise_big_or_refuse(armour(data[:size * 3 // 4]))
+    summarise_big_or_refuse(armour(data[: size * 3 // 4]))
 
 
-LARGE = (wide_signatures(op.MAX_INPUT) + (ED_SUBKEY + SIG) * 4
-         + packet(14, key_body(1, rsa_numbers(4096))))
+LARGE = (
+    wide_signatures(op.MAX_INPUT)
+    + (ED_SUBKEY + SIG) * 4
+    + packet(14, key_body(1, rsa_numbers(4096)))
+)
 
 
 @BIG
-@given(st.lists(st.tuples(st.integers(0, len(LARGE) - 1), st.integers(0, 255)), max_size=16),
-       st.integers(0, len(LARGE)), st.binary(max_size=64))
+@given(
+    st.lists(st.tuples(st.integers(0, len(LARGE) - 1), st.integers(0, 255)), max_size=16),
+    st.integers(0, len(LARGE)),
+    st.binary(max_size=64),
+)
 def test_fuzz_mutated_large_key(flips, cut, insert):
     data = bytearray(LARGE)
     for pos, value in flips:

@@ -60,10 +60,12 @@ EXPOSURE_LIMIT = 2.0
 # systemd's MemoryDenyWriteExecute=yes, done with the kernel's prctl (Linux 6.3+): set
 # before exec, kept across it, so the daemons run under it as the units run them.
 PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
-MDWE_EXEC = ("import ctypes, os, sys\n"
-             f"if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0):\n"
-             "    sys.exit('PR_SET_MDWE refused')\n"
-             "os.execvp(sys.argv[1], sys.argv[1:])\n")
+MDWE_EXEC = (
+    "import ctypes, os, sys\n"
+    f"if ctypes.CDLL(None, use_errno=True).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0):\n"
+    "    sys.exit('PR_SET_MDWE refused')\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
 DAEMON_SETTLE = 4.0  # seconds a daemon must stay up to count as started
 CLIENT_TIMEOUT = 90
 SPOOL = "/var/spool/signer-appliance"
@@ -83,15 +85,27 @@ DIRECTORIES = {
 
 # Directives the issue requires of both units, and those that differ.
 COMMON_DIRECTIVES = {
-    "PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX", "ProtectSystem": "strict",
-    "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "SystemCallFilter": "@system-service",
-    "DevicePolicy": "closed", "Restart": "always", "RequiresMountsFor": SPOOL,
+    "PrivateNetwork": "yes",
+    "RestrictAddressFamilies": "AF_UNIX",
+    "ProtectSystem": "strict",
+    "NoNewPrivileges": "yes",
+    "CapabilityBoundingSet": "",
+    "SystemCallFilter": "@system-service",
+    "DevicePolicy": "closed",
+    "Restart": "always",
+    "RequiresMountsFor": SPOOL,
 }
 UNIT_DIRECTIVES = {
-    "signer-core": {"User": "_signer", "Group": "_signer",
-                    "ReadWritePaths": "/var/spool/signer-appliance /var/lib/signer-appliance"},
-    "signer-comm": {"User": "_signer-comm", "Group": "_signer-comm",
-                    "ReadWritePaths": "/var/spool/signer-appliance/incoming"},
+    "signer-core": {
+        "User": "_signer",
+        "Group": "_signer",
+        "ReadWritePaths": "/var/spool/signer-appliance /var/lib/signer-appliance",
+    },
+    "signer-comm": {
+        "User": "_signer-comm",
+        "Group": "_signer-comm",
+        "ReadWritePaths": "/var/spool/signer-appliance/incoming",
+    },
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -101,28 +115,41 @@ def _skip_unless_usable() -> None:
     if os.geteuid() != 0:
         pytest.skip("the package tests need root (dpkg-buildpackage deps, chroot, mounts, setpriv)")
     if sys.prefix != sys.base_prefix and not os.environ.get("SIGNER_PACKAGE_TESTS_IN_VENV"):
-        pytest.skip("the package is built and installed with Debian's own python3; the run "
-                    "under /usr/bin/python3 covers it (set SIGNER_PACKAGE_TESTS_IN_VENV=1 to repeat)")
+        pytest.skip(
+            "the package is built and installed with Debian's own python3; the run "
+            "under /usr/bin/python3 covers it (set SIGNER_PACKAGE_TESTS_IN_VENV=1 to repeat)"
+        )
 
 
-def _run(cmd: list[str], *, timeout: float = 600, check: bool = True, **kw) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], *, timeout: float = 600, check: bool = True, **kw
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
 def _apt_install(*packages: str) -> None:
-    missing = [p for p in packages if _run(["dpkg-query", "-W", "-f=${Status}", p],
-                                           check=False).stdout != "install ok installed"]
+    missing = [
+        p
+        for p in packages
+        if _run(["dpkg-query", "-W", "-f=${Status}", p], check=False).stdout
+        != "install ok installed"
+    ]
     if missing:  # a fresh machine may have no package lists yet
         _run(["apt-get", "update", "-qq"])
-        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        _run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
 
 
 # -- the .deb ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def deb(tmp_path_factory) -> Path:
@@ -174,12 +201,22 @@ def test_lintian_reports_no_error_or_warning(deb):
 
 
 def test_package_metadata(deb):
-    fields = {name: _run(["dpkg-deb", "-f", str(deb), name]).stdout.strip()
-              for name in ("Package", "Architecture", "Depends", "Conflicts", "Replaces")}
+    fields = {
+        name: _run(["dpkg-deb", "-f", str(deb), name]).stdout.strip()
+        for name in ("Package", "Architecture", "Depends", "Conflicts", "Replaces")
+    }
     assert fields["Package"] == PACKAGE and fields["Architecture"] == "all"
     depends = {d.split()[0] for d in fields["Depends"].split(", ")}
-    assert {"python3-cryptography", "python3-serial", "python3-gnupg", "python3-prctl",
-            "python3-asn1crypto", "gnupg", "xdelta", "systemd"} <= depends
+    assert {
+        "python3-cryptography",
+        "python3-serial",
+        "python3-gnupg",
+        "python3-prctl",
+        "python3-asn1crypto",
+        "gnupg",
+        "xdelta",
+        "systemd",
+    } <= depends
     assert not any(d.startswith("python3-inotify") for d in depends)
     assert fields["Conflicts"] == fields["Replaces"] == "python3-inotify-simple"
 
@@ -229,10 +266,13 @@ def test_config_template_roots_point_at_missing_keys(deb_tree):
         assert not (deb_tree / "etc/signer-appliance" / root["key"]).exists()
     assert data["spool"]["dir"] == "/var/spool/signer-appliance"
     assert data["signer"]["database"] == "/var/lib/signer-appliance/ca.sqlite"
-    assert not (deb_tree / "etc/signer-appliance/keys").exists(), "keys come from tmpfiles, never the .deb"
+    assert not (deb_tree / "etc/signer-appliance/keys").exists(), (
+        "keys come from tmpfiles, never the .deb"
+    )
 
 
 # -- a Debian system with the package installed ------------------------------------
+
 
 @pytest.fixture(scope="session")
 def base_tarballs(tmp_path_factory) -> dict[str, Path | str]:
@@ -246,8 +286,19 @@ def _base_tarball(cache: dict, release: str) -> Path:
         _apt_install("mmdebstrap")
         tarball = cache["dir"] / f"{release}.tar"
         start = time.monotonic()
-        proc = _run(["mmdebstrap", "--variant=apt", "--mode=root", "--include=man-db",
-                     "--skip=cleanup/apt/lists", release, str(tarball)], check=False, timeout=900)
+        proc = _run(
+            [
+                "mmdebstrap",
+                "--variant=apt",
+                "--mode=root",
+                "--include=man-db",
+                "--skip=cleanup/apt/lists",
+                release,
+                str(tarball),
+            ],
+            check=False,
+            timeout=900,
+        )
         if proc.returncode == 0:
             cache[release] = tarball
             print(f"\n{release}: base system in {time.monotonic() - start:.0f} s", file=sys.stderr)
@@ -272,33 +323,73 @@ class System:
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
 
-    def run(self, *cmd: str, check: bool = True, timeout: float = 600, user: str | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *cmd: str,
+        check: bool = True,
+        timeout: float = 600,
+        user: str | None = None,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         return _run(self.argv(*cmd, user=user), check=check, timeout=timeout, input=input)
 
     def argv(self, *cmd: str, user: str | None = None, mdwe: bool = False) -> list[str]:
-        drop = (["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
-                 "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"] if user else [])
+        drop = (
+            [
+                "setpriv",
+                f"--reuid={user}",
+                f"--regid={user}",
+                "--init-groups",
+                "--no-new-privs",
+                "--bounding-set=-all",
+                "--inh-caps=-all",
+                "--",
+            ]
+            if user
+            else []
+        )
         wrap = ["python3", "-c", MDWE_EXEC] if mdwe else []
-        return ["chroot", str(self.root), "env", "-i", PATH_ENV, "LC_ALL=C.UTF-8",
-                "DEBIAN_FRONTEND=noninteractive", *wrap, *drop, *cmd]
+        return [
+            "chroot",
+            str(self.root),
+            "env",
+            "-i",
+            PATH_ENV,
+            "LC_ALL=C.UTF-8",
+            "DEBIAN_FRONTEND=noninteractive",
+            *wrap,
+            *drop,
+            *cmd,
+        ]
 
     def start(self, name: str, *cmd: str, user: str | None = None) -> subprocess.Popen:
         """A process in the system with no network (PrivateNetwork=yes); stopped by ``stop_all``."""
         argv = ["unshare", "--net", *self.argv(*cmd, user=user, mdwe=user is not None and _mdwe())]
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(proc)
         return proc
 
-    API_MOUNTS = (("proc", "proc", "/proc", ""), ("--bind", "/dev/pts", "/dev/pts", ""),
-                  ("tmpfs", "shm", "/dev/shm", "mode=1777,nosuid,nodev"))
+    API_MOUNTS = (
+        ("proc", "proc", "/proc", ""),
+        ("--bind", "/dev/pts", "/dev/pts", ""),
+        ("tmpfs", "shm", "/dev/shm", "mode=1777,nosuid,nodev"),
+    )
 
     def mount_api(self) -> None:
         """proc, the host's /dev/pts (for links from outside) and a tmpfs /dev/shm."""
         for kind, source, target, options in self.API_MOUNTS:
-            how = ["--bind"] if kind == "--bind" else ["-t", kind] + (["-o", options] if options else [])
+            how = (
+                ["--bind"]
+                if kind == "--bind"
+                else ["-t", kind] + (["-o", options] if options else [])
+            )
             _run(["mount", *how, source, str(self.path(target))])
 
     def umount_api(self) -> None:
@@ -325,13 +416,17 @@ class System:
         """(user -> uid, group -> gid, group -> members) from the system's own files."""
         users = {f[0]: int(f[2]) for f in _fields(self.path("/etc/passwd"))}
         groups = _fields(self.path("/etc/group"))
-        return ({**users}, {f[0]: int(f[2]) for f in groups},
-                {f[0]: [m for m in f[3].split(",") if m] for f in groups})
+        return (
+            {**users},
+            {f[0]: int(f[2]) for f in groups},
+            {f[0]: [m for m in f[3].split(",") if m] for f in groups},
+        )
 
 
 def _mdwe() -> bool:
     """Whether this kernel has PR_SET_MDWE; without it the daemons run without the lock."""
     import ctypes
+
     return ctypes.CDLL(None, use_errno=True).prctl(PR_GET_MDWE, 0, 0, 0, 0) >= 0
 
 
@@ -369,8 +464,10 @@ def system(request, base_tarballs, deb) -> System:
         shutil.copy(deb, root / "tmp" / deb.name)
         start = time.monotonic()
         sysm.run("apt-get", "install", "-y", "-q", "--no-install-recommends", f"/tmp/{deb.name}")
-        print(f"\n{release}: installed with dependencies in {time.monotonic() - start:.0f} s",
-              file=sys.stderr)
+        print(
+            f"\n{release}: installed with dependencies in {time.monotonic() - start:.0f} s",
+            file=sys.stderr,
+        )
         yield sysm
 
 
@@ -396,19 +493,29 @@ class Appliance:
     work: Path  # outside, for the web host's files
 
     def client(self, *args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(REPO), str(REPO / ".deb-extra"), os.environ.get("PYTHONPATH", "")])}
-        return subprocess.run([sys.executable, "-m", "webhost.cli", "--link",
-                               self.link.web_end, *args], capture_output=True,
-                              timeout=CLIENT_TIMEOUT, env=env, cwd=REPO)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO), str(REPO / ".deb-extra"), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "webhost.cli", "--link", self.link.web_end, *args],
+            capture_output=True,
+            timeout=CLIENT_TIMEOUT,
+            env=env,
+            cwd=REPO,
+        )
 
     def expect_ok(self, proc: subprocess.CompletedProcess, what: str) -> bytes:
         stderr = proc.stderr.decode(errors="replace")
         if proc.returncode == 1 and "ERR unknown-request" in stderr:
             pytest.skip(f"{what}: the signer in this tree has no handler yet ({stderr.strip()})")
-        assert proc.returncode == 0, f"{what} failed ({proc.returncode}): {stderr}\n" \
-            f"--- signer-core\n{self.system.log('signer-core')[-3000:]}\n" \
+        assert proc.returncode == 0, (
+            f"{what} failed ({proc.returncode}): {stderr}\n"
+            f"--- signer-core\n{self.system.log('signer-core')[-3000:]}\n"
             f"--- signer-comm\n{self.system.log('signer-comm')[-3000:]}"
+        )
         return proc.stdout
 
 
@@ -425,7 +532,8 @@ def _make_demo_roots(sysm: System) -> None:
         "make_roots(Path('/etc/signer-appliance/keys'), Path('/etc/signer-appliance/certs'))\n"
         "u = pwd.getpwnam('_signer')\n"
         "for p in Path('/etc/signer-appliance/keys').iterdir():\n"
-        "    os.chown(p, u.pw_uid, u.pw_gid)\n")
+        "    os.chown(p, u.pw_uid, u.pw_gid)\n"
+    )
     sysm.run("python3", "-c", script)
 
 
@@ -435,10 +543,19 @@ def _openpgp_section(sysm: System) -> str:
     gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
     sysm.run("install", "-d", "-m", "0700", "-o", "_signer", "-g", "_signer", home)
     try:
-        made = sysm.run(*gpg, "--quick-gen-key", "Demo OpenPGP root (not trusted)", "ed25519",
-                        "cert", "never", user="_signer", check=False)
-        listing = sysm.run(*gpg, "--with-colons", "--list-secret-keys", user="_signer",
-                           check=False).stdout
+        made = sysm.run(
+            *gpg,
+            "--quick-gen-key",
+            "Demo OpenPGP root (not trusted)",
+            "ed25519",
+            "cert",
+            "never",
+            user="_signer",
+            check=False,
+        )
+        listing = sysm.run(
+            *gpg, "--with-colons", "--list-secret-keys", user="_signer", check=False
+        ).stdout
         fprs = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
         if made.returncode != 0 or not fprs:
             return ""
@@ -456,17 +573,21 @@ def _openpgp_section(sysm: System) -> str:
 def _configure(sysm: System, device: str) -> str:
     """Point the conffile at the link and add an OpenPGP root; returns why it has none."""
     conf = sysm.path(CONF)
-    text = re.sub(r'(?m)^device = .*$', f'device = "{device}"', conf.read_text())
+    text = re.sub(r"(?m)^device = .*$", f'device = "{device}"', conf.read_text())
     section = _openpgp_section(sysm)
     conf.write_text(text + section)
     if not section:
         return "gpg could not make an OpenPGP root in the system"
-    check = "from pathlib import Path; from signer_core.config import load_config; " \
-            f"load_config(Path('{CONF}'))"
+    check = (
+        "from pathlib import Path; from signer_core.config import load_config; "
+        f"load_config(Path('{CONF}'))"
+    )
     proc = sysm.run("python3", "-c", check, check=False)
     if proc.returncode != 0:
         conf.write_text(text)
-        return f"this tree's configuration does not take [openpgp] yet: {proc.stderr.strip()[-300:]}"
+        return (
+            f"this tree's configuration does not take [openpgp] yet: {proc.stderr.strip()[-300:]}"
+        )
     return ""
 
 
@@ -475,8 +596,11 @@ def _start_link(sysm: System) -> Link:
     deadline = time.monotonic() + 10
     ends: dict[str, str] = {}
     while len(ends) < 2 and time.monotonic() < deadline and relay.poll() is None:
-        ends = dict(line.split(": ", 1) for line in sysm.log("nullmodem").splitlines()
-                    if re.match(r"^[ab]: /dev/pts/\d+$", line))
+        ends = dict(
+            line.split(": ", 1)
+            for line in sysm.log("nullmodem").splitlines()
+            if re.match(r"^[ab]: /dev/pts/\d+$", line)
+        )
         time.sleep(0.1)
     assert len(ends) == 2, f"the null-modem relay did not start: {sysm.log('nullmodem')}"
     return Link(ends["a"], ends["b"])
@@ -495,13 +619,17 @@ def appliance(system) -> Appliance:
     uids, gids, _ = system.ids()
     os.chown(link.appliance_end, uids["_signer-comm"], gids["_signer-comm"])
     system.openpgp_missing = _configure(system, link.appliance_end)
-    daemons = {name: system.start(name, f"/usr/bin/{name}", "--config", CONF, user=user)
-               for name, user in (("signer-core", "_signer"), ("signer-comm", "_signer-comm"))}
+    daemons = {
+        name: system.start(name, f"/usr/bin/{name}", "--config", CONF, user=user)
+        for name, user in (("signer-core", "_signer"), ("signer-comm", "_signer-comm"))
+    }
     time.sleep(DAEMON_SETTLE)
     for name, proc in daemons.items():
         if proc.poll() is not None:
-            pytest.skip(f"{name} does not start from the package in this tree yet "
-                        f"(exit {proc.returncode}): {system.log(name).strip()[-800:]}")
+            pytest.skip(
+                f"{name} does not start from the package in this tree yet "
+                f"(exit {proc.returncode}): {system.log(name).strip()[-800:]}"
+            )
     work = Path(tempfile.mkdtemp(prefix="signer-pkg-web-"))
     yield Appliance(system, link, daemons, work)
     shutil.rmtree(work, ignore_errors=True)
@@ -511,10 +639,15 @@ def _host_link(sysm: System) -> Link:
     """A null-modem relay run outside, from this tree (as the demo does)."""
     if importlib.util.find_spec("signerctl.demo.nullmodem") is None:
         pytest.skip("signerctl.demo.nullmodem is not in this tree yet")
-    relay = subprocess.Popen([sys.executable, "-m", "signerctl.demo.nullmodem"], cwd=REPO,
-                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                             start_new_session=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "signerctl.demo.nullmodem"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     sysm.processes.append(relay)
     ends = {}
     while len(ends) < 2:
@@ -549,8 +682,9 @@ def _wait_active(init: int) -> None:
         if states == ["active"] * len(UNITS) or "failed" in states:
             break
         time.sleep(0.5)
-    journal = _nsenter(init, "journalctl", "--no-pager", "-n", "60", *(f"-u{u}" for u in UNITS),
-                       check=False)
+    journal = _nsenter(
+        init, "journalctl", "--no-pager", "-n", "60", *(f"-u{u}" for u in UNITS), check=False
+    )
     assert states == ["active"] * len(UNITS), f"units {UNITS}: {states}\n{journal}"
 
 
@@ -560,9 +694,21 @@ def _booted(sysm: System, serial: str) -> Iterator[int]:
     sysm.umount_api()
     with open(sysm.log_dir / "nspawn.log", "ab") as log:
         nspawn = subprocess.Popen(
-            ["systemd-nspawn", "-D", str(sysm.root), "--boot", "--register=no", "--keep-unit",
-             "--console=passive", f"--bind={serial}:/dev/ttyS0"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "systemd-nspawn",
+                "-D",
+                str(sysm.root),
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--console=passive",
+                f"--bind={serial}:/dev/ttyS0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     init = None
     try:
         init = _wait_for_init(nspawn, sysm)
@@ -570,8 +716,11 @@ def _booted(sysm: System, serial: str) -> Iterator[int]:
         yield init
     finally:
         if init is not None:
-            subprocess.run(["nsenter", "-t", str(init), "-a", "systemctl", "poweroff"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                ["nsenter", "-t", str(init), "-a", "systemctl", "poweroff"],
+                capture_output=True,
+                timeout=60,
+            )
         try:
             nspawn.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -587,17 +736,36 @@ def _sign(appliance: Appliance, out_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name.from_rfc4514_string("CN=ignored"))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=ignored"))
+        .sign(key, hashes.SHA256())
+    )
     (appliance.work / "req.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    out = appliance.expect_ok(appliance.client(
-        "sign-x509", "--root", "0", "--profile", "5", "--md", "8", "--days", "365",
-        "--csr", str(appliance.work / "req.csr"), "--san", "DNS:www.example.org",
-        "--subject", "/CN=www.example.org"), "signing a CSR")
+    out = appliance.expect_ok(
+        appliance.client(
+            "sign-x509",
+            "--root",
+            "0",
+            "--profile",
+            "5",
+            "--md",
+            "8",
+            "--days",
+            "365",
+            "--csr",
+            str(appliance.work / "req.csr"),
+            "--san",
+            "DNS:www.example.org",
+            "--subject",
+            "/CN=www.example.org",
+        ),
+        "signing a CSR",
+    )
     cert = x509.load_pem_x509_certificate(out)
     root = x509.load_pem_x509_certificate(
-        appliance.system.path("/etc/signer-appliance/certs/root0.crt").read_bytes())
+        appliance.system.path("/etc/signer-appliance/certs/root0.crt").read_bytes()
+    )
     verify_issued_by(cert, root)
     assert cert.subject.rfc4514_string() == "CN=www.example.org"
     assert cert.issuer == root.subject
@@ -609,12 +777,25 @@ def _certify(appliance: Appliance) -> None:
     if appliance.system.openpgp_missing:
         pytest.skip(appliance.system.openpgp_missing)
     home = Path(tempfile.mkdtemp(prefix="g", dir=appliance.work))
-    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    gpg = [
+        "gpg",
+        "--homedir",
+        str(home),
+        "--batch",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]
     try:
         _run([*gpg, "--quick-gen-key", "Web User <user@example.org>", "ed25519", "sign", "1y"])
-        (home / "user.asc").write_text(_run([*gpg, "--armor", "--export", "user@example.org"]).stdout)
-        out = appliance.expect_ok(appliance.client("sign-openpgp", "--key", str(home / "user.asc")),
-                                  "certifying an OpenPGP key")
+        (home / "user.asc").write_text(
+            _run([*gpg, "--armor", "--export", "user@example.org"]).stdout
+        )
+        out = appliance.expect_ok(
+            appliance.client("sign-openpgp", "--key", str(home / "user.asc")),
+            "certifying an OpenPGP key",
+        )
         _run([*gpg, "--import"], input=out.decode())
         # The root's key too, so that gpg checks the certification itself ("!").
         _run([*gpg, "--import", str(appliance.system.path(OPENPGP_KEY))])
@@ -623,8 +804,11 @@ def _certify(appliance: Appliance) -> None:
         _run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     conf = tomllib.loads(appliance.system.path(CONF).read_text())
     root_keyid = conf["openpgp"]["fingerprint"][-16:]
-    good = [f for f in (line.split(":") for line in sigs.splitlines())
-            if f[0] == "sig" and f[1] == "!" and f[4] == root_keyid]
+    good = [
+        f
+        for f in (line.split(":") for line in sigs.splitlines())
+        if f[0] == "sig" and f[1] == "!" and f[4] == root_keyid
+    ]
     assert good, f"no good certification by {root_keyid}:\n{sigs}"
 
 
@@ -634,11 +818,24 @@ def _revoke(appliance: Appliance, issued: Path) -> None:
 
     crl_path = appliance.work / "root0.crl"
     root_cert = appliance.system.path("/etc/signer-appliance/certs/root0.crt")
-    appliance.expect_ok(appliance.client("revoke", "--cert", str(issued), "--root", "0",
-                                         "--crl", str(crl_path), "--root-cert", str(root_cert)),
-                        "revoking a certificate")
+    appliance.expect_ok(
+        appliance.client(
+            "revoke",
+            "--cert",
+            str(issued),
+            "--root",
+            "0",
+            "--crl",
+            str(crl_path),
+            "--root-cert",
+            str(root_cert),
+        ),
+        "revoking a certificate",
+    )
     crl = x509.load_der_x509_crl(crl_path.read_bytes())
-    assert crl.is_signature_valid(x509.load_pem_x509_certificate(root_cert.read_bytes()).public_key())
+    assert crl.is_signature_valid(
+        x509.load_pem_x509_certificate(root_cert.read_bytes()).public_key()
+    )
     serial = x509.load_pem_x509_certificate(issued.read_bytes()).serial_number
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
@@ -662,8 +859,11 @@ def _exec_status(init, unit: str, timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         pid = _nsenter(init, "systemctl", "show", "-p", "MainPID", "--value", unit).strip()
-        status = (_nsenter(init, "cat", f"/proc/{pid}/status", check=False)
-                  if pid not in ("", "0") else "")
+        status = (
+            _nsenter(init, "cat", f"/proc/{pid}/status", check=False)
+            if pid not in ("", "0")
+            else ""
+        )
         if status and not re.search(r"^Name:\s+\(", status, re.M):
             return status
         assert time.monotonic() < deadline, f"{unit} was not exec'd: {status}"
@@ -679,14 +879,19 @@ class TestInstalled:
         assert system.path("/usr/lib/python3/dist-packages/inotify_simple.py").exists()
         probe = "import inotify_simple; print(inotify_simple.__version__, inotify_simple.__file__)"
         assert system.run("python3", "-c", probe).stdout.split() == [
-            "2.0.1", "/usr/lib/python3/dist-packages/inotify_simple.py"]
+            "2.0.1",
+            "/usr/lib/python3/dist-packages/inotify_simple.py",
+        ]
 
     def test_console_scripts_run(self, system):
         incomplete = []
         for script in ("signer-core", "signer-comm", "signerctl", "signer-client"):
             proc = system.run(f"/usr/bin/{script}", "--help", check=False)
-            missing = re.search(r"ModuleNotFoundError: No module named '((?:comm_handler|signer_core"
-                                r"|spool)[.\w]*)'", proc.stderr)
+            missing = re.search(
+                r"ModuleNotFoundError: No module named '((?:comm_handler|signer_core"
+                r"|spool)[.\w]*)'",
+                proc.stderr,
+            )
             if missing:
                 incomplete.append(f"{script}: {missing.group(1)}")
                 continue
@@ -709,25 +914,33 @@ class TestInstalled:
         uids, gids, _ = system.ids()
         for path, (mode, owner, group) in DIRECTORIES.items():
             st = system.path(path).lstat()
-            assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, uids[owner], gids[group]), path
+            assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (
+                mode,
+                uids[owner],
+                gids[group],
+            ), path
 
     def test_conffile_and_units(self, system):
         conffiles = system.path(f"/var/lib/dpkg/info/{PACKAGE}.conffiles").read_text().split()
         assert conffiles == [CONF]
         for unit in UNITS:
             _unit_path(system.root, unit)
-            assert system.path(f"/etc/systemd/system/multi-user.target.wants/{unit}.service").is_symlink()
+            assert system.path(
+                f"/etc/systemd/system/multi-user.target.wants/{unit}.service"
+            ).is_symlink()
         _mount_unit_path(system.root)
         assert system.path(f"/etc/systemd/system/local-fs.target.wants/{SPOOL_MOUNT}").is_symlink()
 
     def test_roots_refused_until_keys_are_installed(self, system):
         if not _installed_module(system, "signer_core.roots"):
             pytest.skip("signer_core.roots is not in this tree yet")
-        script = ("from pathlib import Path\nfrom signer_core.config import load_config\n"
-                  "from signer_core.roots import RootStore\n"
-                  f"store = RootStore.load(load_config(Path('{CONF}')).x509)\n"
-                  "print(sorted(store.roots), sorted(store.missing))\n"
-                  "for rid, why in sorted(store.missing.items()): print(rid, why)\n")
+        script = (
+            "from pathlib import Path\nfrom signer_core.config import load_config\n"
+            "from signer_core.roots import RootStore\n"
+            f"store = RootStore.load(load_config(Path('{CONF}')).x509)\n"
+            "print(sorted(store.roots), sorted(store.missing))\n"
+            "for rid, why in sorted(store.missing.items()): print(rid, why)\n"
+        )
         out = system.run("python3", "-c", script, user="_signer").stdout.splitlines()
         assert out[0] == "[] [0, 1, 2, 3, 4]", out
         assert all(len(line.split(" ", 1)[1]) > 5 for line in out[1:]), "each refusal has a reason"
@@ -763,9 +976,23 @@ class TestInstalled:
     def test_refuses_a_root_without_key(self, system, appliance):
         if not (appliance.work / "req.csr").exists():
             pytest.skip("no CSR: signing is not possible in this tree yet")
-        proc = appliance.client("sign-x509", "--root", "2", "--profile", "5", "--md", "8",
-                                "--days", "365", "--csr", str(appliance.work / "req.csr"),
-                                "--san", "DNS:www.example.org", "--subject", "/CN=www.example.org")
+        proc = appliance.client(
+            "sign-x509",
+            "--root",
+            "2",
+            "--profile",
+            "5",
+            "--md",
+            "8",
+            "--days",
+            "365",
+            "--csr",
+            str(appliance.work / "req.csr"),
+            "--san",
+            "DNS:www.example.org",
+            "--subject",
+            "/CN=www.example.org",
+        )
         assert proc.returncode == 1, proc.stderr
         assert re.search(r"ERR [a-z-]+: .*root 2", proc.stderr.decode()), proc.stderr
 
@@ -786,7 +1013,7 @@ class TestInstalled:
         except AssertionError as exc:
             pytest.skip(f"no systemd-nspawn: {str(exc)[:300]}")
         conf = system.path(CONF)
-        conf.write_text(re.sub(r'(?m)^device = .*$', 'device = "/dev/ttyS0"', conf.read_text()))
+        conf.write_text(re.sub(r"(?m)^device = .*$", 'device = "/dev/ttyS0"', conf.read_text()))
         link = _host_link(system)
         uids, gids, _ = system.ids()
         os.chown(link.appliance_end, uids["_signer-comm"], gids["_signer-comm"])
@@ -802,7 +1029,6 @@ class TestInstalled:
             _sign(web, issued)
             _certify(web)
             _revoke(web, issued)
-
 
     def test_purge_keeps_the_keys(self, system):
         system.stop_all()
@@ -820,10 +1046,16 @@ class TestInstalled:
         st = keys.stat()
         assert (st.st_mode & 0o7777, st.st_uid) == (0o700, uids["_signer"])
         assert system.path("/var/lib/signer-appliance").is_dir(), "the CA database is kept"
-        for gone in (CONF, "/var/spool/signer-appliance", "/usr/bin/signer-core",
-                     "/usr/lib/python3/dist-packages/inotify_simple.py"):
+        for gone in (
+            CONF,
+            "/var/spool/signer-appliance",
+            "/usr/bin/signer-core",
+            "/usr/lib/python3/dist-packages/inotify_simple.py",
+        ):
             assert not system.path(gone).exists(), gone
         for unit in UNITS:
-            assert not system.path(f"/etc/systemd/system/multi-user.target.wants/{unit}.service").exists()
+            assert not system.path(
+                f"/etc/systemd/system/multi-user.target.wants/{unit}.service"
+            ).exists()
         assert not system.path(f"/etc/systemd/system/local-fs.target.wants/{SPOOL_MOUNT}").exists()
         assert {"_signer", "_signer-comm"} <= set(system.ids()[0]), "users stay: files are theirs"

@@ -14,7 +14,6 @@ import time
 import uuid
 
 import pytest
-
 from test_e2e import make_csr, sign
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run two users")
@@ -22,8 +21,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run two
 
 def as_comm(appliance, *argv: str, **kw) -> subprocess.CompletedProcess:
     name = appliance.users.comm_name
-    return subprocess.run(["setpriv", f"--reuid={name}", f"--regid={name}", "--clear-groups",
-                           "--", *argv], capture_output=True, timeout=60, **kw)
+    return subprocess.run(
+        ["setpriv", f"--reuid={name}", f"--regid={name}", "--clear-groups", "--", *argv],
+        capture_output=True,
+        timeout=60,
+        **kw,
+    )
 
 
 def entry_name() -> str:
@@ -84,7 +87,10 @@ def test_comm_handler_refuses_to_start_when_it_can_read_a_key(appliance):
     keys = appliance.directory / "keys"
     keys.chmod(0o755)
     (keys / "root0.key").chmod(0o644)
-    done = subprocess.run([sys.executable, "-m", "comm_handler.daemon", "--config",
-                           str(appliance.config)], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "comm_handler.daemon", "--config", str(appliance.config)],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert b"root0.key is readable by this user" in done.stderr

@@ -10,18 +10,30 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_crl import (
+    EMPTY_SHA1,
+    NOW,
+    Root,
+    WebHost,
+    crl_number,
+    issue,
+    leaf,
+    make_root,
+    new_key,
+    pem,
+    serials,
+    this_update,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest_crl import (EMPTY_SHA1, NOW, Root, WebHost, crl_number, issue, leaf,
-                          make_root, new_key, pem, serials, this_update)
 from signer_core.crl import revocation
-from signer_core.store.cadb import CADatabase, serial_text
 from signer_core.crl.encode import encode_entry
-from signer_core.refusal import Refusal
 from signer_core.crl.revocation import Revocations
+from signer_core.refusal import Refusal
+from signer_core.store.cadb import CADatabase, serial_text
 
 KINDS = ["rsa", "ec"]
 _ROOTS: dict[str, Root] = {}
@@ -58,19 +70,26 @@ def test_revoke_answers_with_a_delta_the_client_applies(root, db, revs, tmp_path
     first = client.apply(revs.refresh(root, client.sha1, NOW))
     assert serials(first) == []
     cert_pem = issue(db, root, 0x1234567890ABCDEF)
-    answer = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=5),
-                         reason=x509.ReasonFlags.key_compromise)
+    answer = revs.revoke(
+        root,
+        cert_pem,
+        client.sha1,
+        NOW + dt.timedelta(minutes=5),
+        reason=x509.ReasonFlags.key_compromise,
+    )
     assert answer.startswith(b"%XDZ")
     crl = client.apply(answer)
     assert serials(crl) == [0x1234567890ABCDEF]
     entry = crl.get_revoked_certificate_by_serial_number(0x1234567890ABCDEF)
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
         == x509.ReasonFlags.key_compromise
+    )
     assert crl_number(crl) == crl_number(first) + 1
     assert crl.is_signature_valid(root.certificate.public_key())
     assert revs.current_crl(root.id) == client.der
     next_update = getattr(crl, "next_update_utc", None) or crl.next_update
-    assert next_update.replace(tzinfo=dt.timezone.utc) - this_update(crl) == dt.timedelta(days=7)
+    assert next_update.replace(tzinfo=dt.UTC) - this_update(crl) == dt.timedelta(days=7)
 
 
 def test_many_revocations_keep_the_client_in_sync(root, db, revs, tmp_path):
@@ -127,16 +146,23 @@ def test_hostile_inputs_are_refused(root, db, revs):
     refused("bad-crl-hash", revs.revoke, root, good, EMPTY_SHA1 + b"\n", NOW)
     refused("bad-crl-hash", revs.refresh, root, b"", NOW)
     refused("bad-certificate", revs.revoke, root, b"garbage", EMPTY_SHA1, NOW)
-    refused("bad-certificate", revs.revoke, root,
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", EMPTY_SHA1, NOW)
+    refused(
+        "bad-certificate",
+        revs.revoke,
+        root,
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        EMPTY_SHA1,
+        NOW,
+    )
     refused("cert-too-large", revs.revoke, root, good + b" " * 70000, EMPTY_SHA1, NOW)
     refused("wrong-issuer", revs.revoke, root, pem(leaf(other, 555)), EMPTY_SHA1, NOW)
     forged = leaf(root, 555, signing_key=other.private_key)
     refused("bad-cert-signature", revs.revoke, root, pem(forged), EMPTY_SHA1, NOW)
     refused("unknown-certificate", revs.revoke, root, pem(leaf(root, 556)), EMPTY_SHA1, NOW)
     # Same serial, signed by the root, but not the certificate on record.
-    refused("unknown-certificate", revs.revoke, root, pem(leaf(root, 555, days=10)),
-            EMPTY_SHA1, NOW)
+    refused(
+        "unknown-certificate", revs.revoke, root, pem(leaf(root, 555, days=10)), EMPTY_SHA1, NOW
+    )
     assert revs.current_crl(root.id) is None
 
 
@@ -149,16 +175,28 @@ def test_certificate_of_another_root_index_is_unknown(db, revs):
     # The same root certificate configured under index 1: its database rows are index 0's.
     first = make_root("ec", 0)
     cert_pem = issue(db, first, 31337)
-    refused("unknown-certificate", revs.revoke, dataclasses.replace(first, id=1), cert_pem,
-            EMPTY_SHA1, NOW)
+    refused(
+        "unknown-certificate",
+        revs.revoke,
+        dataclasses.replace(first, id=1),
+        cert_pem,
+        EMPTY_SHA1,
+        NOW,
+    )
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.one_of(st.binary(max_size=3000),
-                         st.binary(max_size=2000).map(
-                             lambda b: b"-----BEGIN CERTIFICATE-----\n" + b + b"\n-----END")),
-       client_hash=st.binary(max_size=45))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=3000),
+        st.binary(max_size=2000).map(
+            lambda b: b"-----BEGIN CERTIFICATE-----\n" + b + b"\n-----END"
+        ),
+    ),
+    client_hash=st.binary(max_size=45),
+)
 def test_random_inputs_only_ever_refuse(root, revs, payload, client_hash):
     try:
         answer = revs.revoke(root, payload, client_hash, NOW)
@@ -171,8 +209,7 @@ def test_history_is_bounded(root, db, tmp_path):
     revs = Revocations(db, history=3)
     hashes = []
     for hour in range(6):
-        der = x509.load_pem_x509_crl(
-            revs.refresh(root, EMPTY_SHA1, NOW + dt.timedelta(hours=hour)))
+        der = x509.load_pem_x509_crl(revs.refresh(root, EMPTY_SHA1, NOW + dt.timedelta(hours=hour)))
         hashes.append(hashlib.sha1(revs.current_crl(root.id)).hexdigest().encode())
         assert der.public_bytes(serialization.Encoding.DER) == revs.current_crl(root.id)
     count = db.connection.execute("SELECT count(*) FROM crls WHERE root = ?", (root.id,))
@@ -182,12 +219,20 @@ def test_history_is_bounded(root, db, tmp_path):
 
 
 def test_add_known_crl_gives_a_delta_and_numbers_continue(root, db, revs, tmp_path):
-    legacy = (x509.CertificateRevocationListBuilder().issuer_name(root.certificate.subject)
-              .last_update(NOW - dt.timedelta(days=1)).next_update(NOW + dt.timedelta(days=1))
-              .add_extension(x509.CRLNumber(1000), critical=False)
-              .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(5)
-                                       .revocation_date(NOW - dt.timedelta(days=9)).build())
-              .sign(root.private_key, hashes.SHA256()))
+    legacy = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.certificate.subject)
+        .last_update(NOW - dt.timedelta(days=1))
+        .next_update(NOW + dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(1000), critical=False)
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(5)
+            .revocation_date(NOW - dt.timedelta(days=9))
+            .build()
+        )
+        .sign(root.private_key, hashes.SHA256())
+    )
     client = WebHost(root, tmp_path)
     client.der = legacy.public_bytes(serialization.Encoding.DER)
     revs.add_known_crl(root.id, client.der)
@@ -200,8 +245,9 @@ def test_add_known_crl_gives_a_delta_and_numbers_continue(root, db, revs, tmp_pa
     refused("bad-crl", revs.add_known_crl, root.id, b"\x30\x03junk")
 
 
-def test_too_large_for_one_message_is_refused_but_delta_works(root, db, revs, tmp_path,
-                                                              monkeypatch, caplog):
+def test_too_large_for_one_message_is_refused_but_delta_works(
+    root, db, revs, tmp_path, monkeypatch, caplog
+):
     _seed(db, root.id, [(s, NOW, None) for s in range(1, 3001)])
     client = WebHost(root, tmp_path)
     client.apply(revs.refresh(root, EMPTY_SHA1, NOW))
@@ -219,8 +265,11 @@ def _seed(db: CADatabase, root_id: int, rows: list[tuple[int, dt.datetime, int]]
         db.connection.executemany(
             "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
             " VALUES (?, ?, ?, NULL, ?, ?)",
-            [(root_id, serial_text(s), int(when.timestamp()), expires,
-              encode_entry(s, when)) for s, when, expires in rows])
+            [
+                (root_id, serial_text(s), int(when.timestamp()), expires, encode_entry(s, when))
+                for s, when, expires in rows
+            ],
+        )
 
 
 def test_expired_entries_are_pruned_when_asked(root, db, tmp_path):
@@ -239,8 +288,9 @@ def test_expired_entries_are_pruned_when_asked(root, db, tmp_path):
 
 
 def test_failed_signing_rolls_back_the_revocation(root, db, revs, tmp_path):
-    bad_root = dataclasses.replace(root, config=dataclasses.replace(root.config,
-                                                                    default_digest="md4"))
+    bad_root = dataclasses.replace(
+        root, config=dataclasses.replace(root.config, default_digest="md4")
+    )
     cert_pem = issue(db, root, 1001)
     refused("crl-signing-failed", revs.revoke, bad_root, cert_pem, EMPTY_SHA1, NOW)
     assert revs.current_crl(root.id) is None
@@ -257,8 +307,10 @@ def test_revocations_by_another_connection_are_listed(root, db, revs, tmp_path):
         Revocations(other_db).revoke(root, issue(db, root, 12), EMPTY_SHA1, NOW)
     finally:
         other_db.close()
-    assert serials(client.apply(revs.revoke(root, issue(db, root, 13), client.sha1, NOW))) \
-        == [12, 13]
+    assert serials(client.apply(revs.revoke(root, issue(db, root, 13), client.sha1, NOW))) == [
+        12,
+        13,
+    ]
 
 
 def test_roots_have_separate_crls(db, revs, tmp_path):

@@ -10,14 +10,17 @@ import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from test_e2e import make_csr, sign
 
 from webhost.client import WebClient
-from test_e2e import make_csr, sign
 
 
 def ctl(appliance, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "signerctl.main", "--config",
-                           str(appliance.config), *args], capture_output=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "signerctl.main", "--config", str(appliance.config), *args],
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def ctl_json(appliance, *args: str):
@@ -30,11 +33,17 @@ def test_status_reports_what_happened(appliance, world_dir):
     make_csr(world_dir / "a.csr")
     cert = x509.load_pem_x509_certificate(sign(appliance, world_dir / "a.csr").stdout)
     with WebClient(appliance.link) as client:
-        client.revoke(0, cert.public_bytes(serialization.Encoding.PEM),
-                      world_dir / "client.crl", appliance.root_cert(0))
+        client.revoke(
+            0,
+            cert.public_bytes(serialization.Encoding.PEM),
+            world_dir / "client.crl",
+            appliance.root_cert(0),
+        )
     status = ctl_json(appliance, "status")
     pids = {name: [d["pid"] for d in found] for name, found in status["daemons"].items()}
-    assert pids == {name: [appliance.supervisor.pid(name)] for name in ("signer-core", "signer-comm")}
+    assert pids == {
+        name: [appliance.supervisor.pid(name)] for name in ("signer-core", "signer-comm")
+    }
     assert status["database"]["certificates"] == 1
     assert [r["key_installed"] for r in status["roots"]] == [True, True, False, False, False]
     assert status["crls"][0]["root"] == 0 and status["crls"][0]["entries"] == 1
@@ -55,12 +64,22 @@ def test_certs_find_and_crl_show(appliance, world_dir):
     assert len(by_subject) == 1 and "CN=www.example.org" in by_subject[0]["subject"]
     assert ctl_json(appliance, "certs", "find", "--subject", "nobody%") == []
     assert ctl_json(appliance, "crl", "show", "0")["crl"] is None
-    done = appliance.client("refresh-crl", "--root", "0", "--crl", str(world_dir / "c.crl"),
-                            "--root-cert", str(appliance.root_cert(0)))
+    done = appliance.client(
+        "refresh-crl",
+        "--root",
+        "0",
+        "--crl",
+        str(world_dir / "c.crl"),
+        "--root-cert",
+        str(appliance.root_cert(0)),
+    )
     assert done.returncode == 0, done.stderr
     shown = ctl_json(appliance, "crl", "show", "0")
     crl = x509.load_der_x509_crl((world_dir / "c.crl").read_bytes())
-    assert shown["crl_number"] == crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert (
+        shown["crl_number"]
+        == crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    )
     assert shown["entries"] == 0
 
 

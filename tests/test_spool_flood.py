@@ -81,8 +81,11 @@ def test_nothing_is_kept_with_zero_bounds(tmp_path: Path) -> None:
     assert s.claim_next() is None
     assert os.listdir(s.corrupt) == [] and os.listdir(s.incoming) == []
     assert os.path.exists("/etc/passwd")
-    assert s.drop_report().counts == {TOO_SHORT: 3, "name does not match <time_ns>-<hexN>.req": 1,
-                                      "not a regular file: symbolic link": 1}
+    assert s.drop_report().counts == {
+        TOO_SHORT: 3,
+        "name does not match <time_ns>-<hexN>.req": 1,
+        "not a regular file: symbolic link": 1,
+    }
 
 
 def test_a_request_behind_a_flood_is_claimed_before_the_flood_is_cleared(tmp_path: Path) -> None:
@@ -94,8 +97,9 @@ def test_a_request_behind_a_flood_is_claimed_before_the_flood_is_cleared(tmp_pat
     assert s.claim_next() is None and os.listdir(s.incoming) == []
 
 
-def test_a_request_committed_during_a_flood_is_claimed_at_the_next_rescan(tmp_path: Path,
-                                                                       monkeypatch) -> None:
+def test_a_request_committed_during_a_flood_is_claimed_at_the_next_rescan(
+    tmp_path: Path, monkeypatch
+) -> None:
     """The comm user commits the real request while the signer is clearing an old listing."""
     monkeypatch.setattr(queue, "RESCAN_EVERY", 0.0)
     s = make_spool(tmp_path / "spool")
@@ -133,6 +137,7 @@ def test_clearing_cost_per_bad_entry_is_bounded(tmp_path: Path) -> None:
 
 
 # --- the watch ---------------------------------------------------------------------
+
 
 def test_events_naming_temporary_files_wake_nobody(tmp_path: Path) -> None:
     with DirWatcher(tmp_path, mask=COMMIT_MASK) as watcher:
@@ -200,6 +205,7 @@ def test_a_wait_returns_on_time_whatever_the_interval(tmp_path: Path, interval: 
 
 
 # --- configuration -----------------------------------------------------------------
+
 
 def test_both_daemons_read_the_spool_limits_section(tmp_path: Path) -> None:
     from comm_handler.config import load_comm_config

@@ -116,7 +116,15 @@ def test_wrong_owner_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["hello.txt", "0123.req", "x" * 240, "line\nbreak.req", "evil.reason", "caf\udce9.req", early_name()[:-4] + ".res"],
+    [
+        "hello.txt",
+        "0123.req",
+        "x" * 240,
+        "line\nbreak.req",
+        "evil.reason",
+        "caf\udce9.req",
+        early_name()[:-4] + ".res",
+    ],
 )
 def test_bad_names_go_to_corrupt(spool: Spool, name: str) -> None:
     (spool.incoming / name).write_bytes(b"whatever")
@@ -169,7 +177,11 @@ def test_name_collision_in_corrupt_keeps_both(spool: Spool) -> None:
     for content in (b"first", b"second"):
         (spool.incoming / "dup").write_bytes(content)
         assert claim_all(spool) == []
-    stored = sorted((spool.corrupt / n).read_bytes() for n in os.listdir(spool.corrupt) if not n.endswith(".reason"))
+    stored = sorted(
+        (spool.corrupt / n).read_bytes()
+        for n in os.listdir(spool.corrupt)
+        if not n.endswith(".reason")
+    )
     assert stored == [b"first", b"second"]
     assert spool.counts()["corrupt"] == 2
 
@@ -220,7 +232,9 @@ def _mutate(record: bytes):
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_claim_never_raises_on_fuzzed_files(spool: Spool, data) -> None:
     name = early_name()
@@ -255,6 +269,7 @@ def test_comm_holding_an_open_fd_cannot_alter_the_claimed_request(spool: Spool) 
 # The swap cannot be timed from another process, so the filesystem call the
 # signer makes just before its unlink performs it: the comm user's action,
 # at the worst moment, against our real code and a real directory.
+
 
 def _swap_for_directory_on(monkeypatch, target: str, path: Path, *, immovable=False) -> None:
     """Replace ``path`` by a directory right after ``spool.queue.<target>`` returns.

@@ -149,7 +149,9 @@ def test_comm_process_waits_for_results(tmp_path: Path) -> None:
             spool.finish(request, Result(request.id, 1, request.payloads[0][::-1], b""))
             handled += 1
     report = json.loads(finish(comm))
-    assert report["results"] == [[i, 1, (b"csr%d" % k)[::-1].hex()] for k, i in enumerate(report["ids"])]
+    assert report["results"] == [
+        [i, 1, (b"csr%d" % k)[::-1].hex()] for k, i in enumerate(report["ids"])
+    ]
 
 
 @pytest.fixture
@@ -196,15 +198,25 @@ def test_two_users_with_real_modes(comm_user: pwd.struct_passwd, public_tmp: Pat
 
     assert len(report["checks"]) == 9 and all(report["checks"].values()), report["checks"]
     assert done == report["ids"]
-    assert report["results"] == [[i, 1, (b"csr%d" % k)[::-1].hex()] for k, i in enumerate(report["ids"])]
+    assert report["results"] == [
+        [i, 1, (b"csr%d" % k)[::-1].hex()] for k, i in enumerate(report["ids"])
+    ]
     assert planted.read_bytes() == b"not yours"
     assert os.listdir(spool.incoming) == [".planted"]
     assert os.listdir(spool.corrupt) == [] and os.listdir(spool.active) == []
     for name in os.listdir(spool.results):
         st = os.stat(spool.results / name)
-        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (signer.pw_uid, comm_user.pw_gid, 0o640)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+            signer.pw_uid,
+            comm_user.pw_gid,
+            0o640,
+        )
     st = os.stat(spool.incoming)
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (signer.pw_uid, comm_user.pw_gid, 0o1770)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        signer.pw_uid,
+        comm_user.pw_gid,
+        0o1770,
+    )
     assert grp.getgrgid(comm_user.pw_gid).gr_mem == []  # the signer is not in the comm group
 
 
@@ -234,7 +246,9 @@ def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -
     spool.create_dirs()
     request_id = f"{time.time_ns():020d}-{'c' * 32}"
     secret = tmp_path / "secret"  # a valid record: claiming it would prove a link was followed
-    secret.write_bytes(encode_request(Request(request_id, 0.0, bytes(9), (b"SECRET", b"", b""), True)))
+    secret.write_bytes(
+        encode_request(Request(request_id, 0.0, bytes(9), (b"SECRET", b"", b""), True))
+    )
     good = encode_request(Request(request_id, 0.0, bytes(9), (b"ok", b"", b""), True))
     before = secret.read_bytes()
     claimed = []
@@ -253,5 +267,9 @@ def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -
     assert rounds >= 300
     assert claimed and {r.payloads[0] for r in claimed} == {b"ok"}
     assert secret.read_bytes() == before
-    reasons = [(spool.corrupt / n).read_text() for n in os.listdir(spool.corrupt) if n.endswith(".reason")]
-    assert reasons and all("symbolic link" in r or "hard links" in r or "replaced" in r for r in reasons), reasons
+    reasons = [
+        (spool.corrupt / n).read_text() for n in os.listdir(spool.corrupt) if n.endswith(".reason")
+    ]
+    assert reasons and all(
+        "symbolic link" in r or "hard links" in r or "replaced" in r for r in reasons
+    ), reasons

@@ -103,14 +103,23 @@ def test_receipts_come_in_order_and_leave_nothing_behind(spool: Spool) -> None:
     assert spool.counts()["corrupt"] == 0
 
 
-@pytest.mark.parametrize("name, data, reason", [
-    ("01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv", b"junk", "too short"),
-    ("01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv",
-     encode_receipt(Receipt("01795898819128038868-00000000000000000000000000000000",
-                            "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df")),
-     "file holds id"),
-    ("x.dlv", b"", "does not match"),
-])
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv", b"junk", "too short"),
+        (
+            "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv",
+            encode_receipt(
+                Receipt(
+                    "01795898819128038868-00000000000000000000000000000000",
+                    "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df",
+                )
+            ),
+            "file holds id",
+        ),
+        ("x.dlv", b"", "does not match"),
+    ],
+)
 def test_bad_receipts_go_to_corrupt(spool: Spool, name, data, reason) -> None:
     (spool.incoming / name).write_bytes(data)
     assert spool.claim_next() is None
@@ -168,7 +177,9 @@ def test_same_id_with_other_content_goes_to_corrupt(spool: Spool) -> None:
 
 
 def test_torn_temp_files_are_ignored_and_cleaned(spool: Spool) -> None:
-    good = encode_request(Request(f"{time.time_ns():020d}-{'a' * 32}", 0.0, HEADER, (b"", b"", b""), True))
+    good = encode_request(
+        Request(f"{time.time_ns():020d}-{'a' * 32}", 0.0, HEADER, (b"", b"", b""), True)
+    )
     for directory in (spool.incoming, spool.active, spool.results):
         (directory / ".torn.tmp").write_bytes(good[:40])
     assert spool.claim_next() is None
@@ -297,7 +308,9 @@ def test_dir_watcher_overflow_means_scan_again(tmp_path: Path) -> None:
         files = [tmp_path / "a", tmp_path / "b"]
         for f in files:
             f.write_bytes(b"")
-        for i in range(limit + 10):  # alternate, since the kernel merges identical consecutive events
+        for i in range(
+            limit + 10
+        ):  # alternate, since the kernel merges identical consecutive events
             os.utime(files[i % 2])
         assert any(event.mask & flags.Q_OVERFLOW for event in witness.read(timeout=0))
         assert watcher.wait(0) is True

@@ -111,15 +111,22 @@ def _mutations(data: bytes):
         st.binary(min_size=1, max_size=20).map(lambda extra: data + extra),
         # edits behind a valid checksum: exercise the framing checks themselves
         st.integers(0, len(data) - 33).flatmap(
-            lambda i: st.binary(max_size=8).map(lambda b: reseal(data[:i] + b + data[i : len(data) - 32]))
+            lambda i: st.binary(max_size=8).map(
+                lambda b: reseal(data[:i] + b + data[i : len(data) - 32])
+            )
         ),
     )
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), requests, results)
-def test_fuzzed_decoders_raise_only_spool_format_error(data, request: Request, result: Result) -> None:
-    for encoded, decode in ((encode_request(request), decode_request), (encode_result(result), decode_result)):
+def test_fuzzed_decoders_raise_only_spool_format_error(
+    data, request: Request, result: Result
+) -> None:
+    for encoded, decode in (
+        (encode_request(request), decode_request),
+        (encode_result(result), decode_result),
+    ):
         mutated = data.draw(_mutations(encoded))
         try:
             decoded = decode(mutated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer_core.store.cadb import CADatabase
 from signer_core.config import ConfigError, SignerConfig, load_config
 from signer_core.dispatch import MAX_QUEUE_AGE, handle_nul
 from signer_core.refusal import Refusal
 from signer_core.roots import Root, RootStore
+from signer_core.store.cadb import CADatabase
 from signer_core.timesync import (
     HISTORY_INTERVAL,
     ClockRules,
@@ -27,7 +28,7 @@ from signer_core.timesync import (
 )
 from spool.record import Request
 
-NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def reading(when: dt.datetime) -> bytes:
@@ -36,7 +37,7 @@ def reading(when: dt.datetime) -> bytes:
 
 @given(st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(9999, 12, 31)))
 def test_readings_round_trip(when):
-    when = when.replace(microsecond=0, tzinfo=dt.timezone.utc)
+    when = when.replace(microsecond=0, tzinfo=dt.UTC)
     assert parse_reading(reading(when)) == when
 
 
@@ -49,16 +50,28 @@ def test_anything_else_is_refused(data):
         assert exc.code == "bad-time"
 
 
-@pytest.mark.parametrize("bad", [b"", b"1128120020260", b"113212002026.00", b"112812002026.0",
-                                 b"022912002026.00", b"112812002026.00\n", b"112812002026.00; rm"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"1128120020260",
+        b"113212002026.00",
+        b"112812002026.0",
+        b"022912002026.00",
+        b"112812002026.00\n",
+        b"112812002026.00; rm",
+    ],
+)
 def test_malformed_readings(bad):
     with pytest.raises(Refusal):
         parse_reading(bad)
 
 
 class Ctx:
-    def __init__(self, tmp_path, rules: ClockRules = ClockRules()):
-        self.time_readings = TimeReadings(CADatabase(tmp_path / "ca.sqlite"), tmp_path, rules)
+    def __init__(self, tmp_path, rules: ClockRules | None = None):
+        self.time_readings = TimeReadings(
+            CADatabase(tmp_path / "ca.sqlite"), tmp_path, rules or ClockRules()
+        )
 
     @staticmethod
     def now() -> dt.datetime:
@@ -96,8 +109,8 @@ def test_a_week_old_received_at_is_over_the_drift_limit(tmp_path):
 # Implausible readings: counted, never in the clock script.
 
 DAY = dt.timedelta(days=1)
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-LAST_SECOND = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LAST_SECOND = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 def readings(tmp_path: Path, **rules) -> TimeReadings:
@@ -126,7 +139,8 @@ def test_absurd_readings_are_counted_and_the_script_kept(tmp_path):
     assert (rejected.count, rejected.run) == (3, 3)
     assert rejected.last.drift == pytest.approx(2 * 86400)
     assert rejected.reason.endswith(
-        "is 2 days ahead of this machine's clock; max_clock_drift_seconds allows 86400")
+        "is 2 days ahead of this machine's clock; max_clock_drift_seconds allows 86400"
+    )
     assert times.script.read_bytes() == script
     assert times.last().drift == pytest.approx(10) and history_rows(times) == 1
 
@@ -138,14 +152,18 @@ def test_absurd_readings_are_counted_and_the_script_kept(tmp_path):
         times.record(reading(EPOCH), NOW.timestamp() + 4)
 
 
-@pytest.mark.parametrize("web, why", [
-    (NOW - 400 * DAY, "before the earliest root became valid (2025-11-28)"),
-    (NOW + 400 * DAY, "after the last root expires (2027-11-28)"),
-])
+@pytest.mark.parametrize(
+    "web, why",
+    [
+        (NOW - 400 * DAY, "before the earliest root became valid (2025-11-28)"),
+        (NOW + 400 * DAY, "after the last root expires (2027-11-28)"),
+    ],
+)
 def test_a_reading_outside_the_roots_validity_is_rejected(tmp_path, web, why):
     """Even with a drift limit wide enough to take it, as an operator may set."""
-    times = readings(tmp_path, max_drift=1000 * 86400.0,
-                     plausible=(NOW - 365 * DAY, NOW + 365 * DAY))
+    times = readings(
+        tmp_path, max_drift=1000 * 86400.0, plausible=(NOW - 365 * DAY, NOW + 365 * DAY)
+    )
     with pytest.raises(Refusal, match="implausible-time"):
         times.record(reading(web), NOW.timestamp())
     assert why in times.rejected().reason
@@ -157,10 +175,16 @@ def test_a_reading_outside_the_roots_validity_is_rejected(tmp_path, web, why):
 def self_signed(not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test root")])
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
 
 
 def test_the_plausible_range_spans_the_loaded_roots():
@@ -169,9 +193,15 @@ def test_the_plausible_range_spans_the_loaded_roots():
     store = RootStore({0: Root(0, None, early, None), 1: Root(1, None, late, None)}, {})
     assert roots_validity(store) == (NOW - 900 * DAY, NOW + 3000 * DAY)
     assert roots_validity(RootStore({}, {2: "file missing"})) is None
-    signer = SignerConfig("_signer", "_signer", Path("ca.sqlite"), Path("."),
-                          max_clock_drift_seconds=3600.0, clock_history_step_seconds=2.0,
-                          clock_history_max_rows=7)
+    signer = SignerConfig(
+        "_signer",
+        "_signer",
+        Path("ca.sqlite"),
+        Path("."),
+        max_clock_drift_seconds=3600.0,
+        clock_history_step_seconds=2.0,
+        clock_history_max_rows=7,
+    )
     assert ClockRules.of(signer, store) == ClockRules(3600.0, 2.0, 7, roots_validity(store))
 
 
@@ -179,11 +209,11 @@ def test_jitter_around_a_steady_drift_adds_only_the_periodic_rows(tmp_path):
     times = readings(tmp_path)
     start = NOW.timestamp() + 0.5
     for i in range(1000):  # a keep-alive every 3 s, read from 3 s early to 3 s late
-        web = dt.datetime.fromtimestamp(start + 3 * i + 42 + (i * 5) % 7 - 3, dt.timezone.utc)
+        web = dt.datetime.fromtimestamp(start + 3 * i + 42 + (i * 5) % 7 - 3, dt.UTC)
         times.record(reading(web), start + 3 * i)
     rows = times.history(limit=100)
     assert len(rows) == 1 + (3 * 999) // int(HISTORY_INTERVAL)
-    gaps = [a.received_at - b.received_at for a, b in zip(rows, rows[1:])]
+    gaps = [a.received_at - b.received_at for a, b in itertools.pairwise(rows)]
     assert all(gap >= HISTORY_INTERVAL for gap in gaps)
 
 
@@ -212,9 +242,11 @@ def shared_readings(tmp_path_factory) -> TimeReadings:
     return readings(tmp_path_factory.mktemp("time"), plausible=(NOW - 3650 * DAY, NOW + 3650 * DAY))
 
 
-PAYLOADS = st.one_of(st.binary(min_size=15, max_size=15),
-                     st.from_regex(rb"\A[0-9]{12}\.[0-9]{2}\Z"),
-                     st.datetimes(min_value=dt.datetime(1, 1, 1)).map(reading))
+PAYLOADS = st.one_of(
+    st.binary(min_size=15, max_size=15),
+    st.from_regex(rb"\A[0-9]{12}\.[0-9]{2}\Z"),
+    st.datetimes(min_value=dt.datetime(1, 1, 1)).map(reading),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -232,12 +264,19 @@ def test_record_takes_any_payload_or_refuses_it(shared_readings, payload, receiv
         assert parsed is not None
 
 
-@pytest.mark.parametrize("key, value", [
-    ("max_clock_drift_seconds", "59"), ("max_clock_drift_seconds", "1e12"),
-    ("max_clock_drift_seconds", "nan"), ("max_clock_drift_seconds", '"1 day"'),
-    ("clock_history_step_seconds", "0"), ("clock_history_step_seconds", "inf"),
-    ("clock_history_max_rows", "0"), ("clock_history_max_rows", "1.5"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_clock_drift_seconds", "59"),
+        ("max_clock_drift_seconds", "1e12"),
+        ("max_clock_drift_seconds", "nan"),
+        ("max_clock_drift_seconds", '"1 day"'),
+        ("clock_history_step_seconds", "0"),
+        ("clock_history_step_seconds", "inf"),
+        ("clock_history_max_rows", "0"),
+        ("clock_history_max_rows", "1.5"),
+    ],
+)
 def test_clock_settings_out_of_range_name_the_key(tmp_path, key, value):
     config = tmp_path / "signer.toml"
     config.write_text(f'[spool]\ndir = "spool"\n[signer]\n{key} = {value}\n')
@@ -249,10 +288,18 @@ def test_clock_settings_default_and_load(tmp_path):
     config = tmp_path / "signer.toml"
     config.write_text('[spool]\ndir = "spool"\n')
     signer = load_config(config).signer
-    assert (signer.max_clock_drift_seconds, signer.clock_history_step_seconds,
-            signer.clock_history_max_rows) == (86400.0, 10.0, 10_000)
-    config.write_text('[spool]\ndir = "spool"\n[signer]\nmax_clock_drift_seconds = 3600\n'
-                      "clock_history_step_seconds = 2.5\nclock_history_max_rows = 50\n")
+    assert (
+        signer.max_clock_drift_seconds,
+        signer.clock_history_step_seconds,
+        signer.clock_history_max_rows,
+    ) == (86400.0, 10.0, 10_000)
+    config.write_text(
+        '[spool]\ndir = "spool"\n[signer]\nmax_clock_drift_seconds = 3600\n'
+        "clock_history_step_seconds = 2.5\nclock_history_max_rows = 50\n"
+    )
     signer = load_config(config).signer
-    assert (signer.max_clock_drift_seconds, signer.clock_history_step_seconds,
-            signer.clock_history_max_rows) == (3600.0, 2.5, 50)
+    assert (
+        signer.max_clock_drift_seconds,
+        signer.clock_history_step_seconds,
+        signer.clock_history_max_rows,
+    ) == (3600.0, 2.5, 50)

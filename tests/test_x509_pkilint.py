@@ -46,8 +46,11 @@ KNOWN_CABF_ERRORS = {
     # profile 2 (code signing) carries codeSigning next to emailProtection
     "cabf.smime.prohibited_eku_present",
 }
-SERVER_P2 = {5: b"DNS:www.example.org,DNS:example.org", 6: b"DNS:example.org",
-             7: b"DNS:example.org,otherName:1.3.6.1.5.5.7.8.5;UTF8:example.org"}
+SERVER_P2 = {
+    5: b"DNS:www.example.org,DNS:example.org",
+    6: b"DNS:example.org",
+    7: b"DNS:example.org,otherName:1.3.6.1.5.5.7.8.5;UTF8:example.org",
+}
 CABF_CONFIG = """[x509.profiles.5]
 policy_oids = ["2.23.140.1.2.1"]
 [x509.profiles.6]
@@ -75,28 +78,38 @@ def issue(world, root, profile, key, payload2, payload3, days=180):
 
 
 def findings(results, worst: Sev) -> set[str]:
-    return {f"{fd.finding.severity.name} {fd.finding.code}" for r in results
-            for fd in r.finding_descriptions if fd.finding.severity <= worst}
+    return {
+        f"{fd.finding.severity.name} {fd.finding.code}"
+        for r in results
+        for fd in r.finding_descriptions
+        if fd.finding.severity <= worst
+    }
 
 
 def pkix_findings(doc) -> set[str]:
     validator = certificate.create_pkix_certificate_validator_container(
-        certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS,
-                                               extension.EXTENSION_MAPPINGS),
-        [certificate.create_issuer_validator_container([]),
-         certificate.create_validity_validator_container(),
-         certificate.create_subject_validator_container([]),
-         certificate.create_extensions_validator_container([]),
-         certificate.create_spki_validator_container([])])
+        certificate.create_decoding_validators(
+            name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS
+        ),
+        [
+            certificate.create_issuer_validator_container([]),
+            certificate.create_validity_validator_container(),
+            certificate.create_subject_validator_container([]),
+            certificate.create_extensions_validator_container([]),
+            certificate.create_spki_validator_container([]),
+        ],
+    )
     return findings(validator.validate(doc.root), Sev.WARNING)
 
 
 def serverauth_findings(doc) -> set[str]:
     kind = serverauth.determine_certificate_type(doc)
     validator = certificate.create_pkix_certificate_validator_container(
-        serverauth.create_decoding_validators(), serverauth.create_validators(kind))
+        serverauth.create_decoding_validators(), serverauth.create_validators(kind)
+    )
     results, _ = finding_filter.filter_results(
-        serverauth.create_serverauth_finding_filters(kind), validator.validate(doc.root))
+        serverauth.create_serverauth_finding_filters(kind), validator.validate(doc.root)
+    )
     return findings(results, Sev.WARNING)
 
 
@@ -105,7 +118,8 @@ def smime_findings(doc) -> set[str]:
     if level_gen is None:
         level_gen = smime.guess_validation_level_and_generation(doc)
     validator = certificate.create_pkix_certificate_validator_container(
-        smime.create_decoding_validators(), smime.create_subscriber_validators(*level_gen))
+        smime.create_decoding_validators(), smime.create_subscriber_validators(*level_gen)
+    )
     return findings(validator.validate(doc.root), Sev.WARNING)
 
 
@@ -116,10 +130,14 @@ def errors(found: set[str]) -> set[str]:
 @pytest.mark.parametrize("profile", range(12))
 @pytest.mark.parametrize("root", [0, 1])
 def test_rfc5280_lint(world, root, profile):
-    p2 = {11: b"", 0: b"", 1: b"", 2: b"", 4: b""}.get(profile, SERVER_P2.get(profile, b"DNS:h.example.org"))
+    p2 = {11: b"", 0: b"", 1: b"", 2: b"", 4: b""}.get(
+        profile, SERVER_P2.get(profile, b"DNS:h.example.org")
+    )
     for key in (world.rsa_key, world.ec_key):
-        subject = b"/CN=Sub CA" if profile == 11 else b"/CN=Alice Example/emailAddress=alice@example.org"
-        if profile in SERVER_P2:   # a server's commonName is among its SANs
+        subject = (
+            b"/CN=Sub CA" if profile == 11 else b"/CN=Alice Example/emailAddress=alice@example.org"
+        )
+        if profile in SERVER_P2:  # a server's commonName is among its SANs
             subject = b"/CN=example.org/emailAddress=alice@example.org"
         doc = issue(world, root, profile, key, p2, subject)
         assert pkix_findings(doc) == set()
@@ -148,8 +166,14 @@ def test_cabf_configured_profiles_lint_clean(cabf_world):
     for key in (w.rsa_key, w.ec_key):
         dv = issue(w, 0, 5, key, b"DNS:www.example.org", b"/CN=www.example.org")
         assert errors(serverauth_findings(dv)) == set()
-        ov = issue(w, 1, 6, key, b"DNS:www.example.org",
-                   b"/C=DE/ST=Berlin/L=Berlin/O=Example Org/CN=www.example.org")
+        ov = issue(
+            w,
+            1,
+            6,
+            key,
+            b"DNS:www.example.org",
+            b"/C=DE/ST=Berlin/L=Berlin/O=Example Org/CN=www.example.org",
+        )
         assert errors(serverauth_findings(ov)) == set()
         mail = issue(w, 1, 0, key, b"", b"/CN=alice@example.org/emailAddress=alice@example.org")
         assert errors(smime_findings(mail)) == set()

@@ -53,8 +53,11 @@ CUT = st.one_of(st.none(), st.integers(0, 600))
 def test_mutated_csr(edits, cut):
     der = mutate(CSR_DER, edits, cut)
     assert outcome(der, False) in CODES | {"ok"}
-    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der) + \
-        b"-----END CERTIFICATE REQUEST-----\n"
+    pem = (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(der)
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
     result = outcome(pem, False)
     if der == CSR_DER:
         assert result == "ok"
@@ -82,11 +85,14 @@ def test_size_limit():
     assert exc.value.code == "bad-csr"
 
 
-@pytest.mark.parametrize("payload", [
-    b"SPKAC=x" + b" " * (65536 - 8) + b"y",
-    b"SPKAC=" + b" \t" * 32765,
-    b" " * 65000 + b"SPKAC = y",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"SPKAC=x" + b" " * (65536 - 8) + b"y",
+        b"SPKAC=" + b" \t" * 32765,
+        b" " * 65000 + b"SPKAC = y",
+    ],
+)
 def test_spkac_lines_are_read_in_linear_time(payload):
     """The old line pattern backtracked: 70 to 96 s for the first of these."""
     import time

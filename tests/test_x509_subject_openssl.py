@@ -62,20 +62,38 @@ emailAddress = optional
 
 # (subject as the web side sends it, profile, payload 2)
 CASES = [
-    ("/CN=Jane Doe/emailAddress=jane@example.org/O=Example Org/OU=Unit A/OU=Unit B"
-     "/L=Town/ST=State/C=DE", 1, b""),
-    ("/CN=www.example.org/O=Example Org/OU=Web/L=M\u00fcnchen/ST=Bayern/C=DE", 6,
-     b"DNS:www.example.org"),
+    (
+        "/CN=Jane Doe/emailAddress=jane@example.org/O=Example Org/OU=Unit A/OU=Unit B"
+        "/L=Town/ST=State/C=DE",
+        1,
+        b"",
+    ),
+    (
+        "/CN=www.example.org/O=Example Org/OU=Web/L=M\u00fcnchen/ST=Bayern/C=DE",
+        6,
+        b"DNS:www.example.org",
+    ),
     ("/CN=solo.example.org", 6, b"DNS:solo.example.org"),
-    ("/OU=Second/CN=Bob/emailAddress=bob@example.org/OU=First/C=AT"
-     "/emailAddress=b2@example.org", 1, b""),
+    (
+        "/OU=Second/CN=Bob/emailAddress=bob@example.org/OU=First/C=AT/emailAddress=b2@example.org",
+        1,
+        b"",
+    ),
     ("/commonName=Long Names/organizationName=Example Org/countryName=CH", 1, b""),
 ]
 # Sent names -> OID, written here independently of signer_core.x509.subject.
-SENT_OIDS = {"CN": "2.5.4.3", "commonName": "2.5.4.3", "O": "2.5.4.10",
-             "organizationName": "2.5.4.10", "OU": "2.5.4.11", "L": "2.5.4.7",
-             "ST": "2.5.4.8", "C": "2.5.4.6", "countryName": "2.5.4.6",
-             "emailAddress": "1.2.840.113549.1.9.1"}
+SENT_OIDS = {
+    "CN": "2.5.4.3",
+    "commonName": "2.5.4.3",
+    "O": "2.5.4.10",
+    "organizationName": "2.5.4.10",
+    "OU": "2.5.4.11",
+    "L": "2.5.4.7",
+    "ST": "2.5.4.8",
+    "C": "2.5.4.6",
+    "countryName": "2.5.4.6",
+    "emailAddress": "1.2.840.113549.1.9.1",
+}
 
 
 @dataclasses.dataclass
@@ -85,9 +103,25 @@ class OldCA:
     def sign(self, csr: bytes, subject: str, name: str) -> x509.Certificate:
         (self.dir / f"{name}.csr").write_bytes(csr)
         out = self.dir / f"{name}.pem"
-        subprocess.run([OPENSSL, "ca", "-batch", "-config", str(self.dir / "ca.cnf"),
-                        "-in", str(self.dir / f"{name}.csr"), "-subj", subject, "-utf8",
-                        "-out", str(out), "-notext"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                OPENSSL,
+                "ca",
+                "-batch",
+                "-config",
+                str(self.dir / "ca.cnf"),
+                "-in",
+                str(self.dir / f"{name}.csr"),
+                "-subj",
+                subject,
+                "-utf8",
+                "-out",
+                str(out),
+                "-notext",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return x509.load_pem_x509_certificate(out.read_bytes())
 
 
@@ -98,10 +132,28 @@ def old_ca(tmp_path_factory) -> OldCA:
     (d / "index.txt").write_text("")
     (d / "serial").write_text("01\n")
     (d / "ca.cnf").write_text(CA_CONFIG.format(dir=d))
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "root.key"),
-                    "-out", str(d / "root.crt"), "-subj", "/O=Old CA/CN=Old root",
-                    "-days", "30"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            OPENSSL,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(d / "root.key"),
+            "-out",
+            str(d / "root.crt"),
+            "-subj",
+            "/O=Old CA/CN=Old root",
+            "-days",
+            "30",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return OldCA(d)
 
 
@@ -117,8 +169,9 @@ def as_sent_world(tmp_path_factory) -> World:
 
 def payload3(subject: str) -> bytes:
     """The slash form as the web side sends it: bytes above ASCII as ``\\xNN``."""
-    return "".join(c if c.isascii() else "".join(f"\\x{b:02x}" for b in c.encode())
-                   for c in subject).encode()
+    return "".join(
+        c if c.isascii() else "".join(f"\\x{b:02x}" for b in c.encode()) for c in subject
+    ).encode()
 
 
 def sent(subject: str) -> list[tuple[str, str]]:
@@ -141,7 +194,7 @@ def appliance(w: World, subject: str, profile: int, p2: bytes) -> x509.Certifica
 @pytest.mark.parametrize("i", range(len(CASES)))
 def test_policy_order_is_the_old_cas(old_ca, world, i):
     subject, profile, p2 = CASES[i]
-    assert world.cfg.x509.subject_order == "policy"   # the default, from TOML
+    assert world.cfg.x509.subject_order == "policy"  # the default, from TOML
     old = old_ca.sign(csr_pem(world.ec_key), subject, f"case{i}").subject
     new = appliance(world, subject, profile, p2).subject
     assert rdns(new) == rdns(old)
@@ -157,7 +210,9 @@ def test_as_sent_keeps_the_order_sent(as_sent_world, i):
 
 def test_cases_tell_the_orders_apart(old_ca, world):
     """Guard for the test itself: most cases are not sent in policy order."""
-    changed = [i for i, (subject, _, _) in enumerate(CASES)
-               if rdns(old_ca.sign(csr_pem(world.ec_key), subject, f"guard{i}").subject)
-               != sent(subject)]
+    changed = [
+        i
+        for i, (subject, _, _) in enumerate(CASES)
+        if rdns(old_ca.sign(csr_pem(world.ec_key), subject, f"guard{i}").subject) != sent(subject)
+    ]
     assert changed == [0, 1, 3, 4]

@@ -15,18 +15,27 @@ from pathlib import Path
 
 import serial
 
-from webhost.client import ClientError, Response, WebClient
 from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
+from webhost.client import ClientError, Response, WebClient
 
 EXIT_OK, EXIT_REFUSED, EXIT_LINK = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signer-client", description=__doc__.split("\n")[0])
-    parser.add_argument("--link", required=True, help="device path or pyserial URL (loop://, socket://host:port)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the response (default 120)")
-    parser.add_argument("--ready-timeout", type=float, default=20.0, help="seconds to wait for ready (default 20)")
+    parser.add_argument(
+        "--link", required=True, help="device path or pyserial URL (loop://, socket://host:port)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the response (default 120)",
+    )
+    parser.add_argument(
+        "--ready-timeout", type=float, default=20.0, help="seconds to wait for ready (default 20)"
+    )
     parser.add_argument("--baud", type=int, default=115200)
     parser.add_argument("-v", "--verbose", action="store_true", help="log link events on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,7 +64,13 @@ def _run(client: WebClient, args: argparse.Namespace) -> Response:
         return client.nul()
     if args.command == "sign-x509":
         return client.sign_x509(
-            args.root, args.profile, args.md, args.days, args.csr.read_bytes(), args.san, args.subject
+            args.root,
+            args.profile,
+            args.md,
+            args.days,
+            args.csr.read_bytes(),
+            args.san,
+            args.subject,
         )
     if args.command == "sign-openpgp":
         return client.sign_openpgp(args.key.read_bytes(), args.days)
@@ -66,10 +81,15 @@ def _run(client: WebClient, args: argparse.Namespace) -> Response:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
+    )
     try:
         with WebClient(
-            args.link, baud=args.baud, response_timeout=args.timeout, ready_timeout=args.ready_timeout
+            args.link,
+            baud=args.baud,
+            response_timeout=args.timeout,
+            ready_timeout=args.ready_timeout,
         ) as client:
             response = _run(client, args)
     except (LinkError, FrameError, serial.SerialException) as exc:

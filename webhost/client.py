@@ -35,7 +35,11 @@ SPKAC_LINE = re.compile(rb"^\s*SPKAC\s*=", re.MULTILINE)
 PEM_CRL_MARKER = b"-----BEGIN X509 CRL-----"
 XDELTA_TIMEOUT = 60.0
 SIGNING_KEY_TYPES = (
-    rsa.RSAPublicKey, ec.EllipticCurvePublicKey, dsa.DSAPublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey
+    rsa.RSAPublicKey,
+    ec.EllipticCurvePublicKey,
+    dsa.DSAPublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
 )
 
 
@@ -77,9 +81,9 @@ def nul_timestamp(now: datetime.datetime | None = None) -> bytes:
     """UTC time as ``MMDDhhmmYYYY.SS``, the argument format of ``date -u``.
 
     An aware ``now`` is converted to UTC; a naive one is taken as UTC."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     if now.tzinfo is not None:
-        now = now.astimezone(datetime.timezone.utc)
+        now = now.astimezone(datetime.UTC)
     return now.strftime("%m%d%H%M%Y.%S").encode("ascii")
 
 
@@ -129,7 +133,9 @@ class WebClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def exchange(self, header: RequestHeader, p1: bytes = b"", p2: bytes = b"", p3: bytes = b"") -> Response:
+    def exchange(
+        self, header: RequestHeader, p1: bytes = b"", p2: bytes = b"", p3: bytes = b""
+    ) -> Response:
         """Send one request and return the response.
 
         Raises LinkError subclasses on link failure and FrameError when the
@@ -137,25 +143,44 @@ class WebClient:
         """
         request = encode_message(Message(header.to_bytes(), (p1, p2, p3)))
         send_message(
-            self.port, request, ready_timeout=self.ready_timeout,
-            verdict_timeout=self.verdict_timeout, pacing=self.pacing,
+            self.port,
+            request,
+            ready_timeout=self.ready_timeout,
+            verdict_timeout=self.verdict_timeout,
+            pacing=self.pacing,
         )
-        data = receive_message(self.port, start_timeout=self.response_timeout, chunk_timeout=self.chunk_timeout)
+        data = receive_message(
+            self.port, start_timeout=self.response_timeout, chunk_timeout=self.chunk_timeout
+        )
         reply = decode_message(data)
         return Response(reply.header, reply.payloads[0], reply.payloads[1])
 
     def nul(self, now: datetime.datetime | None = None) -> Response:
-        return self.exchange(RequestHeader(action=Action.NUL, system=System.NONE), nul_timestamp(now))
+        return self.exchange(
+            RequestHeader(action=Action.NUL, system=System.NONE), nul_timestamp(now)
+        )
 
     def sign_x509(
-        self, root: int, profile: int, md: int, days: int, request_bytes: bytes,
-        san: str | bytes, subject: str | bytes, spkac: bool | None = None,
+        self,
+        root: int,
+        profile: int,
+        md: int,
+        days: int,
+        request_bytes: bytes,
+        san: str | bytes,
+        subject: str | bytes,
+        spkac: bool | None = None,
     ) -> Response:
         if spkac is None:
             spkac = is_spkac(request_bytes)
         header = RequestHeader(
-            action=Action.SIGN, system=System.X509, root=root, profile=profile,
-            md=md, days=days, spkac=spkac,
+            action=Action.SIGN,
+            system=System.X509,
+            root=root,
+            profile=profile,
+            md=md,
+            days=days,
+            spkac=spkac,
         )
         return self.exchange(header, request_bytes, _text(san), _text(subject))
 
@@ -163,7 +188,9 @@ class WebClient:
         header = RequestHeader(action=Action.SIGN, system=System.OPENPGP, md=2, days=days)
         return self.exchange(header, key_bytes)
 
-    def revoke(self, root: int, cert_pem: bytes, crl_path: Path | str, root_cert_path: Path | str) -> Response:
+    def revoke(
+        self, root: int, cert_pem: bytes, crl_path: Path | str, root_cert_path: Path | str
+    ) -> Response:
         """Revoke ``cert_pem``; on success the CRL at ``crl_path`` is brought up to date.
 
         Raises CrlUpdateError when the answer cannot be applied or does not
@@ -175,10 +202,14 @@ class WebClient:
         """Ask for the current CRL of ``root`` (empty payload 1); errors as ``revoke``."""
         return self._crl_exchange(root, b"", Path(crl_path), Path(root_cert_path))
 
-    def _crl_exchange(self, root: int, cert_pem: bytes, crl_path: Path, root_cert_path: Path) -> Response:
+    def _crl_exchange(
+        self, root: int, cert_pem: bytes, crl_path: Path, root_cert_path: Path
+    ) -> Response:
         held = crl_path.read_bytes() if crl_path.exists() else b""
         header = RequestHeader(action=Action.REVOKE, system=System.X509, root=root, days=365)
-        response = self.exchange(header, cert_pem, b"", hashlib.sha1(held).hexdigest().encode("ascii"))
+        response = self.exchange(
+            header, cert_pem, b"", hashlib.sha1(held).hexdigest().encode("ascii")
+        )
         if response.ok:
             apply_crl_answer(response.payload1, held, crl_path, root_cert_path)
         return response
@@ -217,7 +248,9 @@ def xdelta_patch(old: bytes, patch: bytes) -> bytes:
         try:
             result = subprocess.run(
                 ["xdelta", "patch", str(patch_path), str(old_path), str(new_path)],
-                capture_output=True, timeout=XDELTA_TIMEOUT, check=False,
+                capture_output=True,
+                timeout=XDELTA_TIMEOUT,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CrlUpdateError(f"cannot run xdelta: {exc}") from exc
@@ -233,7 +266,11 @@ def verify_crl(der: bytes, root_cert_path: Path) -> None:
         crl = x509.load_der_x509_crl(der)
         root_bytes = root_cert_path.read_bytes()
         is_pem = b"-----BEGIN" in root_bytes
-        root = x509.load_pem_x509_certificate(root_bytes) if is_pem else x509.load_der_x509_certificate(root_bytes)
+        root = (
+            x509.load_pem_x509_certificate(root_bytes)
+            if is_pem
+            else x509.load_der_x509_certificate(root_bytes)
+        )
     except (ValueError, OSError) as exc:
         raise CrlUpdateError(f"CRL or root certificate unreadable: {exc}") from exc
     if crl.issuer != root.subject:

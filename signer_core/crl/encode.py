@@ -32,28 +32,48 @@ _SEQUENCE, _INTEGER, _OCTETS, _BITS, _OID, _NULL, _ENUM = 0x30, 0x02, 0x04, 0x03
 _UTCTIME, _GENTIME = 0x17, 0x18
 
 _REASON_CODES = {
-    x509.ReasonFlags.unspecified: 0, x509.ReasonFlags.key_compromise: 1,
-    x509.ReasonFlags.ca_compromise: 2, x509.ReasonFlags.affiliation_changed: 3,
-    x509.ReasonFlags.superseded: 4, x509.ReasonFlags.cessation_of_operation: 5,
-    x509.ReasonFlags.certificate_hold: 6, x509.ReasonFlags.remove_from_crl: 8,
-    x509.ReasonFlags.privilege_withdrawn: 9, x509.ReasonFlags.aa_compromise: 10,
+    x509.ReasonFlags.unspecified: 0,
+    x509.ReasonFlags.key_compromise: 1,
+    x509.ReasonFlags.ca_compromise: 2,
+    x509.ReasonFlags.affiliation_changed: 3,
+    x509.ReasonFlags.superseded: 4,
+    x509.ReasonFlags.cessation_of_operation: 5,
+    x509.ReasonFlags.certificate_hold: 6,
+    x509.ReasonFlags.remove_from_crl: 8,
+    x509.ReasonFlags.privilege_withdrawn: 9,
+    x509.ReasonFlags.aa_compromise: 10,
 }
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
 }
-_RSA_OIDS = {"sha1": "1.2.840.113549.1.1.5", "sha224": "1.2.840.113549.1.1.14",
-             "sha256": "1.2.840.113549.1.1.11", "sha384": "1.2.840.113549.1.1.12",
-             "sha512": "1.2.840.113549.1.1.13"}
-_ECDSA_OIDS = {"sha1": "1.2.840.10045.4.1", "sha224": "1.2.840.10045.4.3.1",
-               "sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3",
-               "sha512": "1.2.840.10045.4.3.4"}
+_RSA_OIDS = {
+    "sha1": "1.2.840.113549.1.1.5",
+    "sha224": "1.2.840.113549.1.1.14",
+    "sha256": "1.2.840.113549.1.1.11",
+    "sha384": "1.2.840.113549.1.1.12",
+    "sha512": "1.2.840.113549.1.1.13",
+}
+_ECDSA_OIDS = {
+    "sha1": "1.2.840.10045.4.1",
+    "sha224": "1.2.840.10045.4.3.1",
+    "sha256": "1.2.840.10045.4.3.2",
+    "sha384": "1.2.840.10045.4.3.3",
+    "sha512": "1.2.840.10045.4.3.4",
+}
 _ED25519_OID, _ED448_OID = "1.3.101.112", "1.3.101.113"
 _REASON_OID, _AKI_OID, _CRL_NUMBER_OID = "2.5.29.21", "2.5.29.35", "2.5.29.20"
 
-SignerKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-             | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
+SignerKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+)
 
 
 def _length(n: int) -> bytes:
@@ -89,7 +109,7 @@ def _time(when: dt.datetime) -> bytes:
     """RFC 5280 Time: UTCTime through 2049, GeneralizedTime from 2050."""
     if when.tzinfo is None:
         raise CrlError("CRL times must be timezone-aware")
-    when = when.astimezone(dt.timezone.utc)
+    when = when.astimezone(dt.UTC)
     if 1950 <= when.year < 2050:
         return _tlv(_UTCTIME, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
     return _tlv(_GENTIME, f"{when.year:04d}{when:%m%d%H%M%S}Z".encode("ascii"))
@@ -99,8 +119,9 @@ def _extension(oid: str, value: bytes) -> bytes:
     return _tlv(_SEQUENCE, _oid(oid) + _tlv(_OCTETS, value))
 
 
-def encode_entry(serial: int, revoked_at: dt.datetime,
-                 reason: x509.ReasonFlags | None = None) -> bytes:
+def encode_entry(
+    serial: int, revoked_at: dt.datetime, reason: x509.ReasonFlags | None = None
+) -> bytes:
     """One revokedCertificates element, DER."""
     body = _integer(serial) + _time(revoked_at)
     if reason is not None:
@@ -153,9 +174,15 @@ def _header(tag: int, body_length: int) -> bytes:
     return bytes((tag,)) + _length(body_length)
 
 
-def build_crl(issuer: x509.Certificate, key: SignerKey, digest: str, number: int,
-              this_update: dt.datetime, next_update: dt.datetime,
-              entries: Sequence[bytes] | bytes | bytearray) -> bytes:
+def build_crl(
+    issuer: x509.Certificate,
+    key: SignerKey,
+    digest: str,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    entries: Sequence[bytes] | bytes | bytearray,
+) -> bytes:
     """A signed v2 CRL, DER.
 
     ``entries`` is either the concatenated DER of ``encode_entry`` results or
@@ -164,8 +191,13 @@ def build_crl(issuer: x509.Certificate, key: SignerKey, digest: str, number: int
     if not isinstance(entries, (bytes, bytearray)):
         entries = b"".join(entries)
     algorithm, hash_algorithm = _algorithm(key, digest)
-    head = (_integer(1) + algorithm + issuer.subject.public_bytes()
-            + _time(this_update) + _time(next_update))
+    head = (
+        _integer(1)
+        + algorithm
+        + issuer.subject.public_bytes()
+        + _time(this_update)
+        + _time(next_update)
+    )
     tail = _crl_extensions(authority_key_id(issuer), number)
     # RFC 5280: with no entries the revokedCertificates field is absent.
     revoked_header = _header(_SEQUENCE, len(entries)) if entries else b""
@@ -188,5 +220,5 @@ def pem_length(der_length: int) -> int:
 def der_to_pem(der: bytes) -> bytes:
     """PEM armour of a DER CRL, 64 columns, as ``openssl crl`` writes it."""
     flat = base64.b64encode(der)
-    lines = [flat[i:i + 64] + b"\n" for i in range(0, len(flat), 64)]
+    lines = [flat[i : i + 64] + b"\n" for i in range(0, len(flat), 64)]
     return b"".join([_PEM_HEAD, *lines, _PEM_TAIL])

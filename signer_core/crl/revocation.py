@@ -40,11 +40,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from signer_core.store.cadb import CADatabase, serial_text
 from signer_core.crl.encode import CrlError, build_crl, der_to_pem, encode_entry, pem_length
-from signer_core.refusal import Refusal
-from signer_core.x509.compat import not_after, verify_signature
 from signer_core.crl.xdelta import XdeltaError, make_delta
+from signer_core.refusal import Refusal
+from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.x509.compat import not_after, verify_signature
 from spool.record import MAX_ANSWER
 
 MAX_CERT_PEM = 64 * 1024
@@ -106,8 +106,8 @@ class _Entries:
 
 
 def _utc_seconds(now: dt.datetime) -> dt.datetime:
-    aware = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
-    return aware.astimezone(dt.timezone.utc).replace(microsecond=0)
+    aware = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _client_hash(value: bytes) -> bytes:
@@ -142,8 +142,14 @@ def _check_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
 class Revocations:
     """Revocations and CRLs of every X.509 root, in one CA database."""
 
-    def __init__(self, db: CADatabase, *, validity_days: int = 7, history: int = 16,
-                 prune_expired_after_days: int = 0) -> None:
+    def __init__(
+        self,
+        db: CADatabase,
+        *,
+        validity_days: int = 7,
+        history: int = 16,
+        prune_expired_after_days: int = 0,
+    ) -> None:
         if validity_days < 1 or history < 1 or prune_expired_after_days < 0:
             raise ValueError("validity_days and history must be >= 1, pruning >= 0")
         self.db = db
@@ -156,8 +162,15 @@ class Revocations:
 
     # -- the protocol's two requests -------------------------------------
 
-    def revoke(self, root: CrlRoot, cert_pem: bytes, client_crl_sha1: bytes,
-               now: dt.datetime, *, reason: x509.ReasonFlags | None = None) -> bytes:
+    def revoke(
+        self,
+        root: CrlRoot,
+        cert_pem: bytes,
+        client_crl_sha1: bytes,
+        now: dt.datetime,
+        *,
+        reason: x509.ReasonFlags | None = None,
+    ) -> bytes:
         """Revoke the certificate in ``cert_pem``; payload 1 of the answer.
 
         An empty ``cert_pem`` is the protocol's refresh. Revoking a certificate
@@ -169,10 +182,15 @@ class Revocations:
         cert = _parse_certificate(cert_pem)
         _check_issued_by(cert, root.certificate)
         row = self.db.find_certificate(root.id, cert.serial_number)
-        if (row is None or row.state != "issued"
-                or row.der != cert.public_bytes(serialization.Encoding.DER)):
-            raise Refusal("unknown-certificate",
-                          f"serial {serial_text(cert.serial_number)} was not issued here")
+        if (
+            row is None
+            or row.state != "issued"
+            or row.der != cert.public_bytes(serialization.Encoding.DER)
+        ):
+            raise Refusal(
+                "unknown-certificate",
+                f"serial {serial_text(cert.serial_number)} was not issued here",
+            )
         now = _utc_seconds(now)
         with self._transaction(root.id):
             old = self._known_crl(root.id, client)
@@ -187,22 +205,26 @@ class Revocations:
         return self._refresh(root, _client_hash(client_crl_sha1), now)
 
     def is_revoked(self, root_id: int, serial: int) -> bool:
-        row = self._conn.execute("SELECT 1 FROM revocations WHERE root = ? AND serial = ?",
-                                 (root_id, serial_text(serial))).fetchone()
+        row = self._conn.execute(
+            "SELECT 1 FROM revocations WHERE root = ? AND serial = ?",
+            (root_id, serial_text(serial)),
+        ).fetchone()
         return row is not None
 
     def current_crl(self, root_id: int) -> bytes | None:
         """The root's newest issued CRL, DER."""
         row = self._conn.execute(
             "SELECT der FROM crls WHERE root = ? AND imported = 0 ORDER BY id DESC LIMIT 1",
-            (root_id,)).fetchone()
+            (root_id,),
+        ).fetchone()
         return None if row is None else bytes(row[0])
 
     def current_number(self, root_id: int) -> int | None:
         """The CRL number of the root's newest issued CRL."""
         row = self._conn.execute(
             "SELECT number FROM crls WHERE root = ? AND imported = 0 ORDER BY id DESC LIMIT 1",
-            (root_id,)).fetchone()
+            (root_id,),
+        ).fetchone()
         return None if row is None else int(row[0])
 
     def add_known_crl(self, root_id: int, der: bytes) -> None:
@@ -225,7 +247,8 @@ class Revocations:
             self._conn.execute(
                 "INSERT INTO crls (root, number, sha1, next_update, imported, der)"
                 " VALUES (?, ?, ?, NULL, 1, ?) ON CONFLICT (root, sha1) DO NOTHING",
-                (root_id, number, hashlib.sha1(der).digest(), der))
+                (root_id, number, hashlib.sha1(der).digest(), der),
+            )
             self._raise_number(root_id, number)
 
     # -- inside a transaction --------------------------------------------
@@ -247,51 +270,74 @@ class Revocations:
 
     def _known_crl(self, root_id: int, sha1: bytes) -> bytes | None:
         row = self._conn.execute(
-            "SELECT der FROM crls WHERE root = ? AND sha1 = ?", (root_id, sha1)).fetchone()
+            "SELECT der FROM crls WHERE root = ? AND sha1 = ?", (root_id, sha1)
+        ).fetchone()
         return None if row is None else bytes(row[0])
 
     def _current(self, root_id: int, now: dt.datetime) -> bytes | None:
         row = self._conn.execute(
             "SELECT der FROM crls WHERE root = ? AND imported = 0 AND next_update > ?"
-            " ORDER BY id DESC LIMIT 1", (root_id, int(now.timestamp()))).fetchone()
+            " ORDER BY id DESC LIMIT 1",
+            (root_id, int(now.timestamp())),
+        ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def _record(self, root_id: int, cert: x509.Certificate, now: dt.datetime,
-                reason: x509.ReasonFlags | None) -> bool:
+    def _record(
+        self,
+        root_id: int,
+        cert: x509.Certificate,
+        now: dt.datetime,
+        reason: x509.ReasonFlags | None,
+    ) -> bool:
         """Add the revocation; False if the certificate was already revoked."""
         cur = self._conn.execute(
             "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (root, serial) DO NOTHING",
-            (root_id, serial_text(cert.serial_number), int(now.timestamp()),
-             None if reason is None else reason.value, int(not_after(cert).timestamp()),
-             encode_entry(cert.serial_number, now, reason)))
+            (
+                root_id,
+                serial_text(cert.serial_number),
+                int(now.timestamp()),
+                None if reason is None else reason.value,
+                int(not_after(cert).timestamp()),
+                encode_entry(cert.serial_number, now, reason),
+            ),
+        )
         return cur.rowcount == 1
 
     def _raise_number(self, root_id: int, at_least: int) -> None:
         self._conn.execute(
             "INSERT INTO crl_numbers (root, last_number) VALUES (?, ?) ON CONFLICT (root)"
             " DO UPDATE SET last_number = max(last_number, excluded.last_number)",
-            (root_id, at_least))
+            (root_id, at_least),
+        )
 
     def _next_number(self, root_id: int) -> int:
         self._conn.execute(
             "INSERT INTO crl_numbers (root, last_number) VALUES (?, 1) ON CONFLICT (root)"
-            " DO UPDATE SET last_number = last_number + 1", (root_id,))
+            " DO UPDATE SET last_number = last_number + 1",
+            (root_id,),
+        )
         row = self._conn.execute(
-            "SELECT last_number FROM crl_numbers WHERE root = ?", (root_id,)).fetchone()
+            "SELECT last_number FROM crl_numbers WHERE root = ?", (root_id,)
+        ).fetchone()
         return int(row[0])
 
     def _revoked_entries(self, root_id: int, now: dt.datetime) -> bytearray:
         """The root's entries, topped up from the table; rebuilt when pruning bites."""
         cutoff = int((now - self._prune_after).timestamp()) if self._prune_after else None
         cache = self._entries.get(root_id)
-        if cache is None or (cutoff is not None and cache.oldest_not_after is not None
-                             and cache.oldest_not_after < cutoff):
+        if cache is None or (
+            cutoff is not None
+            and cache.oldest_not_after is not None
+            and cache.oldest_not_after < cutoff
+        ):
             cache = self._entries[root_id] = _Entries()
         cur = self._conn.cursor()
         cur.row_factory = None
-        cur.execute("SELECT seq, entry, not_after FROM revocations"
-                    " WHERE root = ? AND seq > ? ORDER BY seq", (root_id, cache.last_seq))
+        cur.execute(
+            "SELECT seq, entry, not_after FROM revocations WHERE root = ? AND seq > ? ORDER BY seq",
+            (root_id, cache.last_seq),
+        )
         for seq, entry, expires in cur:
             cache.last_seq = seq
             if cutoff is not None and expires is not None:
@@ -306,19 +352,33 @@ class Revocations:
         number = self._next_number(root.id)
         entries = self._revoked_entries(root.id, now)
         try:
-            der = build_crl(root.certificate, root.private_key, root.config.default_digest,
-                            number, now, now + self._validity, entries)
+            der = build_crl(
+                root.certificate,
+                root.private_key,
+                root.config.default_digest,
+                number,
+                now,
+                now + self._validity,
+                entries,
+            )
         except CrlError as exc:
             raise Refusal("crl-signing-failed", str(exc)) from exc
         self._conn.execute(
             "INSERT INTO crls (root, number, sha1, next_update, imported, der)"
             " VALUES (?, ?, ?, ?, 0, ?)",
-            (root.id, number, hashlib.sha1(der).digest(),
-             int((now + self._validity).timestamp()), der))
+            (
+                root.id,
+                number,
+                hashlib.sha1(der).digest(),
+                int((now + self._validity).timestamp()),
+                der,
+            ),
+        )
         self._conn.execute(
             "DELETE FROM crls WHERE root = ? AND id NOT IN"
             " (SELECT id FROM crls WHERE root = ? ORDER BY id DESC LIMIT ?)",
-            (root.id, root.id, self._history))
+            (root.id, root.id, self._history),
+        )
         return der
 
     # -- the answer ------------------------------------------------------
@@ -332,13 +392,18 @@ class Revocations:
                 raise Refusal("delta-failed", "cannot make the CRL delta") from exc
             if len(patch) <= MAX_ANSWER:
                 return patch
-            _log.warning("root %d: the CRL delta is %d bytes, over the protocol limit",
-                         root_id, len(patch))
+            _log.warning(
+                "root %d: the CRL delta is %d bytes, over the protocol limit", root_id, len(patch)
+            )
             raise Refusal("crl-too-large", f"CRL delta is {len(patch)} bytes, over {MAX_ANSWER}")
         size = pem_length(len(new))
         if size > MAX_ANSWER:
-            _log.warning("root %d: the CRL is %d bytes in PEM, over the %d-byte protocol"
-                         " limit; a client without a known CRL cannot be brought in sync",
-                         root_id, size, MAX_ANSWER)
+            _log.warning(
+                "root %d: the CRL is %d bytes in PEM, over the %d-byte protocol"
+                " limit; a client without a known CRL cannot be brought in sync",
+                root_id,
+                size,
+                MAX_ANSWER,
+            )
             raise Refusal("crl-too-large", f"CRL PEM is {size} bytes, over {MAX_ANSWER}")
         return der_to_pem(new)

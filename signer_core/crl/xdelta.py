@@ -38,8 +38,12 @@ def make_delta(old: bytes, new: bytes, *, tmp_dir: Path | None = None) -> bytes:
         try:
             done = subprocess.run(
                 [XDELTA, "delta", "-q", str(old_path), str(new_path), str(patch_path)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, timeout=TIMEOUT, check=False)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=TIMEOUT,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise XdeltaError(f"cannot run {XDELTA}: {exc}") from exc
         if done.returncode not in _SUCCESS:

@@ -125,13 +125,19 @@ class OpenPGPSigner:
         if not _FPR.match(fpr):
             raise ValueError(f"OpenPGP CA fingerprint must be 40 hex digits: {self.fingerprint!r}")
         if self.digest not in DIGESTS:
-            raise ValueError(f"OpenPGP cert digest {self.digest!r}: use one of {', '.join(DIGESTS)}")
+            raise ValueError(
+                f"OpenPGP cert digest {self.digest!r}: use one of {', '.join(DIGESTS)}"
+            )
         if self.cert_level not in (0, 1, 2, 3):
             raise ValueError(f"OpenPGP cert level {self.cert_level!r}: use 0 to 3")
         if not _URL.match(self.policy_url):
-            raise ValueError(f"OpenPGP policy URL {self.policy_url!r} is empty, too long or has spaces")
+            raise ValueError(
+                f"OpenPGP policy URL {self.policy_url!r} is empty, too long or has spaces"
+            )
         if len(str(self.workdir or tempfile.gettempdir())) > MAX_HOME_PATH:
-            raise ValueError(f"OpenPGP workdir path over {MAX_HOME_PATH} characters (gpg-agent socket limit)")
+            raise ValueError(
+                f"OpenPGP workdir path over {MAX_HOME_PATH} characters (gpg-agent socket limit)"
+            )
 
     @property
     def keyid(self) -> str:
@@ -157,24 +163,41 @@ def load_signer(
     ``GpgError`` when the work directory is not the signer's alone,
     ``ValueError`` for a bad setting.
     """
-    signer = OpenPGPSigner(home, key_file, fingerprint, passphrase_file, policy_url, cert_level,
-                           digest, workdir, limits, gpg_limits)
+    signer = OpenPGPSigner(
+        home,
+        key_file,
+        fingerprint,
+        passphrase_file,
+        policy_url,
+        cert_level,
+        digest,
+        workdir,
+        limits,
+        gpg_limits,
+    )
     parent = _workdir(signer)
     secret = _read_ca_secret(signer)
     with private_home(parent, signer.gpg_limits) as private:
         gpg = private.gpg()
         _import_ca(gpg, signer, secret)
-        unlocked = gpg.export_keys(signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase)
+        unlocked = gpg.export_keys(
+            signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase
+        )
         if not unlocked:
-            raise Refusal("openpgp-root-missing", "CA OpenPGP key does not unlock with the configured passphrase")
+            raise Refusal(
+                "openpgp-root-missing",
+                "CA OpenPGP key does not unlock with the configured passphrase",
+            )
         public = _export_ca_public(gpg, signer)
     # Keep the re-export: protected with the home's cheap S2K count (see openpgp_gpg).
-    return dataclasses.replace(signer, ca_secret=CaSecret(unlocked, secret.passphrase),
-                               ca_public=public)
+    return dataclasses.replace(
+        signer, ca_secret=CaSecret(unlocked, secret.passphrase), ca_public=public
+    )
 
 
-def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int,
-                ca_keys: CaKeys | None = None) -> bytes:
+def certify_key(
+    signer: OpenPGPSigner, key_data: bytes, days: int, ca_keys: CaKeys | None = None
+) -> bytes:
     """Certify every valid user ID of the one public key in ``key_data``; return it armoured.
 
     ``ca_keys``: every CA key (``CaKeys.build`` at start, with this signer and
@@ -203,10 +226,16 @@ def certify_key(signer: OpenPGPSigner, key_data: bytes, days: int,
 
 def _cert_options(signer: OpenPGPSigner, days: int) -> list[str]:
     return [
-        "--no-ask-cert-level", "--default-cert-level", str(signer.cert_level),
-        "--no-ask-cert-expire", "--default-cert-expire", f"{days}d",
-        "--cert-policy-url", signer.policy_url,
-        "--cert-digest-algo", signer.digest,
+        "--no-ask-cert-level",
+        "--default-cert-level",
+        str(signer.cert_level),
+        "--no-ask-cert-expire",
+        "--default-cert-expire",
+        f"{days}d",
+        "--cert-policy-url",
+        signer.policy_url,
+        "--cert-digest-algo",
+        signer.digest,
     ]
 
 
@@ -261,12 +290,15 @@ def _with_ca_public(signer: OpenPGPSigner, secret: CaSecret) -> OpenPGPSigner:
 def _key_records(records: list[list[str]], fingerprint: str, kind: str) -> list[list[str]]:
     """The ``kind`` (pub/sec) records whose following fpr record is ``fingerprint``."""
     return [
-        r for r, nxt in itertools.pairwise(records)
+        r
+        for r, nxt in itertools.pairwise(records)
         if r[0] == kind and nxt[0] == "fpr" and len(nxt) > 9 and nxt[9] == fingerprint
     ]
 
 
-def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: int, stderr: str) -> None:
+def _check_certified(
+    gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: int, stderr: str
+) -> None:
     """Every valid user ID must now carry a fresh, verifying certification by the CA key."""
     level = f"1{signer.cert_level}x"
     valid = certified = 0
@@ -278,8 +310,12 @@ def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: i
         elif record[0] == "uat":
             current = None
         elif record[0] == "sig" and current not in (None, "r", "e"):
-            fresh = (record[1] == "!" and record[4] == signer.keyid and record[10] == level
-                     and int(record[5] or 0) >= started)
+            fresh = (
+                record[1] == "!"
+                and record[4] == signer.keyid
+                and record[10] == level
+                and int(record[5] or 0) >= started
+            )
             if fresh:
                 certified += 1
                 current = None  # count each user ID once
@@ -289,7 +325,9 @@ def _check_certified(gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: i
         # Only gpg's own failure lines: others quote user IDs, which are the requester's text.
         failures = [line for line in stderr.splitlines() if _GPG_FAILURE.match(line)]
         detail = f": {failures[-1]}" if failures else ""
-        raise Refusal("openpgp-certify-failed", f"{certified} of {valid} user IDs certified{detail}")
+        raise Refusal(
+            "openpgp-certify-failed", f"{certified} of {valid} user IDs certified{detail}"
+        )
 
 
 def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:
@@ -311,7 +349,8 @@ def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:
         stop_agent(signer.home)
     if not key:
         raise Refusal(
-            "openpgp-root-missing", "CA OpenPGP secret key not exported from its home (absent, or wrong passphrase)"
+            "openpgp-root-missing",
+            "CA OpenPGP secret key not exported from its home (absent, or wrong passphrase)",
         )
     return CaSecret(key, passphrase)
 
@@ -322,7 +361,9 @@ def _read_passphrase(path: Path | None) -> str:
     try:
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise Refusal("openpgp-root-missing", f"CA OpenPGP passphrase file unreadable: {exc}") from None
+        raise Refusal(
+            "openpgp-root-missing", f"CA OpenPGP passphrase file unreadable: {exc}"
+        ) from None
     passphrase = text.rstrip("\r\n")
     if "\n" in passphrase or "\r" in passphrase:
         raise ValueError("OpenPGP passphrase file must hold one line")
@@ -351,13 +392,19 @@ def _workdir(signer: OpenPGPSigner) -> Path | None:
 def _check_private(path: Path, info: os.stat_result) -> None:
     uid = os.geteuid()
     if stat.S_ISLNK(info.st_mode):
-        raise GpgError(f"OpenPGP workdir {path} is a symbolic link;"
-                       " it must be a directory of the signer's own.")
+        raise GpgError(
+            f"OpenPGP workdir {path} is a symbolic link;"
+            " it must be a directory of the signer's own."
+        )
     if not stat.S_ISDIR(info.st_mode):
         raise GpgError(f"OpenPGP workdir {path} is not a directory.")
     if info.st_uid != uid:
-        raise GpgError(f"OpenPGP workdir {path} belongs to uid {info.st_uid}, not to the signer"
-                       f" (uid {uid}): another user may have created it first.")
+        raise GpgError(
+            f"OpenPGP workdir {path} belongs to uid {info.st_uid}, not to the signer"
+            f" (uid {uid}): another user may have created it first."
+        )
     if info.st_mode & 0o077:
-        raise GpgError(f"OpenPGP workdir {path} has mode {stat.S_IMODE(info.st_mode):04o};"
-                       " it must be 0700, reachable by the signer alone.")
+        raise GpgError(
+            f"OpenPGP workdir {path} has mode {stat.S_IMODE(info.st_mode):04o};"
+            " it must be 0700, reachable by the signer alone."
+        )

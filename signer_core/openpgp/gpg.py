@@ -118,12 +118,15 @@ class PrivateHome:
         if self.expired:
             raise self._timeout()
         if process.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-            raise Refusal("openpgp-cpu-limit", f"gpg needed more than {self.limits.cpu_seconds} s"
-                          " of CPU time for this key")
+            raise Refusal(
+                "openpgp-cpu-limit",
+                f"gpg needed more than {self.limits.cpu_seconds} s of CPU time for this key",
+            )
 
     def _timeout(self) -> Refusal:
-        return Refusal("openpgp-timeout",
-                       f"gpg needed more than {self.limits.wall_seconds:g} s for this key")
+        return Refusal(
+            "openpgp-timeout", f"gpg needed more than {self.limits.wall_seconds:g} s for this key"
+        )
 
     def _expire(self) -> None:
         with self._lock:
@@ -167,8 +170,9 @@ class _LimitedGPG(gnupg.GPG):
     def _open_subprocess(self, args: list[str], passphrase: bool = False) -> subprocess.Popen:
         return self._home.spawn(super()._open_subprocess, args, passphrase)
 
-    def _collect_output(self, process: subprocess.Popen, result: Any, writer: Any = None,
-                        stdin: Any = None) -> int:
+    def _collect_output(
+        self, process: subprocess.Popen, result: Any, writer: Any = None, stdin: Any = None
+    ) -> int:
         returncode = super()._collect_output(process, result, writer, stdin)
         self._home.check(process)
         return returncode
@@ -203,8 +207,9 @@ def _names(proc_dir: str, needle: bytes) -> bool:
 
 
 @contextmanager
-def private_home(parent: Path | None,
-                 limits: GpgLimits = DEFAULT_GPG_LIMITS) -> Iterator[PrivateHome]:
+def private_home(
+    parent: Path | None, limits: GpgLimits = DEFAULT_GPG_LIMITS
+) -> Iterator[PrivateHome]:
     """A fresh GnuPG home under ``parent``, removed with all its processes afterwards."""
     home = PrivateHome(parent, limits)
     try:
@@ -230,7 +235,10 @@ def stop_agent(home: Path) -> None:
     try:
         subprocess.run(
             ["gpgconf", "--homedir", str(home), "--kill", "all"],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GpgError(f"gpgconf --kill failed: {exc}") from exc
@@ -250,7 +258,9 @@ class CommandResult:
     stderr: str
 
 
-def run_command(gpg: gnupg.GPG, args: Sequence[str], passphrase: str | None = None) -> CommandResult:
+def run_command(
+    gpg: gnupg.GPG, args: Sequence[str], passphrase: str | None = None
+) -> CommandResult:
     """Run a gpg command that python-gnupg has no method for, via its own I/O."""
     # The "sign" status handler accepts (and ignores) any status line.
     result = gpg.result_map["sign"](gpg)

@@ -82,12 +82,12 @@ class PacketLimits:
     """What one key block may hold before gpg sees it (see the module docstring for why)."""
 
     max_packets: int = 2000
-    max_user_ids: int = 100             # user IDs and user attributes
+    max_user_ids: int = 100  # user IDs and user attributes
     max_subkeys: int = 32
-    max_signatures: int = 1000          # in the whole block
-    max_signatures_per_uid: int = 200   # on one user ID or user attribute
-    max_key_bits: int = 8192            # RSA modulus, DSA and ElGamal prime, of any key
-    max_rsa_exponent_bits: int = 32     # 65537 has 17
+    max_signatures: int = 1000  # in the whole block
+    max_signatures_per_uid: int = 200  # on one user ID or user attribute
+    max_key_bits: int = 8192  # RSA modulus, DSA and ElGamal prime, of any key
+    max_rsa_exponent_bits: int = 32  # 65537 has 17
 
 
 DEFAULT_LIMITS = PacketLimits()
@@ -96,7 +96,7 @@ DEFAULT_LIMITS = PacketLimits()
 @dataclass(frozen=True)
 class Packet:
     tag: int
-    raw: bytes              # header and body, as received
+    raw: bytes  # header and body, as received
     body: bytes
 
 
@@ -105,7 +105,7 @@ class KeyPacket:
     """A primary key (tag 6) or public subkey (tag 14) packet of a key block."""
 
     tag: int
-    fingerprint: str        # v4 fingerprint of the body, upper-case hex
+    fingerprint: str  # v4 fingerprint of the body, upper-case hex
     body: bytes
 
 
@@ -113,12 +113,12 @@ class KeyPacket:
 class KeySummary:
     """What the signer checks about a key block before gpg imports it."""
 
-    packets: bytes          # the binary packets to hand to gpg
-    fingerprint: str        # v4 fingerprint of the primary key, upper-case hex
-    algorithm: int          # OpenPGP public-key algorithm id
-    bits: int               # RSA/DSA modulus size, or the curve's size
-    curve: str              # "" for RSA/DSA
-    user_ids: int           # user ID packets (tag 13)
+    packets: bytes  # the binary packets to hand to gpg
+    fingerprint: str  # v4 fingerprint of the primary key, upper-case hex
+    algorithm: int  # OpenPGP public-key algorithm id
+    bits: int  # RSA/DSA modulus size, or the curve's size
+    curve: str  # "" for RSA/DSA
+    user_ids: int  # user ID packets (tag 13)
     keys: tuple[KeyPacket, ...] = ()  # the primary key, then each public subkey, in order
 
 
@@ -154,7 +154,9 @@ def dearmour(data: bytes) -> bytes:
         body, i = _armour_body(lines, i, label)
         out += body
     if not blocks:
-        raise Refusal("openpgp-bad-armour", "neither binary OpenPGP nor an armoured public key block")
+        raise Refusal(
+            "openpgp-bad-armour", "neither binary OpenPGP nor an armoured public key block"
+        )
     return bytes(out)
 
 
@@ -244,8 +246,9 @@ def _new_length(data: bytes, pos: int) -> tuple[int, int]:
     raise Refusal("openpgp-bad-packets", "partial body length in a key block")
 
 
-def summarise(data: bytes, drop_certifier: str = "",
-              limits: PacketLimits = DEFAULT_LIMITS) -> KeySummary:
+def summarise(
+    data: bytes, drop_certifier: str = "", limits: PacketLimits = DEFAULT_LIMITS
+) -> KeySummary:
     """Check that ``data`` is exactly one public key block of an accepted kind, within ``limits``.
 
     Certifications issued by the key whose 16-hex-digit key ID is
@@ -282,20 +285,27 @@ def check_counts(tags: list[int], limits: PacketLimits) -> None:
     """Refuse a block with more user IDs, subkeys or signatures than ``limits`` allow."""
     names = sum(t in (TAG_USER_ID, TAG_USER_ATTRIBUTE) for t in tags)
     if names > limits.max_user_ids:
-        raise Refusal("openpgp-too-many-uids",
-                      f"{names} user IDs and attributes; at most {limits.max_user_ids}")
+        raise Refusal(
+            "openpgp-too-many-uids",
+            f"{names} user IDs and attributes; at most {limits.max_user_ids}",
+        )
     subkeys = tags.count(TAG_PUBLIC_SUBKEY)
     if subkeys > limits.max_subkeys:
-        raise Refusal("openpgp-too-many-subkeys",
-                      f"{subkeys} subkeys; at most {limits.max_subkeys}")
+        raise Refusal(
+            "openpgp-too-many-subkeys", f"{subkeys} subkeys; at most {limits.max_subkeys}"
+        )
     signatures = tags.count(TAG_SIGNATURE)
     if signatures > limits.max_signatures:
-        raise Refusal("openpgp-too-many-signatures",
-                      f"{signatures} signatures; at most {limits.max_signatures}")
+        raise Refusal(
+            "openpgp-too-many-signatures",
+            f"{signatures} signatures; at most {limits.max_signatures}",
+        )
     most = max(_signatures_per_name(tags), default=0)
     if most > limits.max_signatures_per_uid:
-        raise Refusal("openpgp-too-many-uid-signatures",
-                      f"{most} signatures on one user ID; at most {limits.max_signatures_per_uid}")
+        raise Refusal(
+            "openpgp-too-many-uid-signatures",
+            f"{most} signatures on one user ID; at most {limits.max_signatures_per_uid}",
+        )
 
 
 def _signatures_per_name(tags: list[int]) -> list[int]:
@@ -332,7 +342,9 @@ def _check_numbers(body: bytes, limits: PacketLimits, which: str) -> None:
         _at_most(n, limits.max_key_bits, f"{which} has a {n}-bit RSA modulus")
         if e > limits.max_rsa_exponent_bits:
             most = limits.max_rsa_exponent_bits
-            raise Refusal("openpgp-exponent-too-large", f"{which} has a {e}-bit RSA exponent; at most {most}")
+            raise Refusal(
+                "openpgp-exponent-too-large", f"{which} has a {e}-bit RSA exponent; at most {most}"
+            )
     elif algorithm == _DSA:
         p, q, g, y = _mpi_sizes(body[6:], 4, which)
         largest = max(p, g, y)
@@ -355,10 +367,10 @@ def _mpi_sizes(fields: bytes, count: int, which: str) -> list[int]:
     for _ in range(count):
         if pos + 2 > len(fields):
             raise Refusal("openpgp-bad-packets", f"truncated MPI in {which}")
-        end = pos + 2 + (int.from_bytes(fields[pos:pos + 2], "big") + 7) // 8
+        end = pos + 2 + (int.from_bytes(fields[pos : pos + 2], "big") + 7) // 8
         if end > len(fields):
             raise Refusal("openpgp-bad-packets", f"truncated MPI in {which}")
-        sizes.append(int.from_bytes(fields[pos + 2:end], "big").bit_length())
+        sizes.append(int.from_bytes(fields[pos + 2 : end], "big").bit_length())
         pos = end
     return sizes
 
@@ -437,11 +449,16 @@ def key_strength(body: bytes) -> tuple[int, int, str]:
     if algorithm in _RSA_SIGNING or algorithm == _DSA:
         bits = _mpi_bits(fields)
         if bits < MIN_RSA_DSA_BITS:
-            raise Refusal("openpgp-weak-key", f"{bits}-bit RSA/DSA key; at least {MIN_RSA_DSA_BITS} needed")
+            raise Refusal(
+                "openpgp-weak-key", f"{bits}-bit RSA/DSA key; at least {MIN_RSA_DSA_BITS} needed"
+            )
         return algorithm, bits, ""
     curves = _CURVES.get(algorithm)
     if curves is None:
-        raise Refusal("openpgp-weak-key", f"public-key algorithm {algorithm} is not accepted for a primary key")
+        raise Refusal(
+            "openpgp-weak-key",
+            f"public-key algorithm {algorithm} is not accepted for a primary key",
+        )
     if not fields or not 0 < fields[0] < 255 or len(fields) < 1 + fields[0]:
         raise Refusal("openpgp-bad-packets", "bad curve OID in public key packet")
     curve = curves.get(fields[1 : 1 + fields[0]])

@@ -44,7 +44,7 @@ def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
 class Verdict:
     ok: bool
     count: int
-    head: str               # hash of the last record that verified
+    head: str  # hash of the last record that verified
     bad_seq: int | None = None
     problem: str = ""
 
@@ -70,23 +70,32 @@ class AuditLog:
         """Add one record; returns its hash. Joins the caller's transaction if one is open."""
         seq, prev = self.head()
         seq += 1
-        at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
         digest = record_hash(seq, at, event, text, prev)
-        self.conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
-                          (seq, at, event, text, prev, digest))
+        self.conn.execute(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)", (seq, at, event, text, prev, digest)
+        )
         return digest
 
     def verify(self) -> Verdict:
         prev, expected = GENESIS, 1
-        rows = self.conn.execute("SELECT seq, at, event, details, prev, hash FROM audit ORDER BY seq")
+        rows = self.conn.execute(
+            "SELECT seq, at, event, details, prev, hash FROM audit ORDER BY seq"
+        )
         for seq, at, event, details, link, digest in rows:
             if seq != expected:
-                return Verdict(False, expected - 1, prev, expected,
-                               f"record {expected} is missing (next is {seq})")
+                return Verdict(
+                    False,
+                    expected - 1,
+                    prev,
+                    expected,
+                    f"record {expected} is missing (next is {seq})",
+                )
             if link != prev:
-                return Verdict(False, seq - 1, prev, seq,
-                               f"record {seq} does not follow record {seq - 1}")
+                return Verdict(
+                    False, seq - 1, prev, seq, f"record {seq} does not follow record {seq - 1}"
+                )
             if record_hash(seq, at, event, details, link) != digest:
                 return Verdict(False, seq - 1, prev, seq, f"record {seq} was altered")
             prev, expected = digest, expected + 1

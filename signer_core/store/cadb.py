@@ -80,10 +80,13 @@ CREATE INDEX IF NOT EXISTS openpgp_answer ON openpgp_certifications (answer_id);
 # Release 1 (user_version 0) had UNIQUE request digests and no delivery
 # columns. Its answers are taken as delivered: after the upgrade an identical
 # request is a renewal, which is what it most likely is.
-_UPGRADE_FROM_1 = """
+_UPGRADE_FROM_1 = (
+    """
 ALTER TABLE certificates RENAME TO certificates_v1;
 ALTER TABLE openpgp_certifications RENAME TO openpgp_certifications_v1;
-""" + _TABLES + """
+"""
+    + _TABLES
+    + """
 INSERT INTO certificates (id, root, serial, request_digest, profile, state, reserved_at,
     issued_at, subject, not_before, not_after, der, delivered_at)
     SELECT id, root, serial, request_digest, profile, state, reserved_at, issued_at, subject,
@@ -95,7 +98,10 @@ INSERT INTO openpgp_certifications (id, request_digest, fingerprint, days, certi
 DROP TABLE certificates_v1;
 DROP TABLE openpgp_certifications_v1;
 """
-_CERT_COLUMNS = "id, root, serial, profile, state, der, issued_at, not_after, answer_id, delivered_at"
+)
+_CERT_COLUMNS = (
+    "id, root, serial, profile, state, der, issued_at, not_after, answer_id, delivered_at"
+)
 
 
 def serial_text(serial: int) -> str:
@@ -141,16 +147,28 @@ class OpenPGPRow:
 def _row(r: sqlite3.Row | None) -> CertRow | None:
     if r is None:
         return None
-    return CertRow(r["root"], int(r["serial"], 16), r["profile"], r["state"], r["der"],
-                   r["id"], r["issued_at"], r["not_after"], r["answer_id"], r["delivered_at"])
+    return CertRow(
+        r["root"],
+        int(r["serial"], 16),
+        r["profile"],
+        r["state"],
+        r["der"],
+        r["id"],
+        r["issued_at"],
+        r["not_after"],
+        r["answer_id"],
+        r["delivered_at"],
+    )
 
 
 def _upgrade(conn: sqlite3.Connection) -> None:
     """Bring the schema to SCHEMA_VERSION; a fresh file just gets the tables."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise SchemaError(f"the CA database has schema version {version}; this release"
-                          f" knows versions up to {SCHEMA_VERSION}")
+        raise SchemaError(
+            f"the CA database has schema version {version}; this release"
+            f" knows versions up to {SCHEMA_VERSION}"
+        )
     old = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'certificates'").fetchone()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -222,13 +240,16 @@ class CADatabase:
         """The newest live row (reserved or issued) made for a request with this digest."""
         cur = self.connection.execute(
             f"SELECT {_CERT_COLUMNS} FROM certificates WHERE request_digest = ?"
-            " AND state != 'released' ORDER BY id DESC LIMIT 1", (digest,))
+            " AND state != 'released' ORDER BY id DESC LIMIT 1",
+            (digest,),
+        )
         return _row(cur.fetchone())
 
     def find_certificate(self, root: int, serial: int) -> CertRow | None:
         cur = self.connection.execute(
             f"SELECT {_CERT_COLUMNS} FROM certificates WHERE root = ? AND serial = ?",
-            (root, serial_text(serial)))
+            (root, serial_text(serial)),
+        )
         return _row(cur.fetchone())
 
     def reserve(self, root: int, serial: int, digest: bytes, profile: int) -> bool:
@@ -238,7 +259,8 @@ class CADatabase:
                 self.connection.execute(
                     "INSERT INTO certificates (root, serial, request_digest, profile,"
                     " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
-                    (root, serial_text(serial), digest, profile, int(time.time())))
+                    (root, serial_text(serial), digest, profile, int(time.time())),
+                )
         except sqlite3.IntegrityError:
             return False
         return True
@@ -247,19 +269,34 @@ class CADatabase:
         """A reserved serial that will not be issued: kept, as spent, in state ``released``."""
         self.connection.execute(
             "UPDATE certificates SET state = 'released' WHERE root = ? AND serial = ?"
-            " AND state = 'reserved'", (root, serial_text(serial)))
+            " AND state = 'reserved'",
+            (root, serial_text(serial)),
+        )
 
-    def record_issued(self, digest: bytes, cert: x509.Certificate, answer_id: str | None = None,
-                      at: int | None = None) -> None:
+    def record_issued(
+        self,
+        digest: bytes,
+        cert: x509.Certificate,
+        answer_id: str | None = None,
+        at: int | None = None,
+    ) -> None:
         der = cert.public_bytes(serialization.Encoding.DER)
         with self.transaction():
             cur = self.connection.execute(
                 "UPDATE certificates SET state = 'issued', issued_at = ?, subject = ?,"
                 " not_before = ?, not_after = ?, der = ?, answer_id = ?"
                 " WHERE request_digest = ? AND state = 'reserved' AND serial = ?",
-                (int(time.time()) if at is None else at, cert.subject.rfc4514_string(),
-                 int(not_before(cert).timestamp()), int(not_after(cert).timestamp()),
-                 der, answer_id, digest, serial_text(cert.serial_number)))
+                (
+                    int(time.time()) if at is None else at,
+                    cert.subject.rfc4514_string(),
+                    int(not_before(cert).timestamp()),
+                    int(not_after(cert).timestamp()),
+                    der,
+                    answer_id,
+                    digest,
+                    serial_text(cert.serial_number),
+                ),
+            )
             if cur.rowcount != 1:
                 raise RuntimeError("no reserved row matches the certificate just signed")
 
@@ -267,19 +304,24 @@ class CADatabase:
         """Row ``row_id`` of ``table`` now answers request ``answer_id`` (a retry)."""
         if table not in ("certificates", "openpgp_certifications"):
             raise ValueError(f"no answers in table {table!r}")
-        self.connection.execute(f"UPDATE {table} SET answer_id = ? WHERE id = ?",
-                                (answer_id, row_id))
+        self.connection.execute(
+            f"UPDATE {table} SET answer_id = ? WHERE id = ?", (answer_id, row_id)
+        )
 
     def mark_delivered(self, answer_id: str, at: int) -> dict[str, object] | None:
         """Record that the answer to ``answer_id`` reached the web host; what it carried."""
         row = self.connection.execute(
             "UPDATE certificates SET delivered_at = ? WHERE answer_id = ?"
-            " AND delivered_at IS NULL RETURNING root, serial", (at, answer_id)).fetchone()
+            " AND delivered_at IS NULL RETURNING root, serial",
+            (at, answer_id),
+        ).fetchone()
         if row is not None:
             return {"root": row[0], "serial": row[1]}
         row = self.connection.execute(
             "UPDATE openpgp_certifications SET delivered_at = ? WHERE answer_id = ?"
-            " AND delivered_at IS NULL RETURNING fingerprint", (at, answer_id)).fetchone()
+            " AND delivered_at IS NULL RETURNING fingerprint",
+            (at, answer_id),
+        ).fetchone()
         return None if row is None else {"fingerprint": row[0]}
 
     def find_openpgp(self, digest: bytes) -> OpenPGPRow | None:
@@ -287,20 +329,22 @@ class CADatabase:
         row = self.connection.execute(
             "SELECT id, fingerprint, days, certified_at, armoured, delivered_at"
             " FROM openpgp_certifications WHERE request_digest = ? ORDER BY id DESC LIMIT 1",
-            (digest,)).fetchone()
+            (digest,),
+        ).fetchone()
         if row is None:
             return None
         return OpenPGPRow(row[0], row[1], row[2], row[3], bytes(row[4]), row[5])
 
-    def record_openpgp(self, digest: bytes, fingerprint: str, days: int, armoured: bytes,
-                       answer_id: str, at: int) -> None:
+    def record_openpgp(
+        self, digest: bytes, fingerprint: str, days: int, armoured: bytes, answer_id: str, at: int
+    ) -> None:
         with self.transaction():
             self.connection.execute(
                 "INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
                 " certified_at, armoured, answer_id) VALUES (?, ?, ?, ?, ?, ?)",
-                (digest, fingerprint, days, at, armoured, answer_id))
+                (digest, fingerprint, days, at, armoured, answer_id),
+            )
 
     def count(self, state: str = "issued") -> int:
-        cur = self.connection.execute(
-            "SELECT count(*) FROM certificates WHERE state = ?", (state,))
+        cur = self.connection.execute("SELECT count(*) FROM certificates WHERE state = ?", (state,))
         return int(cur.fetchone()[0])

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def not_before(cert: x509.Certificate) -> dt.datetime:
@@ -26,15 +26,19 @@ def not_after(cert: x509.Certificate) -> dt.datetime:
     return _utc(getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after)
 
 
-def verify_signature(signed: x509.Certificate | x509.CertificateRevocationList,
-                     issuer_key: object) -> None:
+def verify_signature(
+    signed: x509.Certificate | x509.CertificateRevocationList, issuer_key: object
+) -> None:
     """Raise InvalidSignature unless ``issuer_key`` made the signature of a certificate or CRL.
 
     ``Certificate.verify_directly_issued_by`` appears only in cryptography 40,
     and there is no such method for CRLs before 40 either.
     """
-    tbs = (signed.tbs_certificate_bytes if isinstance(signed, x509.Certificate)
-           else signed.tbs_certlist_bytes)
+    tbs = (
+        signed.tbs_certificate_bytes
+        if isinstance(signed, x509.Certificate)
+        else signed.tbs_certlist_bytes
+    )
     algorithm = signed.signature_hash_algorithm
     try:
         if isinstance(issuer_key, rsa.RSAPublicKey) and algorithm is not None:
@@ -49,8 +53,9 @@ def verify_signature(signed: x509.Certificate | x509.CertificateRevocationList,
         raise InvalidSignature(str(exc)) from exc
 
 
-def verify_issued_by(signed: x509.Certificate | x509.CertificateRevocationList,
-                     issuer: x509.Certificate) -> None:
+def verify_issued_by(
+    signed: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate
+) -> None:
     """Raise InvalidSignature unless ``issuer`` is named as the issuer and made the signature."""
     if signed.issuer != issuer.subject:
         raise InvalidSignature("issuer name does not match")

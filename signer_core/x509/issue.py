@@ -22,19 +22,24 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
 from signer_core.config import Config, X509Config
-from signer_core.x509.keychecks import check_public_key
-from signer_core.x509.profiles import XMPP_ADDR, Profile, SanSource
 from signer_core.refusal import Refusal
 from signer_core.roots import Root, RootStore
 from signer_core.x509.compat import not_after, not_before, verify_signature
+from signer_core.x509.keychecks import check_public_key
+from signer_core.x509.profiles import XMPP_ADDR, Profile, SanSource
+from signer_core.x509.request import parse_request
 from signer_core.x509.san import MAX_SAN_ENTRIES, parse_san, xmpp_address
 from signer_core.x509.subject import parse_spkac_subject, parse_subject, policy_order
-from signer_core.x509.request import parse_request
 
 DIGEST_IDS = {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
 WEAK_DIGESTS = frozenset({"md5", "sha1", "ripemd160"})
-_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256,
-           "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES = {
+    "md5": hashes.MD5,
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 MAX_DAYS = 0xFFFF
 MAX_CERT_BYTES = 32768
 _SERIAL_BITS = 127  # top bit set below: 126 random bits, DER always 16 octets
@@ -64,7 +69,7 @@ class CertificatePlan:
     public_key: object
     subject: x509.Name
     sans: tuple[x509.GeneralName, ...]
-    digest: str | None            # None for Ed25519/Ed448 roots
+    digest: str | None  # None for Ed25519/Ed448 roots
     not_before: datetime
     not_after: datetime
 
@@ -74,7 +79,9 @@ def new_serial() -> int:
     return (1 << (_SERIAL_BITS - 1)) | secrets.randbits(_SERIAL_BITS - 1)
 
 
-def plan_certificate(cfg: Config, roots: RootStore, req: SignRequest, now: datetime) -> CertificatePlan:
+def plan_certificate(
+    cfg: Config, roots: RootStore, req: SignRequest, now: datetime
+) -> CertificatePlan:
     """Check every part of ``req``; raise Refusal on the first failure."""
     root = roots.get(req.root)
     profile = _profile(cfg.x509, req.profile)
@@ -90,8 +97,9 @@ def plan_certificate(cfg: Config, roots: RootStore, req: SignRequest, now: datet
     if cfg.x509.subject_order == "policy":
         subject = policy_order(subject)  # the DN string the old CA's `openssl ca` wrote
     sans = _sans(profile, subject, req.payload2)
-    return CertificatePlan(root, profile, cfg.x509, parsed.public_key, subject, sans,
-                           digest, not_before_, not_after_)
+    return CertificatePlan(
+        root, profile, cfg.x509, parsed.public_key, subject, sans, digest, not_before_, not_after_
+    )
 
 
 def _profile(x509cfg: X509Config, profile_id: int) -> Profile:
@@ -132,9 +140,15 @@ def _can_sign(key_kind: str, digest: str) -> bool:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
     start = datetime(2000, 1, 1, tzinfo=UTC)
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).serial_number(1)
-               .public_key(key.public_key()).not_valid_before(start)  # type: ignore[attr-defined]
-               .not_valid_after(start + timedelta(days=1)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .serial_number(1)
+        .public_key(key.public_key())
+        .not_valid_before(start)  # type: ignore[attr-defined]
+        .not_valid_after(start + timedelta(days=1))
+    )
     try:
         builder.sign(key, _HASHES[digest]())  # type: ignore[arg-type]
     except (UnsupportedAlgorithm, ValueError):
@@ -164,14 +178,18 @@ def _sans(profile: Profile, subject: x509.Name, payload2: bytes) -> tuple[x509.G
     Then the profile's name rules: which kinds of name it takes, and for a
     server profile that the commonName is among the names."""
     requested = parse_san(payload2)
-    emails = [x509.RFC822Name(str(a.value))
-              for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+    emails = [
+        x509.RFC822Name(str(a.value)) for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+    ]
     if profile.san_source is SanSource.NONE:
         if requested or emails:
             raise Refusal("bad-san", f"profile {profile.id} takes no subjectAltName or e-mail")
         return ()
-    ordered = emails + requested if profile.san_source is SanSource.EMAIL_AND_PAYLOAD \
+    ordered = (
+        emails + requested
+        if profile.san_source is SanSource.EMAIL_AND_PAYLOAD
         else requested + emails
+    )
     names: list[x509.GeneralName] = []
     for name in ordered:
         if name not in names:
@@ -197,13 +215,15 @@ def _check_name_kind(profile: Profile, name: x509.GeneralName) -> None:
     """A wildcard only where the profile names servers: any other certificate
     stands for one holder, never for a pattern of hosts. No IP address where
     it names a person (an e-mail profile): an address is no person's name."""
-    if isinstance(name, x509.DNSName) and name.value.startswith("*.") \
-            and not profile.server_names:
-        raise Refusal("wildcard-not-allowed",
-                      f"profile {profile.id} takes no wildcard name (DNS:{name.value[:60]})")
+    if isinstance(name, x509.DNSName) and name.value.startswith("*.") and not profile.server_names:
+        raise Refusal(
+            "wildcard-not-allowed",
+            f"profile {profile.id} takes no wildcard name (DNS:{name.value[:60]})",
+        )
     if isinstance(name, x509.IPAddress) and profile.email_names:
-        raise Refusal("ip-not-allowed",
-                      f"profile {profile.id} takes no IP address (IP:{name.value})")
+        raise Refusal(
+            "ip-not-allowed", f"profile {profile.id} takes no IP address (IP:{name.value})"
+        )
 
 
 def _check_cn_among(subject: x509.Name, names: list[x509.GeneralName]) -> None:
@@ -218,8 +238,9 @@ def _check_cn_among(subject: x509.Name, names: list[x509.GeneralName]) -> None:
     for attribute in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         cn = str(attribute.value)
         if cn.lower() not in dns and cn not in exact:
-            raise Refusal("cn-not-in-san",
-                          f"commonName {cn[:60]!r} is not among the subjectAltName entries")
+            raise Refusal(
+                "cn-not-in-san", f"commonName {cn[:60]!r} is not among the subjectAltName entries"
+            )
 
 
 def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
@@ -236,11 +257,23 @@ def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
     if not bits:
         raise Refusal("unsupported-key", f"profile {profile.id} has no key usage for this key type")
     agreement = "key_agreement" in bits
-    flags = {name: name in bits for name in (
-        "digital_signature", "content_commitment", "key_encipherment",
-        "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")}
-    return x509.KeyUsage(encipher_only=agreement and "encipher_only" in bits,
-                         decipher_only=agreement and "decipher_only" in bits, **flags)
+    flags = {
+        name: name in bits
+        for name in (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+        )
+    }
+    return x509.KeyUsage(
+        encipher_only=agreement and "encipher_only" in bits,
+        decipher_only=agreement and "decipher_only" in bits,
+        **flags,
+    )
 
 
 def expected_extensions(plan: CertificatePlan) -> list[x509.Extension]:
@@ -248,32 +281,71 @@ def expected_extensions(plan: CertificatePlan) -> list[x509.Extension]:
     p, root, cfg = plan.profile, plan.root, plan.x509
     ext = x509.Extension
     out = [
-        ext(ExtensionOID.BASIC_CONSTRAINTS, True,
-            x509.BasicConstraints(ca=p.ca, path_length=p.path_length if p.ca else None)),
+        ext(
+            ExtensionOID.BASIC_CONSTRAINTS,
+            True,
+            x509.BasicConstraints(ca=p.ca, path_length=p.path_length if p.ca else None),
+        ),
         ext(ExtensionOID.KEY_USAGE, True, key_usage(p, plan.public_key)),
     ]
     if p.extended_key_usage:
-        out.append(ext(ExtensionOID.EXTENDED_KEY_USAGE, p.eku_critical,
-                       x509.ExtendedKeyUsage(p.eku_oids())))
+        out.append(
+            ext(
+                ExtensionOID.EXTENDED_KEY_USAGE, p.eku_critical, x509.ExtendedKeyUsage(p.eku_oids())
+            )
+        )
     out += [
-        ext(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False,
-            x509.SubjectKeyIdentifier.from_public_key(plan.public_key)),
+        ext(
+            ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+            False,
+            x509.SubjectKeyIdentifier.from_public_key(plan.public_key),
+        ),
         ext(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, _aki(root)),
-        ext(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess([
-            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                   x509.UniformResourceIdentifier(cfg.ocsp_url))])),
-        ext(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints([
-            x509.DistributionPoint([x509.UniformResourceIdentifier(root.config.crl_url)],
-                                   None, None, None)])),
-        ext(ExtensionOID.CERTIFICATE_POLICIES, False, x509.CertificatePolicies(
-            [x509.PolicyInformation(x509.ObjectIdentifier(cfg.policy_oid), [cfg.cps_url])]
-            + [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in p.extra_policy_oids])),
+        ext(
+            ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+            False,
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(cfg.ocsp_url),
+                    )
+                ]
+            ),
+        ),
+        ext(
+            ExtensionOID.CRL_DISTRIBUTION_POINTS,
+            False,
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(root.config.crl_url)], None, None, None
+                    )
+                ]
+            ),
+        ),
+        ext(
+            ExtensionOID.CERTIFICATE_POLICIES,
+            False,
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(cfg.policy_oid), [cfg.cps_url])]
+                + [
+                    x509.PolicyInformation(x509.ObjectIdentifier(o), None)
+                    for o in p.extra_policy_oids
+                ]
+            ),
+        ),
     ]
     if p.ocsp_nocheck:
         out.append(ext(ExtensionOID.OCSP_NO_CHECK, False, x509.OCSPNoCheck()))
     if plan.sans:
-        out.append(ext(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, False,
-                       x509.SubjectAlternativeName(list(plan.sans))))
+        out.append(
+            ext(
+                ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+                False,
+                x509.SubjectAlternativeName(list(plan.sans)),
+            )
+        )
     return out
 
 
@@ -281,8 +353,7 @@ def _aki(root: Root) -> x509.AuthorityKeyIdentifier:
     try:
         ski = root.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            root.certificate.public_key())  # type: ignore[arg-type]
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(root.certificate.public_key())  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
 
@@ -290,13 +361,15 @@ def sign_certificate(plan: CertificatePlan, serial: int) -> x509.Certificate:
     """Build, sign and pre-issuance-check the certificate of ``plan``."""
     if not 0 < serial < 2**159:
         raise ValueError("serial must be positive and fit 20 DER octets")
-    builder = (x509.CertificateBuilder()
-               .subject_name(plan.subject)
-               .issuer_name(plan.root.certificate.subject)
-               .public_key(plan.public_key)  # type: ignore[arg-type]
-               .serial_number(serial)
-               .not_valid_before(plan.not_before)
-               .not_valid_after(plan.not_after))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(plan.subject)
+        .issuer_name(plan.root.certificate.subject)
+        .public_key(plan.public_key)  # type: ignore[arg-type]
+        .serial_number(serial)
+        .not_valid_before(plan.not_before)
+        .not_valid_after(plan.not_after)
+    )
     for e in expected_extensions(plan):
         builder = builder.add_extension(e.value, e.critical)
     algorithm = None if plan.digest is None else _HASHES[plan.digest]()
@@ -322,11 +395,19 @@ def _problems(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> lis
         (cert.serial_number == serial, "serial differs"),
         (cert.issuer == root_cert.subject, "issuer is not the root's subject"),
         (cert.subject == plan.subject, "subject differs from the plan"),
-        (cert.public_key().public_bytes(der, spki) ==
-         plan.public_key.public_bytes(der, spki), "public key differs"),  # type: ignore[attr-defined]
+        (
+            cert.public_key().public_bytes(der, spki) == plan.public_key.public_bytes(der, spki),
+            "public key differs",
+        ),  # type: ignore[attr-defined]
         ((start, end) == (plan.not_before, plan.not_after), "validity differs from the plan"),
-        (not_before(root_cert) <= start < end <= not_after(root_cert), "validity outside the root's"),
-        (end - start <= timedelta(days=plan.profile.max_days), "validity above the profile maximum"),
+        (
+            not_before(root_cert) <= start < end <= not_after(root_cert),
+            "validity outside the root's",
+        ),
+        (
+            end - start <= timedelta(days=plan.profile.max_days),
+            "validity above the profile maximum",
+        ),
         (list(cert.extensions) == expected_extensions(plan), "extensions differ from the profile"),
         (len(cert.public_bytes(der)) <= MAX_CERT_BYTES, "certificate too large"),
     ]

@@ -45,7 +45,7 @@ def _primes_product(bound: int) -> int:
     sieve[0:2] = b"\0\0"
     for i in range(2, math.isqrt(bound) + 1):
         if sieve[i]:
-            sieve[i * i::i] = bytes(len(range(i * i, bound, i)))
+            sieve[i * i :: i] = bytes(len(range(i * i, bound, i)))
     return math.prod(i for i in range(bound) if sieve[i])
 
 
@@ -57,8 +57,10 @@ def badkeys_available() -> bool:
 
 
 def spki_sha256(key: object) -> str:
-    der = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(
+        serialization.Encoding.DER,  # type: ignore[attr-defined]
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
     return hashlib.sha256(der).hexdigest()
 
 
@@ -87,7 +89,9 @@ def _check_rsa(numbers: rsa.RSAPublicNumbers) -> None:
     if bits > MAX_RSA_BITS:
         raise Refusal("unsupported-key", f"RSA modulus of {bits} bits, at most {MAX_RSA_BITS}")
     if e != 65537:
-        raise Refusal("bad-exponent", f"RSA public exponent {e if e < 2**32 else 'huge'}, 65537 needed")
+        raise Refusal(
+            "bad-exponent", f"RSA public exponent {e if e < 2**32 else 'huge'}, 65537 needed"
+        )
     if _powmod(2, n - 1, n) == 1:  # a prime "modulus" makes phi(n) = n - 1 public
         raise Refusal("bad-key", "RSA modulus is prime")
     if math.gcd(n, _SMALL_PRIMES) != 1:
@@ -150,7 +154,9 @@ def load_blocklist(path: Path) -> frozenset[str]:
         with open(path, encoding="ascii") as f:
             entries = frozenset(_blocklist_entries(f))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise Refusal("blocklist-unavailable", f"key blocklist unreadable: {type(exc).__name__}") from None
+        raise Refusal(
+            "blocklist-unavailable", f"key blocklist unreadable: {type(exc).__name__}"
+        ) from None
     _BLOCKLIST_CACHE[path] = (stamp, entries)
     return entries
 

@@ -30,19 +30,27 @@ OCSP_SIGNING = ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string
 TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING.dotted_string
 
 # keyUsage bit names, as cryptography's x509.KeyUsage keyword arguments.
-KEY_USAGE_NAMES = frozenset({
-    "digital_signature", "content_commitment", "key_encipherment",
-    "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
-    "encipher_only", "decipher_only",
-})
+KEY_USAGE_NAMES = frozenset(
+    {
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    }
+)
 
 
-class SanSource(str, enum.Enum):
+class SanSource(enum.StrEnum):
     """Where a profile's subjectAltName entries come from."""
 
     EMAIL_AND_PAYLOAD = "email+payload"  # subject emailAddress, then payload 2
-    PAYLOAD = "payload"                  # payload 2 only
-    NONE = "none"                        # no SAN at all (payload 2 must be empty)
+    PAYLOAD = "payload"  # payload 2 only
+    NONE = "none"  # no SAN at all (payload 2 must be empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +68,10 @@ class Profile:
     max_days: int = 730
     ocsp_nocheck: bool = False
     eku_critical: bool = False
-    require_san: bool = False          # refuse when no SAN entry results
-    require_xmpp: bool = False         # at least one XMPP otherName expected
-    server_names: bool = False         # names servers: wildcards allowed, each CN among the SANs
-    email_names: bool = False          # names a person: no IP address SAN
+    require_san: bool = False  # refuse when no SAN entry results
+    require_xmpp: bool = False  # at least one XMPP otherName expected
+    server_names: bool = False  # names servers: wildcards allowed, each CN among the SANs
+    email_names: bool = False  # names a person: no IP address SAN
     extra_policy_oids: tuple[str, ...] = ()  # e.g. CA/B Forum reserved OIDs, after the CPS policy
 
     def __post_init__(self) -> None:
@@ -85,8 +93,16 @@ _DS_KE_KA = frozenset({"digital_signature", "key_encipherment", "key_agreement"}
 _DS_KE = frozenset({"digital_signature", "key_encipherment"})
 _DS = frozenset({"digital_signature"})
 _CLIENT_EKU = (EMAIL_PROTECTION, CLIENT_AUTH, MS_EFS, MS_SGC, NS_SGC)
-_CODE_EKU = (EMAIL_PROTECTION, CLIENT_AUTH, CODE_SIGNING, MS_CODE_IND, MS_CODE_COM,
-             MS_EFS, MS_SGC, NS_SGC)
+_CODE_EKU = (
+    EMAIL_PROTECTION,
+    CLIENT_AUTH,
+    CODE_SIGNING,
+    MS_CODE_IND,
+    MS_CODE_COM,
+    MS_EFS,
+    MS_SGC,
+    NS_SGC,
+)
 _SERVER_EKU = (CLIENT_AUTH, SERVER_AUTH, NS_SGC, MS_SGC)
 _EP = SanSource.EMAIL_AND_PAYLOAD
 _P = SanSource.PAYLOAD
@@ -99,18 +115,34 @@ def _builtin() -> dict[int, Profile]:
         p(1, "client-org", True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
         p(2, "code-signing", True, _DS_KE_KA, _CODE_EKU, _EP, email_names=True),
         p(3, "client-machine", True, _DS_KE, (CLIENT_AUTH,), _P),
-        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP,
-          email_names=True),
+        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP, email_names=True),
         p(5, "server", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
-        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True,
-          server_names=True),
-        p(7, "server-xmpp", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True,
-          require_xmpp=True, server_names=True),
+        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
+        p(
+            7,
+            "server-xmpp",
+            True,
+            _DS_KE_KA,
+            _SERVER_EKU,
+            _P,
+            require_san=True,
+            require_xmpp=True,
+            server_names=True,
+        ),
         p(8, "ocsp", True, _DS, (OCSP_SIGNING,), _P, ocsp_nocheck=True),
         p(9, "timestamp", True, _DS, (TIME_STAMPING,), _P, eku_critical=True),
         p(10, "proxy", False, _DS_KE, (CLIENT_AUTH,), _P),
-        p(11, "subca", False, frozenset({"key_cert_sign", "crl_sign"}), (),
-          SanSource.NONE, ca=True, path_length=0, max_days=3653),
+        p(
+            11,
+            "subca",
+            False,
+            frozenset({"key_cert_sign", "crl_sign"}),
+            (),
+            SanSource.NONE,
+            ca=True,
+            path_length=0,
+            max_days=3653,
+        ),
     ]
     return {prof.id: prof for prof in table}
 

@@ -45,7 +45,7 @@ _ASN1CRYPTO_ERRORS = (TypeError, KeyError, IndexError, OverflowError)
 
 @dataclasses.dataclass(frozen=True)
 class ParsedRequest:
-    public_key: object                          # a cryptography public key
+    public_key: object  # a cryptography public key
     spkac_subject_lines: tuple[bytes, ...] | None
 
 
@@ -119,7 +119,7 @@ def _parse_spkac(payload1: bytes) -> ParsedRequest:
     spkac_values = [v for v in values if v is not None]
     if len(spkac_values) != 1:
         raise Refusal("bad-spkac", "exactly one SPKAC= line expected")
-    subject = tuple(ln for ln, v in zip(lines, values) if v is None)
+    subject = tuple(ln for ln, v in zip(lines, values, strict=True) if v is None)
     try:
         der = base64.b64decode(spkac_values[0], validate=True)
     except (binascii.Error, ValueError):
@@ -146,8 +146,14 @@ def _verify_spkac(der: bytes) -> object:
     return key
 
 
-_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha224": hashes.SHA224,
-           "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES = {
+    "md5": hashes.MD5,
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 def _verify(key: object, sig_algo: str, algo_name: str, signature: bytes, data: bytes) -> None:
@@ -159,8 +165,10 @@ def _verify(key: object, sig_algo: str, algo_name: str, signature: bytes, data: 
             key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
         elif isinstance(key, ec.EllipticCurvePublicKey) and sig_algo == "ecdsa":
             key.verify(signature, data, ec.ECDSA(_HASHES[hash_name]()))
-        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)) and \
-                sig_algo in ("ed25519", "ed448"):
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)) and sig_algo in (
+            "ed25519",
+            "ed448",
+        ):
             key.verify(signature, data)
         else:
             raise Refusal("bad-spkac", f"unsupported SPKAC signature {algo_name}")

@@ -164,7 +164,7 @@ def _entry(index: int, entry: str) -> x509.GeneralName:
         raise Refusal("bad-san", f"entry {index}: unsupported type {kind[:20]!r}")
     try:
         return parse(value)
-    except Refusal as exc:   # the parsers say what is wrong, this says where
+    except Refusal as exc:  # the parsers say what is wrong, this says where
         raise Refusal(exc.code, f"entry {index}: {kind} value {value[:60]!r} {exc.text}") from None
 
 
@@ -179,7 +179,7 @@ def _email(value: str) -> x509.GeneralName:
 
 
 def _ip(value: str) -> x509.GeneralName:
-    if "%" in value:   # ipaddress would keep the zone id, the certificate could not
+    if "%" in value:  # ipaddress would keep the zone id, the certificate could not
         raise Refusal("bad-san", "is invalid: zone ids are not allowed")
     try:
         return x509.IPAddress(ipaddress.ip_address(value))

@@ -45,14 +45,19 @@ _ATTRIBUTE_TABLE = (
 # writes, for each policy field in turn, every matching attribute of the
 # request in the order sent. Every OID of _ATTRIBUTE_TABLE is in it.
 POLICY_ORDER: tuple[ObjectIdentifier, ...] = (
-    NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
-    NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+    NameOID.COUNTRY_NAME,
+    NameOID.STATE_OR_PROVINCE_NAME,
+    NameOID.LOCALITY_NAME,
+    NameOID.ORGANIZATION_NAME,
+    NameOID.ORGANIZATIONAL_UNIT_NAME,
+    NameOID.COMMON_NAME,
     NameOID.EMAIL_ADDRESS,
 )
 _POLICY_POSITION = {oid: i for i, oid in enumerate(POLICY_ORDER)}
 # name -> (OID, X.520 upper bound in characters)
 _ATTRS: dict[str, tuple[ObjectIdentifier, int]] = {
-    name: (oid, bound) for names, oid, bound in _ATTRIBUTE_TABLE for name in names}
+    name: (oid, bound) for names, oid, bound in _ATTRIBUTE_TABLE for name in names
+}
 
 _ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2})?")
 _SPKAC_NAME = re.compile(r"^(?:[0-9]{1,3}\.)?([A-Za-z]{1,40})$")

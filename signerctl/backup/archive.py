@@ -85,11 +85,13 @@ class Manifest:
     members: tuple[Member, ...]
 
     def to_bytes(self) -> bytes:
-        data = {"format": FORMAT, "created": self.created,
-                "audit": {"count": self.audit_count, "head": self.audit_head},
-                "includes_keys": self.includes_keys,
-                "members": [{"name": m.name, "size": m.size, "sha256": m.sha256}
-                            for m in self.members]}
+        data = {
+            "format": FORMAT,
+            "created": self.created,
+            "audit": {"count": self.audit_count, "head": self.audit_head},
+            "includes_keys": self.includes_keys,
+            "members": [{"name": m.name, "size": m.size, "sha256": m.sha256} for m in self.members],
+        }
         return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -102,7 +104,7 @@ class BackupResult:
     audit_count: int
     audit_head: str
     audit_problem: str
-    database_problem: str       # "" when SQLite's integrity check passed
+    database_problem: str  # "" when SQLite's integrity check passed
     members: tuple[str, ...]
     missing: tuple[str, ...]
 
@@ -151,23 +153,25 @@ def parse_manifest(raw: bytes) -> Manifest:
     names = [m.name for m in members]
     if len(set(names)) != len(names) or MANIFEST in names:
         raise BackupError("manifest: a member is listed twice")
-    return Manifest(_field(data, "created", str), count, head,
-                    _field(data, "includes_keys", bool), members)
+    return Manifest(
+        _field(data, "created", str), count, head, _field(data, "includes_keys", bool), members
+    )
 
 
 # --- gpg -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class GpgRun:
     returncode: int
-    status: tuple[str, ...]     # "[GNUPG:] " lines, prefix removed
-    messages: str               # everything else gpg said
+    status: tuple[str, ...]  # "[GNUPG:] " lines, prefix removed
+    messages: str  # everything else gpg said
 
     def has(self, keyword: str) -> bool:
         return any(s.split(" ", 1)[0] == keyword for s in self.status)
 
     def reason(self) -> str:
-        lines = [l for l in self.messages.splitlines() if l.strip()]
+        lines = [ln for ln in self.messages.splitlines() if ln.strip()]
         return lines[-1].strip() if lines else f"gpg exited with {self.returncode}"
 
 
@@ -178,14 +182,19 @@ def gpg_command(home: Path | None, *args: str) -> list[str]:
 
 def gpg_result(returncode: int, stderr: bytes) -> GpgRun:
     text = stderr.decode("utf-8", "replace").splitlines()
-    status = tuple(l[9:] for l in text if l.startswith("[GNUPG:] "))
-    messages = "\n".join(l for l in text if not l.startswith("[GNUPG:] "))
+    status = tuple(ln[9:] for ln in text if ln.startswith("[GNUPG:] "))
+    messages = "\n".join(ln for ln in text if not ln.startswith("[GNUPG:] "))
     return GpgRun(returncode, status, messages)
 
 
 def run_gpg(home: Path | None, *args: str, data: bytes = b"") -> tuple[GpgRun, bytes]:
-    proc = subprocess.run(gpg_command(home, "--batch", *args), input=data,
-                          capture_output=True, timeout=120, check=False)
+    proc = subprocess.run(
+        gpg_command(home, "--batch", *args),
+        input=data,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     return gpg_result(proc.returncode, proc.stderr), proc.stdout
 
 
@@ -196,8 +205,12 @@ def throwaway_home() -> Iterator[Path]:
     try:
         yield home
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                       capture_output=True, timeout=30, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -216,16 +229,19 @@ def _backup_key_material(encrypt_to: str, keyring: Path | None) -> bytes:
 def import_backup_key(home: Path, encrypt_to: str, keyring: Path | None = None) -> str:
     """Put the one backup public key into ``home``; return its fingerprint."""
     material = _backup_key_material(encrypt_to, keyring)
-    _, listing = run_gpg(home, "--with-colons", "--import-options", "show-only",
-                         "--import", data=material)
+    _, listing = run_gpg(
+        home, "--with-colons", "--import-options", "show-only", "--import", data=material
+    )
     records = [line.split(":") for line in listing.decode("utf-8", "replace").splitlines()]
     if any(r[0] in ("sec", "ssb") for r in records):
-        raise BackupError(f"{encrypt_to}: holds a secret key; the backup key's private"
-                          " half must never be on the signer")
+        raise BackupError(
+            f"{encrypt_to}: holds a secret key; the backup key's private"
+            " half must never be on the signer"
+        )
     primaries = [i for i, r in enumerate(records) if r[0] == "pub"]
     if len(primaries) != 1:
         raise BackupError(f"{encrypt_to}: expected exactly one public key, found {len(primaries)}")
-    fingerprint = next(r[9] for r in records[primaries[0]:] if r[0] == "fpr")
+    fingerprint = next(r[9] for r in records[primaries[0] :] if r[0] == "fpr")
     run, _ = run_gpg(home, "--import", data=material)
     if run.returncode != 0:
         raise BackupError(f"cannot import the backup key: {run.reason()}")
@@ -233,6 +249,7 @@ def import_backup_key(home: Path, encrypt_to: str, keyring: Path | None = None) 
 
 
 # --- gathering ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -300,7 +317,8 @@ def audit_of(database: Path) -> Verdict:
     conn = _open_immutable(database)
     try:
         has_audit = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'").fetchone()
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'"
+        ).fetchone()
         if not has_audit:
             return Verdict(True, 0, GENESIS)
         return AuditLog(conn, create=False).verify()
@@ -350,6 +368,7 @@ def _secret_items(cfg) -> Iterator[tuple[str, Path]]:
 
 # --- writing -----------------------------------------------------------------
 
+
 def _tar_info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = size, mtime, 0o600
@@ -368,9 +387,22 @@ def _encrypt_to_file(home: Path, fingerprint: str, fd: int, write) -> None:
     """Run ``write(stdin)`` into gpg, whose ciphertext lands in ``fd``."""
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            gpg_command(home, "--batch", "--trust-model", "always", "--no-auto-key-locate",
-                        "--recipient", fingerprint, "--encrypt", "--output", "-"),
-            stdin=subprocess.PIPE, stdout=fd, stderr=err)
+            gpg_command(
+                home,
+                "--batch",
+                "--trust-model",
+                "always",
+                "--no-auto-key-locate",
+                "--recipient",
+                fingerprint,
+                "--encrypt",
+                "--output",
+                "-",
+            ),
+            stdin=subprocess.PIPE,
+            stdout=fd,
+            stderr=err,
+        )
         assert proc.stdin is not None
         try:
             write(proc.stdin)
@@ -421,8 +453,9 @@ def _collect(cfg, include_keys: bool, snapshot: Path) -> tuple[list[_Item], list
     return items, missing
 
 
-def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
-                keyring: Path | None = None) -> BackupResult:
+def make_backup(
+    cfg, encrypt_to: str, out: Path, *, include_keys: bool = False, keyring: Path | None = None
+) -> BackupResult:
     """Snapshot, pack, encrypt and write ``out``; the configuration names what to take."""
     out = Path(out)
     if out.exists():
@@ -437,16 +470,34 @@ def make_backup(cfg, encrypt_to: str, out: Path, *, include_keys: bool = False,
             snapshot_database(cfg.signer.database, snapshot)
             verdict, problem = audit_of(snapshot), database_problem(snapshot)
             items, missing = _collect(cfg, include_keys, snapshot)
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             manifest = Manifest(
-                now.isoformat(timespec="seconds"), verdict.count, verdict.head, include_keys,
-                tuple(Member(i.name, i.size(), i.sha256()) for i in items)).to_bytes()
-            write_atomically(out, lambda fd: _encrypt_to_file(
-                home, fingerprint, fd,
-                lambda stdin: _stream_archive(stdin, manifest, items, int(now.timestamp()))))
+                now.isoformat(timespec="seconds"),
+                verdict.count,
+                verdict.head,
+                include_keys,
+                tuple(Member(i.name, i.size(), i.sha256()) for i in items),
+            ).to_bytes()
+            write_atomically(
+                out,
+                lambda fd: _encrypt_to_file(
+                    home,
+                    fingerprint,
+                    fd,
+                    lambda stdin: _stream_archive(stdin, manifest, items, int(now.timestamp())),
+                ),
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    return BackupResult(out, sha256_file(out), fingerprint, verdict.ok, verdict.count,
-                        verdict.head, verdict.problem, problem,
-                        tuple(i.name for i in items), tuple(missing))
-
+    return BackupResult(
+        out,
+        sha256_file(out),
+        fingerprint,
+        verdict.ok,
+        verdict.count,
+        verdict.head,
+        verdict.problem,
+        problem,
+        tuple(i.name for i in items),
+        tuple(missing),
+    )

@@ -16,21 +16,35 @@ from pathlib import Path
 
 def _config(args):
     from signerctl.main import _config as load  # the one place signerctl reads it
+
     return load(args)
 
 
 def cmd_backup(args) -> tuple[object, int]:
     from signerctl.backup.archive import BackupError, make_backup
+
     try:
-        result = make_backup(_config(args), args.encrypt_to, args.out,
-                             include_keys=args.include_keys, keyring=args.gnupghome)
+        result = make_backup(
+            _config(args),
+            args.encrypt_to,
+            args.out,
+            include_keys=args.include_keys,
+            keyring=args.gnupghome,
+        )
     except BackupError as exc:
         return {"refused": str(exc)}, 1
-    data = {"archive": str(result.path), "sha256": result.sha256,
-            "encrypted_to": result.recipient,
-            "audit": {"records": result.audit_count, "head": result.audit_head,
-                      "chain_ok": result.audit_ok},
-            "members": len(result.members), "keys_included": args.include_keys}
+    data = {
+        "archive": str(result.path),
+        "sha256": result.sha256,
+        "encrypted_to": result.recipient,
+        "audit": {
+            "records": result.audit_count,
+            "head": result.audit_head,
+            "chain_ok": result.audit_ok,
+        },
+        "members": len(result.members),
+        "keys_included": args.include_keys,
+    }
     if result.missing:
         data["missing"] = list(result.missing)
     if not result.audit_ok:
@@ -43,13 +57,22 @@ def cmd_backup(args) -> tuple[object, int]:
 
 def cmd_restore(args) -> tuple[object, int]:
     from signerctl.backup.restore import RestoreError, restore_backup
+
     try:
-        result = restore_backup(args.input, args.config, gnupghome=args.gnupghome,
-                                force=args.force, check_only=args.check)
+        result = restore_backup(
+            args.input,
+            args.config,
+            gnupghome=args.gnupghome,
+            force=args.force,
+            check_only=args.check,
+        )
     except RestoreError as exc:
         return {"refused": str(exc)}, 1
-    data: dict = {"archive_sha256": result.archive_sha256, "backup_made": result.created,
-                  "audit": {"records": result.audit_count, "head": result.audit_head}}
+    data: dict = {
+        "archive_sha256": result.archive_sha256,
+        "backup_made": result.created,
+        "audit": {"records": result.audit_count, "head": result.audit_head},
+    }
     if args.check:
         data["sound"] = "every member checked; nothing was installed"
         data["would_restore"] = [{"path": p} for p in result.restored]
@@ -71,18 +94,27 @@ def _as_installed(path: Path) -> dict:
 
 def cmd_integrity(args) -> tuple[object, int]:
     from signerctl.integrity import IntegrityError, check
+
     try:
         report = check(_config(args), baseline=args.baseline, accept=args.accept)
     except IntegrityError as exc:
         return {"refused": str(exc)}, 1
-    data = {"clean": report.clean, "digest": report.digest, "files": len(report.files),
-            "baseline": str(report.baseline),
-            "baseline_accepted_at": report.baseline_accepted_at,
-            "differences": [{"change": change, "file": label}
-                            for change, labels in (("changed", report.changed),
-                                                   ("added", report.added),
-                                                   ("removed", report.removed))
-                            for label in labels]}
+    data = {
+        "clean": report.clean,
+        "digest": report.digest,
+        "files": len(report.files),
+        "baseline": str(report.baseline),
+        "baseline_accepted_at": report.baseline_accepted_at,
+        "differences": [
+            {"change": change, "file": label}
+            for change, labels in (
+                ("changed", report.changed),
+                ("added", report.added),
+                ("removed", report.removed),
+            )
+            for label in labels
+        ],
+    }
     if report.baseline_digest is None and not args.accept:
         data["note"] = "no baseline yet: check the list, then run integrity --accept"
     if args.accept:
@@ -92,30 +124,45 @@ def cmd_integrity(args) -> tuple[object, int]:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     backup = subparsers.add_parser(
-        "backup", help="encrypted full backup: database snapshot, configuration, CRLs, audit")
-    backup.add_argument("--encrypt-to", required=True, metavar="KEYID_OR_FILE",
-                        help="the backup public key: a key file, or a key id in --gnupghome")
+        "backup", help="encrypted full backup: database snapshot, configuration, CRLs, audit"
+    )
+    backup.add_argument(
+        "--encrypt-to",
+        required=True,
+        metavar="KEYID_OR_FILE",
+        help="the backup public key: a key file, or a key id in --gnupghome",
+    )
     backup.add_argument("--out", type=Path, required=True, help="the archive to write (new file)")
-    backup.add_argument("--include-keys", action="store_true",
-                        help="also the root keys, passphrase files and OpenPGP secret key")
-    backup.add_argument("--gnupghome", type=Path,
-                        help="keyring holding KEYID (default: gpg's own default)")
+    backup.add_argument(
+        "--include-keys",
+        action="store_true",
+        help="also the root keys, passphrase files and OpenPGP secret key",
+    )
+    backup.add_argument(
+        "--gnupghome", type=Path, help="keyring holding KEYID (default: gpg's own default)"
+    )
     backup.set_defaults(func=cmd_backup)
 
     restore = subparsers.add_parser(
-        "restore", help="check a backup completely, then install it (daemons stopped)")
+        "restore", help="check a backup completely, then install it (daemons stopped)"
+    )
     restore.add_argument("--in", dest="input", type=Path, required=True, metavar="FILE")
     restore.add_argument("--gnupghome", type=Path, help="GnuPG home with the backup secret key")
-    restore.add_argument("--force", action="store_true",
-                         help="replace an existing CA database and differing files")
-    restore.add_argument("--check", action="store_true",
-                         help="check the backup completely but install nothing")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing CA database and differing files"
+    )
+    restore.add_argument(
+        "--check", action="store_true", help="check the backup completely but install nothing"
+    )
     restore.set_defaults(func=cmd_restore)
 
     integrity = subparsers.add_parser(
-        "integrity", help="compare programs, configuration, roots, units with the baseline")
-    integrity.add_argument("--accept", action="store_true",
-                           help="make the current set the baseline")
-    integrity.add_argument("--baseline", type=Path,
-                           help="baseline file (default <state_dir>/integrity-baseline.json)")
+        "integrity", help="compare programs, configuration, roots, units with the baseline"
+    )
+    integrity.add_argument(
+        "--accept", action="store_true", help="make the current set the baseline"
+    )
+    integrity.add_argument(
+        "--baseline", type=Path, help="baseline file (default <state_dir>/integrity-baseline.json)"
+    )
     integrity.set_defaults(func=cmd_integrity)

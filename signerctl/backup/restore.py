@@ -63,7 +63,7 @@ from signerctl.backup.archive import (
 )
 from spool.safeio import fsync_dir
 
-_SLACK = 64 * 1024          # tar headers, pax records and padding per member
+_SLACK = 64 * 1024  # tar headers, pax records and padding per member
 _KEY = re.compile(r"keys/root(\d{1,3})\.(key|passphrase)")
 _CERT = re.compile(r"certs/root(\d{1,3})\.crt")
 _DB_SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -84,6 +84,7 @@ class RestoreResult:
 
 
 # --- reading the archive (hostile input) ------------------------------------
+
 
 class _Bounded:
     """A read-only stream that refuses to deliver more than ``limit`` bytes."""
@@ -118,8 +119,9 @@ def _contents(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
     return reader
 
 
-def _stage_member(tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member,
-                  staging: Path) -> None:
+def _stage_member(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, staging: Path
+) -> None:
     if not info.isreg():
         raise RestoreError(f"member {member.name}: not a regular file")
     if info.size != member.size:
@@ -191,8 +193,9 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
     command = gpg_command(gnupghome, "--decrypt", "--output", "-", str(archive))
     failure = None
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err)
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+        )
         assert proc.stdout is not None
         try:
             manifest = read_archive(proc.stdout, staging)
@@ -223,21 +226,26 @@ def check_database(database: Path, manifest: Manifest) -> None:
     if problem:
         raise RestoreError(f"the database in the backup is corrupt: {problem}")
     if not verdict.ok:
-        raise RestoreError(f"the audit chain in the backup is broken at record"
-                           f" {verdict.bad_seq}: {verdict.problem}")
+        raise RestoreError(
+            f"the audit chain in the backup is broken at record"
+            f" {verdict.bad_seq}: {verdict.problem}"
+        )
     if (verdict.count, verdict.head) != (manifest.audit_count, manifest.audit_head):
-        raise RestoreError(f"the database's audit head ({verdict.count}, {verdict.head})"
-                           " is not the one the manifest records")
+        raise RestoreError(
+            f"the database's audit head ({verdict.count}, {verdict.head})"
+            " is not the one the manifest records"
+        )
 
 
 # --- where each member goes ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Placement:
     member: str
     target: Path
     mode: int
-    signer_owned: bool      # chowned to the signer user; new parent dirs 0700
+    signer_owned: bool  # chowned to the signer user; new parent dirs 0700
 
 
 def _relocate(path: Path, staged_base: Path, real_base: Path) -> Path:
@@ -292,8 +300,9 @@ def plan(manifest: Manifest, cfg, staging: Path, config_path: Path) -> list[Plac
         target, mode, owned = _target(cfg, member.name)
         if target is None:
             raise RestoreError(f"member {member.name}: no place for it in the configuration")
-        placements.append(Placement(member.name, _relocate(target, staged_base, real_base),
-                                    mode, owned))
+        placements.append(
+            Placement(member.name, _relocate(target, staged_base, real_base), mode, owned)
+        )
     targets = [p.target for p in placements]
     if len(set(targets)) != len(targets):
         twice = next(t for t in targets if targets.count(t) > 1)
@@ -325,20 +334,27 @@ def check_targets(placements: list[Placement], staging: Path, force: bool) -> No
         if p.member == DATABASE_MEMBER:
             exists = any(Path(f"{p.target}{s}").exists() for s in ("", *_DB_SIDE_FILES))
             if exists and not force:
-                raise RestoreError(f"{p.target}: a CA database exists there;"
-                                   " use --force to replace it")
+                raise RestoreError(
+                    f"{p.target}: a CA database exists there; use --force to replace it"
+                )
             # Replacing a database under a running signer would corrupt it, even forced.
             holders = database_holders(p.target) if exists else []
             if holders:
-                raise RestoreError(f"{p.target}: in use by process {holders[0]};"
-                                   " stop the daemons first")
-        elif (p.target.exists() and not force
-              and sha256_file(p.target) != sha256_file(staging / p.member)):
-            raise RestoreError(f"{p.target}: exists and differs from the backup;"
-                               " use --force to replace it")
+                raise RestoreError(
+                    f"{p.target}: in use by process {holders[0]}; stop the daemons first"
+                )
+        elif (
+            p.target.exists()
+            and not force
+            and sha256_file(p.target) != sha256_file(staging / p.member)
+        ):
+            raise RestoreError(
+                f"{p.target}: exists and differs from the backup; use --force to replace it"
+            )
 
 
 # --- putting it in place ------------------------------------------------------
+
 
 def signer_owner(cfg_user: str, cfg_group: str) -> tuple[tuple[int, int] | None, list[str]]:
     """(uid, gid) of the signer user when running as root and the user exists."""
@@ -347,8 +363,10 @@ def signer_owner(cfg_user: str, cfg_group: str) -> tuple[tuple[int, int] | None,
     try:
         return (pwd.getpwnam(cfg_user).pw_uid, grp.getgrnam(cfg_group).gr_gid), []
     except KeyError:
-        return None, [f"user {cfg_user!r} or group {cfg_group!r} does not exist:"
-                      " restored files are owned by root"]
+        return None, [
+            f"user {cfg_user!r} or group {cfg_group!r} does not exist:"
+            " restored files are owned by root"
+        ]
 
 
 def _make_dirs(directory: Path, mode: int, owner: tuple[int, int] | None) -> None:
@@ -386,7 +404,7 @@ def install(p: Placement, source: Path, owner: tuple[int, int] | None) -> list[s
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def archive_sha256(archive: Path) -> str:
@@ -395,14 +413,21 @@ def archive_sha256(archive: Path) -> str:
     return sha256_file(archive)
 
 
-def restore_backup(archive: Path, config_path: Path, *, gnupghome: Path | None = None,
-                   force: bool = False, check_only: bool = False,
-                   load: Callable[[Path], object] | None = None) -> RestoreResult:
+def restore_backup(
+    archive: Path,
+    config_path: Path,
+    *,
+    gnupghome: Path | None = None,
+    force: bool = False,
+    check_only: bool = False,
+    load: Callable[[Path], object] | None = None,
+) -> RestoreResult:
     """Check ``archive`` completely, then install it (unless ``check_only``: then
     ``restored`` lists where it would go); ``load`` reads a configuration file
     (``signer_core.config.load_config`` unless given)."""
     if load is None:
         from signer_core.config import load_config
+
         load = load_config
     digest = archive_sha256(archive)
     staging = Path(tempfile.mkdtemp(prefix="signer-restore-")).resolve()
@@ -421,5 +446,11 @@ def restore_backup(archive: Path, config_path: Path, *, gnupghome: Path | None =
                 warnings += install(p, staging / p.member, owner)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return RestoreResult(digest, manifest.created, manifest.audit_count, manifest.audit_head,
-                         tuple(str(p.target) for p in placements), tuple(warnings))
+    return RestoreResult(
+        digest,
+        manifest.created,
+        manifest.audit_count,
+        manifest.audit_head,
+        tuple(str(p.target) for p in placements),
+        tuple(warnings),
+    )

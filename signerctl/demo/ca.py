@@ -56,38 +56,69 @@ def system_users() -> Users:
         try:
             pwd.getpwnam(name)
         except KeyError:
-            os.spawnvp(os.P_WAIT, "useradd", [
-                "useradd", "--system", "--user-group", "--no-create-home",
-                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name])
+            os.spawnvp(
+                os.P_WAIT,
+                "useradd",
+                [
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+            )
     comm, signer = pwd.getpwnam(COMM_USER), pwd.getpwnam(SIGNER_USER)
-    return Users(comm.pw_uid, grp.getgrnam(COMM_USER).gr_gid,
-                 signer.pw_uid, grp.getgrnam(SIGNER_USER).gr_gid, COMM_USER, SIGNER_USER)
+    return Users(
+        comm.pw_uid,
+        grp.getgrnam(COMM_USER).gr_gid,
+        signer.pw_uid,
+        grp.getgrnam(SIGNER_USER).gr_gid,
+        COMM_USER,
+        SIGNER_USER,
+    )
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Demo CA (not trusted)"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Demo CA (not trusted)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
-def _ca_certificate(subject_key, subject: x509.Name, issuer_key, issuer: x509.Name,
-                    days: int, path_length: int | None) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+def _ca_certificate(
+    subject_key,
+    subject: x509.Name,
+    issuer_key,
+    issuer: x509.Name,
+    days: int,
+    path_length: int | None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     ski = x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key())
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(subject_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
     )
     return builder.sign(issuer_key, hashes.SHA256())
 
@@ -100,8 +131,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_roots(keys: Path, certs: Path) -> None:
@@ -120,10 +152,21 @@ def make_openpgp_root(home: Path) -> str:
     """The demo's OpenPGP root: an Ed25519 key in its own GnuPG home; returns its fingerprint."""
     home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--passphrase", ""]
-    subprocess.run([*gpg, "--quick-gen-key", "Demo CA OpenPGP root <openpgp-root@demo.example>",
-                    "ed25519", "cert,sign", "10y"], check=True, capture_output=True)
-    listing = subprocess.run([*gpg, "--with-colons", "--list-secret-keys"], check=True,
-                             capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            *gpg,
+            "--quick-gen-key",
+            "Demo CA OpenPGP root <openpgp-root@demo.example>",
+            "ed25519",
+            "cert,sign",
+            "10y",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listing = subprocess.run(
+        [*gpg, "--with-colons", "--list-secret-keys"], check=True, capture_output=True, text=True
+    ).stdout
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
@@ -142,7 +185,8 @@ def config_text(users: Users, device: str, openpgp_fingerprint: str, gpg_workdir
         f'\n[x509.roots.{i}]\nname = "{ROOT_NAMES[i]}"\nkey = "keys/root{i}.key"\n'
         f'certificate = "certs/root{i}.crt"\ncrl_url = "{CRL_URLS[i]}"\n'
         'default_digest = "sha256"\n'
-        for i in sorted(ROOT_NAMES))
+        for i in sorted(ROOT_NAMES)
+    )
     return (
         "# Demo CA: throwaway keys, not for production.\n"
         '[spool]\ndir = "spool"\n\n'
@@ -152,8 +196,9 @@ def config_text(users: Users, device: str, openpgp_fingerprint: str, gpg_workdir
         'database = "lib/ca.sqlite"\nstate_dir = "lib"\n\n'
         '[x509]\nocsp_url = "http://ocsp.cacert.org/"\n'
         'cps_url = "http://www.cacert.org/cps.php"\n'
-        'policy_oid = "1.3.6.1.4.1.18506.4.4"\n' + roots +
-        f'\n[openpgp]\nhome = "keys/openpgp"\nfingerprint = "{openpgp_fingerprint}"\n'
+        'policy_oid = "1.3.6.1.4.1.18506.4.4"\n'
+        + roots
+        + f'\n[openpgp]\nhome = "keys/openpgp"\nfingerprint = "{openpgp_fingerprint}"\n'
         f'workdir = "{gpg_workdir}"\n'
     )
 
@@ -178,7 +223,8 @@ def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
     for path in (lib, keys, *keys.rglob("*")):
         _chown(path, users.signer_uid, users.signer_gid)
     Spool(directory / "spool").create_dirs(
-        signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid)
+        signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid
+    )
     config = directory / "signer.toml"
     _write(config, config_text(users, device, fingerprint, gpg_workdir(directory)).encode(), 0o644)
     return config

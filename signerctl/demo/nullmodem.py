@@ -39,13 +39,23 @@ def make_raw(fd: int) -> None:
     """cfmakeraw, plus software flow control off (tty.setraw keeps IXOFF)."""
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
     iflag &= ~(
-        termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
-        | termios.IGNCR | termios.ICRNL | termios.IXON | termios.IXOFF | termios.IXANY
+        termios.IGNBRK
+        | termios.BRKINT
+        | termios.PARMRK
+        | termios.ISTRIP
+        | termios.INLCR
+        | termios.IGNCR
+        | termios.ICRNL
+        | termios.IXON
+        | termios.IXOFF
+        | termios.IXANY
         | termios.INPCK
     )
     oflag &= ~termios.OPOST
     lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-    cflag = (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8 | termios.CREAD | termios.CLOCAL
+    cflag = (
+        (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8 | termios.CREAD | termios.CLOCAL
+    )
     cc[termios.VMIN] = 1
     cc[termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
@@ -202,7 +212,9 @@ class NullModem:
             with self._lock:
                 self._do_hangups()
                 lanes = list(self._lanes.values())
-            readers = [self._wake_r] + [lane.src for lane in lanes if len(lane.pending) < MAX_PENDING]
+            readers = [self._wake_r] + [
+                lane.src for lane in lanes if len(lane.pending) < MAX_PENDING
+            ]
             writers = [lane.dst for lane in lanes if lane.pending]
             readable, writable, _ = select.select(readers, writers, [], 0.5)
             if self._wake_r in readable:

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from signer_core.x509.compat import verify_issued_by
 from signerctl.demo.ca import Users, create_demo_ca, system_users
 from signerctl.demo.supervise import Service, Supervisor
-from signer_core.x509.compat import verify_issued_by
 
 DEMO_NAME = "demo.example"
 SPOOL_TMPFS = "size=64m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec"
@@ -44,8 +44,12 @@ class Cable:
 
 def start_cable() -> Cable:
     """A null-modem cable between two new pseudo-terminals, relayed by a child process."""
-    proc = subprocess.Popen([sys.executable, "-m", "signerctl.demo.nullmodem"],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signerctl.demo.nullmodem"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     ends = {}
     while len(ends) < 2:
         line = proc.stdout.readline()
@@ -59,26 +63,40 @@ def start_cable() -> Cable:
 def daemons(config: Path, log_dir: Path) -> Supervisor:
     """Both daemons on ``config``; as root each drops to the user the config names."""
     env = dict(os.environ)
-    return Supervisor([
-        Service(name, [sys.executable, "-m", module, "--config", str(config)],
-                env, log_dir / f"{name}.log")
-        for name, module in (("signer-core", "signer_core.daemon"),
-                             ("signer-comm", "comm_handler.daemon"))
-    ])
+    return Supervisor(
+        [
+            Service(
+                name,
+                [sys.executable, "-m", module, "--config", str(config)],
+                env,
+                log_dir / f"{name}.log",
+            )
+            for name, module in (
+                ("signer-core", "signer_core.daemon"),
+                ("signer-comm", "comm_handler.daemon"),
+            )
+        ]
+    )
 
 
 def demo_request() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def web_client(link: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
     """Run ``signer-client`` on ``link``: the demo plays the web host, a process of its own."""
-    return subprocess.run([sys.executable, "-m", "webhost.cli", "--link", link, *args],
-                          capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "webhost.cli", "--link", link, *args],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def wait_until_served(link: str, timeout: float = 30.0) -> None:
@@ -93,17 +111,34 @@ def wait_until_served(link: str, timeout: float = 30.0) -> None:
         if answer.returncode == 0:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError("the appliance did not answer a keep-alive: "
-                               + answer.stderr.decode(errors="replace").strip())
+            raise RuntimeError(
+                "the appliance did not answer a keep-alive: "
+                + answer.stderr.decode(errors="replace").strip()
+            )
 
 
 def sign_one(link: str, directory: Path, out) -> bool:
     """Send one server-certificate request over the link and check the answer."""
     request = directory / "demo-request.csr"
     request.write_bytes(demo_request())
-    answer = web_client(link, "sign-x509", "--root", "0", "--profile", "5", "--md", "8",
-                        "--days", "365", "--csr", str(request), "--san", f"DNS:{DEMO_NAME}",
-                        "--subject", f"/CN={DEMO_NAME}")
+    answer = web_client(
+        link,
+        "sign-x509",
+        "--root",
+        "0",
+        "--profile",
+        "5",
+        "--md",
+        "8",
+        "--days",
+        "365",
+        "--csr",
+        str(request),
+        "--san",
+        f"DNS:{DEMO_NAME}",
+        "--subject",
+        f"/CN={DEMO_NAME}",
+    )
     if answer.returncode != 0:
         print(answer.stderr.decode(errors="replace").strip(), file=out)
         return False
@@ -131,8 +166,12 @@ def spool_filesystem(directory: Path, out) -> Iterator[None]:
         yield
         return
     spool.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", SPOOL_TMPFS, "signer-demo-spool",
-                              str(spool)], capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", SPOOL_TMPFS, "signer-demo-spool", str(spool)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         print(f"spool left on disk: no tmpfs ({mounted.stderr.strip()})", file=out)
         yield

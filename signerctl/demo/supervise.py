@@ -44,8 +44,13 @@ class Supervisor:
         out = open(service.log_file, "ab") if service.log_file else subprocess.DEVNULL
         try:
             self.processes[service.name] = subprocess.Popen(
-                service.argv, env=service.env or None, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                service.argv,
+                env=service.env or None,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             if service.log_file:
                 out.close()

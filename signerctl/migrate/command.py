@@ -16,18 +16,22 @@ import pwd
 import sys
 from pathlib import Path
 
-STOP_FIRST = ("Stop signer-core first (systemctl stop signer-core): the import writes the"
-              " signer's state and refuses to run while a signer-core process runs,"
-              " unless --force.")
+STOP_FIRST = (
+    "Stop signer-core first (systemctl stop signer-core): the import writes the"
+    " signer's state and refuses to run while a signer-core process runs,"
+    " unless --force."
+)
 
 
 def _config(args):
     from signer_core.config import load_config
+
     return load_config(args.config)
 
 
 def _refuse_if_signer_runs(args) -> None:
     from signerctl.overview import daemons
+
     running = daemons(args.config)["signer-core"]
     if running and not args.force:
         pids = ", ".join(str(p["pid"]) for p in running)
@@ -60,6 +64,7 @@ def cmd_import_openssl(args) -> tuple[object, int]:
 
     from signer_core.store.cadb import CADatabase
     from signerctl.migrate.openssl_ca import MigrationError, import_openssl
+
     _refuse_if_signer_runs(args)
     cfg = _config(args)
     if args.root not in cfg.x509.roots:
@@ -72,11 +77,17 @@ def cmd_import_openssl(args) -> tuple[object, int]:
         owner = (database.stat().st_uid, database.stat().st_gid)
     db = CADatabase(database)
     try:
-        totals = import_openssl(db, args.root, args.ca_dir, root_cert, crl=args.crl,
-                                crl_dir=args.crl_dir, progress=sys.stderr)
+        totals = import_openssl(
+            db,
+            args.root,
+            args.ca_dir,
+            root_cert,
+            crl=args.crl,
+            crl_dir=args.crl_dir,
+            progress=sys.stderr,
+        )
     except MigrationError as exc:
-        return {"imported": False,
-                "problems": [dataclasses.asdict(p) for p in exc.problems]}, 1
+        return {"imported": False, "problems": [dataclasses.asdict(p) for p in exc.problems]}, 1
     finally:
         db.close()
         _give_back(database, owner)
@@ -85,25 +96,37 @@ def cmd_import_openssl(args) -> tuple[object, int]:
 
 def cmd_import_openpgp(args) -> tuple[object, int]:
     from signerctl.migrate.openpgp import OpenPGPImportError, import_openpgp
+
     _refuse_if_signer_runs(args)
     user = args.signer_user
     if user is None:
         user = _config(args).signer.user if args.config.exists() else "_signer"
     try:
-        done = import_openpgp(args.keyring_dir, args.root, args.home.absolute(),
-                              passphrase_file=args.passphrase_file,
-                              fingerprint=args.fingerprint, owner=_signer_owner(user))
+        done = import_openpgp(
+            args.keyring_dir,
+            args.root,
+            args.home.absolute(),
+            passphrase_file=args.passphrase_file,
+            fingerprint=args.fingerprint,
+            owner=_signer_owner(user),
+        )
     except OpenPGPImportError as exc:
         return {"imported": False, "problem": str(exc)}, 1
     print(done.config_lines(args.passphrase_file), file=sys.stderr)
-    return {"imported": True, "home": str(done.home), "fingerprint": done.fingerprint,
-            "secret_keys": len(done.secret_keys), "public_keys": done.public_keys,
-            "config": done.config_lines(args.passphrase_file)}, 0
+    return {
+        "imported": True,
+        "home": str(done.home),
+        "fingerprint": done.fingerprint,
+        "secret_keys": len(done.secret_keys),
+        "public_keys": done.public_keys,
+        "config": done.config_lines(args.passphrase_file),
+    }, 0
 
 
 def cmd_export_openssl(args) -> tuple[object, int]:
     from signerctl.migrate.export import ExportError, export_openssl
     from signerctl.overview import open_readonly
+
     cfg = _config(args)
     with open_readonly(cfg.signer.database) as conn:
         try:
@@ -116,25 +139,34 @@ def cmd_export_openssl(args) -> tuple[object, int]:
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the migration subcommands to signerctl's parser."""
     imp = commands.add_parser(
-        "import-openssl", help="import an OpenSSL CA directory (index, certificates, CRLs)",
+        "import-openssl",
+        help="import an OpenSSL CA directory (index, certificates, CRLs)",
         description="Import one root's OpenSSL CA directory into the CA database, in one"
         " transaction: every problem is listed with its line and nothing is written unless"
-        " all is well. Running it again skips what is already there. " + STOP_FIRST)
+        " all is well. Running it again skips what is already there. " + STOP_FIRST,
+    )
     imp.add_argument("--root", type=int, required=True, help="the appliance's root id")
-    imp.add_argument("--ca-dir", type=Path, required=True,
-                     help="holds index.txt, serial, crlnumber, newcerts/ or certs/")
+    imp.add_argument(
+        "--ca-dir",
+        type=Path,
+        required=True,
+        help="holds index.txt, serial, crlnumber, newcerts/ or certs/",
+    )
     imp.add_argument("--crl", type=Path, help="the current CRL as the web host holds it (DER)")
     imp.add_argument("--crl-dir", type=Path, help="older CRLs named <sha1>.crl (DER)")
-    imp.add_argument("--ca-cert", type=Path,
-                     help="the root certificate (default: the configured root's)")
+    imp.add_argument(
+        "--ca-cert", type=Path, help="the root certificate (default: the configured root's)"
+    )
     imp.add_argument("--force", action="store_true", help="run even if signer-core runs")
     imp.set_defaults(func=cmd_import_openssl)
 
     pgp = commands.add_parser(
-        "import-openpgp", help="import the old GnuPG keyrings as the OpenPGP root",
+        "import-openpgp",
+        help="import the old GnuPG keyrings as the OpenPGP root",
         description="Import secring<N>.gpg and pubring<N>.gpg into a new GnuPG home"
         " (mode 0700, owned by the signer user) and print the [openpgp] configuration"
-        " lines. " + STOP_FIRST)
+        " lines. " + STOP_FIRST,
+    )
     pgp.add_argument("--keyring-dir", type=Path, required=True)
     pgp.add_argument("--root", type=int, default=0, help="keyring number (default 0)")
     pgp.add_argument("--home", type=Path, required=True, help="the new GnuPG home")
@@ -145,9 +177,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     pgp.set_defaults(func=cmd_import_openpgp)
 
     exp = commands.add_parser(
-        "export-openssl", help="write a root's state as an OpenSSL CA index",
+        "export-openssl",
+        help="write a root's state as an OpenSSL CA index",
         description="Write index.txt, index.txt.attr, serial and crlnumber for one root,"
-        " readable by openssl ca (-status, -updatedb, -gencrl). Read-only on the database.")
+        " readable by openssl ca (-status, -updatedb, -gencrl). Read-only on the database.",
+    )
     exp.add_argument("--root", type=int, required=True)
     exp.add_argument("--out", type=Path, required=True, help="an empty or new directory")
     exp.set_defaults(func=cmd_export_openssl)

@@ -26,7 +26,7 @@ from cryptography import x509
 
 from signerctl.migrate.index import REASON_NAMES, format_line, oneline, serial_hex
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _ROWS = """
 SELECT c.serial, c.not_after, c.der, r.revoked_at, r.reason
 FROM certificates c LEFT JOIN revocations r ON r.root = c.root AND r.serial = c.serial
@@ -50,16 +50,22 @@ class ExportTotals:
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (name,)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        is not None
+    )
 
 
 def _query(conn: sqlite3.Connection) -> str:
     """The query; a database that never revoked anything may have no revocations table."""
     if _has_table(conn, "revocations"):
         return _ROWS
-    return _ROWS.replace("revocations r", "(SELECT NULL AS root, NULL AS serial,"
-                         " NULL AS revoked_at, NULL AS reason) r")
+    return _ROWS.replace(
+        "revocations r",
+        "(SELECT NULL AS root, NULL AS serial, NULL AS revoked_at, NULL AS reason) r",
+    )
 
 
 def _write(path: Path, lines) -> None:
@@ -80,8 +86,9 @@ def _stored(conn: sqlite3.Connection, table: str, column: str, root_id: int) -> 
     return None if row is None else (int(row[0], 16) if isinstance(row[0], str) else int(row[0]))
 
 
-def export_openssl(conn: sqlite3.Connection, root_id: int, out: Path,
-                   now: dt.datetime | None = None) -> ExportTotals:
+def export_openssl(
+    conn: sqlite3.Connection, root_id: int, out: Path, now: dt.datetime | None = None
+) -> ExportTotals:
     """Write the root's index and counters into ``out``; ExportError if an index is there."""
     now = now or dt.datetime.now(_UTC)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,8 +98,7 @@ def export_openssl(conn: sqlite3.Connection, root_id: int, out: Path,
     top = [0]
 
     def lines():
-        for serial, expires, der, revoked_at, reason in conn.execute(_query(conn),
-                                                                      (root_id,)):
+        for serial, expires, der, revoked_at, reason in conn.execute(_query(conn), (root_id,)):
             number = int(serial, 16)
             top[0] = max(top[0], number)
             expiry = dt.datetime.fromtimestamp(expires, _UTC)
@@ -112,5 +118,12 @@ def export_openssl(conn: sqlite3.Connection, root_id: int, out: Path,
     next_crl = (_stored(conn, "crl_numbers", "last_number", root_id) or 0) + 1
     _write(out / "serial", [serial_hex(next_serial)])
     _write(out / "crlnumber", [serial_hex(next_crl)])
-    return ExportTotals(root_id, counts["V"], counts["R"], counts["E"], serial_hex(next_serial),
-                        serial_hex(next_crl), counts["dropped"])
+    return ExportTotals(
+        root_id,
+        counts["V"],
+        counts["R"],
+        counts["E"],
+        serial_hex(next_serial),
+        serial_hex(next_crl),
+        counts["dropped"],
+    )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 MAX_LINE = 64 * 1024
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,40}")
 _TIME = re.compile(r"(\d{12}|\d{14})Z")
 
@@ -50,13 +50,13 @@ class IndexLineError(ValueError):
 @dataclass(frozen=True)
 class IndexEntry:
     line: int
-    status: str                         # "V", "R" or "E"
+    status: str  # "V", "R" or "E"
     expires: dt.datetime
     revoked_at: dt.datetime | None
     reason: x509.ReasonFlags | None
-    reason_argument: str                # hold instruction or invalidity date, not carried over
+    reason_argument: str  # hold instruction or invalidity date, not carried over
     serial: int
-    serial_hex: str                     # as written in the index, for file names
+    serial_hex: str  # as written in the index, for file names
     filename: str
     subject: str
 
@@ -69,10 +69,16 @@ def parse_time(text: str) -> dt.datetime:
     if len(digits) == 12:
         year = int(digits[:2])
         digits = f"{year + (1900 if year >= 50 else 2000)}{digits[2:]}"
-    try:   # not strptime: this runs once or twice per line of a million-line index
-        return dt.datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]),
-                           int(digits[8:10]), int(digits[10:12]), int(digits[12:14]),
-                           tzinfo=_UTC)
+    try:  # not strptime: this runs once or twice per line of a million-line index
+        return dt.datetime(
+            int(digits[:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+            tzinfo=_UTC,
+        )
     except ValueError:
         raise IndexLineError(f"bad time {text!r}") from None
 
@@ -117,8 +123,18 @@ def parse_line(number: int, text: str) -> IndexEntry:
         raise IndexLineError(f"status {status} with a revocation field")
     if not subject.startswith("/"):
         raise IndexLineError("subject is not in /NAME=value form")
-    return IndexEntry(number, status, parse_time(expiry), revoked_at, reason, argument,
-                      int(serial, 16), serial, filename, subject)
+    return IndexEntry(
+        number,
+        status,
+        parse_time(expiry),
+        revoked_at,
+        reason,
+        argument,
+        int(serial, 16),
+        serial,
+        filename,
+        subject,
+    )
 
 
 def serial_hex(serial: int) -> str:
@@ -127,33 +143,62 @@ def serial_hex(serial: int) -> str:
     return text if len(text) % 2 == 0 else "0" + text
 
 
-def format_line(status: str, expires: dt.datetime, revoked_at: dt.datetime | None,
-                reason: x509.ReasonFlags | None, serial: int, subject: str) -> str:
+def format_line(
+    status: str,
+    expires: dt.datetime,
+    revoked_at: dt.datetime | None,
+    reason: x509.ReasonFlags | None,
+    serial: int,
+    subject: str,
+) -> str:
     revocation = ""
     if revoked_at is not None:
         revocation = format_time(revoked_at)
         if reason is not None:
             revocation += "," + REASON_NAMES[reason]
-    return "\t".join((status, format_time(expires), revocation, serial_hex(serial),
-                      "unknown", subject))
+    return "\t".join(
+        (status, format_time(expires), revocation, serial_hex(serial), "unknown", subject)
+    )
 
 
 # -- X509_NAME_oneline ----------------------------------------------------
 
 # OpenSSL's short names (objects.txt) for the attributes seen in subjects.
 _SHORT_NAMES = {
-    "2.5.4.3": "CN", "2.5.4.4": "SN", "2.5.4.5": "serialNumber", "2.5.4.6": "C",
-    "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "street", "2.5.4.10": "O",
-    "2.5.4.11": "OU", "2.5.4.12": "title", "2.5.4.13": "description",
-    "2.5.4.17": "postalCode", "2.5.4.41": "name", "2.5.4.42": "GN", "2.5.4.43": "initials",
-    "2.5.4.44": "generationQualifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
-    "2.5.4.97": "organizationIdentifier", "1.2.840.113549.1.9.1": "emailAddress",
-    "0.9.2342.19200300.100.1.1": "UID", "0.9.2342.19200300.100.1.25": "DC",
-    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC", "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
-    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL", "2.5.4.15": "businessCategory",
-    "2.5.4.16": "postalAddress", "2.5.4.18": "postOfficeBox", "2.5.4.20": "telephoneNumber",
-    "2.5.4.45": "x500UniqueIdentifier", "2.5.4.51": "houseIdentifier", "2.5.4.72": "role",
-    "1.2.840.113549.1.9.2": "unstructuredName", "1.2.840.113549.1.9.8": "unstructuredAddress",
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "street",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "title",
+    "2.5.4.13": "description",
+    "2.5.4.17": "postalCode",
+    "2.5.4.41": "name",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "2.5.4.15": "businessCategory",
+    "2.5.4.16": "postalAddress",
+    "2.5.4.18": "postOfficeBox",
+    "2.5.4.20": "telephoneNumber",
+    "2.5.4.45": "x500UniqueIdentifier",
+    "2.5.4.51": "houseIdentifier",
+    "2.5.4.72": "role",
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.2.840.113549.1.9.8": "unstructuredAddress",
 }
 _GENERAL_STRING = 0x1B
 
@@ -166,9 +211,9 @@ def _der_items(data: bytes) -> list[tuple[int, bytes]]:
         i += 2
         if length & 0x80:
             size = length & 0x7F
-            length = int.from_bytes(data[i:i + size], "big")
+            length = int.from_bytes(data[i : i + size], "big")
             i += size
-        items.append((tag, data[i:i + length]))
+        items.append((tag, data[i : i + length]))
         i += length
     return items
 
@@ -192,14 +237,17 @@ def _escape(tag: int, value: bytes) -> str:
         # whose other bytes are all zero (a disguised UniversalString).
         wide = any(value[j] for j in range(len(value)) if j % 4 != 3)
         keep = [wide or j % 4 == 3 for j in range(len(value))]
-    return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}"
-                   for b, k in zip(value, keep) if k)
+    return "".join(
+        chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}"
+        for b, k in zip(value, keep, strict=True)
+        if k
+    )
 
 
 def oneline(name_der: bytes) -> str:
     """The subject as ``X509_NAME_oneline`` writes it (``openssl ca`` index form)."""
     out = []
-    (_, rdns), = _der_items(name_der)
+    ((_, rdns),) = _der_items(name_der)
     for _, rdn in _der_items(rdns):
         for _, atv in _der_items(rdn):
             (_, oid), (tag, value) = _der_items(atv)[:2]

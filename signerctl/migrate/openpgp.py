@@ -33,7 +33,7 @@ class OpenPGPImportError(RuntimeError):
 class OpenPGPImport:
     home: Path
     fingerprint: str
-    secret_keys: tuple[str, ...]       # every secret primary key found
+    secret_keys: tuple[str, ...]  # every secret primary key found
     public_keys: int
 
     def config_lines(self, passphrase_file: Path | None = None) -> str:
@@ -45,14 +45,20 @@ class OpenPGPImport:
 
 def _gpg(home: Path, *args: str) -> str:
     try:
-        done = subprocess.run([GPG, "--homedir", str(home), "--batch", "--no-tty", *args],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=TIMEOUT, check=False)
+        done = subprocess.run(
+            [GPG, "--homedir", str(home), "--batch", "--no-tty", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OpenPGPImportError(f"cannot run {GPG}: {exc}") from exc
     if done.returncode != 0:
-        raise OpenPGPImportError(f"{GPG} {args[-2] if len(args) > 1 else args[0]} failed:"
-                                 f" {done.stderr.strip()[-400:]}")
+        raise OpenPGPImportError(
+            f"{GPG} {args[-2] if len(args) > 1 else args[0]} failed: {done.stderr.strip()[-400:]}"
+        )
     return done.stdout
 
 
@@ -87,9 +93,15 @@ def _new_home(home: Path) -> None:
     home.chmod(0o700)
 
 
-def import_openpgp(keyring_dir: Path, root_id: int, home: Path, *,
-                   passphrase_file: Path | None = None, fingerprint: str | None = None,
-                   owner: tuple[int, int] | None = None) -> OpenPGPImport:
+def import_openpgp(
+    keyring_dir: Path,
+    root_id: int,
+    home: Path,
+    *,
+    passphrase_file: Path | None = None,
+    fingerprint: str | None = None,
+    owner: tuple[int, int] | None = None,
+) -> OpenPGPImport:
     """Import ``secring<root>.gpg`` (and ``pubring<root>.gpg``) into a new GnuPG home."""
     secring = keyring_dir / f"secring{root_id}.gpg"
     pubring = keyring_dir / f"pubring{root_id}.gpg"
@@ -101,8 +113,9 @@ def import_openpgp(keyring_dir: Path, root_id: int, home: Path, *,
         if pubring.is_file():
             _gpg(home, "--import", str(pubring))
         secret = ["--pinentry-mode", "loopback"]
-        secret += (["--passphrase-file", str(passphrase_file)] if passphrase_file
-                   else ["--passphrase", ""])
+        secret += (
+            ["--passphrase-file", str(passphrase_file)] if passphrase_file else ["--passphrase", ""]
+        )
         _gpg(home, *secret, "--import", str(secring))
         secrets = _secret_fingerprints(home)
         chosen = _choose(secrets, fingerprint)
@@ -123,30 +136,55 @@ def _check_signs(home: Path, fingerprint: str, secret: list[str]) -> None:
     """The root must sign with the passphrase the signer will have, as the signer will."""
     try:
         done = subprocess.run(
-            [GPG, "--homedir", str(home), "--batch", "--no-tty", *secret, "--status-fd", "1",
-             "--local-user", fingerprint, "--detach-sign", "--output", "-"],
-            input=b"import check", capture_output=True, timeout=TIMEOUT, check=False)
+            [
+                GPG,
+                "--homedir",
+                str(home),
+                "--batch",
+                "--no-tty",
+                *secret,
+                "--status-fd",
+                "1",
+                "--local-user",
+                fingerprint,
+                "--detach-sign",
+                "--output",
+                "-",
+            ],
+            input=b"import check",
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OpenPGPImportError(f"cannot run {GPG}: {exc}") from exc
     if done.returncode != 0 or b"[GNUPG:] SIG_CREATED" not in done.stdout:
         raise OpenPGPImportError(
             f"the imported key {fingerprint} cannot sign with the passphrase given"
-            " (a protected key needs --passphrase-file)")
+            " (a protected key needs --passphrase-file)"
+        )
 
 
 def _choose(secrets: list[str], fingerprint: str | None) -> str:
     if fingerprint is not None:
         wanted = fingerprint.replace(" ", "").upper()
         if wanted not in secrets:
-            raise OpenPGPImportError(f"no secret key {wanted} in the keyring"
-                                     f" (found: {', '.join(secrets) or 'none'})")
+            raise OpenPGPImportError(
+                f"no secret key {wanted} in the keyring (found: {', '.join(secrets) or 'none'})"
+            )
         return wanted
     if len(secrets) != 1:
-        raise OpenPGPImportError(f"{len(secrets)} secret keys in the keyring"
-                                 f" ({', '.join(secrets) or 'none'}): name one with --fingerprint")
+        raise OpenPGPImportError(
+            f"{len(secrets)} secret keys in the keyring"
+            f" ({', '.join(secrets) or 'none'}): name one with --fingerprint"
+        )
     return secrets[0]
 
 
 def _stop_agent(home: Path) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                   capture_output=True, timeout=TIMEOUT, check=False)
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "all"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )

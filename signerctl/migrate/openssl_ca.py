@@ -43,9 +43,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from signer_core.crl.encode import encode_entry
+from signer_core.crl.revocation import MAX_IMPORTED_CRL, Revocations
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, serial_text
-from signer_core.crl.encode import encode_entry
+from signer_core.x509.compat import not_after, not_before, verify_issued_by
 from signerctl.migrate.index import (
     MAX_LINE,
     IndexEntry,
@@ -53,10 +55,8 @@ from signerctl.migrate.index import (
     oneline,
     parse_line,
 )
-from signer_core.crl.revocation import MAX_IMPORTED_CRL, Revocations
-from signer_core.x509.compat import not_after, not_before, verify_issued_by
 
-IMPORTED_PROFILE = -1          # not one of profiles.md: "issued by the old signer"
+IMPORTED_PROFILE = -1  # not one of profiles.md: "issued by the old signer"
 MAX_CERT_FILE = 64 * 1024
 MAX_PROBLEMS = 1000
 CERT_DIRS = ("newcerts", "certs")
@@ -102,9 +102,9 @@ class ImportTotals:
     expired: int
     skipped: int
     crls: int
-    crl_number: int            # the number of the next CRL the appliance issues
+    crl_number: int  # the number of the next CRL the appliance issues
     next_serial: str | None
-    dropped_arguments: int     # hold instructions / invalidity dates not carried over
+    dropped_arguments: int  # hold instructions / invalidity dates not carried over
 
 
 def imported_digest(root_id: int, serial: int) -> bytes:
@@ -125,12 +125,13 @@ class _Run:
 
     root_id: int
     index: Path
-    fresh: bool = False         # the root had no certificate: nothing to compare with
+    fresh: bool = False  # the root had no certificate: nothing to compare with
     problems: list[Problem] = field(default_factory=list)
-    seen: dict[int, int] = field(default_factory=dict)           # serial -> line
+    seen: dict[int, int] = field(default_factory=dict)  # serial -> line
     revoked: list[IndexEntry] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("lines", "V", "R", "E", "skipped", "dropped"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("lines", "V", "R", "E", "skipped", "dropped"), 0)
+    )
 
     def problem(self, line: int | None, text: str, file: Path | None = None) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -155,8 +156,7 @@ class Progress:
         if self._stream is None or now < self._next:
             return
         self._next = now + 0.25
-        self._stream.write(f"\r{self._label}: {100 * done_bytes // self._total:3d}%"
-                           f" {lines} lines")
+        self._stream.write(f"\r{self._label}: {100 * done_bytes // self._total:3d}% {lines} lines")
         self._stream.flush()
 
     def done(self, lines: int) -> None:
@@ -166,6 +166,7 @@ class Progress:
 
 
 # -- reading the old CA's files --------------------------------------------
+
 
 def _hex_file(path: Path, run: _Run) -> int | None:
     """The number in an OpenSSL ``serial`` or ``crlnumber`` file; None if absent."""
@@ -196,25 +197,33 @@ def _load_certificate(ca_dir: Path, entry: IndexEntry) -> x509.Certificate | Non
             continue
         if len(data) > MAX_CERT_FILE:
             raise ValueError(f"{name} is larger than {MAX_CERT_FILE} bytes")
-        cert = (x509.load_pem_x509_certificate(data) if _PEM_CERT in data
-                else x509.load_der_x509_certificate(data))
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if _PEM_CERT in data
+            else x509.load_der_x509_certificate(data)
+        )
         _ = (cert.subject, cert.serial_number, not_after(cert))  # cryptography 38 is lazy
         return cert
     return None
 
 
-def _check_certificate(cert: x509.Certificate, entry: IndexEntry,
-                       root_cert: x509.Certificate) -> list[str]:
+def _check_certificate(
+    cert: x509.Certificate, entry: IndexEntry, root_cert: x509.Certificate
+) -> list[str]:
     """How the certificate disagrees with its index line or root (empty if it does not)."""
     wrong = []
     if cert.serial_number != entry.serial:
-        wrong.append(f"certificate has serial {cert.serial_number:X}, index says {entry.serial_hex}")
+        wrong.append(
+            f"certificate has serial {cert.serial_number:X}, index says {entry.serial_hex}"
+        )
     subject = oneline(cert.subject.public_bytes())
     if subject != entry.subject:
         wrong.append(f"certificate subject {subject!r} differs from the index's {entry.subject!r}")
     if not_after(cert) != entry.expires:
-        wrong.append(f"certificate expires {not_after(cert):%Y-%m-%d %H:%M:%S},"
-                     f" index says {entry.expires:%Y-%m-%d %H:%M:%S}")
+        wrong.append(
+            f"certificate expires {not_after(cert):%Y-%m-%d %H:%M:%S},"
+            f" index says {entry.expires:%Y-%m-%d %H:%M:%S}"
+        )
     try:
         verify_issued_by(cert, root_cert)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
@@ -240,8 +249,9 @@ def read_crl(path: Path, root_cert: x509.Certificate) -> OldCrl:
     return OldCrl(path, der, crl)
 
 
-def _read_crls(current: Path | None, crl_dir: Path | None, root_cert: x509.Certificate,
-               run: _Run) -> list[OldCrl]:
+def _read_crls(
+    current: Path | None, crl_dir: Path | None, root_cert: x509.Certificate, run: _Run
+) -> list[OldCrl]:
     paths = [] if current is None else [current]
     if crl_dir is not None:
         for path in sorted(crl_dir.iterdir()):
@@ -275,7 +285,7 @@ def _index_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str | No
             if number % 4096 == 0:
                 progress.update(done, number)
             if len(raw) > MAX_LINE:
-                while raw and not raw.endswith(b"\n"):   # skip the rest, keep the count right
+                while raw and not raw.endswith(b"\n"):  # skip the rest, keep the count right
                     raw = f.readline(MAX_LINE + 1)
                     done += len(raw)
                 yield number, None
@@ -289,25 +299,44 @@ def _index_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str | No
 
 # -- writing the database --------------------------------------------------
 
+
 def _store_certificate(conn, run: _Run, entry: IndexEntry, cert: x509.Certificate) -> bool:
     """Insert the certificate's row; False if an identical one is there already."""
     der = cert.public_bytes(serialization.Encoding.DER)
-    row = None if run.fresh else conn.execute(
-        "SELECT state, der FROM certificates WHERE root = ? AND serial = ?",
-        (run.root_id, serial_text(entry.serial))).fetchone()
+    row = (
+        None
+        if run.fresh
+        else conn.execute(
+            "SELECT state, der FROM certificates WHERE root = ? AND serial = ?",
+            (run.root_id, serial_text(entry.serial)),
+        ).fetchone()
+    )
     if row is not None:
         if row[0] != "issued" or bytes(row[1]) != der:
-            run.problem(entry.line, f"serial {entry.serial_hex} is already in the database"
-                        " with a different certificate")
+            run.problem(
+                entry.line,
+                f"serial {entry.serial_hex} is already in the database"
+                " with a different certificate",
+            )
         return False
     issued = int(not_before(cert).timestamp())
     conn.execute(
         "INSERT INTO certificates (root, serial, request_digest, profile, state, reserved_at,"
         " issued_at, subject, not_before, not_after, der)"
         " VALUES (?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?, ?)",
-        (run.root_id, serial_text(entry.serial), imported_digest(run.root_id, entry.serial),
-         IMPORTED_PROFILE, issued, issued, cert.subject.rfc4514_string(), issued,
-         int(not_after(cert).timestamp()), der))
+        (
+            run.root_id,
+            serial_text(entry.serial),
+            imported_digest(run.root_id, entry.serial),
+            IMPORTED_PROFILE,
+            issued,
+            issued,
+            cert.subject.rfc4514_string(),
+            issued,
+            int(not_after(cert).timestamp()),
+            der,
+        ),
+    )
     return True
 
 
@@ -316,23 +345,36 @@ def _store_revocation(conn, run: _Run, entry: IndexEntry) -> bool:
     assert entry.revoked_at is not None
     when = int(entry.revoked_at.timestamp())
     reason = None if entry.reason is None else entry.reason.value
-    row = conn.execute("SELECT revoked_at, reason FROM revocations WHERE root = ? AND serial = ?",
-                       (run.root_id, serial_text(entry.serial))).fetchone()
+    row = conn.execute(
+        "SELECT revoked_at, reason FROM revocations WHERE root = ? AND serial = ?",
+        (run.root_id, serial_text(entry.serial)),
+    ).fetchone()
     if row is not None:
         if (row[0], row[1]) != (when, reason):
-            run.problem(entry.line, f"serial {entry.serial_hex} is already revoked in the"
-                        " database with another date or reason")
+            run.problem(
+                entry.line,
+                f"serial {entry.serial_hex} is already revoked in the"
+                " database with another date or reason",
+            )
         return False
     conn.execute(
         "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (run.root_id, serial_text(entry.serial), when, reason, int(entry.expires.timestamp()),
-         encode_entry(entry.serial, entry.revoked_at, entry.reason)))
+        (
+            run.root_id,
+            serial_text(entry.serial),
+            when,
+            reason,
+            int(entry.expires.timestamp()),
+            encode_entry(entry.serial, entry.revoked_at, entry.reason),
+        ),
+    )
     return True
 
 
-def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
-                 number: int, text: str | None) -> None:
+def _import_line(
+    conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate, number: int, text: str | None
+) -> None:
     if text is None:
         run.problem(number, f"malformed line: not UTF-8 or over {MAX_LINE} bytes")
         return
@@ -342,8 +384,9 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
         run.problem(number, f"malformed line: {exc}")
         return
     if entry.serial in run.seen:
-        run.problem(number, f"duplicate serial {entry.serial_hex}"
-                    f" (first on line {run.seen[entry.serial]})")
+        run.problem(
+            number, f"duplicate serial {entry.serial_hex} (first on line {run.seen[entry.serial]})"
+        )
         return
     run.seen[entry.serial] = number
     try:
@@ -352,8 +395,9 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
         run.problem(number, f"unreadable certificate {entry.serial_hex}.pem: {exc}")
         return
     if cert is None:
-        run.problem(number, f"certificate {entry.serial_hex}.pem is missing from"
-                    f" {' and '.join(CERT_DIRS)}/")
+        run.problem(
+            number, f"certificate {entry.serial_hex}.pem is missing from {' and '.join(CERT_DIRS)}/"
+        )
         return
     wrong = _check_certificate(cert, entry, root_cert)
     for complaint in wrong:
@@ -370,10 +414,13 @@ def _import_line(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
         run.counts["skipped"] += 1
 
 
-def _import_index(conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate,
-                  meter: Progress) -> None:
-    run.fresh = conn.execute("SELECT 1 FROM certificates WHERE root = ? LIMIT 1",
-                             (run.root_id,)).fetchone() is None
+def _import_index(
+    conn, run: _Run, ca_dir: Path, root_cert: x509.Certificate, meter: Progress
+) -> None:
+    run.fresh = (
+        conn.execute("SELECT 1 FROM certificates WHERE root = ? LIMIT 1", (run.root_id,)).fetchone()
+        is None
+    )
     for number, text in _index_lines(run.index, meter):
         run.counts["lines"] = number
         _import_line(conn, run, ca_dir, root_cert, number, text)
@@ -396,8 +443,8 @@ def _crl_number(old: OldCrl) -> int:
 
 
 def _revocation_date(item: x509.RevokedCertificate) -> dt.datetime:
-    value = getattr(item, "revocation_date_utc", None)   # cryptography 42+
-    return value if value is not None else item.revocation_date.replace(tzinfo=dt.timezone.utc)
+    value = getattr(item, "revocation_date_utc", None)  # cryptography 42+
+    return value if value is not None else item.revocation_date.replace(tzinfo=dt.UTC)
 
 
 def _check_current_crl(old: OldCrl, run: _Run) -> None:
@@ -407,25 +454,35 @@ def _check_current_crl(old: OldCrl, run: _Run) -> None:
         entry = revoked.get(item.serial_number)
         when = _revocation_date(item)
         if entry is None:
-            run.problem(None, f"bad CRL: lists serial {item.serial_number:X},"
-                        " which the index does not have as revoked", old.path)
+            run.problem(
+                None,
+                f"bad CRL: lists serial {item.serial_number:X},"
+                " which the index does not have as revoked",
+                old.path,
+            )
         elif entry.revoked_at != when:
-            run.problem(None, f"bad CRL: serial {item.serial_number:X} revoked {when:%Y-%m-%d %H:%M:%S},"
-                        f" index line {entry.line} says {entry.revoked_at:%Y-%m-%d %H:%M:%S}",
-                        old.path)
+            run.problem(
+                None,
+                f"bad CRL: serial {item.serial_number:X} revoked {when:%Y-%m-%d %H:%M:%S},"
+                f" index line {entry.line} says {entry.revoked_at:%Y-%m-%d %H:%M:%S}",
+                old.path,
+            )
 
 
-def _continue_numbers(conn, revs: Revocations, run: _Run, crls: list[OldCrl],
-                      next_crl_number: int | None) -> int:
+def _continue_numbers(
+    conn, revs: Revocations, run: _Run, crls: list[OldCrl], next_crl_number: int | None
+) -> int:
     """Remember the CRLs as delta bases; return the number the next CRL will carry.
 
     Oldest first: Revocations keeps the newest ``history`` CRLs by id, so the
     current one, the likeliest on the web host, must be the last to go.
     """
     for old in sorted(crls, key=_crl_number):
-        known = conn.execute("SELECT 1 FROM crls WHERE root = ? AND sha1 = ?",
-                             (run.root_id, hashlib.sha1(old.der).digest())).fetchone()
-        if known is None:   # even a conflicting insert would use up an id: leave no trace
+        known = conn.execute(
+            "SELECT 1 FROM crls WHERE root = ? AND sha1 = ?",
+            (run.root_id, hashlib.sha1(old.der).digest()),
+        ).fetchone()
+        if known is None:  # even a conflicting insert would use up an id: leave no trace
             revs.add_known_crl(run.root_id, old.der)
     if next_crl_number is not None:
         # ``crlnumber`` holds the number OpenSSL would have used next; the same
@@ -433,15 +490,24 @@ def _continue_numbers(conn, revs: Revocations, run: _Run, crls: list[OldCrl],
         conn.execute(
             "INSERT INTO crl_numbers (root, last_number) VALUES (?, ?) ON CONFLICT (root)"
             " DO UPDATE SET last_number = max(last_number, excluded.last_number)",
-            (run.root_id, next_crl_number - 1))
-    row = conn.execute("SELECT last_number FROM crl_numbers WHERE root = ?",
-                       (run.root_id,)).fetchone()
+            (run.root_id, next_crl_number - 1),
+        )
+    row = conn.execute(
+        "SELECT last_number FROM crl_numbers WHERE root = ?", (run.root_id,)
+    ).fetchone()
     return 1 if row is None else int(row[0]) + 1
 
 
-def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.Certificate,
-                   *, crl: Path | None = None, crl_dir: Path | None = None,
-                   progress: TextIO | None = sys.stderr) -> ImportTotals:
+def import_openssl(
+    db: CADatabase,
+    root_id: int,
+    ca_dir: Path,
+    root_cert: x509.Certificate,
+    *,
+    crl: Path | None = None,
+    crl_dir: Path | None = None,
+    progress: TextIO | None = sys.stderr,
+) -> ImportTotals:
     """Import one root's OpenSSL CA directory; MigrationError (nothing written) on any problem.
 
     ``progress`` gets a progress line when it is a terminal.
@@ -469,13 +535,23 @@ def import_openssl(db: CADatabase, root_id: int, ca_dir: Path, root_cert: x509.C
         crl_number = _continue_numbers(conn, revs, run, crls, next_crl_number)
         conn.execute(OPENSSL_STATE_SCHEMA)
         if next_serial is not None:
-            conn.execute("INSERT INTO openssl_state VALUES (?, ?, ?) ON CONFLICT (root) DO UPDATE"
-                         " SET next_serial = excluded.next_serial, imported_at = excluded.imported_at"
-                         " WHERE next_serial != excluded.next_serial",
-                         (root_id, serial_text(next_serial), int(time.time())))
+            conn.execute(
+                "INSERT INTO openssl_state VALUES (?, ?, ?) ON CONFLICT (root) DO UPDATE"
+                " SET next_serial = excluded.next_serial, imported_at = excluded.imported_at"
+                " WHERE next_serial != excluded.next_serial",
+                (root_id, serial_text(next_serial), int(time.time())),
+            )
         totals = ImportTotals(
-            root_id, run.counts["lines"], run.counts["V"], run.counts["R"], run.counts["E"],
-            run.counts["skipped"], len(crls), crl_number,
-            None if next_serial is None else serial_text(next_serial), run.counts["dropped"])
+            root_id,
+            run.counts["lines"],
+            run.counts["V"],
+            run.counts["R"],
+            run.counts["E"],
+            run.counts["skipped"],
+            len(crls),
+            crl_number,
+            None if next_serial is None else serial_text(next_serial),
+            run.counts["dropped"],
+        )
         audit.append("openssl-imported", ca_dir=str(ca_dir), **dataclasses.asdict(totals))
     return totals
