@@ -1,11 +1,12 @@
 # make demo: a throwaway CA, both daemons on a virtual serial cable, one request signed.
-# make test: the whole suite, once on Debian's own python3-* packages, once on PyPI's.
+# make test: lint and type checks, then the whole suite, once on Debian's own python3-*
+# packages, once on PyPI's.
 SHELL := /bin/bash
 DEMO_DIR ?= demo-ca
 PYTEST_ARGS ?=
 DEB_ENV := PYTHONPATH=$(CURDIR):$(CURDIR)/.deb-extra
 
-.PHONY: setup demo serve test test-debian test-venv deb test-package clean
+.PHONY: setup demo serve test lint test-debian test-venv deb test-package clean
 
 setup:
 	@scripts/setup.sh
@@ -16,7 +17,11 @@ demo: setup
 serve: setup
 	.venv/bin/signerctl demo --dir $(DEMO_DIR) --serve
 
-test: setup test-debian test-venv
+test: setup lint test-debian test-venv
+
+lint:
+	@echo "== ruff (lint, format) and mypy"
+	cd $(CURDIR) && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 
 test-debian:
 	@echo "== tests on Debian's packages (/usr/bin/python3)"
