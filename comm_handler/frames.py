@@ -1,4 +1,4 @@
-"""Messages and frames of the v1 link protocol (see docs and shared/protocol-v1.md).
+"""Messages and frames of the v1 link protocol (docs/protocol.md).
 
 Pure data code, no I/O: the comm handler (untrusted side) uses it to cut
 frames off the serial line, and the web host's client builds its

@@ -1,4 +1,4 @@
-"""Certificate profiles (templates) as data: the built-in table of profiles.md.
+"""Certificate profiles (templates) as data: the built-in table of docs/design.md.
 
 Trusted side. Pure data, no input parsing: the configuration may override
 fields of a built-in profile (see ``config.py``), the issuer reads them.
