@@ -1,1 +1,1 @@
-"""Untrusted side of the appliance: the v1 serial link, the comm daemon and the web-side client."""
+"""Untrusted side of the appliance: signer-comm, the v1 serial link and the spool's incoming side."""

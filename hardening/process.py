@@ -1,7 +1,7 @@
 """Process hardening both daemons apply first thing at start.
 
-Shared by both sides (it lives in ``spool`` because that is the one package
-both daemons import; it holds no policy). A daemon started as root drops to
+Shared by both sides of the trust boundary, and so a package of its own
+rather than part of either daemon's; it holds no policy. A daemon started as root drops to
 its configured user and group with no supplementary groups, after emptying
 its capability bounding set while it still may; then, whoever started it,
 it sets no-new-privileges, forbids core dumps and, for the signer, makes
