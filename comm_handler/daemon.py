@@ -35,7 +35,7 @@ from pathlib import Path
 
 import serial
 
-from comm_handler.config import CommConfig, CommConfigError, load_comm_config
+from comm_handler.config import CommConfig, load_comm_config
 from comm_handler.frames import (
     FrameError,
     Message,
@@ -57,6 +57,7 @@ from spool.crashpoint import crashpoint
 from spool.header import Action, HeaderError, RequestHeader
 from spool.queue import Spool
 from spool.record import SpoolFormatError, error_payload
+from spool.settings import ConfigError
 
 log = logging.getLogger("signer-comm")
 
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         harden("signer-comm", cfg.user, cfg.group, dumpable=True)
         if cfg.user:  # with one user for both daemons (development) there is nothing to check
             refuse_readable(cfg.forbidden)
-    except (CommConfigError, HardeningError) as exc:
+    except (ConfigError, HardeningError) as exc:
         print(f"signer-comm: {exc}", file=sys.stderr)
         return 2
     pacing = "off" if cfg.pacing is None else f"{cfg.pacing}"

@@ -46,7 +46,7 @@ from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 from signer_core.timesync import ClockRules, TimeReadings
 from spool.crashpoint import crashpoint
-from spool.queue import CorruptLimits, DropReport, Spool
+from spool.queue import DropReport, Spool
 from spool.record import Receipt, Request
 from spool.watch import COMMIT_MASK, DirWatcher
 
@@ -271,11 +271,7 @@ def run(cfg: Config, spool: Spool) -> None:
 
 
 def make_spool(cfg: Config) -> Spool:
-    limits = CorruptLimits(
-        max_entries=cfg.spool_limits.corrupt_max_entries,
-        max_bytes=cfg.spool_limits.corrupt_max_bytes,
-    )
-    return Spool(cfg.spool_dir, comm_uid=comm_uid(cfg), corrupt_limits=limits)
+    return Spool(cfg.spool_dir, comm_uid=comm_uid(cfg), corrupt_limits=cfg.spool_limits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,18 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comm_handler.config import (
-    CommConfig,
-    CommConfigError,
-    LinkTimeouts,
-    load_comm_config,
-)
+from comm_handler.config import CommConfig, LinkTimeouts, load_comm_config
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import MAX_STRING, decode_message
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
 from signer_core.config import load_config
 from spool.header import Action
 from spool.queue import Spool
+from spool.settings import ConfigError
 
 BASE = '[spool]\ndir = "spool"\n[comm]\ndevice = "/dev/ttyUSB0"\n'
 ALL_LINK_KEYS = """ready_timeout = 2.5
@@ -97,13 +93,15 @@ def test_signer_config_accepts_the_comm_link_keys(tmp_path) -> None:
     ],
 )
 def test_bad_values_name_their_key(tmp_path, extra, key) -> None:
-    with pytest.raises(CommConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load(tmp_path, extra)
 
 
-def test_missing_device_is_named(tmp_path) -> None:
-    with pytest.raises(CommConfigError, match=r"comm\.device"):
-        load(tmp_path, base='[spool]\ndir = "spool"\n[comm]\n')
+def test_missing_device_is_the_packaged_one(tmp_path) -> None:
+    """As the signer has always read it (one reader now); an empty one is named."""
+    assert load(tmp_path, base='[spool]\ndir = "spool"\n[comm]\n').device == "/dev/ttyUSB0"
+    with pytest.raises(ConfigError, match=r"comm\.device"):
+        load(tmp_path, 'device = ""\n', base='[spool]\ndir = "spool"\n[comm]\n')
 
 
 # -- opening devices that are not there or not serial ports ------------------

@@ -209,16 +209,17 @@ def test_a_wait_returns_on_time_whatever_the_interval(tmp_path: Path, interval: 
 
 def test_both_daemons_read_the_spool_limits_section(tmp_path: Path) -> None:
     from comm_handler.config import load_comm_config
-    from signer_core.config import ConfigError, SpoolLimits, load_config
+    from signer_core.config import ConfigError, load_config
 
     config = tmp_path / "signer.toml"
     base = '[comm]\ndevice = "/dev/null"\n[spool]\ndir = "spool"\n'
     config.write_text(base)
-    assert load_config(config).spool_limits == SpoolLimits(1000, 16 * 2**20)
+    assert load_config(config).spool_limits == CorruptLimits(1000, 16 * 2**20)
     config.write_text(base + "corrupt_max_entries = 5\ncorrupt_max_bytes = 0\n")
-    assert load_config(config).spool_limits == SpoolLimits(5, 0)
-    assert load_comm_config(config).spool_dir == tmp_path / "spool"  # the comm side ignores them
+    assert load_config(config).spool_limits == CorruptLimits(5, 0)
+    assert load_comm_config(config).spool_dir == tmp_path / "spool"  # the same [spool] reader
     for bad in ("corrupt_max_entries = -1", 'corrupt_max_bytes = "16 MiB"', "corrupt_max = 1"):
         config.write_text(base + bad + "\n")
-        with pytest.raises(ConfigError, match=r"spool\.corrupt_max"):
-            load_config(config)
+        for load in (load_config, load_comm_config):
+            with pytest.raises(ConfigError, match=r"spool\.corrupt_max"):
+                load(config)

@@ -56,6 +56,7 @@ from pathlib import Path
 import gnupg
 
 from signer_core.cakeys import CaKeys
+from signer_core.config.openpgp import CERT_DIGESTS, CERT_LEVELS, POLICY_URL, v4_fingerprint
 from signer_core.openpgp.gpg import (
     DEFAULT_GPG_LIMITS,
     MAX_HOME_PATH,
@@ -82,9 +83,6 @@ from signer_core.refusal import Refusal
 
 DEFAULT_POLICY_URL = "http://www.cacert.org/cps.php"
 MAX_DAYS = 3660
-DIGESTS = {"SHA256": 8, "SHA384": 9, "SHA512": 10}
-_FPR = re.compile(r"^[0-9A-F]{40}$")
-_URL = re.compile(r"^[!-~]{1,200}$")
 # gpg stamps certifications itself; allow for a clock step between our reading and its.
 _CLOCK_SLACK = 5
 _GPG_FAILURE = re.compile(r"^gpg: [a-z ]+ failed: [A-Za-z ]+$")
@@ -117,20 +115,21 @@ class OpenPGPSigner:
     ca_public: tuple[KeyPacket, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fpr = self.fingerprint.replace(" ", "").upper()
-        object.__setattr__(self, "fingerprint", fpr)
+        # The rules are signer_core.config.openpgp's, so the configuration refuses the same.
+        try:
+            object.__setattr__(self, "fingerprint", v4_fingerprint(self.fingerprint))
+        except ValueError as exc:
+            raise ValueError(f"OpenPGP CA fingerprint {self.fingerprint!r} {exc}") from None
         object.__setattr__(self, "digest", self.digest.upper())
         if (self.home is None) == (self.key_file is None):
             raise ValueError("OpenPGP CA key: set exactly one of home and key_file")
-        if not _FPR.match(fpr):
-            raise ValueError(f"OpenPGP CA fingerprint must be 40 hex digits: {self.fingerprint!r}")
-        if self.digest not in DIGESTS:
+        if self.digest not in CERT_DIGESTS:
             raise ValueError(
-                f"OpenPGP cert digest {self.digest!r}: use one of {', '.join(DIGESTS)}"
+                f"OpenPGP cert digest {self.digest!r}: use one of {', '.join(CERT_DIGESTS)}"
             )
-        if self.cert_level not in (0, 1, 2, 3):
+        if self.cert_level not in CERT_LEVELS:
             raise ValueError(f"OpenPGP cert level {self.cert_level!r}: use 0 to 3")
-        if not _URL.match(self.policy_url):
+        if not POLICY_URL.fullmatch(self.policy_url):
             raise ValueError(
                 f"OpenPGP policy URL {self.policy_url!r} is empty, too long or has spaces"
             )
