@@ -51,7 +51,8 @@ def render(data, out=sys.stdout, indent: str = "") -> None:
         print(f"{indent}{data if data not in (None, []) else '(none)'}", file=out)
 
 
-def _config(args):
+def read_config(args):
+    """The configuration ``--config`` names: every signerctl command reads it here."""
     from signer_core.config import load_config
 
     return load_config(args.config)
@@ -67,7 +68,7 @@ def cmd_status(args) -> tuple[object, int]:
     from signerctl import overview
     from signerctl.integrity import last_check
 
-    cfg = _config(args)
+    cfg = read_config(args)
     with _db(cfg) as conn:
         status = {
             "daemons": overview.daemons(cfg.path),
@@ -84,7 +85,7 @@ def cmd_status(args) -> tuple[object, int]:
 
 
 def _spool(args):
-    return Spool(_config(args).spool_dir)
+    return Spool(read_config(args).spool_dir)
 
 
 def cmd_spool_list(args) -> tuple[object, int]:
@@ -110,7 +111,7 @@ def cmd_crl_show(args) -> tuple[object, int]:
 
     from signerctl.overview import crl_der, iso
 
-    with _db(_config(args)) as conn:
+    with _db(read_config(args)) as conn:
         der = crl_der(conn, args.root)
     if der is None:
         return {"root": args.root, "crl": None}, 1
@@ -132,7 +133,7 @@ def cmd_certs_find(args) -> tuple[object, int]:
     from signerctl.overview import find_certificates
 
     since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC) if args.since else None
-    with _db(_config(args)) as conn:
+    with _db(read_config(args)) as conn:
         rows = find_certificates(
             conn, serial=args.serial, subject=args.subject, since=since, limit=args.limit
         )
@@ -142,7 +143,7 @@ def cmd_certs_find(args) -> tuple[object, int]:
 def cmd_time(args) -> tuple[object, int]:
     from signerctl import overview
 
-    with _db(_config(args)) as conn:
+    with _db(read_config(args)) as conn:
         return {
             "now": overview.iso(dt.datetime.now(dt.UTC).timestamp()),
             "last": overview.time_status(conn),
@@ -153,7 +154,7 @@ def cmd_time(args) -> tuple[object, int]:
 def cmd_audit_verify(args) -> tuple[object, int]:
     from signer_core.store.audit import AuditLog
 
-    with _db(_config(args)) as conn:
+    with _db(read_config(args)) as conn:
         verdict = AuditLog(conn, create=False).verify()
     data = {"ok": verdict.ok, "records": verdict.count, "head": verdict.head}
     if not verdict.ok:

@@ -13,11 +13,7 @@ import argparse
 import pwd
 from pathlib import Path
 
-
-def _config(args):
-    from signerctl.main import _config as load  # the one place signerctl reads it
-
-    return load(args)
+from signerctl.main import read_config
 
 
 def cmd_backup(args) -> tuple[object, int]:
@@ -25,7 +21,7 @@ def cmd_backup(args) -> tuple[object, int]:
 
     try:
         result = make_backup(
-            _config(args),
+            read_config(args),
             args.encrypt_to,
             args.out,
             include_keys=args.include_keys,
@@ -96,7 +92,7 @@ def cmd_integrity(args) -> tuple[object, int]:
     from signerctl.integrity import IntegrityError, check
 
     try:
-        report = check(_config(args), baseline=args.baseline, accept=args.accept)
+        report = check(read_config(args), baseline=args.baseline, accept=args.accept)
     except IntegrityError as exc:
         return {"refused": str(exc)}, 1
     data = {

@@ -16,17 +16,13 @@ import pwd
 import sys
 from pathlib import Path
 
+from signerctl.main import read_config
+
 STOP_FIRST = (
     "Stop signer-core first (systemctl stop signer-core): the import writes the"
     " signer's state and refuses to run while a signer-core process runs,"
     " unless --force."
 )
-
-
-def _config(args):
-    from signer_core.config import load_config
-
-    return load_config(args.config)
 
 
 def _refuse_if_signer_runs(args) -> None:
@@ -66,7 +62,7 @@ def cmd_import_openssl(args) -> tuple[object, int]:
     from signerctl.migrate.openssl_ca import MigrationError, import_openssl
 
     _refuse_if_signer_runs(args)
-    cfg = _config(args)
+    cfg = read_config(args)
     if args.root not in cfg.x509.roots:
         raise ValueError(f"root {args.root} is not in the configuration")
     ca_cert = args.ca_cert or cfg.x509.roots[args.root].certificate
@@ -100,7 +96,7 @@ def cmd_import_openpgp(args) -> tuple[object, int]:
     _refuse_if_signer_runs(args)
     user = args.signer_user
     if user is None:
-        user = _config(args).signer.user if args.config.exists() else "_signer"
+        user = read_config(args).signer.user if args.config.exists() else "_signer"
     try:
         done = import_openpgp(
             args.keyring_dir,
@@ -127,7 +123,7 @@ def cmd_export_openssl(args) -> tuple[object, int]:
     from signerctl.migrate.export import ExportError, export_openssl
     from signerctl.overview import open_readonly
 
-    cfg = _config(args)
+    cfg = read_config(args)
     with open_readonly(cfg.signer.database) as conn:
         try:
             totals = export_openssl(conn, args.root, args.out)
