@@ -98,10 +98,13 @@ def test_time_after_keep_alives(appliance):
 def test_spool_list_show_requeue_purge(appliance):
     incoming = appliance.directory / "spool" / "incoming"
     name = f"{time.time_ns():020d}-{'ab' * 16}.req"
-    path = incoming / name
-    path.write_bytes(b"not a spool record")
+    # Written under a dot name (which the signer ignores) and renamed once it is
+    # the comm user's, as the comm handler commits a request.
+    draft = incoming / f".{name}"
+    draft.write_bytes(b"not a spool record")
     if appliance.users.comm_uid is not None:
-        os.chown(path, appliance.users.comm_uid, appliance.users.comm_gid)
+        os.chown(draft, appliance.users.comm_uid, appliance.users.comm_gid)
+    draft.rename(incoming / name)
     deadline = time.monotonic() + 10
     while not (listed := ctl_json(appliance, "spool", "list", "--state", "corrupt")):
         assert time.monotonic() < deadline
