@@ -38,10 +38,12 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+from signer_core.config import RootConfig  # noqa: E402
 from signer_core.crl.encode import build_crl, encode_entry  # noqa: E402
 from signer_core.crl.revocation import Revocations  # noqa: E402
 from signer_core.crl.xdelta import make_delta  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
+from signer_core.roots import Root  # noqa: E402
 from signer_core.store.cadb import CADatabase, serial_text  # noqa: E402
 
 UTC = dt.UTC
@@ -49,30 +51,42 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
 
 
-class Config:
-    default_digest = "sha256"
-
-
-class Root:
-    def __init__(self, key: rsa.RSAPrivateKey) -> None:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
-        self.id = 0
-        self.private_key = key
-        self.config = Config()
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(1)
-            .not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
+def _load_root(key_pem: bytes, where: Path) -> Root:
+    """Root 0 as the signer loads it, from root.key and a self-signed root.pem put in ``where``."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    assert isinstance(key, rsa.RSAPrivateKey), "the bench root key is RSA"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (where / "root.key").write_bytes(key_pem)
+    (where / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Root.load(
+        RootConfig(
+            id=0,
+            name="bench root",
+            key=where / "root.key",
+            certificate=where / "root.pem",
+            passphrase_file=None,
+            crl_url="",
+            default_digest="sha256",
         )
+    )
+
+
+def _current_crl(revs: Revocations) -> bytes:
+    crl = revs.current_crl(0)
+    assert crl is not None, "root 0 has issued no CRL"
+    return crl
 
 
 def _serials(count: int) -> list[int]:
@@ -121,8 +135,7 @@ def _timed(call, *args):
 
 def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     """One size, in its own process so that its max RSS is its own."""
-    key = serialization.load_pem_private_key(key_pem, None)
-    root = Root(key)
+    root = _load_root(key_pem, work)
     db = CADatabase(work / "ca.sqlite")
     revs = Revocations(db)
     serials = _serials(count + repeat + 1)
@@ -143,18 +156,18 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     revoke_s, build_s, delta_s, patch_sizes = [], [], [], []
     for i in range(repeat):
         pem = _issue(db, root, serials[count + i])
-        before = revs.current_crl(0)
+        before = _current_crl(revs)
         client = hashlib.sha1(before).hexdigest().encode()
         elapsed, answer = _timed(revs.revoke, root, pem, client, NOW + dt.timedelta(seconds=i + 1))
         revoke_s.append(elapsed)
         patch_sizes.append(len(answer))
-        after = revs.current_crl(0)
+        after = _current_crl(revs)
         delta_s.append(_timed(make_delta, before, after)[0])
         build_s.append(
             _timed(
                 build_crl,
                 root.certificate,
-                key,
+                root.private_key,
                 "sha256",
                 1,
                 NOW,
@@ -164,12 +177,12 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
         )
     # Peak Python memory of one more warm revoke.
     pem = _issue(db, root, serials[-1])
-    before = revs.current_crl(0)
+    before = _current_crl(revs)
     tracemalloc.start()
     answer = revs.revoke(root, pem, hashlib.sha1(before).hexdigest().encode(), NOW)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    after = revs.current_crl(0)
+    after = _current_crl(revs)
     check = _check(work, before, answer, after, root, count + repeat + 1)
     db.close()
     return {
@@ -260,9 +273,7 @@ def openssl_ca(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     """``openssl ca -gencrl`` over an index.txt of ``count`` revoked entries."""
     ca = work / "openssl-ca"
     ca.mkdir()
-    key = serialization.load_pem_private_key(key_pem, None)
-    (ca / "root.key").write_bytes(key_pem)
-    (ca / "root.pem").write_bytes(Root(key).certificate.public_bytes(serialization.Encoding.PEM))
+    _load_root(key_pem, ca)  # root.key and root.pem, as openssl.cnf names them
     (ca / "crlnumber").write_text("01\n")
     (ca / "index.txt.attr").write_text("unique_subject = no\n")
     (ca / "openssl.cnf").write_text(_OPENSSL_CNF.format(dir=ca))

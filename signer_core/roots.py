@@ -2,8 +2,9 @@
 
 Trusted side: the files are the operator's, readable only by the signer
 user. A root whose key or certificate file is missing, unreadable, or whose
-key does not match its certificate is recorded as not installed with the
-reason (logged by the caller), never a crash; requests naming it are refused.
+key does not match its certificate or is of a kind that cannot sign here, is
+recorded as not installed with the reason (logged by the caller), never a
+crash; requests naming it are refused.
 The public keys its files still show (its certificate, or its key) are kept
 all the same, for installed and missing roots alike, so that no request
 carrying one of them is signed (``cakeys``).
@@ -14,19 +15,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from signer_core.config import RootConfig, X509Config
 from signer_core.refusal import Refusal
 
+if TYPE_CHECKING:
+    from signer_core.x509.compat import PrivateKeyTypes, PublicKeyTypes
 
-def _spki(key: object) -> bytes:
+# The kinds of root key that sign both certificates (cryptography's builder)
+# and CRLs (``crl.encode``); a root holding another kind is not installed.
+RootKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+)
+
+
+def _spki(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(
-        serialization.Encoding.DER,  # type: ignore[attr-defined]
-        serialization.PublicFormat.SubjectPublicKeyInfo,
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
@@ -35,7 +49,7 @@ class Root:
     id: int
     config: RootConfig
     certificate: x509.Certificate
-    private_key: object = dataclasses.field(repr=False)
+    private_key: RootKey = dataclasses.field(repr=False)
 
     @classmethod
     def load(cls, cfg: RootConfig) -> Root:
@@ -49,6 +63,8 @@ class Root:
             raise ValueError(f"cannot read {exc.filename}: {exc.strerror}") from None
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise ValueError(f"cannot load key or certificate: {exc}") from None
+        if not isinstance(key, RootKey):
+            raise ValueError("the key is not RSA, EC, Ed25519 or Ed448, the kinds that sign here")
         if _spki(key.public_key()) != _spki(cert.public_key()):
             raise ValueError("private key does not match the certificate")
         if not _is_ca(cert):
@@ -60,19 +76,19 @@ def _read_certificate(cfg: RootConfig) -> x509.Certificate:
     return x509.load_pem_x509_certificate(cfg.certificate.read_bytes())
 
 
-def _read_private_key(cfg: RootConfig) -> object:
+def _read_private_key(cfg: RootConfig) -> PrivateKeyTypes:
     password = None
     if cfg.passphrase_file is not None:
         password = cfg.passphrase_file.read_bytes().rstrip(b"\r\n")
     return serialization.load_pem_private_key(cfg.key.read_bytes(), password)
 
 
-def _known_public_keys(cfg: RootConfig) -> tuple[object, ...]:
+def _known_public_keys(cfg: RootConfig) -> tuple[PublicKeyTypes, ...]:
     """The public keys of a root that did not load, from whichever of its files still parses."""
-    keys: list[object] = []
+    keys: list[PublicKeyTypes] = []
     for read in (_read_certificate, _read_private_key):
         try:
-            keys.append(read(cfg).public_key())  # type: ignore[attr-defined]
+            keys.append(read(cfg).public_key())
         except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
             continue
     return tuple(keys)
@@ -96,7 +112,7 @@ class RootStore:
     roots: Mapping[int, Root]
     missing: Mapping[int, str]  # root id -> why it is not installed
     # root id -> the public keys its files show, installed or not (empty: none readable)
-    public_keys: Mapping[int, tuple[object, ...]] = dataclasses.field(
+    public_keys: Mapping[int, tuple[PublicKeyTypes, ...]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
 
@@ -104,7 +120,7 @@ class RootStore:
     def load(cls, x509cfg: X509Config) -> RootStore:
         roots: dict[int, Root] = {}
         missing: dict[int, str] = {}
-        public_keys: dict[int, tuple[object, ...]] = {}
+        public_keys: dict[int, tuple[PublicKeyTypes, ...]] = {}
         for rid, rcfg in sorted(x509cfg.roots.items()):
             try:
                 roots[rid] = Root.load(rcfg)

@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
+from signer_core.roots import RootKey
+
 
 class CrlError(ValueError):
     """The root's key or digest cannot sign a CRL here."""
@@ -67,13 +69,6 @@ _ECDSA_OIDS = {
 }
 _ED25519_OID, _ED448_OID = "1.3.101.112", "1.3.101.113"
 _REASON_OID, _AKI_OID, _CRL_NUMBER_OID = "2.5.29.21", "2.5.29.35", "2.5.29.20"
-
-SignerKey = (
-    rsa.RSAPrivateKey
-    | ec.EllipticCurvePrivateKey
-    | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey
-)
 
 
 def _length(n: int) -> bytes:
@@ -130,7 +125,7 @@ def encode_entry(
     return _tlv(_SEQUENCE, body)
 
 
-def _algorithm(key: SignerKey, digest: str) -> tuple[bytes, hashes.HashAlgorithm | None]:
+def _algorithm(key: RootKey, digest: str) -> tuple[bytes, hashes.HashAlgorithm | None]:
     """The AlgorithmIdentifier DER and the hash to sign with."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return _tlv(_SEQUENCE, _oid(_ED25519_OID)), None
@@ -145,7 +140,7 @@ def _algorithm(key: SignerKey, digest: str) -> tuple[bytes, hashes.HashAlgorithm
     raise CrlError(f"unsupported CRL signing key {type(key).__name__}")
 
 
-def _sign(key: SignerKey, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
+def _sign(key: RootKey, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
         assert algorithm is not None
         return key.sign(data, padding.PKCS1v15(), algorithm)
@@ -176,7 +171,7 @@ def _header(tag: int, body_length: int) -> bytes:
 
 def build_crl(
     issuer: x509.Certificate,
-    key: SignerKey,
+    key: RootKey,
     digest: str,
     number: int,
     this_update: dt.datetime,

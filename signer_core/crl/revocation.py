@@ -34,7 +34,6 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from signer_core.crl.encode import CrlError, build_crl, der_to_pem, encode_entry, pem_length
 from signer_core.crl.xdelta import XdeltaError, make_delta
 from signer_core.refusal import Refusal
+from signer_core.roots import Root
 from signer_core.store.cadb import CADatabase, serial_text
 from signer_core.x509.compat import not_after, verify_signature
 from spool.record import MAX_ANSWER
@@ -81,19 +81,6 @@ CREATE TABLE IF NOT EXISTS crls (
     UNIQUE (root, sha1)
 );
 """
-
-
-class _RootConfig(Protocol):
-    default_digest: str
-
-
-class CrlRoot(Protocol):
-    """What this module needs of an X.509 root."""
-
-    id: int
-    certificate: x509.Certificate
-    private_key: Any
-    config: _RootConfig
 
 
 @dataclass
@@ -164,7 +151,7 @@ class Revocations:
 
     def revoke(
         self,
-        root: CrlRoot,
+        root: Root,
         cert_pem: bytes,
         client_crl_sha1: bytes,
         now: dt.datetime,
@@ -200,7 +187,7 @@ class Revocations:
             new = current if current is not None else self._issue(root, now)
         return self._answer(root.id, old, new)
 
-    def refresh(self, root: CrlRoot, client_crl_sha1: bytes, now: dt.datetime) -> bytes:
+    def refresh(self, root: Root, client_crl_sha1: bytes, now: dt.datetime) -> bytes:
         """Issue a new CRL (fresh dates, next number); payload 1 of the answer."""
         return self._refresh(root, _client_hash(client_crl_sha1), now)
 
@@ -261,7 +248,7 @@ class Revocations:
             self.db.on_rollback(lambda: self._entries.pop(root_id, None))
             yield
 
-    def _refresh(self, root: CrlRoot, client: bytes, now: dt.datetime) -> bytes:
+    def _refresh(self, root: Root, client: bytes, now: dt.datetime) -> bytes:
         now = _utc_seconds(now)
         with self._transaction(root.id):
             old = self._known_crl(root.id, client)
@@ -348,7 +335,7 @@ class Revocations:
             cache.blob += entry
         return cache.blob
 
-    def _issue(self, root: CrlRoot, now: dt.datetime) -> bytes:
+    def _issue(self, root: Root, now: dt.datetime) -> bytes:
         number = self._next_number(root.id)
         entries = self._revoked_entries(root.id, now)
         try:

@@ -8,10 +8,21 @@ warn there. Everything else in the code calls these and gets aware UTC times.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+if TYPE_CHECKING:
+    # The unions of key types have these names from cryptography 40 on (38 spells
+    # them PUBLIC_KEY_TYPES and so on): only annotations name them, never run time.
+    from cryptography.hazmat.primitives.asymmetric.types import (
+        PrivateKeyTypes as PrivateKeyTypes,
+    )
+    from cryptography.hazmat.primitives.asymmetric.types import (
+        PublicKeyTypes as PublicKeyTypes,
+    )
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -27,7 +38,7 @@ def not_after(cert: x509.Certificate) -> dt.datetime:
 
 
 def verify_signature(
-    signed: x509.Certificate | x509.CertificateRevocationList, issuer_key: object
+    signed: x509.Certificate | x509.CertificateRevocationList, issuer_key: PublicKeyTypes
 ) -> None:
     """Raise InvalidSignature unless ``issuer_key`` made the signature of a certificate or CRL.
 
