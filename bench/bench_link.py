@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from comm_handler.frames import MAX_PAYLOAD_TOTAL, Message, encode_message, make_frame  # noqa: E402
 from comm_handler.transfer import DEPLOYED_PACING, Pacing, receive_message, send_message  # noqa: E402
-from spool.header import HEADER_SIZE as REQUEST_HEADER_LEN
+from spool.record import HEADER_SIZE as REQUEST_HEADER_LEN
 
 SIZES = [
     ("1 KiB", 1024, 50),
@@ -44,13 +44,18 @@ def start_cable() -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "signerctl.demo.nullmodem"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     a = proc.stdout.readline().split(": ", 1)[1].strip()
     b = proc.stdout.readline().split(": ", 1)[1].strip()
     return proc, a, b
 
 
 def time_raw(a: serial.Serial, b: serial.Serial, data: bytes) -> float:
-    writer = threading.Thread(target=lambda: (a.write(data), a.flush()))
+    def write() -> None:
+        a.write(data)
+        a.flush()
+
+    writer = threading.Thread(target=write)
     b.timeout = 5.0
     started = time.perf_counter()
     writer.start()

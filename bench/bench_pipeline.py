@@ -131,17 +131,15 @@ def prefill(database: Path, count: int, owner: Users) -> None:
                 ),
             )
     db.close()
-    if owner.signer_uid is not None:
-        for path in database.parent.glob(database.name + "*"):
-            os.chown(path, owner.signer_uid, owner.signer_gid)
+    for path in database.parent.glob(database.name + "*"):
+        owner.give_to_signer(path)
 
 
 def measure(
     directory: Path, users: Users, label: str, root: int, work: list[list[bytes]]
 ) -> list[float]:
     cable = start_cable()
-    if users.comm_uid is not None:
-        os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
+    users.give_to_comm(cable.appliance_end)
     config = create_demo_ca(directory, users, cable.appliance_end)
     supervisor = daemons(config, directory / "log")
     supervisor.start()

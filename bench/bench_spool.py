@@ -70,6 +70,7 @@ def claim_finish(spool: Spool, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         request = spool.claim_next()
+        assert isinstance(request, Request), "only requests were enqueued"
         spool.finish(request, Result(request.id, 1, b"x" * 1500, b""))
     return (time.perf_counter() - start) / n
 

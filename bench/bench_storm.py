@@ -61,7 +61,8 @@ def measure_storm(
 ) -> tuple[float, int, list[float]]:
     """(signer CPU seconds, create+unlink pairs, latencies of requests sent meanwhile)."""
     storm = as_comm(users, STORM, str(incoming), str(seconds), wait=False)
-    cpu, end, latencies = cpu_seconds(pid), time.monotonic() + seconds, []
+    cpu, end = cpu_seconds(pid), time.monotonic() + seconds
+    latencies: list[float] = []
     while time.monotonic() + REQUEST_EVERY < end:
         time.sleep(REQUEST_EVERY)
         latencies.append(timed_sign(client, f"storm{len(latencies)}"))
@@ -134,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     users = system_users() if os.geteuid() == 0 else Users()
     cable, supervisor = start_cable(), None
     try:
-        if users.comm_uid is not None:
-            os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
+        users.give_to_comm(cable.appliance_end)
         config = create_demo_ca(work / "ca", users, cable.appliance_end)
         (work / "log").mkdir(exist_ok=True)
         supervisor = daemons(config, work / "log")

@@ -283,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = Stats()
     stop = threading.Event()
     with NullModem() as modem:
-        if users.comm_uid is not None:
-            os.chown(modem.a_path, users.comm_uid, users.comm_gid)
+        users.give_to_comm(modem.a_path)
         config = create_demo_ca(work / "ca", users, modem.a_path)
         (work / "log").mkdir(exist_ok=True)
         supervisor = daemons(config, work / "log")

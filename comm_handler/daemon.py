@@ -212,7 +212,7 @@ class LinkServer:
             if answer.delivers is not None:
                 self._receipt(answer.delivers)
 
-    def _open(self) -> serial.SerialBase | None:
+    def _open(self) -> serial.Serial | None:
         try:
             return serial.serial_for_url(self.cfg.device, baudrate=self.cfg.baud)
         except (serial.SerialException, ValueError, *PORT_ERRORS) as exc:
@@ -242,7 +242,7 @@ class LinkServer:
             backoff.sleep()
 
 
-def _close(port: serial.SerialBase) -> None:
+def _close(port: serial.Serial) -> None:
     try:
         port.close()
     except PORT_ERRORS as exc:  # a vanished device may fail even to close

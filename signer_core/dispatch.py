@@ -272,7 +272,10 @@ def handle_revoke(ctx: SignerContext, header: RequestHeader, request: Request) -
     root = ctx.roots.get(header.root)
     with ctx.db.transaction():
         answer = ctx.revocations.revoke(root, cert_pem, client_crl, ctx.now())
-        details = {"root": root.id, "crl_number": ctx.revocations.current_number(root.id)}
+        details: dict[str, object] = {
+            "root": root.id,
+            "crl_number": ctx.revocations.current_number(root.id),
+        }
         if cert_pem:  # checked by revoke(): a certificate this root issued
             details["serial"] = format(x509.load_pem_x509_certificate(cert_pem).serial_number, "x")
         ctx.audit.append("revoked" if cert_pem else "crl-issued", **details)

@@ -69,9 +69,10 @@ def cmd_status(args) -> tuple[object, int]:
     from signerctl.integrity import last_check
 
     cfg = read_config(args)
+    daemons = overview.daemons(cfg.path)
     with _db(cfg) as conn:
         status = {
-            "daemons": overview.daemons(cfg.path),
+            "daemons": daemons,
             "database": overview.database(conn),
             "spool": overview.spool_status(Spool(cfg.spool_dir)),
             "time": overview.time_status(conn),
@@ -80,7 +81,7 @@ def cmd_status(args) -> tuple[object, int]:
             "audit": overview.audit_head(conn),
             "integrity": last_check(cfg.signer.state_dir),
         }
-    alive = all(status["daemons"].values())
+    alive = all(daemons.values())
     return status, 0 if alive else 1
 
 
@@ -122,7 +123,11 @@ def cmd_crl_show(args) -> tuple[object, int]:
         "issuer": crl.issuer.rfc4514_string(),
         "crl_number": number,
         "this_update": iso(crl.last_update.replace(tzinfo=dt.UTC).timestamp()),
-        "next_update": iso(crl.next_update.replace(tzinfo=dt.UTC).timestamp()),
+        "next_update": (
+            None
+            if crl.next_update is None
+            else iso(crl.next_update.replace(tzinfo=dt.UTC).timestamp())
+        ),
         "entries": len(crl),
         "der_bytes": len(der),
         "sha1": hashlib.sha1(der).hexdigest(),

@@ -91,13 +91,13 @@ def table_exists(conn: sqlite3.Connection, name: str) -> bool:
 def spool_status(spool: Spool) -> list[dict]:
     ages = {state: spool.oldest_age(state) for state in STATES}
     return [
-        {
-            "state": state,
-            "entries": n,
-            "oldest_age_seconds": None if ages[state] is None else round(ages[state], 1),
-        }
+        {"state": state, "entries": n, "oldest_age_seconds": _rounded(ages[state])}
         for state, n in spool.counts().items()
     ]
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def crls(conn: sqlite3.Connection) -> list[dict]:
@@ -216,7 +216,8 @@ def find_certificates(
     since: dt.datetime | None = None,
     limit: int = 100,
 ) -> list[dict]:
-    query, args = ["state = 'issued'"], []
+    query: list[str] = ["state = 'issued'"]
+    args: list[str | int] = []
     if serial is not None:
         query.append("serial = ?")
         args.append(format(int(serial, 16), "x"))

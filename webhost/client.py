@@ -111,6 +111,7 @@ class WebClient:
         pacing: Pacing | None = None,
     ) -> None:
         self.port: SerialLike
+        self._owned: serial.Serial | None
         if isinstance(link, str):
             self._owned = serial.serial_for_url(link, baudrate=baud, timeout=1.0)
             self.port = self._owned

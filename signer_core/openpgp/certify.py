@@ -217,7 +217,7 @@ def certify_key(
         started = int(time.time()) - _CLOCK_SLACK
         result = quick_sign_key(gpg, signer.fingerprint, summary.fingerprint, secret.passphrase)
         _check_certified(gpg, signer, summary.fingerprint, started, result.stderr)
-        armoured = gpg.export_keys(summary.fingerprint, armor=True)
+        armoured: str = gpg.export_keys(summary.fingerprint, armor=True)
     if not armoured.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
         raise Refusal("openpgp-export-failed", "gpg did not export the certified key")
     return armoured.encode("ascii")

@@ -94,7 +94,7 @@ class PrivateHome:
         cpu = limits.cpu_seconds
         self.prlimit = ("prlimit", f"--cpu={cpu}:{cpu + 1}", "--core=0", "--")
         self.expired = False
-        self._processes: list[subprocess.Popen] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()  # between starting a gpg and the timer killing them
         self._timer = threading.Timer(limits.wall_seconds, self._expire)
         self._timer.daemon = True
@@ -104,7 +104,9 @@ class PrivateHome:
         """A python-gnupg handle on this home with our fixed options first."""
         return _LimitedGPG(self, options)
 
-    def spawn(self, start: Callable[..., subprocess.Popen], *args: Any) -> subprocess.Popen:
+    def spawn(
+        self, start: Callable[..., subprocess.Popen[bytes]], *args: Any
+    ) -> subprocess.Popen[bytes]:
         """``start(*args)``, a gpg the timer will kill; none once the time is up."""
         with self._lock:
             if self.expired:
@@ -113,7 +115,7 @@ class PrivateHome:
             self._processes.append(process)
             return process
 
-    def check(self, process: subprocess.Popen) -> None:
+    def check(self, process: subprocess.Popen[bytes]) -> None:
         """Refuse the request if ``process`` (finished) was stopped by a limit."""
         if self.expired:
             raise self._timeout()
@@ -157,7 +159,8 @@ class PrivateHome:
         _remove(self.path)
 
 
-class _LimitedGPG(gnupg.GPG):
+# python-gnupg ships no types: GPG is Any to mypy.
+class _LimitedGPG(gnupg.GPG):  # type: ignore[misc]
     """python-gnupg's GPG whose every gpg process is held to its private home's limits."""
 
     def __init__(self, home: PrivateHome, options: Sequence[str]) -> None:
@@ -167,13 +170,15 @@ class _LimitedGPG(gnupg.GPG):
     def make_args(self, args: list[str], passphrase: bool) -> list[str]:
         return [*self._home.prlimit, *super().make_args(args, passphrase)]
 
-    def _open_subprocess(self, args: list[str], passphrase: bool = False) -> subprocess.Popen:
+    def _open_subprocess(
+        self, args: list[str], passphrase: bool = False
+    ) -> subprocess.Popen[bytes]:
         return self._home.spawn(super()._open_subprocess, args, passphrase)
 
     def _collect_output(
-        self, process: subprocess.Popen, result: Any, writer: Any = None, stdin: Any = None
+        self, process: subprocess.Popen[bytes], result: Any, writer: Any = None, stdin: Any = None
     ) -> int:
-        returncode = super()._collect_output(process, result, writer, stdin)
+        returncode: int = super()._collect_output(process, result, writer, stdin)
         self._home.check(process)
         return returncode
 

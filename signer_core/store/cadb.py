@@ -197,7 +197,7 @@ class CADatabase:
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.execute("PRAGMA foreign_keys=ON")
         _upgrade(self.connection)
-        self._on_rollback: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], object]] = []
 
     def close(self) -> None:
         self.connection.close()
@@ -232,7 +232,7 @@ class CADatabase:
             if not durable:
                 self.connection.execute("PRAGMA synchronous=FULL")
 
-    def on_rollback(self, hook: Callable[[], None]) -> None:
+    def on_rollback(self, hook: Callable[[], object]) -> None:
         """Call ``hook`` if the current transaction is rolled back (to drop caches)."""
         self._on_rollback.append(hook)
 

@@ -25,7 +25,7 @@ from signer_core.config import Config, X509Config
 from signer_core.refusal import Refusal
 from signer_core.roots import Root, RootStore
 from signer_core.x509.compat import not_after, not_before, verify_signature
-from signer_core.x509.keychecks import check_public_key
+from signer_core.x509.keychecks import SubjectKey, check_public_key
 from signer_core.x509.profiles import XMPP_ADDR, Profile, SanSource
 from signer_core.x509.request import parse_request
 from signer_core.x509.san import MAX_SAN_ENTRIES, parse_san, xmpp_address
@@ -33,7 +33,7 @@ from signer_core.x509.subject import parse_spkac_subject, parse_subject, policy_
 
 DIGEST_IDS = {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
 WEAK_DIGESTS = frozenset({"md5", "sha1", "ripemd160"})
-_HASHES = {
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "md5": hashes.MD5,
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
@@ -65,8 +65,8 @@ class CertificatePlan:
 
     root: Root
     profile: Profile
-    x509: X509Config
-    public_key: object
+    x509cfg: X509Config
+    public_key: SubjectKey
     subject: x509.Name
     sans: tuple[x509.GeneralName, ...]
     digest: str | None  # None for Ed25519/Ed448 roots
@@ -88,8 +88,8 @@ def plan_certificate(
     digest = _digest(cfg.x509, root, req.md)
     not_before_, not_after_ = _validity(root, profile, req.days, now)
     parsed = parse_request(req.payload1, req.spkac)
-    check_public_key(parsed.public_key, cfg.x509)
-    key_usage(profile, parsed.public_key)  # refuses a key type the profile has no use for
+    public_key = check_public_key(parsed.public_key, cfg.x509)
+    key_usage(profile, public_key)  # refuses a key type the profile has no use for
     if parsed.spkac_subject_lines is not None:
         subject = parse_spkac_subject(parsed.spkac_subject_lines)
     else:
@@ -98,7 +98,7 @@ def plan_certificate(
         subject = policy_order(subject)  # the DN string the old CA's `openssl ca` wrote
     sans = _sans(profile, subject, req.payload2)
     return CertificatePlan(
-        root, profile, cfg.x509, parsed.public_key, subject, sans, digest, not_before_, not_after_
+        root, profile, cfg.x509, public_key, subject, sans, digest, not_before_, not_after_
     )
 
 
@@ -134,8 +134,9 @@ def _can_sign(key_kind: str, digest: str) -> bool:
     a throwaway key, never with a root key."""
     if digest not in WEAK_DIGESTS:
         return True
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if "RSA" in key_kind:
-        key: object = rsa.generate_private_key(65537, 1024)
+        key = rsa.generate_private_key(65537, 1024)
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([])
@@ -146,11 +147,11 @@ def _can_sign(key_kind: str, digest: str) -> bool:
         .issuer_name(name)
         .serial_number(1)
         .public_key(key.public_key())
-        .not_valid_before(start)  # type: ignore[attr-defined]
+        .not_valid_before(start)
         .not_valid_after(start + timedelta(days=1))
     )
     try:
-        builder.sign(key, _HASHES[digest]())  # type: ignore[arg-type]
+        builder.sign(key, _HASHES[digest]())  # type: ignore[arg-type]  # see sign_certificate
     except (UnsupportedAlgorithm, ValueError):
         return False
     return True
@@ -178,7 +179,7 @@ def _sans(profile: Profile, subject: x509.Name, payload2: bytes) -> tuple[x509.G
     Then the profile's name rules: which kinds of name it takes, and for a
     server profile that the commonName is among the names."""
     requested = parse_san(payload2)
-    emails = [
+    emails: list[x509.GeneralName] = [
         x509.RFC822Name(str(a.value)) for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
     ]
     if profile.san_source is SanSource.NONE:
@@ -243,7 +244,7 @@ def _check_cn_among(subject: x509.Name, names: list[x509.GeneralName]) -> None:
             )
 
 
-def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
+def key_usage(profile: Profile, public_key: SubjectKey) -> x509.KeyUsage:
     """The profile's keyUsage minus the bits the subject key's algorithm forbids:
     RFC 3279 2.3.1 (no keyAgreement for RSA), RFC 5480 3 (no encipherment for
     EC), RFC 8410 5 (signature bits only for EdDSA)."""
@@ -276,9 +277,9 @@ def key_usage(profile: Profile, public_key: object) -> x509.KeyUsage:
     )
 
 
-def expected_extensions(plan: CertificatePlan) -> list[x509.Extension]:
+def expected_extensions(plan: CertificatePlan) -> list[x509.Extension[x509.ExtensionType]]:
     """Every extension of the certificate, in order, as the profile says."""
-    p, root, cfg = plan.profile, plan.root, plan.x509
+    p, root, cfg = plan.profile, plan.root, plan.x509cfg
     ext = x509.Extension
     out = [
         ext(
@@ -353,7 +354,8 @@ def _aki(root: Root) -> x509.AuthorityKeyIdentifier:
     try:
         ski = root.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(root.certificate.public_key())  # type: ignore[arg-type]
+        # The root key's public half: the certificate's, as Root.load checked.
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(root.private_key.public_key())
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
 
@@ -365,7 +367,7 @@ def sign_certificate(plan: CertificatePlan, serial: int) -> x509.Certificate:
         x509.CertificateBuilder()
         .subject_name(plan.subject)
         .issuer_name(plan.root.certificate.subject)
-        .public_key(plan.public_key)  # type: ignore[arg-type]
+        .public_key(plan.public_key)
         .serial_number(serial)
         .not_valid_before(plan.not_before)
         .not_valid_after(plan.not_after)
@@ -373,6 +375,8 @@ def sign_certificate(plan: CertificatePlan, serial: int) -> x509.Certificate:
     for e in expected_extensions(plan):
         builder = builder.add_extension(e.value, e.critical)
     algorithm = None if plan.digest is None else _HASHES[plan.digest]()
+    # cryptography 50's types name only the digests it still signs with; 38 and 43
+    # sign with MD5 and SHA-1 too, where allowed (``_digest``, ``_can_sign``).
     cert = builder.sign(plan.root.private_key, algorithm)  # type: ignore[arg-type]
     check_certificate(cert, plan, serial)
     return cert
@@ -398,7 +402,7 @@ def _problems(cert: x509.Certificate, plan: CertificatePlan, serial: int) -> lis
         (
             cert.public_key().public_bytes(der, spki) == plan.public_key.public_bytes(der, spki),
             "public key differs",
-        ),  # type: ignore[attr-defined]
+        ),
         ((start, end) == (plan.not_before, plan.not_after), "validity differs from the plan"),
         (
             not_before(root_cert) <= start < end <= not_after(root_cert),

@@ -14,12 +14,18 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from signer_core.config import X509Config
 from signer_core.refusal import Refusal
+
+if TYPE_CHECKING:
+    from signer_core.x509.compat import PublicKeyTypes
 
 try:  # optional: 5-15x faster modular exponentiation (Debian: python3-gmpy2)
     from gmpy2 import powmod as _powmod
@@ -39,6 +45,9 @@ EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 BADKEYS_CHECKS = ("roca", "fermat", "smallfactors", "rsainvalid", "smalld", "rsapoly")
 _BADKEYS_CODES = {"roca": "roca-key", "fermat": "close-primes", "smallfactors": "small-factor"}
 
+# The kinds of subject key ``check_public_key`` accepts.
+SubjectKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
 
 def _primes_product(bound: int) -> int:
     sieve = bytearray([1]) * bound
@@ -56,29 +65,29 @@ def badkeys_available() -> bool:
     return _badkeys is not None
 
 
-def spki_sha256(key: object) -> str:
+def spki_sha256(key: PublicKeyTypes) -> str:
     der = key.public_bytes(
-        serialization.Encoding.DER,  # type: ignore[attr-defined]
-        serialization.PublicFormat.SubjectPublicKeyInfo,
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()
 
 
-def check_public_key(key: object, x509cfg: object) -> None:
-    """Raise Refusal naming the first failed check; return None for an acceptable key."""
+def check_public_key(key: PublicKeyTypes, x509cfg: X509Config) -> SubjectKey:
+    """Raise Refusal naming the first failed check; return an acceptable key as it came."""
     if isinstance(key, rsa.RSAPublicKey):
         _check_rsa(key.public_numbers())
     elif isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in EC_CURVES:
             raise Refusal("unsupported-key", f"EC curve {key.curve.name} not allowed")
     elif isinstance(key, ed25519.Ed25519PublicKey):
-        if not getattr(x509cfg, "allow_ed25519", False):
+        if not x509cfg.allow_ed25519:
             raise Refusal("unsupported-key", "Ed25519 keys are not enabled")
     else:
         raise Refusal("unsupported-key", f"key type {type(key).__name__} not allowed")
-    blocklist = getattr(x509cfg, "blocklist_file", None)
+    blocklist = x509cfg.blocklist_file
     if blocklist is not None and spki_sha256(key) in load_blocklist(blocklist):
         raise Refusal("key-blocklisted", "the public key is on the blocklist")
+    return key
 
 
 def _check_rsa(numbers: rsa.RSAPublicNumbers) -> None:
@@ -161,9 +170,9 @@ def load_blocklist(path: Path) -> frozenset[str]:
     return entries
 
 
-def _blocklist_entries(lines: object) -> list[str]:
+def _blocklist_entries(lines: Iterable[str]) -> list[str]:
     out = []
-    for line in lines:  # type: ignore[attr-defined]
+    for line in lines:
         entry = line.split("#", 1)[0].strip().lower()
         if not entry:
             continue

@@ -14,7 +14,7 @@ import base64
 import binascii
 import dataclasses
 import re
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asn1crypto import algos, core, keys
 from cryptography import x509
@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from signer_core.refusal import Refusal
+
+if TYPE_CHECKING:
+    from signer_core.x509.compat import PublicKeyTypes
 
 MAX_REQUEST_BYTES = 65536
 MAX_SPKAC_LINES = 32
@@ -45,16 +48,20 @@ _ASN1CRYPTO_ERRORS = (TypeError, KeyError, IndexError, OverflowError)
 
 @dataclasses.dataclass(frozen=True)
 class ParsedRequest:
-    public_key: object  # a cryptography public key
+    public_key: PublicKeyTypes
     spkac_subject_lines: tuple[bytes, ...] | None
 
 
-class _PublicKeyAndChallenge(core.Sequence):
-    _fields: ClassVar[list] = [("spki", keys.PublicKeyInfo), ("challenge", core.IA5String)]
+# asn1crypto ships no types: its classes are Any to mypy, and so are these.
+class _PublicKeyAndChallenge(core.Sequence):  # type: ignore[misc]
+    _fields: ClassVar[list[tuple[str, Any]]] = [
+        ("spki", keys.PublicKeyInfo),
+        ("challenge", core.IA5String),
+    ]
 
 
-class _SignedPublicKeyAndChallenge(core.Sequence):
-    _fields: ClassVar[list] = [
+class _SignedPublicKeyAndChallenge(core.Sequence):  # type: ignore[misc]
+    _fields: ClassVar[list[tuple[str, Any]]] = [
         ("public_key_and_challenge", _PublicKeyAndChallenge),
         ("signature_algorithm", algos.SignedDigestAlgorithm),
         ("signature", core.OctetBitString),
@@ -90,7 +97,7 @@ def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
     return ParsedRequest(_parse_pkcs10(payload1), None)
 
 
-def _parse_pkcs10(payload1: bytes) -> object:
+def _parse_pkcs10(payload1: bytes) -> PublicKeyTypes:
     try:
         if b"-----BEGIN" in payload1:
             match = _PEM_CSR.search(payload1)
@@ -127,7 +134,7 @@ def _parse_spkac(payload1: bytes) -> ParsedRequest:
     return ParsedRequest(_verify_spkac(der), subject)
 
 
-def _verify_spkac(der: bytes) -> object:
+def _verify_spkac(der: bytes) -> PublicKeyTypes:
     try:
         spkac = _SignedPublicKeyAndChallenge.load(der, strict=True)
         pkac = spkac["public_key_and_challenge"]
@@ -146,7 +153,7 @@ def _verify_spkac(der: bytes) -> object:
     return key
 
 
-_HASHES = {
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "md5": hashes.MD5,
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
@@ -156,7 +163,9 @@ _HASHES = {
 }
 
 
-def _verify(key: object, sig_algo: str, algo_name: str, signature: bytes, data: bytes) -> None:
+def _verify(
+    key: PublicKeyTypes, sig_algo: str, algo_name: str, signature: bytes, data: bytes
+) -> None:
     """Check an SPKAC signature. MD5 is accepted here: browsers' keygen used it,
     and a collision cannot forge possession of another party's key."""
     hash_name = algo_name.split("_")[0]

@@ -125,7 +125,7 @@ def _build(pairs: list[tuple[int, bytes, bytes]]) -> x509.Name:
     return x509.Name([x509.RelativeDistinguishedName([a]) for a in attrs])
 
 
-def _attribute(index: int, raw_name: bytes, raw_value: bytes) -> x509.NameAttribute:
+def _attribute(index: int, raw_name: bytes, raw_value: bytes) -> x509.NameAttribute[str]:
     name = raw_name.decode("ascii", "replace")
     if name not in _ATTRS:
         raise Refusal("bad-subject", f"attribute {index}: unknown name {name[:30]!r}")

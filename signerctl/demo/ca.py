@@ -49,6 +49,19 @@ class Users:
     comm_name: str = ""
     signer_name: str = ""
 
+    def give_to_comm(self, path: Path | str) -> None:
+        """Make ``path`` the comm user's; nothing in a single-user demo."""
+        _chown(path, self.comm_uid, self.comm_gid)
+
+    def give_to_signer(self, path: Path | str) -> None:
+        """Make ``path`` the signer user's; nothing in a single-user demo."""
+        _chown(path, self.signer_uid, self.signer_gid)
+
+
+def _chown(path: Path | str, uid: int | None, gid: int | None) -> None:
+    if uid is not None:
+        os.chown(path, uid, -1 if gid is None else gid)  # -1: the group stays
+
 
 def system_users() -> Users:
     """The two daemon users, created as system users if missing (needs root)."""
@@ -203,11 +216,6 @@ def config_text(users: Users, device: str, openpgp_fingerprint: str, gpg_workdir
     )
 
 
-def _chown(path: Path, uid: int | None, gid: int | None) -> None:
-    if uid is not None:
-        os.chown(path, uid, gid)
-
-
 def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
     """Lay out a demo CA in ``directory``; return the configuration file's path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -221,7 +229,7 @@ def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
         (keys / "openpgp.fpr").write_text(make_openpgp_root(keys / "openpgp"))
     fingerprint = (keys / "openpgp.fpr").read_text()
     for path in (lib, keys, *keys.rglob("*")):
-        _chown(path, users.signer_uid, users.signer_gid)
+        users.give_to_signer(path)
     Spool(directory / "spool").create_dirs(
         signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid
     )

@@ -50,7 +50,8 @@ def start_cable() -> Cable:
         stdin=subprocess.DEVNULL,
         text=True,
     )
-    ends = {}
+    assert proc.stdout is not None  # stdout=PIPE
+    ends: dict[str, str] = {}
     while len(ends) < 2:
         line = proc.stdout.readline()
         if not line:
@@ -196,8 +197,7 @@ def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
         cable = start_cable()
         supervisor = None
         try:
-            if users.comm_uid is not None:
-                os.chown(cable.appliance_end, users.comm_uid, users.comm_gid)
+            users.give_to_comm(cable.appliance_end)
             config = create_demo_ca(directory, users, cable.appliance_end)
             log_dir = directory / "log"
             log_dir.mkdir(exist_ok=True)

@@ -9,12 +9,14 @@ its own configured user (hardening.process), as it would without systemd.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger("signer-supervise")
 
@@ -41,8 +43,10 @@ class Supervisor:
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
     def _start(self, service: Service) -> None:
-        out = open(service.log_file, "ab") if service.log_file else subprocess.DEVNULL
-        try:
+        with contextlib.ExitStack() as stack:
+            out: IO[bytes] | int = subprocess.DEVNULL
+            if service.log_file:
+                out = stack.enter_context(open(service.log_file, "ab"))
             self.processes[service.name] = subprocess.Popen(
                 service.argv,
                 env=service.env or None,
@@ -51,9 +55,6 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        finally:
-            if service.log_file:
-                out.close()
 
     def start(self) -> None:
         for service in self.services:
