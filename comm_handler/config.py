@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from comm_handler.transfer import Pacing
 from spool.settings import ConfigError, LinkTimeouts, read_comm, read_file, read_spool
@@ -41,7 +42,7 @@ class CommConfig:
     pacing: Pacing | None = None  # None: write at once (ptys, USB links with flow control)
 
 
-def _secret_paths(data: dict, base: Path) -> tuple[Path, ...]:
+def _secret_paths(data: dict[str, Any], base: Path) -> tuple[Path, ...]:
     """Keys, passphrases, the database and the signer's state, as the file names them."""
     tables = [_section(data, "signer"), _section(data, "openpgp")]
     roots = _section(_section(data, "x509"), "roots")
@@ -59,7 +60,7 @@ def _secret_paths(data: dict, base: Path) -> tuple[Path, ...]:
     )
 
 
-def _section(data: dict, name: str) -> dict:
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
         raise ConfigError(f"[{name}] must be a table")

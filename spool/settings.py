@@ -58,10 +58,11 @@ class Table:
         return value
 
     def str_(self, name: str, default: Any = ...) -> str:
-        return self.get(name, str, default)
+        value: str = self.get(name, str, default)
+        return value
 
     def int_(self, name: str, default: Any = ..., lo: int = 0, hi: int = 2**31) -> int:
-        value = self.get(name, int, default)
+        value: int = self.get(name, int, default)
         if value is not None and not lo <= value <= hi:
             raise ConfigError(f"{self.key(name)}: must be between {lo} and {hi}")
         return value
@@ -77,7 +78,8 @@ class Table:
         return value
 
     def bool_(self, name: str, default: Any = ...) -> bool:
-        return self.get(name, bool, default)
+        value: bool = self.get(name, bool, default)
+        return value
 
     def path(self, name: str, default: Any = ...) -> Path:
         value = self.str_(name, default)
