@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spool.corrupt import REASON_SUFFIX as REASON
 from spool.queue import STATES, Spool
 from spool.record import MAX_REQUEST_SIZE, SpoolFormatError, decode_request
 from spool.safeio import UnsafeEntry, fsync_dir, read_hostile
 
-REASON = ".reason"
 MAX_REASON = 4096
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-from inotify_simple import INotify, flags
+from inotify_simple import Event, INotify, flags
 
 # Events that concern the watch itself (the directory gone, events lost): always a scan.
 _SELF = flags.Q_OVERFLOW | flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED
@@ -133,5 +133,5 @@ def _millis(deadline: float | None) -> int | None:
     return max(0, math.ceil((deadline - time.monotonic()) * 1000))
 
 
-def _worth_a_scan(events: Iterable) -> bool:
+def _worth_a_scan(events: Iterable[Event]) -> bool:
     return any(e.mask & _SELF or not e.name.startswith(".") for e in events)

@@ -23,8 +23,8 @@ from signer_core.daemon import build_context
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.refusal import Refusal
 from signer_core.x509.compat import not_after, not_before
+from spool.entry import new_id
 from spool.header import Action, RequestHeader, System
-from spool.queue import _CLOCK
 from spool.record import Receipt, Request
 
 SAN = b"DNS:www.example.org"
@@ -44,12 +44,12 @@ def sign_request(days: int = 365, profile: int = 5, csr: bytes | None = None) ->
         action=Action.SIGN, system=System.X509, root=1, profile=profile, md=0, days=days
     ).to_bytes()
     csr = csr or csr_pem(ec.generate_private_key(ec.SECP256R1()))
-    return Request(_CLOCK.next_id(), NOW.timestamp(), header, (csr, SAN, SUBJECT), True)
+    return Request(new_id(), NOW.timestamp(), header, (csr, SAN, SUBJECT), True)
 
 
 def again(request: Request) -> Request:
     """The same bytes in a new spool request, as a retry or a renewal arrives."""
-    return Request(_CLOCK.next_id(), request.received_at, request.header, request.payloads, True)
+    return Request(new_id(), request.received_at, request.header, request.payloads, True)
 
 
 def certificate(ctx: SignerContext, request: Request) -> x509.Certificate:
@@ -90,16 +90,16 @@ def test_receipt_makes_the_same_bytes_a_new_request(ctx):
     cert = certificate(ctx, first)
     retry = again(first)
     certificate(ctx, retry)
-    handle_receipt(ctx, Receipt(_CLOCK.next_id(), first.id))  # superseded by the retry's answer
+    handle_receipt(ctx, Receipt(new_id(), first.id))  # superseded by the retry's answer
     assert audit(ctx, "delivered") == []
-    handle_receipt(ctx, Receipt(_CLOCK.next_id(), retry.id))
+    handle_receipt(ctx, Receipt(new_id(), retry.id))
     assert audit(ctx, "delivered") == [
         {"answer": retry.id, "root": 1, "serial": format(cert.serial_number, "x")}
     ]
     renewal = certificate(ctx, again(first))
     assert renewal.serial_number != cert.serial_number
     assert states(ctx) == ["issued", "issued"]
-    handle_receipt(ctx, Receipt(_CLOCK.next_id(), retry.id))  # twice: nothing more to say
+    handle_receipt(ctx, Receipt(new_id(), retry.id))  # twice: nothing more to say
     assert len(audit(ctx, "delivered")) == 1
 
 
@@ -172,7 +172,7 @@ def test_cut_validity_is_recorded(ctx):
 
 
 def test_receipt_for_nothing_is_ignored(ctx):
-    handle_receipt(ctx, Receipt(_CLOCK.next_id(), _CLOCK.next_id()))
+    handle_receipt(ctx, Receipt(new_id(), new_id()))
     assert audit(ctx, "delivered") == []
 
 
@@ -222,7 +222,7 @@ def _request(csr: bytes, san: bytes, subject: bytes, profile: int = 5) -> Reques
     header = RequestHeader(
         action=Action.SIGN, system=System.X509, root=1, profile=profile, md=0, days=365
     ).to_bytes()
-    return Request(_CLOCK.next_id(), NOW.timestamp(), header, (csr, san, subject), True)
+    return Request(new_id(), NOW.timestamp(), header, (csr, san, subject), True)
 
 
 NAME_RULES = [
@@ -287,7 +287,7 @@ def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, m
     header = RequestHeader(action=Action.REVOKE, system=System.X509, root=1).to_bytes()
     started = time.monotonic()
     result = dispatch(
-        context, Request(_CLOCK.next_id(), NOW.timestamp(), header, (b"", b"", b"0" * 40), True)
+        context, Request(new_id(), NOW.timestamp(), header, (b"", b"", b"0" * 40), True)
     )
     took = time.monotonic() - started
     try:

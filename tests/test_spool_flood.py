@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-import spool.queue as queue
-from spool.queue import CorruptLimits, Spool
+import spool.corrupt as corrupt
+import spool.entry as entry
+import spool.scan as scan
+from spool.corrupt import CorruptLimits
+from spool.queue import Spool
 from spool.watch import COMMIT_MASK, DirWatcher
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
@@ -63,7 +66,7 @@ def test_corrupt_keeps_its_byte_bound(tmp_path: Path) -> None:
 
 
 def test_room_made_by_a_purge_is_used_again(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "RECOUNT_EVERY", 0.0)
+    monkeypatch.setattr(corrupt, "RECOUNT_EVERY", 0.0)
     s = make_spool(tmp_path / "spool", max_entries=3)
     bogus(s, 5)
     assert s.claim_next() is None and len(kept(s)) == 3
@@ -93,7 +96,7 @@ def test_a_request_behind_a_flood_is_claimed_before_the_flood_is_cleared(tmp_pat
     bogus(s, 3000)
     request_id = s.enqueue(HEADER, (b"real", b"", b""), received_at=time.time())
     assert s.claim_next().id == request_id
-    assert len(os.listdir(s.incoming)) >= 3000 - 2 * queue.PEEK_EVERY
+    assert len(os.listdir(s.incoming)) >= 3000 - 2 * scan.PEEK_EVERY
     assert s.claim_next() is None and os.listdir(s.incoming) == []
 
 
@@ -101,20 +104,20 @@ def test_a_request_committed_during_a_flood_is_claimed_at_the_next_rescan(
     tmp_path: Path, monkeypatch
 ) -> None:
     """The comm user commits the real request while the signer is clearing an old listing."""
-    monkeypatch.setattr(queue, "RESCAN_EVERY", 0.0)
+    monkeypatch.setattr(scan, "RESCAN_EVERY", 0.0)
     s = make_spool(tmp_path / "spool")
     bogus(s, 3000)
     committed: list[str] = []
-    real_read = queue.read_hostile
+    real_read = entry.read_hostile
 
     def read_then_commit(*args, **kwargs):
         if not committed:  # once the signer has its listing and is at work on it
             committed.append(s.enqueue(HEADER, (b"real", b"", b""), received_at=time.time()))
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(queue, "read_hostile", read_then_commit)
+    monkeypatch.setattr(entry, "read_hostile", read_then_commit)
     assert s.claim_next().id == committed[0]
-    assert len(os.listdir(s.incoming)) >= 3000 - 2 * queue.PEEK_EVERY
+    assert len(os.listdir(s.incoming)) >= 3000 - 2 * scan.PEEK_EVERY
 
 
 def test_without_refusals_the_order_stays_oldest_first(tmp_path: Path) -> None:

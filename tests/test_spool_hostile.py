@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import spool.entry as entry
 import spool.queue as queue
 from spool.queue import Spool
 from spool.record import Request, encode_request
@@ -271,13 +272,15 @@ def test_comm_holding_an_open_fd_cannot_alter_the_claimed_request(spool: Spool) 
 # at the worst moment, against our real code and a real directory.
 
 
-def _swap_for_directory_on(monkeypatch, target: str, path: Path, *, immovable=False) -> None:
-    """Replace ``path`` by a directory right after ``spool.queue.<target>`` returns.
+def _swap_for_directory_on(
+    monkeypatch, module, target: str, path: Path, *, immovable=False
+) -> None:
+    """Replace ``path`` by a directory right after ``<module>.<target>`` returns.
 
     ``immovable``: a directory with something in it that nobody may rename or
     remove (chattr +i), as a comm user's 0755 directory is to the signer.
     """
-    real = getattr(queue, target)
+    real = getattr(module, target)
 
     def swapping(*args, **kwargs):
         value = real(*args, **kwargs)
@@ -289,7 +292,7 @@ def _swap_for_directory_on(monkeypatch, target: str, path: Path, *, immovable=Fa
                 subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
         return value
 
-    monkeypatch.setattr(queue, target, swapping)
+    monkeypatch.setattr(module, target, swapping)
 
 
 def _claim_within(s: Spool, seconds: float):
@@ -314,7 +317,7 @@ def _claim_within(s: Spool, seconds: float):
 def test_request_swapped_for_a_directory_after_its_read_is_served(spool: Spool, monkeypatch):
     request_id = spool.enqueue(HEADER, (b"read intact", b"", b""), received_at=1.0)
     name = f"{request_id}.req"
-    _swap_for_directory_on(monkeypatch, "commit_file", spool.incoming / name)
+    _swap_for_directory_on(monkeypatch, queue, "commit_file", spool.incoming / name)
     claimed, took = _claim_within(spool, 10)
     assert claimed.id == request_id and claimed.payloads[0] == b"read intact"
     assert took < 1.0
@@ -328,7 +331,7 @@ def test_request_swapped_for_a_directory_after_its_read_is_served(spool: Spool, 
 def test_receipt_swapped_for_a_directory_after_its_read_is_handled(spool: Spool, monkeypatch):
     receipt_id = spool.deliver(f"{10**15:020d}-{0:032x}")
     name = f"{receipt_id}.dlv"
-    _swap_for_directory_on(monkeypatch, "read_hostile", spool.incoming / name)
+    _swap_for_directory_on(monkeypatch, entry, "read_hostile", spool.incoming / name)
     claimed, _ = _claim_within(spool, 10)
     assert claimed.id == receipt_id
     assert "replaced after it was read" in reason(spool, name)
@@ -347,7 +350,7 @@ def test_swapped_directory_that_cannot_be_moved_or_removed_is_skipped(spool: Spo
     subprocess.run(["chattr", "-i", str(probe)], check=True)
     request_id = spool.enqueue(HEADER, (b"first", b"", b""), received_at=1.0)
     name = f"{request_id}.req"
-    _swap_for_directory_on(monkeypatch, "commit_file", spool.incoming / name, immovable=True)
+    _swap_for_directory_on(monkeypatch, queue, "commit_file", spool.incoming / name, immovable=True)
     try:
         claimed, took = _claim_within(spool, 10)
         assert claimed.id == request_id and claimed.payloads[0] == b"first" and took < 1.0
