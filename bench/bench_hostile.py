@@ -41,7 +41,8 @@ from comm_handler.frames import (  # noqa: E402
     encode_message,
     make_frame,
 )
-from signer_core.openpgp.packets import MAX_INPUT, summarise  # noqa: E402
+from signer_core.openpgp.keyblock import summarise  # noqa: E402
+from signer_core.openpgp.packets import MAX_INPUT  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
 from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request  # noqa: E402
 from signer_core.x509.san import MAX_SAN_BYTES, parse_san  # noqa: E402

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from signer_core.openpgp.packets import TAG_PUBLIC_KEY, KeyPacket, KeySummary
+from signer_core.openpgp.keyblock import KeyPacket, KeySummary
+from signer_core.openpgp.packets import TAG_PUBLIC_KEY
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 

@@ -109,7 +109,7 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     if cfg.openpgp is None:
         return None, "no OpenPGP root is configured"
     from signer_core.openpgp.gpg import GpgLimits
-    from signer_core.openpgp.packets import PacketLimits
+    from signer_core.openpgp.limits import PacketLimits
 
     o = cfg.openpgp
     limits = PacketLimits(

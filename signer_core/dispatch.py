@@ -37,7 +37,7 @@ from signer_core.cakeys import CaKeys
 from signer_core.config import Config
 from signer_core.crl.revocation import Revocations
 from signer_core.openpgp.certify import OpenPGPSigner, certify_key
-from signer_core.openpgp.packets import summarise
+from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog

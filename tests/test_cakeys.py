@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from signer_core.cakeys import CaKeys, key_identity, openpgp_identity
 from signer_core.config import load_config
 from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
-from signer_core.openpgp.packets import summarise, walk
+from signer_core.openpgp.keyblock import summarise
+from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.x509.request import parse_request

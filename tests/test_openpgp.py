@@ -420,7 +420,7 @@ def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     the final check, and the same one with a broken signature does not."""
     import signer_core.openpgp.certify as module
     from signer_core.openpgp.gpg import CommandResult
-    from signer_core.openpgp.packets import summarise
+    from signer_core.openpgp.keyblock import summarise
 
     fpr = user_key(world, "Forged")
     packets = walk(

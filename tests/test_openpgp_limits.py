@@ -23,7 +23,7 @@ from signer_core.config import ConfigError, OpenPGPConfig, load_config
 from signer_core.daemon import load_openpgp
 from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
 from signer_core.openpgp.gpg import DEFAULT_GPG_LIMITS, GpgError, GpgLimits, private_home
-from signer_core.openpgp.packets import DEFAULT_LIMITS, PacketLimits
+from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
 from signer_core.refusal import Refusal
 
 CREATED = 1_700_000_000

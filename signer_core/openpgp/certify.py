@@ -69,16 +69,9 @@ from signer_core.openpgp.gpg import (
     quick_sign_key,
     stop_agent,
 )
-from signer_core.openpgp.packets import (
-    DEFAULT_LIMITS,
-    TAG_PUBLIC_KEY,
-    KeyPacket,
-    KeySummary,
-    PacketLimits,
-    key_packets,
-    summarise,
-    walk,
-)
+from signer_core.openpgp.keyblock import KeyPacket, KeySummary, key_packets, summarise
+from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
+from signer_core.openpgp.packets import TAG_PUBLIC_KEY, walk
 from signer_core.refusal import Refusal
 
 DEFAULT_POLICY_URL = "http://www.cacert.org/cps.php"
