@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spool.queue import CorruptLimits
+from spool.corrupt import CorruptLimits
 from spool.record import MAX_PAYLOAD
 
 
