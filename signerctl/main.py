@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from signerctl import spool_admin as admin
+from signerctl.cli import read_config
 from spool.queue import STATES, Spool
 
 DEFAULT_CONFIG = Path("/etc/signer-appliance/signer.toml")
@@ -49,13 +50,6 @@ def render(data, out=sys.stdout, indent: str = "") -> None:
             )
     else:
         print(f"{indent}{data if data not in (None, []) else '(none)'}", file=out)
-
-
-def read_config(args):
-    """The configuration ``--config`` names: every signerctl command reads it here."""
-    from signer_core.config import load_config
-
-    return load_config(args.config)
 
 
 def _db(cfg):

@@ -13,7 +13,7 @@ import argparse
 import pwd
 from pathlib import Path
 
-from signerctl.main import read_config
+from signerctl.cli import read_config
 
 
 def cmd_backup(args) -> tuple[object, int]:

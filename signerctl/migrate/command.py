@@ -16,7 +16,7 @@ import pwd
 import sys
 from pathlib import Path
 
-from signerctl.main import read_config
+from signerctl.cli import read_config
 
 STOP_FIRST = (
     "Stop signer-core first (systemctl stop signer-core): the import writes the"
