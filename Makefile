@@ -20,8 +20,9 @@ serve: setup
 test: setup lint test-debian test-venv
 
 lint:
-	@echo "== ruff (lint, format) and mypy"
+	@echo "== ruff (lint, format), mypy, and docs/architecture.md's module list"
 	cd $(CURDIR) && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	cd $(CURDIR) && .venv/bin/python scripts/module-map.py --check
 
 test-debian:
 	@echo "== tests on Debian's packages (/usr/bin/python3)"
