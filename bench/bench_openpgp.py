@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from signer_core.openpgp.certify import certify_key, load_signer  # noqa: E402
+from signer_core.openpgp.gpg import stop_agent  # noqa: E402
 
 GPG = ["gpg", "--batch", "--no-tty", "--no-greeting"]
 DAYS = 366
@@ -117,9 +118,7 @@ def run_bare(root: Path, signer, keys, run: int) -> list[float]:
             gpg(home, *options, "--quick-sign-key", fpr)
             times.append(time.perf_counter() - start)
     finally:
-        subprocess.run(
-            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
-        )
+        stop_agent(home)
     return times
 
 
@@ -150,11 +149,7 @@ def main() -> None:
         )
         print(f"ratio certify_key / bare:         {ours_s / bare_s:8.2f}x the time per key")
     finally:
-        subprocess.run(
-            ["gpgconf", "--homedir", str(root / "ca"), "--kill", "all"],
-            capture_output=True,
-            check=False,
-        )
+        stop_agent(root / "ca")
         shutil.rmtree(root, ignore_errors=True)
 
 

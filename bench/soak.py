@@ -54,6 +54,7 @@ from conftest_crash import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from signer_core.openpgp.gpg import stop_agent
 from signer_core.x509.compat import verify_issued_by
 from signerctl.demo.ca import Users, create_demo_ca, system_users
 from signerctl.demo.nullmodem import Direction, NullModem
@@ -100,7 +101,7 @@ def make_openpgp_keys(home: Path, count: int) -> list[bytes]:
                 [*gpg, "--armor", "--export", uid], check=True, capture_output=True
             ).stdout
         )
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    stop_agent(home)
     return keys
 
 

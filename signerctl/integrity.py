@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from signerctl.backup.archive import sha256_file, write_atomically
+from signerctl.backup.archive import sha256_file
+from spool.safeio import commit_file
 
 PACKAGES = ("spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
 SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
@@ -174,12 +175,7 @@ def load_baseline(path: Path) -> tuple[dict[str, str], str] | None:
 
 def _write_json(path: Path, data: dict) -> None:
     text = (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
-
-    def fill(fd: int) -> None:
-        os.write(fd, text)
-        os.fchmod(fd, 0o644)
-
-    write_atomically(path, fill)
+    commit_file(path.parent, path.name, text, 0o644)
 
 
 def _now() -> str:

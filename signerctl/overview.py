@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from signer_core import procfs
 from signer_core.config import Config
 from signer_core.store.audit import AuditLog
 from signer_core.x509.compat import not_after
@@ -37,11 +38,8 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-def _runs_on(pid: str, config: Path) -> bool:
-    try:
-        argv = Path("/proc", pid, "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+def _runs_on(pid: int, config: Path) -> bool:
+    argv = procfs.argv(pid)
     return any(arg and Path(os.fsdecode(arg)).resolve() == config for arg in argv[1:])
 
 
@@ -49,17 +47,11 @@ def daemons(config: Path) -> dict[str, list[dict]]:
     """Running daemons of this configuration, by process name (each sets it at start)."""
     config = config.resolve()
     found: dict[str, list[dict]] = {name: [] for name in DAEMONS}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = Path(entry.path, "status").read_text()
-        except OSError:
-            continue
-        fields = dict(ln.split(":\t", 1) for ln in status.splitlines() if ":\t" in ln)
+    for pid in procfs.pids():
+        fields = procfs.status(pid)
         name = fields.get("Name", "").strip()
-        if name in found and _runs_on(entry.name, config):
-            found[name].append({"pid": int(entry.name), "uid": int(fields["Uid"].split()[0])})
+        if name in found and _runs_on(pid, config):
+            found[name].append({"pid": pid, "uid": int(fields["Uid"].split()[0])})
     return found
 
 

@@ -1,8 +1,11 @@
 """File primitives of the spool: atomic commit and the hostile-file read.
 
-Shared by both sides. ``commit_file`` is how either side publishes a file:
-a dot-prefixed temporary name created exclusively, written, fsynced, renamed
-into place (the commit point), then the directory fsynced. ``read_hostile``
+Shared by both sides, and the one atomic write of the project (signerctl
+writes its backups, restored files, baselines and exports through it too).
+``commit_file`` and ``commit_stream`` are how a file is published: a
+dot-prefixed temporary name created exclusively with its final mode, written,
+fsynced, renamed into place (the commit point), then the directory fsynced,
+so a reader sees the old file or the whole new one. ``read_hostile``
 is how the signer reads an entry the comm handler (untrusted) may have made:
 it never follows a link, never blocks on a FIFO, never opens a non-regular
 file, and never reads more than the caller's bound. It trusts nothing but
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -34,24 +38,33 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may take only part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
 def commit_file(directory: Path, name: str, data: bytes, mode: int) -> None:
-    """Atomically create or replace ``directory/name`` with ``data`` and ``mode``.
+    """Atomically create or replace ``directory/name`` with ``data`` and ``mode``."""
+    commit_stream(directory, name, lambda fd: write_all(fd, data), mode)
 
+
+def commit_stream(directory: Path, name: str, fill: Callable[[int], None], mode: int) -> None:
+    """Atomically create or replace ``directory/name``: ``fill(fd)`` writes its contents.
+
+    The temporary file has ``mode`` before ``fill`` writes a byte (the umask
+    must not decide who can read it); ``fill`` may also ``fchown`` it.
     Readers ignore dot-files, so the file exists for them only after the
-    rename; a crash leaves at most a dot-prefixed temporary file behind.
+    rename; a crash leaves at most a dot-prefixed temporary file behind, an
+    exception (from ``fill`` too) removes it.
     """
     temp = f".{name}.{uuid.uuid4().hex[:12]}.tmp"
     fd = os.open(directory / temp, _CREATE_FLAGS, mode)
     try:
         try:
-            os.fchmod(fd, mode)  # the umask must not decide who can read it
-            _write_all(fd, data)
+            os.fchmod(fd, mode)
+            fill(fd)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -8,7 +8,8 @@ python-gnupg (0.4.9 in Debian 12, 0.5.x from PyPI); commands it has no method
 for are run through its own ``_handle_io`` machinery rather than a second
 subprocess layer, so that argument building, passphrase passing (loopback,
 fd 0) and status parsing stay in one place. Only ``gpgconf`` (not gpg) is
-run directly, to stop the agent of the CA's own home.
+run directly, by ``stop_agent``: the one way the project stops the agent of
+a GnuPG home (the CA's own here; signerctl's and the benchmarks' homes too).
 
 Limits (``GpgLimits``): each gpg of a private home is started as ``prlimit
 --cpu=N:N+1 --core=0 -- gpg ...`` (python-gnupg builds the command line in
@@ -44,6 +45,7 @@ from typing import Any
 
 import gnupg
 
+from signer_core import procfs
 from signer_core.refusal import Refusal
 
 # sun_path is 108 bytes; gpg-agent's longest socket name is S.gpg-agent.browser.
@@ -186,29 +188,21 @@ class _LimitedGPG(gnupg.GPG):  # type: ignore[misc]
 def _kill_naming(home: Path) -> None:
     """SIGKILL each process we may signal that has ``home`` as one of its arguments."""
     needle = os.fsencode(home)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or not _names(entry.path, needle):
+    for pid in procfs.pids():
+        if needle not in procfs.argv(pid):
             continue
         try:
-            pidfd = os.pidfd_open(int(entry.name))
+            pidfd = os.pidfd_open(pid)
         except OSError:  # exited meanwhile
             continue
         try:
             # Looked at again through the pidfd's process: the pid may have been reused meanwhile.
-            if _names(entry.path, needle):
+            if needle in procfs.argv(pid):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:  # exited, or not ours to signal
             pass
         finally:
             os.close(pidfd)
-
-
-def _names(proc_dir: str, needle: bytes) -> bool:
-    try:
-        with open(os.path.join(proc_dir, "cmdline"), "rb") as f:
-            return needle in f.read().split(b"\0")
-    except OSError:  # exited meanwhile
-        return False
 
 
 @contextmanager
@@ -236,7 +230,10 @@ def _remove(home: Path) -> None:
 
 
 def stop_agent(home: Path) -> None:
-    """Stop every daemon of ``home`` and wait until its sockets are gone."""
+    """Stop every daemon of ``home`` and wait until its sockets are gone.
+
+    ``GpgError`` if gpgconf cannot be run or hangs; a home without an agent is no error.
+    """
     try:
         subprocess.run(
             ["gpgconf", "--homedir", str(home), "--kill", "all"],

@@ -7,8 +7,7 @@ an operator carries away on a visit; each is complete on its own.
 What goes in, in this order (``MANIFEST`` first):
 
 - ``MANIFEST``: the format, the time, the audit head the archive contains
-  (number of records and hash of the last one) and the SHA-256 and size of
-  every other member;
+  and the size and SHA-256 of every other member (``manifest``);
 - ``config/signer.toml``: the configuration file;
 - ``database/ca.sqlite``: a consistent snapshot of the CA database taken with
   SQLite's online backup API (never a file copy: the signer may be writing),
@@ -19,16 +18,13 @@ What goes in, in this order (``MANIFEST`` first):
 - only with ``include_keys``: ``keys/root<N>.key``, ``keys/root<N>.passphrase``
   and ``openpgp/key``, ``openpgp/passphrase``, ``openpgp/home/<path>``.
 
-The tar stream goes straight into ``gpg --encrypt`` in a throw-away GnuPG home
-holding only the backup public key (``--trust-model always``: the operator
-chose the key; there is no web of trust to consult offline), and gpg's output
-goes to a temporary file beside the target that is fsynced and renamed into
-place. Plain key material is never written to disk by this module. The
-private half of the backup key is never on the signer: a key file that holds
-a secret key is refused.
+The tar stream goes straight into ``gpg --encrypt`` to the backup public key
+(``crypt``), and gpg's output into ``spool.safeio.commit_stream``: a
+temporary file beside the target, fsynced and renamed into place. Plain key
+material is never written to disk by this module.
 
-It trusts the configuration and the files it names; ``manifest`` parsing is
-shared with ``restore``, which treats archives as hostile.
+It trusts the configuration and the files it names. ``restore`` uses the
+database checks below on the database it restores.
 """
 
 from __future__ import annotations
@@ -36,63 +32,29 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
-import os
-import re
 import shutil
 import sqlite3
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from signer_core.store.audit import GENESIS, AuditLog, Verdict
-from spool.safeio import fsync_dir
-
-FORMAT = "signer-appliance-backup/1"
-MANIFEST = "MANIFEST"
-MAX_MANIFEST = 1 << 20
-MAX_MEMBERS = 10_000
-MAX_KEY_FILE = 1 << 20
-CONFIG_MEMBER = "config/signer.toml"
-DATABASE_MEMBER = "database/ca.sqlite"
-BLOCKLIST_MEMBER = "config/blocklist"  # the operator's list of compromised public keys
-_NAME = re.compile(r"[A-Za-z0-9._+~-]{1,128}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class BackupError(Exception):
-    """A backup cannot be made or read; the message says why."""
-
-
-@dataclass(frozen=True)
-class Member:
-    name: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    created: str
-    audit_count: int
-    audit_head: str
-    includes_keys: bool
-    members: tuple[Member, ...]
-
-    def to_bytes(self) -> bytes:
-        data = {
-            "format": FORMAT,
-            "created": self.created,
-            "audit": {"count": self.audit_count, "head": self.audit_head},
-            "includes_keys": self.includes_keys,
-            "members": [{"name": m.name, "size": m.size, "sha256": m.sha256} for m in self.members],
-        }
-        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+from signerctl.backup.crypt import encrypt_to_file, import_backup_key, throwaway_home
+from signerctl.backup.manifest import (
+    BLOCKLIST_MEMBER,
+    CONFIG_MEMBER,
+    DATABASE_MEMBER,
+    MANIFEST,
+    MAX_MEMBERS,
+    BackupError,
+    Manifest,
+    Member,
+    check_member_name,
+)
+from spool.safeio import commit_stream
 
 
 @dataclass(frozen=True)
@@ -107,145 +69,6 @@ class BackupResult:
     database_problem: str  # "" when SQLite's integrity check passed
     members: tuple[str, ...]
     missing: tuple[str, ...]
-
-
-def check_member_name(name: object) -> str:
-    """A relative path of safe components; the only names restore will write."""
-    if not isinstance(name, str) or len(name) > 1024:
-        raise BackupError("member name is not a short string")
-    parts = name.split("/")
-    if len(parts) > 8 or not all(_NAME.fullmatch(p) and p not in (".", "..") for p in parts):
-        raise BackupError(f"unsafe member name {name[:80]!r}")
-    return name
-
-
-def _field(data: dict, key: str, kind: type) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BackupError(f"manifest: {key} missing or not a {kind.__name__}")
-    return value
-
-
-def _member(item: object) -> Member:
-    if not isinstance(item, dict) or set(item) != {"name", "size", "sha256"}:
-        raise BackupError("manifest: a member entry is malformed")
-    size, digest = _field(item, "size", int), _field(item, "sha256", str)
-    if not 0 <= size < 1 << 50 or not _HEX64.fullmatch(digest):
-        raise BackupError("manifest: a member's size or SHA-256 is malformed")
-    return Member(check_member_name(item["name"]), size, digest)
-
-
-def parse_manifest(raw: bytes) -> Manifest:
-    """The manifest of an archive; BackupError on anything unexpected."""
-    if len(raw) > MAX_MANIFEST:
-        raise BackupError("manifest too large")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BackupError("manifest is not JSON") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BackupError(f"manifest: not a {FORMAT} archive")
-    audit, items = _field(data, "audit", dict), _field(data, "members", list)
-    count, head = _field(audit, "count", int), _field(audit, "head", str)
-    if count < 0 or not _HEX64.fullmatch(head) or len(items) > MAX_MEMBERS:
-        raise BackupError("manifest: audit head or member list malformed")
-    members = tuple(_member(item) for item in items)
-    names = [m.name for m in members]
-    if len(set(names)) != len(names) or MANIFEST in names:
-        raise BackupError("manifest: a member is listed twice")
-    return Manifest(
-        _field(data, "created", str), count, head, _field(data, "includes_keys", bool), members
-    )
-
-
-# --- gpg -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GpgRun:
-    returncode: int
-    status: tuple[str, ...]  # "[GNUPG:] " lines, prefix removed
-    messages: str  # everything else gpg said
-
-    def has(self, keyword: str) -> bool:
-        return any(s.split(" ", 1)[0] == keyword for s in self.status)
-
-    def reason(self) -> str:
-        lines = [ln for ln in self.messages.splitlines() if ln.strip()]
-        return lines[-1].strip() if lines else f"gpg exited with {self.returncode}"
-
-
-def gpg_command(home: Path | None, *args: str) -> list[str]:
-    home_args = ["--homedir", str(home)] if home is not None else []
-    return ["gpg", *home_args, "--no-tty", "--status-fd", "2", *args]
-
-
-def gpg_result(returncode: int, stderr: bytes) -> GpgRun:
-    text = stderr.decode("utf-8", "replace").splitlines()
-    status = tuple(ln[9:] for ln in text if ln.startswith("[GNUPG:] "))
-    messages = "\n".join(ln for ln in text if not ln.startswith("[GNUPG:] "))
-    return GpgRun(returncode, status, messages)
-
-
-def run_gpg(home: Path | None, *args: str, data: bytes = b"") -> tuple[GpgRun, bytes]:
-    proc = subprocess.run(
-        gpg_command(home, "--batch", *args),
-        input=data,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    return gpg_result(proc.returncode, proc.stderr), proc.stdout
-
-
-@contextmanager
-def throwaway_home() -> Iterator[Path]:
-    """A fresh GnuPG home (0700), removed afterwards; never the signer's own."""
-    home = Path(tempfile.mkdtemp(prefix="signer-gpg-"))
-    try:
-        yield home
-    finally:
-        subprocess.run(
-            ["gpgconf", "--homedir", str(home), "--kill", "all"],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _backup_key_material(encrypt_to: str, keyring: Path | None) -> bytes:
-    path = Path(encrypt_to)
-    if path.is_file():
-        if path.stat().st_size > MAX_KEY_FILE:
-            raise BackupError(f"{path}: too large for a public key")
-        return path.read_bytes()
-    run, data = run_gpg(keyring, "--export", "--", encrypt_to)
-    if not data:
-        raise BackupError(f"no public key {encrypt_to!r} in the keyring: {run.reason()}")
-    return data
-
-
-def import_backup_key(home: Path, encrypt_to: str, keyring: Path | None = None) -> str:
-    """Put the one backup public key into ``home``; return its fingerprint."""
-    material = _backup_key_material(encrypt_to, keyring)
-    _, listing = run_gpg(
-        home, "--with-colons", "--import-options", "show-only", "--import", data=material
-    )
-    records = [line.split(":") for line in listing.decode("utf-8", "replace").splitlines()]
-    if any(r[0] in ("sec", "ssb") for r in records):
-        raise BackupError(
-            f"{encrypt_to}: holds a secret key; the backup key's private"
-            " half must never be on the signer"
-        )
-    primaries = [i for i, r in enumerate(records) if r[0] == "pub"]
-    if len(primaries) != 1:
-        raise BackupError(f"{encrypt_to}: expected exactly one public key, found {len(primaries)}")
-    fingerprint = next(r[9] for r in records[primaries[0] :] if r[0] == "fpr")
-    run, _ = run_gpg(home, "--import", data=material)
-    if run.returncode != 0:
-        raise BackupError(f"cannot import the backup key: {run.reason()}")
-    return fingerprint
 
 
 # --- gathering ---------------------------------------------------------------
@@ -383,61 +206,6 @@ def _stream_archive(out: IO[bytes], manifest: bytes, items: list[_Item], mtime: 
                 tar.addfile(_tar_info(item.name, item.size(), mtime), f)
 
 
-def _encrypt_to_file(home: Path, fingerprint: str, fd: int, write) -> None:
-    """Run ``write(stdin)`` into gpg, whose ciphertext lands in ``fd``."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            gpg_command(
-                home,
-                "--batch",
-                "--trust-model",
-                "always",
-                "--no-auto-key-locate",
-                "--recipient",
-                fingerprint,
-                "--encrypt",
-                "--output",
-                "-",
-            ),
-            stdin=subprocess.PIPE,
-            stdout=fd,
-            stderr=err,
-        )
-        assert proc.stdin is not None
-        try:
-            write(proc.stdin)
-        except BrokenPipeError:
-            pass  # gpg stopped early; its own message says why
-        finally:
-            # Whatever happened, gpg must see the end of its input to finish.
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            returncode = proc.wait(timeout=600)
-        err.seek(0)
-        run = gpg_result(returncode, err.read())
-    if returncode != 0 or not run.has("END_ENCRYPTION"):
-        raise BackupError(f"gpg could not encrypt: {run.reason()}")
-
-
-def write_atomically(target: Path, fill) -> None:
-    """``fill(fd)`` writes a temp file beside ``target``; fsync, rename, fsync the dir."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        fill(fd)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.rename(tmp, target)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        os.unlink(tmp)
-        raise
-    fsync_dir(target.parent)
-
-
 def _collect(cfg, include_keys: bool, snapshot: Path) -> tuple[list[_Item], list[str]]:
     items = list(_public_items(cfg))
     items.insert(1, _Item(DATABASE_MEMBER, snapshot))
@@ -478,14 +246,16 @@ def make_backup(
                 include_keys,
                 tuple(Member(i.name, i.size(), i.sha256()) for i in items),
             ).to_bytes()
-            write_atomically(
-                out,
-                lambda fd: _encrypt_to_file(
+            commit_stream(
+                out.parent,
+                out.name,
+                lambda fd: encrypt_to_file(
                     home,
                     fingerprint,
                     fd,
                     lambda stdin: _stream_archive(stdin, manifest, items, int(now.timestamp())),
                 ),
+                0o600,
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

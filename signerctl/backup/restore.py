@@ -6,71 +6,51 @@ hostile until it has passed every check: anyone holding the public backup
 key can make one, and a copy carried on a stick can be damaged. So:
 
 1. gpg decrypts (integrity protection required: ``DECRYPTION_OKAY`` and
-   ``GOODMDC``) straight into a bounded tar reader: ``MANIFEST`` must come
-   first; every other member must be a regular file the manifest lists, of
-   the listed size and SHA-256, and none may be missing; names are checked
-   before they become paths; the stream may not outgrow the manifest;
+   ``GOODMDC``) straight into a bounded tar reader (``unpack``): ``MANIFEST``
+   must come first; every other member must be a regular file the manifest
+   lists, of the listed size and SHA-256, and none may be missing; names are
+   checked before they become paths; the stream may not outgrow the manifest;
 2. members land in a private staging directory (0700), never in place;
 3. the staged database must pass SQLite's integrity check, its audit chain
    must verify, and its head must be the one the manifest records;
 4. the backup's configuration, as if installed at ``config_path``, says
    where each member goes; an existing CA database (or any existing file
    that differs) is kept unless ``force``;
-5. only then is each file moved into place (temp file beside the target,
-   fsync, rename) with its mode, owned by the signer user when run as root.
+5. only then is each file put in place (``spool.safeio.commit_stream``: temp
+   file beside the target, fsync, rename) with its mode, owned by the signer
+   user when run as root.
 
 A refusal happens before step 5 and changes nothing but the staging
 directory, which is always removed. ``check_only`` stops after step 4 (on
-the office machine, to know a backup is sound before it is needed). The operator compares the audit head
-printed here with the one written down when the backup was made.
+the office machine, to know a backup is sound before it is needed). The
+operator compares the audit head printed here with the one written down when
+the backup was made.
 """
 
 from __future__ import annotations
 
 import grp
-import hashlib
 import os
 import pwd
 import re
 import shutil
 import sqlite3
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
 
-from signerctl.backup.archive import (
-    BLOCKLIST_MEMBER,
-    CONFIG_MEMBER,
-    DATABASE_MEMBER,
-    MANIFEST,
-    MAX_MANIFEST,
-    BackupError,
-    GpgRun,
-    Manifest,
-    Member,
-    audit_of,
-    check_member_name,
-    database_problem,
-    gpg_command,
-    gpg_result,
-    parse_manifest,
-    sha256_file,
-    write_atomically,
-)
-from spool.safeio import fsync_dir
+from signer_core import procfs
+from signerctl.backup.archive import audit_of, database_problem, sha256_file
+from signerctl.backup.crypt import decryption_problem, gpg_command, gpg_result
+from signerctl.backup.manifest import BLOCKLIST_MEMBER, CONFIG_MEMBER, DATABASE_MEMBER, Manifest
+from signerctl.backup.unpack import RestoreError, read_archive
+from spool.safeio import commit_stream, fsync_dir, write_all
 
-_SLACK = 64 * 1024  # tar headers, pax records and padding per member
 _KEY = re.compile(r"keys/root(\d{1,3})\.(key|passphrase)")
 _CERT = re.compile(r"certs/root(\d{1,3})\.crt")
 _DB_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-class RestoreError(Exception):
-    """The backup is refused, or cannot be put in place; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -81,110 +61,6 @@ class RestoreResult:
     audit_head: str
     restored: tuple[str, ...]
     warnings: tuple[str, ...]
-
-
-# --- reading the archive (hostile input) ------------------------------------
-
-
-class _Bounded:
-    """A read-only stream that refuses to deliver more than ``limit`` bytes."""
-
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
-        self.raw, self.limit, self.consumed = raw, limit, 0
-
-    def read(self, size: int = -1) -> bytes:
-        room = self.limit - self.consumed + 1
-        data = self.raw.read(room if size < 0 else min(size, room))
-        self.consumed += len(data)
-        if self.consumed > self.limit:
-            raise RestoreError("the archive holds more data than its manifest lists")
-        return data
-
-
-def _read_manifest(tar: tarfile.TarFile, stream: _Bounded) -> Manifest:
-    info = tar.next()
-    if info is None or info.name != MANIFEST or not info.isreg():
-        raise RestoreError("the archive does not start with its MANIFEST")
-    if info.size > MAX_MANIFEST:
-        raise RestoreError("MANIFEST too large")
-    manifest = parse_manifest(_contents(tar, info).read())
-    listed = sum(m.size for m in manifest.members)
-    stream.limit = stream.consumed + listed + (len(manifest.members) + 2) * _SLACK
-    return manifest
-
-
-def _contents(tar: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
-    reader = tar.extractfile(info)
-    assert reader is not None, "a regular member always has contents"
-    return reader
-
-
-def _stage_member(
-    tar: tarfile.TarFile, info: tarfile.TarInfo, member: Member, staging: Path
-) -> None:
-    if not info.isreg():
-        raise RestoreError(f"member {member.name}: not a regular file")
-    if info.size != member.size:
-        raise RestoreError(f"member {member.name}: {info.size} bytes, manifest says {member.size}")
-    target = staging / member.name
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise RestoreError(f"member {member.name}: clashes with another member") from exc
-    digest, source = hashlib.sha256(), _contents(tar, info)
-    with os.fdopen(fd, "wb") as out:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-            out.write(block)
-    if digest.hexdigest() != member.sha256:
-        raise RestoreError(f"member {member.name}: SHA-256 differs from the manifest (altered)")
-
-
-def read_archive(stream: IO[bytes], staging: Path) -> Manifest:
-    """Check the tar stream against its manifest, writing members under ``staging``."""
-    bounded = _Bounded(stream, MAX_MANIFEST + 4 * _SLACK)
-    try:
-        with tarfile.open(fileobj=cast(IO[bytes], bounded), mode="r|") as tar:
-            manifest = _read_manifest(tar, bounded)
-            expected = {m.name: m for m in manifest.members}
-            seen: set[str] = set()
-            while (info := tar.next()) is not None:
-                name = check_member_name(info.name)
-                if name in seen:
-                    raise RestoreError(f"member {name}: appears twice")
-                if name not in expected:
-                    raise RestoreError(f"member {name}: extra, not in the manifest")
-                seen.add(name)
-                _stage_member(tar, info, expected[name], staging)
-            while bounded.read(1 << 16):
-                pass
-    except (tarfile.TarError, EOFError) as exc:
-        raise RestoreError(f"the archive is damaged or truncated: {exc}") from exc
-    except BackupError as exc:
-        raise RestoreError(str(exc)) from exc
-    missing = sorted(set(expected) - seen)
-    if missing:
-        raise RestoreError(f"member {missing[0]}: in the manifest but missing from the archive")
-    return manifest
-
-
-def _gpg_problem(run: GpgRun) -> str | None:
-    """Why gpg did not decrypt, if its status lines say so.
-
-    These come first: once gpg has failed, what the tar reader made of its
-    output is a consequence, not the reason.
-    """
-    if run.has("DECRYPTION_OKAY"):
-        return None
-    if run.has("NO_SECKEY"):
-        keys = [s.split()[1] for s in run.status if s.startswith("NO_SECKEY ")]
-        return f"not encrypted to a key held here (encrypted to {', '.join(keys)})"
-    if run.has("DECRYPTION_FAILED") or run.has("BADMDC"):
-        return f"gpg could not decrypt it (damaged or truncated): {run.reason()}"
-    if run.has("NODATA"):
-        return "gpg found no encrypted data in it (damaged or truncated)"
-    return None
 
 
 def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> Manifest:
@@ -206,7 +82,7 @@ def decrypt_and_stage(archive: Path, gnupghome: Path | None, staging: Path) -> M
             returncode = proc.wait(timeout=600)
         err.seek(0)
         run = gpg_result(returncode, err.read())
-    problem = _gpg_problem(run)
+    problem = decryption_problem(run)
     if problem is not None:
         raise RestoreError(problem) from failure
     if failure is not None:
@@ -314,17 +190,7 @@ def plan(manifest: Manifest, cfg, staging: Path, config_path: Path) -> list[Plac
 def database_holders(database: Path) -> list[int]:
     """Processes that have the database (or its WAL) open, as far as /proc shows."""
     names = {f"{database.resolve()}{suffix}" for suffix in ("", *_DB_SIDE_FILES)}
-    holders = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            links = [os.readlink(fd.path) for fd in os.scandir(f"{entry.path}/fd")]
-        except OSError:
-            continue  # gone, or not ours to see
-        if names.intersection(links):
-            holders.append(int(entry.name))
-    return holders
+    return [pid for pid in procfs.pids() if names & procfs.open_files(pid)]
 
 
 def check_targets(placements: list[Placement], staging: Path, force: bool) -> None:
@@ -392,19 +258,12 @@ def install(p: Placement, source: Path, owner: tuple[int, int] | None) -> list[s
     def fill(fd: int) -> None:
         with source.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
-                _write_all(fd, block)
-        os.fchmod(fd, p.mode)
+                write_all(fd, block)
         if owner is not None:
             os.fchown(fd, *owner)
 
-    write_atomically(p.target, fill)
+    commit_stream(p.target.parent, p.target.name, fill, p.mode)
     return warnings
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def archive_sha256(archive: Path) -> str:

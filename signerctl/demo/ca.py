@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from signer_core.openpgp.gpg import stop_agent
 from spool.queue import Spool
+from spool.safeio import commit_file
 
 COMM_USER = "_signer-comm"
 SIGNER_USER = "_signer"
@@ -136,13 +138,6 @@ def _ca_certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
-
-
 def _key_pem(key) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -157,8 +152,8 @@ def make_roots(keys: Path, certs: Path) -> None:
     key1 = ec.generate_private_key(ec.SECP256R1())
     cert1 = _ca_certificate(key1, _name("Demo class 3 subroot"), key0, name0, 3000, 0)
     for root, key, cert in ((0, key0, cert0), (1, key1, cert1)):
-        _write(keys / f"root{root}.key", _key_pem(key), 0o600)
-        _write(certs / f"root{root}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        commit_file(keys, f"root{root}.key", _key_pem(key), 0o600)
+        commit_file(certs, f"root{root}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def make_openpgp_root(home: Path) -> str:
@@ -180,7 +175,7 @@ def make_openpgp_root(home: Path) -> str:
     listing = subprocess.run(
         [*gpg, "--with-colons", "--list-secret-keys"], check=True, capture_output=True, text=True
     ).stdout
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+    stop_agent(home)
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
@@ -233,6 +228,6 @@ def create_demo_ca(directory: Path, users: Users, device: str) -> Path:
     Spool(directory / "spool").create_dirs(
         signer_uid=users.signer_uid, signer_gid=users.signer_gid, comm_gid=users.comm_gid
     )
-    config = directory / "signer.toml"
-    _write(config, config_text(users, device, fingerprint, gpg_workdir(directory)).encode(), 0o644)
-    return config
+    text = config_text(users, device, fingerprint, gpg_workdir(directory))
+    commit_file(directory, "signer.toml", text.encode(), 0o644)
+    return directory / "signer.toml"

@@ -17,7 +17,6 @@ name and renamed, so a reader never sees half an index.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 
 from signerctl.migrate.index import REASON_NAMES, format_line, oneline, serial_hex
+from spool.safeio import commit_stream
 
 _UTC = dt.UTC
 _ROWS = """
@@ -69,14 +69,13 @@ def _query(conn: sqlite3.Connection) -> str:
 
 
 def _write(path: Path, lines) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("w", encoding="ascii", newline="\n") as f:
-        for line in lines:
-            f.write(line)
-            f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    temp.replace(path)
+    def fill(fd: int) -> None:
+        with open(fd, "w", encoding="ascii", newline="\n", closefd=False) as f:
+            for line in lines:
+                f.write(line)
+                f.write("\n")
+
+    commit_stream(path.parent, path.name, fill, 0o644)
 
 
 def _stored(conn: sqlite3.Connection, table: str, column: str, root_id: int) -> int | None:

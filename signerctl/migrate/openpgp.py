@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from signer_core.openpgp.gpg import stop_agent
+
 GPG = "gpg"
 TIMEOUT = 120.0
 _VERSION = re.compile(r"gpg \(GnuPG\) (\d+)\.(\d+)")
@@ -123,10 +125,10 @@ def import_openpgp(
         listing = _gpg(home, "--with-colons", "--list-keys").splitlines()
         public = sum(line.startswith("pub:") for line in listing)
     except BaseException:
-        _stop_agent(home)
+        stop_agent(home)
         shutil.rmtree(home, ignore_errors=True)
         raise
-    _stop_agent(home)
+    stop_agent(home)
     if owner is not None:
         _chown_tree(home, owner)
     return OpenPGPImport(home, chosen, tuple(secrets), public)
@@ -179,12 +181,3 @@ def _choose(secrets: list[str], fingerprint: str | None) -> str:
             f" ({', '.join(secrets) or 'none'}): name one with --fingerprint"
         )
     return secrets[0]
-
-
-def _stop_agent(home: Path) -> None:
-    subprocess.run(
-        ["gpgconf", "--homedir", str(home), "--kill", "all"],
-        capture_output=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
