@@ -8,6 +8,12 @@ is checked on construction and any inconsistency is a ``HeaderError``.
 
 Layout: version (1) | action | system | root | profile | md | days (2,
 big-endian) | key-type flag (0 PKCS#10, 1 SPKAC).
+
+The key-type flag says how the web side stored the request; the payload
+decides, as on the deployed server: ``is_spkac`` is the one test, which the
+web host's client uses to set the flag and the signer to choose its parser
+(it ignores the flag). It splits and strips, no pattern, so it is linear in
+its input: the signer runs it on hostile bytes (bounded before the call).
 """
 
 from __future__ import annotations
@@ -96,3 +102,19 @@ class RequestHeader:
             + self.days.to_bytes(2, "big")
             + bytes([int(self.spkac)])
         )
+
+
+def spkac_value(line: bytes) -> bytes | None:
+    """The value of a ``SPKAC = value`` line (blanks around each part), else None.
+
+    Split and strip, not a pattern: a lazy group before trailing blanks
+    backtracks quadratically (64 KiB of blanks cost over a minute).
+    """
+    name, sep, value = line.partition(b"=")
+    return value.strip() if sep and name.strip() == b"SPKAC" else None
+
+
+def is_spkac(payload1: bytes) -> bool:
+    """Whether a Sign X.509 request's payload 1 is an SPKAC block: one of its lines is
+    ``SPKAC=...``. Anything else is taken for a PKCS#10 request."""
+    return any(spkac_value(line) is not None for line in payload1.splitlines())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,9 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from comm_handler.frames import Message, decode_message, encode_message
 from comm_handler.transfer import Pacing, SerialLike, receive_message, send_message
-from spool.header import Action, RequestHeader, System
+from spool.header import Action, RequestHeader, System, is_spkac
 
-SPKAC_LINE = re.compile(rb"^\s*SPKAC\s*=", re.MULTILINE)
 PEM_CRL_MARKER = b"-----BEGIN X509 CRL-----"
 XDELTA_TIMEOUT = 60.0
 SIGNING_KEY_TYPES = (
@@ -85,10 +83,6 @@ def nul_timestamp(now: datetime.datetime | None = None) -> bytes:
     if now.tzinfo is not None:
         now = now.astimezone(datetime.UTC)
     return now.strftime("%m%d%H%M%Y.%S").encode("ascii")
-
-
-def is_spkac(request: bytes) -> bool:
-    return SPKAC_LINE.search(request) is not None
 
 
 def _text(value: str | bytes) -> bytes:

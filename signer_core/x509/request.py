@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from signer_core.refusal import Refusal
+from spool.header import is_spkac, spkac_value
 
 if TYPE_CHECKING:
     from signer_core.x509.compat import PublicKeyTypes
@@ -66,20 +67,6 @@ class _SignedPublicKeyAndChallenge(core.Sequence):  # type: ignore[misc]
         ("signature_algorithm", algos.SignedDigestAlgorithm),
         ("signature", core.OctetBitString),
     ]
-
-
-def _spkac_value(line: bytes) -> bytes | None:
-    """The value of a ``SPKAC = value`` line (blanks around each part), else None.
-
-    Split and strip, not a pattern: a lazy group before trailing blanks
-    backtracks quadratically (64 KiB of blanks cost over a minute).
-    """
-    name, sep, value = line.partition(b"=")
-    return value.strip() if sep and name.strip() == b"SPKAC" else None
-
-
-def is_spkac(payload1: bytes) -> bool:
-    return any(_spkac_value(line) is not None for line in payload1.splitlines())
 
 
 def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
@@ -122,7 +109,7 @@ def _parse_spkac(payload1: bytes) -> ParsedRequest:
     lines = [ln for ln in payload1.splitlines() if ln.strip()]
     if len(lines) > MAX_SPKAC_LINES:
         raise Refusal("bad-spkac", f"more than {MAX_SPKAC_LINES} lines")
-    values = [_spkac_value(ln) for ln in lines]
+    values = [spkac_value(ln) for ln in lines]
     spkac_values = [v for v in values if v is not None]
     if len(spkac_values) != 1:
         raise Refusal("bad-spkac", "exactly one SPKAC= line expected")
