@@ -30,11 +30,9 @@ NAK = 0x11
 TRAILER = b"rie4Ech7"
 LEN_BYTES = 3
 MAX_STRING = MAX_PAYLOAD  # one L3 string; the spool records use the same prefix
-FRAME_OVERHEAD = LEN_BYTES + 1 + len(TRAILER)
 # Four inner length prefixes fill part of the outer string.
 MAX_PAYLOAD_TOTAL = MAX_STRING - 4 * LEN_BYTES
 XOR_BLOCK = 1 << 16  # a power of two
-RESPONSE_HEADER_LEN = 4
 
 
 class FrameError(ValueError):
@@ -121,15 +119,6 @@ def make_frame(message_bytes: bytes) -> bytes:
     """Append the XOR byte and the trailer to an encoded message."""
     _check_message_length(message_bytes)
     return message_bytes + bytes([xor_checksum(message_bytes)]) + TRAILER
-
-
-def parse_frame(frame: bytes, max_length: int = MAX_STRING) -> bytes:
-    """Check a whole frame (length, limit, XOR, trailer) and return its message bytes."""
-    receiver = FrameReceiver(max_length)
-    used = receiver.feed(frame)
-    if used != len(frame):
-        raise FrameError(f"{len(frame) - used} bytes after the frame")
-    return receiver.message()
 
 
 class ReceiverState(enum.Enum):

@@ -61,10 +61,6 @@ def _primes_product(bound: int) -> int:
 _SMALL_PRIMES = _primes_product(SMALL_PRIME_BOUND)
 
 
-def badkeys_available() -> bool:
-    return _badkeys is not None
-
-
 def spki_sha256(key: PublicKeyTypes) -> str:
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
