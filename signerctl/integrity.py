@@ -2,12 +2,13 @@
 certificates and systemd units still what an operator accepted?
 
 Trusted side tooling, run by an operator (as root) on the console. It hashes
-every file of the installed packages ``comm_handler``, ``signer_core`` and
-``spool`` (found through their modules' ``__file__``, byte-code included:
-Python runs a ``.pyc`` whose header matches its source, whatever the source
-says), their entry-point scripts, the configuration file, each configured
-root certificate and the ``signer-*`` units with their drop-ins, and compares
-them with the baseline recorded at install or at the last ``--accept``.
+every file of the program's packages (the list is pyproject.toml's; see
+``package_names``), found through their modules' ``__file__``, byte-code
+included: Python runs a ``.pyc`` whose header matches its source, whatever
+the source says; then their entry-point scripts, the configuration file,
+each configured root certificate and the ``signer-*`` units with their
+drop-ins, and compares them with the baseline recorded at install or at the
+last ``--accept``.
 
 The baseline lives in the state directory, so whoever can change the
 programs as root can change it too. The evidence is therefore the digest
@@ -19,11 +20,14 @@ time and result of the last check are kept beside it for ``signerctl status``.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +35,7 @@ from pathlib import Path
 from signerctl.backup.archive import sha256_file
 from spool.safeio import commit_file
 
-PACKAGES = ("spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
+DISTRIBUTION = "signer-appliance"  # pyproject.toml's project name
 SCRIPTS = ("signer-comm", "signer-core", "signerctl", "signer-client")
 SCRIPT_DIRS = (Path("/usr/bin"), Path("/usr/local/bin"), Path(sys.prefix, "bin"))
 UNIT_DIRS = (
@@ -67,10 +71,61 @@ class Report:
         )
 
 
-def package_dirs(names: Iterable[str] = PACKAGES) -> dict[str, Path]:
-    """Where each installed package lives; a missing one is left out (its files show as removed)."""
+def package_names() -> tuple[str, ...]:
+    """The program's top-level packages, from their one list: pyproject.toml's
+    ``[tool.setuptools.packages.find] include``.
+
+    A checkout (on PYTHONPATH, or the venv's editable install) has that file
+    beside the packages, and it is read there. An installed copy (the Debian
+    package installs a wheel) has none; setuptools wrote the same list,
+    expanded, into the distribution's ``top_level.txt``.
+    """
+    names = _checkout_packages(Path(__file__).resolve().parents[1])
+    if names is None:
+        try:
+            listed = importlib.metadata.distribution(DISTRIBUTION).read_text("top_level.txt")
+        except importlib.metadata.PackageNotFoundError:
+            listed = None
+        if not listed:
+            raise IntegrityError(
+                f"cannot tell which packages to check: there is no pyproject.toml of"
+                f" {DISTRIBUTION} beside signerctl, and no installed {DISTRIBUTION}"
+                " lists its packages (top_level.txt)"
+            )
+        names = listed.split()
+    return tuple(sorted(names))
+
+
+def _checkout_packages(top: Path) -> list[str] | None:
+    """The packages pyproject.toml in ``top`` includes; None if it is not ours."""
+    try:
+        with (top / "pyproject.toml").open("rb") as f:
+            project = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    if project.get("project", {}).get("name") != DISTRIBUTION:
+        return None
+    try:
+        find = project["tool"]["setuptools"]["packages"]["find"]
+        include, exclude = find["include"], find.get("exclude", [])
+    except (KeyError, TypeError):
+        raise IntegrityError(
+            f"{top / 'pyproject.toml'}: no [tool.setuptools.packages.find] include list"
+        ) from None
+    return [
+        entry.name
+        for entry in os.scandir(top)
+        if (Path(entry.path) / "__init__.py").is_file()
+        and any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in include)
+        and not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in exclude)
+    ]
+
+
+def package_dirs(names: Iterable[str] | None = None) -> dict[str, Path]:
+    """Where each of ``names`` (the program's packages unless given) lives; a missing
+    one is left out (its files show as removed)."""
     found = {}
-    for name in names:
+    for name in package_names() if names is None else names:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin:
             found[name] = Path(spec.origin).parent
