@@ -35,16 +35,17 @@ from conftest_backup import (
 )
 
 from signer_core.store.audit import AuditLog
-from signerctl.backup.archive import (
+from signerctl.backup.archive import make_backup
+from signerctl.backup.manifest import (
     DATABASE_MEMBER,
     MANIFEST,
     BackupError,
     Manifest,
     Member,
-    make_backup,
     parse_manifest,
 )
-from signerctl.backup.restore import RestoreError, restore_backup
+from signerctl.backup.restore import restore_backup
+from signerctl.backup.unpack import RestoreError
 
 TESTS = Path(__file__).resolve().parent
 

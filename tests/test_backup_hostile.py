@@ -17,8 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signerctl.backup.archive import (
-    GENESIS,
+from signer_core.store.audit import GENESIS
+from signerctl.backup.manifest import (
     MANIFEST,
     BackupError,
     Manifest,
@@ -26,7 +26,7 @@ from signerctl.backup.archive import (
     check_member_name,
     parse_manifest,
 )
-from signerctl.backup.restore import RestoreError, read_archive
+from signerctl.backup.unpack import RestoreError, read_archive
 
 FILES = {
     "config/signer.toml": b"[spool]\ndir = 'spool'\n",
