@@ -38,11 +38,11 @@ from signerctl.demo.ca import (  # noqa: E402
     _ca_certificate,
     _key_pem,
     _name,
-    _write,
     create_demo_ca,
     system_users,
 )
 from signerctl.demo.run import daemons, start_cable, wait_until_served  # noqa: E402
+from spool.safeio import commit_file  # noqa: E402
 from webhost.client import WebClient  # noqa: E402
 
 ROOTS = {
@@ -71,12 +71,9 @@ def install_roots(directory: Path) -> dict[str, object]:
         key = make()
         name = _name(f"Bench {label} root")
         cert = _ca_certificate(key, name, key, name, 3650, None)
-        _write(directory / "keys" / f"root{root_id}.key", _key_pem(key), 0o600)
-        _write(
-            directory / "certs" / f"root{root_id}.crt",
-            cert.public_bytes(serialization.Encoding.PEM),
-            0o644,
-        )
+        commit_file(directory / "keys", f"root{root_id}.key", _key_pem(key), 0o600)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        commit_file(directory / "certs", f"root{root_id}.crt", pem, 0o644)
         keys[label] = key
     return keys
 
