@@ -44,7 +44,8 @@ from signer_core.crl.revocation import Revocations  # noqa: E402
 from signer_core.crl.xdelta import make_delta  # noqa: E402
 from signer_core.refusal import Refusal  # noqa: E402
 from signer_core.roots import Root  # noqa: E402
-from signer_core.store.cadb import CADatabase, serial_text  # noqa: E402
+from signer_core.store import crls  # noqa: E402
+from signer_core.store.cadb import CADatabase  # noqa: E402
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -98,13 +99,9 @@ def _seed(db: CADatabase, serials: list[int]) -> None:
     revoked_at = int((NOW - dt.timedelta(days=30)).timestamp())
     when = dt.datetime.fromtimestamp(revoked_at, UTC)
     expires = int((NOW + dt.timedelta(days=365)).timestamp())
-    with db.connection:
-        db.connection.execute("BEGIN")
-        db.connection.executemany(
-            "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
-            " VALUES (0, ?, ?, NULL, ?, ?)",
-            ((serial_text(s), revoked_at, expires, encode_entry(s, when)) for s in serials),
-        )
+    with db.transaction() as conn:
+        for s in serials:
+            crls.add_revocation(conn, 0, s, revoked_at, None, expires, encode_entry(s, when))
 
 
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -147,20 +144,15 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     except Refusal as refusal:  # too large for one message; the CRL is issued all the same
         cold_note = f"answer refused: {refusal.code}"
     cold_s = time.perf_counter() - start
-    entries = b"".join(
-        row[0]
-        for row in db.connection.execute(
-            "SELECT entry FROM revocations WHERE root = 0 ORDER BY seq"
-        )
-    )
+    entries = b"".join(entry for _, entry, _ in crls.entries_after(db.connection, 0, 0))
     revoke_s, build_s, delta_s, patch_sizes = [], [], [], []
     for i in range(repeat):
         pem = _issue(db, root, serials[count + i])
         before = _current_crl(revs)
         client = hashlib.sha1(before).hexdigest().encode()
-        elapsed, answer = _timed(revs.revoke, root, pem, client, NOW + dt.timedelta(seconds=i + 1))
+        elapsed, outcome = _timed(revs.revoke, root, pem, client, NOW + dt.timedelta(seconds=i + 1))
         revoke_s.append(elapsed)
-        patch_sizes.append(len(answer))
+        patch_sizes.append(len(outcome.answer))
         after = _current_crl(revs)
         delta_s.append(_timed(make_delta, before, after)[0])
         build_s.append(
@@ -179,7 +171,7 @@ def child(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
     pem = _issue(db, root, serials[-1])
     before = _current_crl(revs)
     tracemalloc.start()
-    answer = revs.revoke(root, pem, hashlib.sha1(before).hexdigest().encode(), NOW)
+    answer = revs.revoke(root, pem, hashlib.sha1(before).hexdigest().encode(), NOW).answer
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     after = _current_crl(revs)

@@ -18,11 +18,11 @@ import argparse
 import os
 import secrets
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,7 +32,12 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from signer_core.store.cadb import CADatabase  # noqa: E402
+from signer_core.store.cadb import (  # noqa: E402
+    CADatabase,
+    SignedElsewhere,
+    certificate_summary,
+)
+from signer_core.store.schema import open_readonly  # noqa: E402
 from signerctl.demo.ca import (  # noqa: E402
     Users,
     _ca_certificate,
@@ -105,28 +110,20 @@ def prefill(database: Path, count: int, owner: Users) -> None:
     """Add ``count`` issued-certificate rows (synthetic DER) to the CA database."""
     db = CADatabase(database)
     now = int(time.time())
-    batch = 50_000
-    with db.transaction():
-        for first in range(0, count, batch):
-            db.connection.executemany(
-                "INSERT INTO certificates (root, serial, request_digest, profile, state,"
-                " reserved_at, issued_at, subject, not_before, not_after, der)"
-                " VALUES (?, ?, ?, 5, 'issued', ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        i % 2,
-                        secrets.token_hex(16),
-                        secrets.token_bytes(32),
-                        now,
-                        now,
-                        f"CN=prefill{i}",
-                        now,
-                        now + 86400 * 365,
-                        secrets.token_bytes(700),
-                    )
-                    for i in range(first, min(first + batch, count))
-                ),
-            )
+    db.add_signed_elsewhere(
+        SignedElsewhere(
+            i % 2,
+            secrets.randbits(128),
+            secrets.token_bytes(32),
+            5,
+            now,
+            f"CN=prefill{i}",
+            now,
+            now + 86400 * 365,
+            secrets.token_bytes(700),
+        )
+        for i in range(count)
+    )
     db.close()
     for path in database.parent.glob(database.name + "*"):
         owner.give_to_signer(path)
@@ -179,11 +176,8 @@ def main() -> None:
                 )
                 raw = statistics.median(raw_rate(keys[label]) for _ in range(args.rounds))
                 rate = statistics.median(rates)
-                rows = (
-                    sqlite3.connect(f"file:{directory}/lib/ca.sqlite?mode=ro", uri=True)
-                    .execute("SELECT count(*) FROM certificates")
-                    .fetchone()[0]
-                )
+                with closing(open_readonly(directory / "lib" / "ca.sqlite")) as conn:
+                    rows = certificate_summary(conn).issued
                 print(
                     f"{label:9} {rows:>12} {rate:>11.1f} {raw:>11.1f} {rate / raw:>7.3f}",
                     flush=True,

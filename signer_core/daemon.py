@@ -45,7 +45,7 @@ from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 from signer_core.timesync import ClockRules, TimeReadings
-from spool.corrupt import CorruptLimits, DropReport
+from spool.corrupt import DropReport
 from spool.crashpoint import crashpoint
 from spool.queue import Spool
 from spool.record import Receipt, Request

@@ -29,7 +29,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from signer_core.budget import OverBudget, budget
@@ -41,7 +40,7 @@ from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog
-from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow
+from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text
 from signer_core.timesync import TimeReadings
 from signer_core.x509.compat import not_after, not_before
 from signer_core.x509.issue import (
@@ -271,15 +270,12 @@ def handle_revoke(ctx: SignerContext, header: RequestHeader, request: Request) -
         raise Refusal("bad-request", "payload 2 must be empty for revoke")
     root = ctx.roots.get(header.root)
     with ctx.db.transaction():
-        answer = ctx.revocations.revoke(root, cert_pem, client_crl, ctx.now())
-        details: dict[str, object] = {
-            "root": root.id,
-            "crl_number": ctx.revocations.current_number(root.id),
-        }
-        if cert_pem:  # checked by revoke(): a certificate this root issued
-            details["serial"] = format(x509.load_pem_x509_certificate(cert_pem).serial_number, "x")
-        ctx.audit.append("revoked" if cert_pem else "crl-issued", **details)
-    return answer
+        outcome = ctx.revocations.revoke(root, cert_pem, client_crl, ctx.now())
+        details: dict[str, object] = {"root": root.id, "crl_number": outcome.crl_number}
+        if outcome.serial is not None:
+            details["serial"] = serial_text(outcome.serial)
+        ctx.audit.append("revoked" if outcome.serial is not None else "crl-issued", **details)
+    return outcome.answer
 
 
 REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {

@@ -39,6 +39,7 @@ whole seconds and a frame may wait seconds behind a large transfer, so the
 drift of a steady clock jitters by a few seconds each way). The history keeps
 at most ``[signer] clock_history_max_rows`` rows, the oldest pruned, so that
 a web host whose drift swings on every keep-alive cannot fill the disk.
+The rows are kept by ``signer_core.store.clock``; this module decides them.
 """
 
 from __future__ import annotations
@@ -51,36 +52,14 @@ from pathlib import Path
 from signer_core.config import SignerConfig
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
+from signer_core.store import clock
 from signer_core.store.cadb import CADatabase
+from signer_core.store.clock import Reading, Rejections
 from signer_core.x509.compat import not_after, not_before
 from spool.safeio import commit_file
 
 HISTORY_INTERVAL = 600.0  # a row at least this often while readings come, however steady
 _READING = re.compile(rb"\A(\d{2})(\d{2})(\d{2})(\d{2})(\d{4})\.(\d{2})\Z")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS time_readings (
-    id INTEGER PRIMARY KEY,
-    received_at REAL NOT NULL,
-    web_time REAL NOT NULL,
-    drift REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS time_last (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    received_at REAL NOT NULL,
-    web_time REAL NOT NULL,
-    drift REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS time_rejected (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    count INTEGER NOT NULL,  -- every rejected reading
-    run INTEGER NOT NULL,    -- rejected since the last plausible reading
-    received_at REAL NOT NULL,
-    web_time REAL NOT NULL,
-    drift REAL NOT NULL,
-    reason TEXT NOT NULL
-);
-"""
 
 
 def parse_reading(payload: bytes) -> dt.datetime:
@@ -122,21 +101,6 @@ class ClockRules:
         )
 
 
-@dataclass(frozen=True)
-class Reading:
-    received_at: float
-    web_time: float
-    drift: float  # web host minus appliance, seconds
-
-
-@dataclass(frozen=True)
-class Rejections:
-    count: int
-    run: int  # rejected since the last plausible reading
-    last: Reading
-    reason: str
-
-
 def _span(seconds: float) -> str:
     """A drift in the unit a person reads best: seconds, hours or days."""
     seconds = abs(seconds)
@@ -151,7 +115,6 @@ class TimeReadings:
     def __init__(self, db: CADatabase, state_dir: Path, rules: ClockRules = ClockRules()) -> None:
         self.db = db
         self.conn = db.connection
-        self.conn.executescript(_SCHEMA)
         self.script = state_dir / "set-clock.sh"
         self.rules = rules
 
@@ -164,13 +127,9 @@ class TimeReadings:
             self._reject(reading, why)
             return reading
         with self.db.transaction():
-            self.conn.execute(
-                "INSERT OR REPLACE INTO time_last VALUES (1, ?, ?, ?)",
-                (reading.received_at, reading.web_time, reading.drift),
-            )
-            self.conn.execute("UPDATE time_rejected SET run = 0 WHERE run > 0")
+            clock.keep_believed(self.conn, reading)
             if self._worth_keeping(reading):
-                self._keep(reading)
+                clock.add_to_history(self.conn, reading, self.rules.history_max_rows)
                 self._write_script(reading)
         return reading
 
@@ -201,54 +160,26 @@ class TimeReadings:
 
     def _reject(self, reading: Reading, why: str) -> None:
         with self.db.transaction():
-            self.conn.execute(
-                "INSERT INTO time_rejected VALUES (1, 1, 1, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE"
-                " SET count = count + 1, run = run + 1, received_at = excluded.received_at,"
-                " web_time = excluded.web_time, drift = excluded.drift, reason = excluded.reason",
-                (reading.received_at, reading.web_time, reading.drift, why),
-            )
-            run = self.conn.execute("SELECT run FROM time_rejected").fetchone()[0]
+            run = clock.count_rejected(self.conn, reading, why)
         if run == 1:
             raise Refusal("implausible-time", why)
 
     def _worth_keeping(self, reading: Reading) -> bool:
-        row = self.conn.execute(
-            "SELECT received_at, drift FROM time_readings ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        newest = clock.history(self.conn, 1)
         return (
-            row is None
-            or reading.received_at - row[0] >= HISTORY_INTERVAL
-            or abs(reading.drift - row[1]) > self.rules.history_step
-        )
-
-    def _keep(self, reading: Reading) -> None:
-        self.conn.execute(
-            "INSERT INTO time_readings (received_at, web_time, drift) VALUES (?, ?, ?)",
-            (reading.received_at, reading.web_time, reading.drift),
-        )
-        # The newest rows stay: everything from the first row past the limit back goes.
-        self.conn.execute(
-            "DELETE FROM time_readings WHERE id <= (SELECT id FROM time_readings"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (self.rules.history_max_rows,),
+            not newest
+            or reading.received_at - newest[0].received_at >= HISTORY_INTERVAL
+            or abs(reading.drift - newest[0].drift) > self.rules.history_step
         )
 
     def last(self) -> Reading | None:
-        row = self.conn.execute("SELECT received_at, web_time, drift FROM time_last").fetchone()
-        return Reading(*row) if row else None
+        return clock.last_believed(self.conn)
 
     def rejected(self) -> Rejections | None:
-        row = self.conn.execute(
-            "SELECT count, run, received_at, web_time, drift, reason FROM time_rejected"
-        ).fetchone()
-        return Rejections(row[0], row[1], Reading(*row[2:5]), row[5]) if row else None
+        return clock.rejections(self.conn)
 
     def history(self, limit: int = 20) -> list[Reading]:
-        rows = self.conn.execute(
-            "SELECT received_at, web_time, drift FROM time_readings ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [Reading(*r) for r in rows]
+        return clock.history(self.conn, limit)
 
     def _write_script(self, reading: Reading) -> None:
         seen = dt.datetime.fromtimestamp(reading.web_time, dt.UTC).isoformat()

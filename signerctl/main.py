@@ -53,7 +53,7 @@ def render(data, out=sys.stdout, indent: str = "") -> None:
 
 
 def _db(cfg):
-    from signerctl.overview import open_readonly
+    from signer_core.store.schema import open_readonly
 
     return open_readonly(cfg.signer.database)
 
@@ -154,7 +154,7 @@ def cmd_audit_verify(args) -> tuple[object, int]:
     from signer_core.store.audit import AuditLog
 
     with _db(read_config(args)) as conn:
-        verdict = AuditLog(conn, create=False).verify()
+        verdict = AuditLog(conn).verify()
     data = {"ok": verdict.ok, "records": verdict.count, "head": verdict.head}
     if not verdict.ok:
         data.update(bad_record=verdict.bad_seq, problem=verdict.problem)

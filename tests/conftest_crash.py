@@ -103,7 +103,7 @@ def open_db(path: Path) -> sqlite3.Connection:
 def audit_verdict(db_path: Path) -> Verdict:
     conn = open_db(db_path)
     try:
-        return AuditLog(conn, create=False).verify()
+        return AuditLog(conn).verify()
     finally:
         conn.close()
 

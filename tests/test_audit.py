@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from signer_core.store.audit import GENESIS, AuditLog, record_hash
+from signer_core.store.cadb import CADatabase
 
 N = 10_000
 
@@ -14,13 +15,12 @@ N = 10_000
 @pytest.fixture(scope="module")
 def chain_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("audit") / "ca.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    log = AuditLog(conn)
-    with conn:
-        conn.execute("BEGIN")
+    db = CADatabase(path)
+    log = AuditLog(db.connection)
+    with db.transaction():
         for i in range(N):
             log.append("issued", root=i % 3, serial=format(i * 7919, "x"))
-    conn.close()
+    db.close()
     return path
 
 
@@ -45,8 +45,7 @@ def test_long_chain_verifies(conn):
 
 
 def test_empty_chain_verifies(tmp_path):
-    c = sqlite3.connect(tmp_path / "e.sqlite")
-    verdict = AuditLog(c).verify()
+    verdict = AuditLog(CADatabase(tmp_path / "e.sqlite").connection).verify()
     assert verdict.ok and verdict.count == 0 and verdict.head == GENESIS
 
 

@@ -90,7 +90,7 @@ def rows(db: Path, table: str, limit: int | None = None) -> list[tuple]:
 def verdict(db: Path):
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return AuditLog(conn, create=False).verify()
+        return AuditLog(conn).verify()
     finally:
         conn.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import sqlite3
 
 import pytest
 from conftest_x509 import NOW, World, csr_pem
@@ -103,6 +102,25 @@ def test_receipt_makes_the_same_bytes_a_new_request(ctx):
     assert len(audit(ctx, "delivered")) == 1
 
 
+def revoke_request(cert_pem: bytes) -> Request:
+    """Revoke ``cert_pem`` (empty: refresh) for a web host that holds no CRL we know."""
+    header = RequestHeader(action=Action.REVOKE, system=System.X509, root=1).to_bytes()
+    return Request(_CLOCK.next_id(), NOW.timestamp(), header, (cert_pem, b"", b"0" * 40), True)
+
+
+def test_revoke_and_refresh_are_audited_with_what_the_answer_carries(ctx):
+    cert = certificate(ctx, sign_request())
+    result = dispatch(ctx, revoke_request(cert.public_bytes(serialization.Encoding.PEM)))
+    crl = x509.load_pem_x509_crl(result.payload1)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert [r.serial_number for r in crl] == [cert.serial_number]
+    assert audit(ctx, "revoked") == [
+        {"root": 1, "serial": format(cert.serial_number, "x"), "crl_number": number}
+    ]
+    dispatch(ctx, revoke_request(b""))
+    assert audit(ctx, "crl-issued") == [{"root": 1, "crl_number": number + 1}]
+
+
 @pytest.mark.parametrize("why", ["window", "expired", "revoked"])
 def test_stale_answers_are_never_given_again(ctx, why):
     first = sign_request(days=1 if why == "expired" else 365)
@@ -174,48 +192,6 @@ def test_cut_validity_is_recorded(ctx):
 def test_receipt_for_nothing_is_ignored(ctx):
     handle_receipt(ctx, Receipt(new_id(), new_id()))
     assert audit(ctx, "delivered") == []
-
-
-def test_database_from_release_1_is_upgraded(tmp_path):
-    """Release 1 had unique request digests and no delivery columns."""
-    path = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript(RELEASE_1_SCHEMA)
-    conn.execute(
-        "INSERT INTO certificates (root, serial, request_digest, profile, state,"
-        " reserved_at, issued_at, der) VALUES (0, 'abc', x'01', 5, 'issued', 10, 11,"
-        " x'3000')"
-    )
-    conn.execute(
-        "INSERT INTO openpgp_certifications (request_digest, fingerprint, days,"
-        " certified_at, armoured) VALUES (x'02', 'F', 30, 12, x'00')"
-    )
-    conn.commit()
-    conn.close()
-    from signer_core.store.cadb import SCHEMA_VERSION, CADatabase
-
-    db = CADatabase(path)
-    assert db.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    row = db.find_by_digest(b"\x01")
-    assert (row.serial, row.state, row.delivered_at) == (0xABC, "issued", 11)
-    assert db.find_openpgp(b"\x02").delivered_at == 12
-    assert db.reserve(0, 0xDEF, b"\x01", 5)  # the same digest again: a renewal's row
-    db.close()
-    assert CADatabase(path).connection.execute("PRAGMA user_version").fetchone()[0] == 2
-
-
-RELEASE_1_SCHEMA = """
-CREATE TABLE certificates (
-    id INTEGER PRIMARY KEY, root INTEGER NOT NULL, serial TEXT NOT NULL,
-    request_digest BLOB NOT NULL UNIQUE, profile INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('reserved', 'issued')),
-    reserved_at INTEGER NOT NULL, issued_at INTEGER, subject TEXT,
-    not_before INTEGER, not_after INTEGER, der BLOB, UNIQUE (root, serial));
-CREATE INDEX certificates_not_after ON certificates (not_after);
-CREATE TABLE openpgp_certifications (
-    id INTEGER PRIMARY KEY, request_digest BLOB NOT NULL UNIQUE, fingerprint TEXT NOT NULL,
-    days INTEGER NOT NULL, certified_at INTEGER NOT NULL, armoured BLOB NOT NULL);
-"""
 
 
 def _request(csr: bytes, san: bytes, subject: bytes, profile: int = 5) -> Request:

@@ -105,7 +105,7 @@ def test_backup_in_flight_restore_and_delta(appliance, world_dir):
     assert len(after["revocations"]) == 1
     assert any(r[2] == "openpgp-certified" for r in snapshot)
     with sqlite3.connect(target.parent / "lib" / "ca.sqlite") as conn:
-        assert AuditLog(conn, create=False).verify().ok
+        assert AuditLog(conn).verify().ok
 
     # The restored appliance, on a new cable: the web host still holds the CRL it had.
     cable = start_cable()

@@ -117,7 +117,7 @@ def test_first_revoke_after_migration_is_a_delta_from_any_known_crl(db, old_ca, 
     when = NOW + dt.timedelta(minutes=3)
     answer = revs.revoke(
         old_ca.root, cert_pem, web.sha1, when, reason=x509.ReasonFlags.key_compromise
-    )
+    ).answer
     assert answer.startswith(b"%XDZ")
     crl = web.apply(answer)
     expected = expected_entries(old_ca)

@@ -70,16 +70,17 @@ def test_revoke_answers_with_a_delta_the_client_applies(root, db, revs, tmp_path
     first = client.apply(revs.refresh(root, client.sha1, NOW))
     assert serials(first) == []
     cert_pem = issue(db, root, 0x1234567890ABCDEF)
-    answer = revs.revoke(
+    outcome = revs.revoke(
         root,
         cert_pem,
         client.sha1,
         NOW + dt.timedelta(minutes=5),
         reason=x509.ReasonFlags.key_compromise,
     )
-    assert answer.startswith(b"%XDZ")
-    crl = client.apply(answer)
-    assert serials(crl) == [0x1234567890ABCDEF]
+    assert outcome.answer.startswith(b"%XDZ")
+    crl = client.apply(outcome.answer)
+    assert serials(crl) == [0x1234567890ABCDEF] == [outcome.serial]
+    assert outcome.crl_number == crl_number(crl)
     entry = crl.get_revoked_certificate_by_serial_number(0x1234567890ABCDEF)
     assert (
         entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
@@ -98,14 +99,14 @@ def test_many_revocations_keep_the_client_in_sync(root, db, revs, tmp_path):
     revoked = []
     for serial in range(100, 105):
         revoked.append(serial)
-        crl = client.apply(revs.revoke(root, issue(db, root, serial), client.sha1, NOW))
+        crl = client.apply(revs.revoke(root, issue(db, root, serial), client.sha1, NOW).answer)
         assert serials(crl) == revoked
 
 
 @pytest.mark.parametrize("client_hash", [EMPTY_SHA1, b"0" * 40, b"ab" * 20])
 def test_out_of_sync_client_gets_the_whole_crl_in_pem(root, db, revs, tmp_path, client_hash):
     revs.refresh(root, EMPTY_SHA1, NOW)
-    answer = revs.revoke(root, issue(db, root, 77), client_hash, NOW)
+    answer = revs.revoke(root, issue(db, root, 77), client_hash, NOW).answer
     assert answer.startswith(b"-----BEGIN X509 CRL-----\n")
     crl = WebHost(root, tmp_path).apply(answer)
     assert serials(crl) == [77]
@@ -113,7 +114,9 @@ def test_out_of_sync_client_gets_the_whole_crl_in_pem(root, db, revs, tmp_path, 
 
 def test_refresh_changes_this_update_and_number(root, revs, tmp_path):
     client = WebHost(root, tmp_path)
-    one = client.apply(revs.revoke(root, b"", EMPTY_SHA1, NOW))
+    refreshed = revs.revoke(root, b"", EMPTY_SHA1, NOW)
+    one = client.apply(refreshed.answer)
+    assert refreshed.serial is None and refreshed.crl_number == crl_number(one)
     two = client.apply(revs.refresh(root, client.sha1, NOW + dt.timedelta(hours=1)))
     assert crl_number(two) == crl_number(one) + 1
     assert this_update(two) == this_update(one) + dt.timedelta(hours=1)
@@ -123,17 +126,20 @@ def test_revoking_twice_is_harmless(root, db, revs, tmp_path):
     client = WebHost(root, tmp_path)
     cert_pem = issue(db, root, 4242)
     old_sha1 = client.sha1
-    first = client.apply(revs.revoke(root, cert_pem, old_sha1, NOW))
+    first = client.apply(revs.revoke(root, cert_pem, old_sha1, NOW).answer)
     # The answer was lost: the client retries with the hash it still holds.
     again = WebHost(root, tmp_path / "retry")
-    retried = again.apply(revs.revoke(root, cert_pem, old_sha1, NOW + dt.timedelta(minutes=1)))
+    retried = again.apply(
+        revs.revoke(root, cert_pem, old_sha1, NOW + dt.timedelta(minutes=1)).answer
+    )
     assert again.der == client.der
     # The client that did get it asks again: a delta onto the same CRL.
-    answer = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=2))
-    assert answer.startswith(b"%XDZ")
-    assert serials(client.apply(answer)) == [4242] == serials(retried) == serials(first)
+    outcome = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=2))
+    assert outcome.answer.startswith(b"%XDZ")
+    assert serials(client.apply(outcome.answer)) == [4242] == serials(retried) == serials(first)
+    assert (outcome.serial, outcome.crl_number) == (4242, crl_number(first))
     # Once the current CRL has expired, asking again issues a fresh one.
-    late = client.apply(revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(days=8)))
+    late = client.apply(revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(days=8)).answer)
     assert crl_number(late) == crl_number(first) + 1 and serials(late) == [4242]
 
 
@@ -199,7 +205,7 @@ def test_certificate_of_another_root_index_is_unknown(db, revs):
 )
 def test_random_inputs_only_ever_refuse(root, revs, payload, client_hash):
     try:
-        answer = revs.revoke(root, payload, client_hash, NOW)
+        answer = revs.revoke(root, payload, client_hash, NOW).answer
     except Refusal:
         return
     assert payload == b"" and answer
@@ -238,7 +244,7 @@ def test_add_known_crl_gives_a_delta_and_numbers_continue(root, db, revs, tmp_pa
     revs.add_known_crl(root.id, client.der)
     revs.add_known_crl(root.id, client.der)  # importing twice is harmless
     assert revs.current_crl(root.id) is None
-    answer = revs.revoke(root, issue(db, root, 6), client.sha1, NOW)
+    answer = revs.revoke(root, issue(db, root, 6), client.sha1, NOW).answer
     assert answer.startswith(b"%XDZ")
     crl = client.apply(answer)
     assert serials(crl) == [6] and crl_number(crl) == 1001
@@ -296,7 +302,7 @@ def test_failed_signing_rolls_back_the_revocation(root, db, revs, tmp_path):
     assert revs.current_crl(root.id) is None
     client = WebHost(root, tmp_path)
     assert serials(client.apply(revs.refresh(root, EMPTY_SHA1, NOW))) == []
-    assert serials(client.apply(revs.revoke(root, cert_pem, client.sha1, NOW))) == [1001]
+    assert serials(client.apply(revs.revoke(root, cert_pem, client.sha1, NOW).answer)) == [1001]
 
 
 def test_revocations_by_another_connection_are_listed(root, db, revs, tmp_path):
@@ -307,7 +313,9 @@ def test_revocations_by_another_connection_are_listed(root, db, revs, tmp_path):
         Revocations(other_db).revoke(root, issue(db, root, 12), EMPTY_SHA1, NOW)
     finally:
         other_db.close()
-    assert serials(client.apply(revs.revoke(root, issue(db, root, 13), client.sha1, NOW))) == [
+    assert serials(
+        client.apply(revs.revoke(root, issue(db, root, 13), client.sha1, NOW).answer)
+    ) == [
         12,
         13,
     ]
@@ -316,8 +324,8 @@ def test_revocations_by_another_connection_are_listed(root, db, revs, tmp_path):
 def test_roots_have_separate_crls(db, revs, tmp_path):
     first, second = make_root("ec", 0), make_root("rsa", 1, name="Second Root")
     a, b = WebHost(first, tmp_path), WebHost(second, tmp_path)
-    assert serials(a.apply(revs.revoke(first, issue(db, first, 1), a.sha1, NOW))) == [1]
-    assert serials(b.apply(revs.revoke(second, issue(db, second, 2), b.sha1, NOW))) == [2]
+    assert serials(a.apply(revs.revoke(first, issue(db, first, 1), a.sha1, NOW).answer)) == [1]
+    assert serials(b.apply(revs.revoke(second, issue(db, second, 2), b.sha1, NOW).answer)) == [2]
     assert crl_number(x509.load_der_x509_crl(b.der)) == 1
 
 
@@ -326,7 +334,7 @@ def test_large_seeded_set_plus_one(root, db, revs, tmp_path):
     _seed(db, root.id, [(s, when, None) for s in range(10**12, 10**12 + 20000)])
     client = WebHost(root, tmp_path)
     client.apply(revs.refresh(root, EMPTY_SHA1, NOW))
-    crl = client.apply(revs.revoke(root, issue(db, root, 7), client.sha1, NOW))
+    crl = client.apply(revs.revoke(root, issue(db, root, 7), client.sha1, NOW).answer)
     got = serials(crl)
     assert len(got) == 20001 and got[-1] == 7 and got[0] == 10**12
 
@@ -334,7 +342,9 @@ def test_large_seeded_set_plus_one(root, db, revs, tmp_path):
 def test_ed25519_root(db, revs, tmp_path):
     root = make_root("ed25519", 3, name="Edwards Root", key=new_key("ed25519"))
     client = WebHost(root, tmp_path)
-    assert serials(client.apply(revs.revoke(root, issue(db, root, 9), client.sha1, NOW))) == [9]
+    assert serials(
+        client.apply(revs.revoke(root, issue(db, root, 9), client.sha1, NOW).answer)
+    ) == [9]
 
 
 @pytest.mark.slow
@@ -351,7 +361,7 @@ def test_real_protocol_limit_at_400k_entries(db, revs, tmp_path, caplog):
     assert len(client.der) > 12_000_000
     cert_pem = issue(db, root, 5)
     start = time.perf_counter()
-    answer = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=1))
+    answer = revs.revoke(root, cert_pem, client.sha1, NOW + dt.timedelta(minutes=1)).answer
     elapsed = time.perf_counter() - start
     assert answer.startswith(b"%XDZ") and len(answer) < 4096
     crl = client.apply(answer)

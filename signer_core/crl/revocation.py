@@ -6,14 +6,9 @@ and checked, and the certificate must be one this CA issued from that root
 (issuer name, signature by the root key, and the very row in the CA
 database). Trusted: the CA database, the root objects and their keys.
 
-Tables, in the CA database file:
-
-- ``revocations``: one row per revoked certificate, carrying its
-  revokedCertificates entry already DER-encoded, in revocation order;
-- ``crl_numbers``: the last CRL number of each root (monotonic, stored);
-- ``crls``: each root's recent CRLs by SHA-1 (at most ``history``), the
-  newest issued one being the current CRL; imported ones (``add_known_crl``)
-  only serve as delta bases.
+The rows (revocations, CRL numbers, each root's newest ``history`` CRLs and
+the imported ones, ``add_known_crl``, that only serve as delta bases) are
+kept by ``signer_core.store.crls``; this module decides what goes in them.
 
 A revocation and the CRL that publishes it are one transaction, so the
 database never holds a revocation without a CRL listing it. The answer is an
@@ -29,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -43,7 +37,9 @@ from signer_core.crl.encode import CrlError, build_crl, der_to_pem, encode_entry
 from signer_core.crl.xdelta import XdeltaError, make_delta
 from signer_core.refusal import Refusal
 from signer_core.roots import Root
+from signer_core.store import crls
 from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.store.crls import StoredCrl
 from signer_core.x509.compat import not_after, verify_signature
 from spool.record import MAX_ANSWER
 
@@ -54,33 +50,14 @@ _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
 _log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS revocations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    root INTEGER NOT NULL,
-    serial TEXT NOT NULL,
-    revoked_at INTEGER NOT NULL,
-    reason TEXT,
-    not_after INTEGER,
-    entry BLOB NOT NULL,
-    UNIQUE (root, serial)
-);
-CREATE INDEX IF NOT EXISTS revocations_root_seq ON revocations (root, seq);
-CREATE TABLE IF NOT EXISTS crl_numbers (
-    root INTEGER PRIMARY KEY,
-    last_number INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS crls (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    root INTEGER NOT NULL,
-    number INTEGER NOT NULL,
-    sha1 BLOB NOT NULL,
-    next_update INTEGER,
-    imported INTEGER NOT NULL CHECK (imported IN (0, 1)),
-    der BLOB NOT NULL,
-    UNIQUE (root, sha1)
-);
-"""
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    """What a revoke (or refresh) request did: the answer and what the audit record names."""
+
+    answer: bytes  # payload 1: an xdelta patch from the client's CRL, or the CRL in PEM
+    crl_number: int  # of the CRL the answer brings the client to
+    serial: int | None  # the certificate revoked (or revoked before); None: a refresh
 
 
 @dataclass
@@ -145,7 +122,6 @@ class Revocations:
         self._history = history
         self._prune_after = dt.timedelta(days=prune_expired_after_days)
         self._entries: dict[int, _Entries] = {}
-        self._conn.executescript(_SCHEMA)
 
     # -- the protocol's two requests -------------------------------------
 
@@ -157,11 +133,13 @@ class Revocations:
         now: dt.datetime,
         *,
         reason: x509.ReasonFlags | None = None,
-    ) -> bytes:
-        """Revoke the certificate in ``cert_pem``; payload 1 of the answer.
+    ) -> RevokeOutcome:
+        """Revoke the certificate in ``cert_pem``, and answer with the CRL listing it.
 
         An empty ``cert_pem`` is the protocol's refresh. Revoking a certificate
         again answers with the current CRL (a new one only if it has expired).
+        The outcome names the certificate from the parsed, checked request,
+        so that no caller needs to parse the hostile PEM again.
         """
         client = _client_hash(client_crl_sha1)
         if not cert_pem:
@@ -180,39 +158,30 @@ class Revocations:
             )
         now = _utc_seconds(now)
         with self._transaction(root.id):
-            old = self._known_crl(root.id, client)
-            current = None
+            old = crls.crl_by_sha1(self._conn, root.id, client)
+            new = None
             if not self._record(root.id, cert, now, reason):
-                current = self._current(root.id, now)
-            new = current if current is not None else self._issue(root, now)
-        return self._answer(root.id, old, new)
+                new = crls.newest_crl(self._conn, root.id, valid_at=int(now.timestamp()))
+            if new is None:
+                new = self._issue(root, now)
+        return RevokeOutcome(self._answer(root.id, old, new.der), new.number, cert.serial_number)
 
     def refresh(self, root: Root, client_crl_sha1: bytes, now: dt.datetime) -> bytes:
         """Issue a new CRL (fresh dates, next number); payload 1 of the answer."""
-        return self._refresh(root, _client_hash(client_crl_sha1), now)
+        return self._refresh(root, _client_hash(client_crl_sha1), now).answer
 
     def is_revoked(self, root_id: int, serial: int) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM revocations WHERE root = ? AND serial = ?",
-            (root_id, serial_text(serial)),
-        ).fetchone()
-        return row is not None
+        return crls.revocation_of(self._conn, root_id, serial) is not None
 
     def current_crl(self, root_id: int) -> bytes | None:
         """The root's newest issued CRL, DER."""
-        row = self._conn.execute(
-            "SELECT der FROM crls WHERE root = ? AND imported = 0 ORDER BY id DESC LIMIT 1",
-            (root_id,),
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+        crl = crls.newest_crl(self._conn, root_id)
+        return None if crl is None else crl.der
 
     def current_number(self, root_id: int) -> int | None:
         """The CRL number of the root's newest issued CRL."""
-        row = self._conn.execute(
-            "SELECT number FROM crls WHERE root = ? AND imported = 0 ORDER BY id DESC LIMIT 1",
-            (root_id,),
-        ).fetchone()
-        return None if row is None else int(row[0])
+        crl = crls.newest_crl(self._conn, root_id)
+        return None if crl is None else crl.number
 
     def add_known_crl(self, root_id: int, der: bytes) -> None:
         """Remember a CRL made elsewhere (migration) as a delta base.
@@ -231,12 +200,8 @@ class Revocations:
         except ValueError as exc:
             raise Refusal("bad-crl", f"not a DER CRL: {exc}") from exc
         with self._transaction(root_id):
-            self._conn.execute(
-                "INSERT INTO crls (root, number, sha1, next_update, imported, der)"
-                " VALUES (?, ?, ?, NULL, 1, ?) ON CONFLICT (root, sha1) DO NOTHING",
-                (root_id, number, hashlib.sha1(der).digest(), der),
-            )
-            self._raise_number(root_id, number)
+            crls.add_known_crl(self._conn, root_id, number, der)
+            crls.raise_number(self._conn, root_id, number)
 
     # -- inside a transaction --------------------------------------------
 
@@ -248,26 +213,12 @@ class Revocations:
             self.db.on_rollback(lambda: self._entries.pop(root_id, None))
             yield
 
-    def _refresh(self, root: Root, client: bytes, now: dt.datetime) -> bytes:
+    def _refresh(self, root: Root, client: bytes, now: dt.datetime) -> RevokeOutcome:
         now = _utc_seconds(now)
         with self._transaction(root.id):
-            old = self._known_crl(root.id, client)
+            old = crls.crl_by_sha1(self._conn, root.id, client)
             new = self._issue(root, now)
-        return self._answer(root.id, old, new)
-
-    def _known_crl(self, root_id: int, sha1: bytes) -> bytes | None:
-        row = self._conn.execute(
-            "SELECT der FROM crls WHERE root = ? AND sha1 = ?", (root_id, sha1)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def _current(self, root_id: int, now: dt.datetime) -> bytes | None:
-        row = self._conn.execute(
-            "SELECT der FROM crls WHERE root = ? AND imported = 0 AND next_update > ?"
-            " ORDER BY id DESC LIMIT 1",
-            (root_id, int(now.timestamp())),
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+        return RevokeOutcome(self._answer(root.id, old, new.der), new.number, None)
 
     def _record(
         self,
@@ -277,37 +228,15 @@ class Revocations:
         reason: x509.ReasonFlags | None,
     ) -> bool:
         """Add the revocation; False if the certificate was already revoked."""
-        cur = self._conn.execute(
-            "INSERT INTO revocations (root, serial, revoked_at, reason, not_after, entry)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (root, serial) DO NOTHING",
-            (
-                root_id,
-                serial_text(cert.serial_number),
-                int(now.timestamp()),
-                None if reason is None else reason.value,
-                int(not_after(cert).timestamp()),
-                encode_entry(cert.serial_number, now, reason),
-            ),
+        return crls.add_revocation(
+            self._conn,
+            root_id,
+            cert.serial_number,
+            int(now.timestamp()),
+            None if reason is None else reason.value,
+            int(not_after(cert).timestamp()),
+            encode_entry(cert.serial_number, now, reason),
         )
-        return cur.rowcount == 1
-
-    def _raise_number(self, root_id: int, at_least: int) -> None:
-        self._conn.execute(
-            "INSERT INTO crl_numbers (root, last_number) VALUES (?, ?) ON CONFLICT (root)"
-            " DO UPDATE SET last_number = max(last_number, excluded.last_number)",
-            (root_id, at_least),
-        )
-
-    def _next_number(self, root_id: int) -> int:
-        self._conn.execute(
-            "INSERT INTO crl_numbers (root, last_number) VALUES (?, 1) ON CONFLICT (root)"
-            " DO UPDATE SET last_number = last_number + 1",
-            (root_id,),
-        )
-        row = self._conn.execute(
-            "SELECT last_number FROM crl_numbers WHERE root = ?", (root_id,)
-        ).fetchone()
-        return int(row[0])
 
     def _revoked_entries(self, root_id: int, now: dt.datetime) -> bytearray:
         """The root's entries, topped up from the table; rebuilt when pruning bites."""
@@ -319,13 +248,7 @@ class Revocations:
             and cache.oldest_not_after < cutoff
         ):
             cache = self._entries[root_id] = _Entries()
-        cur = self._conn.cursor()
-        cur.row_factory = None
-        cur.execute(
-            "SELECT seq, entry, not_after FROM revocations WHERE root = ? AND seq > ? ORDER BY seq",
-            (root_id, cache.last_seq),
-        )
-        for seq, entry, expires in cur:
+        for seq, entry, expires in crls.entries_after(self._conn, root_id, cache.last_seq):
             cache.last_seq = seq
             if cutoff is not None and expires is not None:
                 if expires < cutoff:
@@ -335,8 +258,8 @@ class Revocations:
             cache.blob += entry
         return cache.blob
 
-    def _issue(self, root: Root, now: dt.datetime) -> bytes:
-        number = self._next_number(root.id)
+    def _issue(self, root: Root, now: dt.datetime) -> StoredCrl:
+        number = crls.next_number(self._conn, root.id)
         entries = self._revoked_entries(root.id, now)
         try:
             der = build_crl(
@@ -350,23 +273,9 @@ class Revocations:
             )
         except CrlError as exc:
             raise Refusal("crl-signing-failed", str(exc)) from exc
-        self._conn.execute(
-            "INSERT INTO crls (root, number, sha1, next_update, imported, der)"
-            " VALUES (?, ?, ?, ?, 0, ?)",
-            (
-                root.id,
-                number,
-                hashlib.sha1(der).digest(),
-                int((now + self._validity).timestamp()),
-                der,
-            ),
-        )
-        self._conn.execute(
-            "DELETE FROM crls WHERE root = ? AND id NOT IN"
-            " (SELECT id FROM crls WHERE root = ? ORDER BY id DESC LIMIT ?)",
-            (root.id, root.id, self._history),
-        )
-        return der
+        next_update = int((now + self._validity).timestamp())
+        crls.add_crl(self._conn, root.id, number, der, next_update, self._history)
+        return StoredCrl(number, der)
 
     # -- the answer ------------------------------------------------------
 

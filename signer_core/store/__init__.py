@@ -1,1 +1,1 @@
-"""The CA database: schema, connections and transactions, the audit chain."""
+"""The CA database: its schema and migrations, and one module per subject owning its tables' SQL."""

@@ -1,9 +1,9 @@
 """The audit log: every decision of the signer, in a hash chain.
 
 Trusted side. Records live in the CA database (readable by the signer user
-alone) in table ``audit``. Record ``n`` carries the SHA-256 of record
-``n - 1``, and its own hash covers its number, time, event, details and that
-link; so editing, deleting or reordering any record breaks the chain at a
+alone) in table ``audit``, defined in ``schema``; the SQL on it is this
+module's. Record ``n`` carries the SHA-256 of record ``n - 1``, and its own
+hash covers its number, time, event, details and that link; so editing, deleting or reordering any record breaks the chain at a
 place ``verify`` names. Removing records from the end leaves a valid but
 shorter chain: that is what the head hash, written down by the operators on
 each visit, is for.
@@ -23,17 +23,6 @@ from dataclasses import dataclass
 
 GENESIS = "0" * 64
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    event TEXT NOT NULL,
-    details TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-
 
 def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
     material = "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
@@ -52,10 +41,8 @@ class Verdict:
 class AuditLog:
     """Appends to and verifies the chain; one writer (the signer)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
-        self.conn = conn
-        if create:
-            conn.executescript(_SCHEMA)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn  # the signer's, or a read-only one (signerctl) to verify
 
     def head(self) -> tuple[int, str]:
         """(number of records, hash of the last one) as stored, without checking.

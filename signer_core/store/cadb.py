@@ -2,8 +2,10 @@
 
 Trusted side, owned by the signer user alone (mode 0600). An embedded SQLite
 file opened with full durability (WAL, synchronous=FULL): a commit that
-returned is on disk. Other modules (revocations, CRLs, OpenPGP, time,
-audit) add their own tables to the same file through ``connection``.
+returned is on disk. Opening it brings its schema up to date (``schema``);
+the other tables of the file are used through their own modules beside this
+one (``audit``, ``crls``, ``clock``, ``openssl``), on ``connection``. This
+module owns the SQL on ``certificates`` and ``openpgp_certifications``.
 
 Issuance is two commits around the signature, so that a crash anywhere
 leaves a state the next attempt can finish without issuing twice:
@@ -22,15 +24,15 @@ answer is undelivered; an identical request after a delivered answer is a
 renewal and gets a row of its own. OpenPGP certifications are kept the same
 way, one row per certification.
 
-The schema carries a version (``PRAGMA user_version``); opening a database
-made by an earlier release upgrades it in one transaction.
+``signerctl`` reads the certificates through the functions at the end, on a
+read-only connection (``schema.open_readonly``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,67 +40,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from signer_core.store.schema import migrate
 from signer_core.x509.compat import not_after, not_before
 
-SCHEMA_VERSION = 2
-_TABLES = """
-CREATE TABLE IF NOT EXISTS certificates (
-    id INTEGER PRIMARY KEY,
-    root INTEGER NOT NULL,
-    serial TEXT NOT NULL,
-    request_digest BLOB NOT NULL,
-    profile INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('reserved', 'issued', 'released')),
-    reserved_at INTEGER NOT NULL,
-    issued_at INTEGER,
-    subject TEXT,
-    not_before INTEGER,
-    not_after INTEGER,
-    der BLOB,
-    answer_id TEXT,
-    delivered_at INTEGER,
-    UNIQUE (root, serial)
-);
-CREATE TABLE IF NOT EXISTS openpgp_certifications (
-    id INTEGER PRIMARY KEY,
-    request_digest BLOB NOT NULL,
-    fingerprint TEXT NOT NULL,
-    days INTEGER NOT NULL,
-    certified_at INTEGER NOT NULL,
-    armoured BLOB NOT NULL,
-    answer_id TEXT,
-    delivered_at INTEGER
-);
-"""
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
-CREATE INDEX IF NOT EXISTS certificates_request ON certificates (request_digest);
-CREATE INDEX IF NOT EXISTS certificates_answer ON certificates (answer_id);
-CREATE INDEX IF NOT EXISTS openpgp_request ON openpgp_certifications (request_digest);
-CREATE INDEX IF NOT EXISTS openpgp_answer ON openpgp_certifications (answer_id);
-"""
-# Release 1 (user_version 0) had UNIQUE request digests and no delivery
-# columns. Its answers are taken as delivered: after the upgrade an identical
-# request is a renewal, which is what it most likely is.
-_UPGRADE_FROM_1 = (
-    """
-ALTER TABLE certificates RENAME TO certificates_v1;
-ALTER TABLE openpgp_certifications RENAME TO openpgp_certifications_v1;
-"""
-    + _TABLES
-    + """
-INSERT INTO certificates (id, root, serial, request_digest, profile, state, reserved_at,
-    issued_at, subject, not_before, not_after, der, delivered_at)
-    SELECT id, root, serial, request_digest, profile, state, reserved_at, issued_at, subject,
-           not_before, not_after, der, issued_at FROM certificates_v1;
-INSERT INTO openpgp_certifications (id, request_digest, fingerprint, days, certified_at,
-    armoured, delivered_at)
-    SELECT id, request_digest, fingerprint, days, certified_at, armoured, certified_at
-    FROM openpgp_certifications_v1;
-DROP TABLE certificates_v1;
-DROP TABLE openpgp_certifications_v1;
-"""
-)
 _CERT_COLUMNS = (
     "id, root, serial, profile, state, der, issued_at, not_after, answer_id, delivered_at"
 )
@@ -107,10 +51,6 @@ _CERT_COLUMNS = (
 def serial_text(serial: int) -> str:
     """The database's spelling of a serial: lowercase hex, no leading zeros."""
     return format(serial, "x")
-
-
-class SchemaError(RuntimeError):
-    """The database was made by a newer release than this one."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +84,21 @@ class OpenPGPRow:
     delivered_at: int | None
 
 
+@dataclass(frozen=True)
+class SignedElsewhere:
+    """A certificate this appliance did not sign (the old CA's, on import): issued as is."""
+
+    root: int
+    serial: int
+    request_digest: bytes  # one no request can hash to: it must never answer a request
+    profile: int
+    issued_at: int
+    subject: str
+    not_before: int
+    not_after: int
+    der: bytes
+
+
 def _row(r: sqlite3.Row | None) -> CertRow | None:
     if r is None:
         return None
@@ -161,28 +116,6 @@ def _row(r: sqlite3.Row | None) -> CertRow | None:
     )
 
 
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Bring the schema to SCHEMA_VERSION; a fresh file just gets the tables."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"the CA database has schema version {version}; this release"
-            f" knows versions up to {SCHEMA_VERSION}"
-        )
-    old = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'certificates'").fetchone()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        script = _UPGRADE_FROM_1 if version < 2 and old else _TABLES
-        for statement in (script + _INDEXES).split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 class CADatabase:
     """One SQLite connection, used by one thread of the signer."""
 
@@ -196,7 +129,7 @@ class CADatabase:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.execute("PRAGMA foreign_keys=ON")
-        _upgrade(self.connection)
+        migrate(self.connection)
         self._on_rollback: list[Callable[[], object]] = []
 
     def close(self) -> None:
@@ -264,6 +197,37 @@ class CADatabase:
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def has_certificates(self, root: int) -> bool:
+        """Whether any row, of any state, belongs to this root."""
+        row = self.connection.execute(
+            "SELECT 1 FROM certificates WHERE root = ? LIMIT 1", (root,)
+        ).fetchone()
+        return row is not None
+
+    def add_signed_elsewhere(self, certs: Iterable[SignedElsewhere]) -> None:
+        """Rows in state ``issued`` that were never reserved here; IntegrityError on a taken serial."""
+        with self.transaction():
+            self.connection.executemany(
+                "INSERT INTO certificates (root, serial, request_digest, profile, state,"
+                " reserved_at, issued_at, subject, not_before, not_after, der)"
+                " VALUES (?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        c.root,
+                        serial_text(c.serial),
+                        c.request_digest,
+                        c.profile,
+                        c.issued_at,
+                        c.issued_at,
+                        c.subject,
+                        c.not_before,
+                        c.not_after,
+                        c.der,
+                    )
+                    for c in certs
+                ),
+            )
 
     def release(self, root: int, serial: int) -> None:
         """A reserved serial that will not be issued: kept, as spent, in state ``released``."""
@@ -348,3 +312,59 @@ class CADatabase:
     def count(self, state: str = "issued") -> int:
         cur = self.connection.execute("SELECT count(*) FROM certificates WHERE state = ?", (state,))
         return int(cur.fetchone()[0])
+
+
+# -- what signerctl reads (any connection, read-only will do) -----------------
+
+
+@dataclass(frozen=True)
+class CertSummary:
+    issued: int
+    reserved: int
+    last_issued_at: int | None
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    root: int
+    serial: int
+    profile: int
+    subject: str
+    issued_at: int
+    not_after: int
+
+
+def certificate_summary(conn: sqlite3.Connection) -> CertSummary:
+    counts = dict(conn.execute("SELECT state, count(*) FROM certificates GROUP BY state"))
+    last = conn.execute("SELECT max(issued_at) FROM certificates").fetchone()[0]
+    return CertSummary(counts.get("issued", 0), counts.get("reserved", 0), last)
+
+
+def find_issued(
+    conn: sqlite3.Connection,
+    *,
+    serial: int | None = None,
+    subject: str | None = None,
+    since: int | None = None,
+    limit: int = 100,
+) -> list[IssuedCert]:
+    """Issued certificates, newest first; ``subject`` is a substring, ``since`` a time."""
+    query: list[str] = ["state = 'issued'"]
+    args: list[object] = []
+    if serial is not None:
+        query.append("serial = ?")
+        args.append(serial_text(serial))
+    if subject is not None:
+        query.append("subject LIKE ? ESCAPE '\\'")
+        args.append(
+            "%" + subject.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+    if since is not None:
+        query.append("issued_at >= ?")
+        args.append(since)
+    rows = conn.execute(
+        "SELECT root, serial, profile, subject, issued_at, not_after FROM certificates"
+        f" WHERE {' AND '.join(query)} ORDER BY issued_at DESC LIMIT ?",
+        (*args, limit),
+    )
+    return [IssuedCert(r[0], int(r[1], 16), r[2], r[3], r[4], r[5]) for r in rows]

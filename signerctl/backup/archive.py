@@ -144,7 +144,7 @@ def audit_of(database: Path) -> Verdict:
         ).fetchone()
         if not has_audit:
             return Verdict(True, 0, GENESIS)
-        return AuditLog(conn, create=False).verify()
+        return AuditLog(conn).verify()
     finally:
         conn.close()
 

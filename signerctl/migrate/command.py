@@ -120,8 +120,8 @@ def cmd_import_openpgp(args) -> tuple[object, int]:
 
 
 def cmd_export_openssl(args) -> tuple[object, int]:
+    from signer_core.store.schema import open_readonly
     from signerctl.migrate.export import ExportError, export_openssl
-    from signerctl.overview import open_readonly
 
     cfg = read_config(args)
     with open_readonly(cfg.signer.database) as conn:

@@ -23,15 +23,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+from signer_core.store import crls, openssl
 from signerctl.migrate.index import REASON_NAMES, format_line, oneline, serial_hex
 from spool.safeio import commit_stream
 
 _UTC = dt.UTC
-_ROWS = """
-SELECT c.serial, c.not_after, c.der, r.revoked_at, r.reason
-FROM certificates c LEFT JOIN revocations r ON r.root = c.root AND r.serial = c.serial
-WHERE c.root = ? AND c.state = 'issued' ORDER BY c.id
-"""
 
 
 class ExportError(ValueError):
@@ -49,25 +45,6 @@ class ExportTotals:
     reasons_dropped: int
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        is not None
-    )
-
-
-def _query(conn: sqlite3.Connection) -> str:
-    """The query; a database that never revoked anything may have no revocations table."""
-    if _has_table(conn, "revocations"):
-        return _ROWS
-    return _ROWS.replace(
-        "revocations r",
-        "(SELECT NULL AS root, NULL AS serial, NULL AS revoked_at, NULL AS reason) r",
-    )
-
-
 def _write(path: Path, lines) -> None:
     def fill(fd: int) -> None:
         with open(fd, "w", encoding="ascii", newline="\n", closefd=False) as f:
@@ -76,13 +53,6 @@ def _write(path: Path, lines) -> None:
                 f.write("\n")
 
     commit_stream(path.parent, path.name, fill, 0o644)
-
-
-def _stored(conn: sqlite3.Connection, table: str, column: str, root_id: int) -> int | None:
-    if not _has_table(conn, table):
-        return None
-    row = conn.execute(f"SELECT {column} FROM {table} WHERE root = ?", (root_id,)).fetchone()
-    return None if row is None else (int(row[0], 16) if isinstance(row[0], str) else int(row[0]))
 
 
 def export_openssl(
@@ -97,8 +67,7 @@ def export_openssl(
     top = [0]
 
     def lines():
-        for serial, expires, der, revoked_at, reason in conn.execute(_query(conn), (root_id,)):
-            number = int(serial, 16)
+        for number, expires, der, revoked_at, reason in crls.issued_with_revocations(conn, root_id):
             top[0] = max(top[0], number)
             expiry = dt.datetime.fromtimestamp(expires, _UTC)
             flag = None if reason is None else x509.ReasonFlags(reason)
@@ -113,8 +82,8 @@ def export_openssl(
 
     _write(out / "index.txt", lines())
     _write(out / "index.txt.attr", ["unique_subject = no"])
-    next_serial = max(_stored(conn, "openssl_state", "next_serial", root_id) or 1, top[0] + 1)
-    next_crl = (_stored(conn, "crl_numbers", "last_number", root_id) or 0) + 1
+    next_serial = max(openssl.next_serial(conn, root_id) or 1, top[0] + 1)
+    next_crl = (crls.last_number(conn, root_id) or 0) + 1
     _write(out / "serial", [serial_hex(next_serial)])
     _write(out / "crlnumber", [serial_hex(next_crl)])
     return ExportTotals(
