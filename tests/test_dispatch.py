@@ -105,7 +105,7 @@ def test_receipt_makes_the_same_bytes_a_new_request(ctx):
 def revoke_request(cert_pem: bytes) -> Request:
     """Revoke ``cert_pem`` (empty: refresh) for a web host that holds no CRL we know."""
     header = RequestHeader(action=Action.REVOKE, system=System.X509, root=1).to_bytes()
-    return Request(_CLOCK.next_id(), NOW.timestamp(), header, (cert_pem, b"", b"0" * 40), True)
+    return Request(new_id(), NOW.timestamp(), header, (cert_pem, b"", b"0" * 40), True)
 
 
 def test_revoke_and_refresh_are_audited_with_what_the_answer_carries(ctx):
