@@ -4,6 +4,15 @@
 SHELL := /bin/bash
 DEMO_DIR ?= demo-ca
 PYTEST_ARGS ?=
+# Most tests wait on pipes, ptys and daemons, so four workers on two cores pay;
+# the package's tests share one build (one worker, xdist group "package"). The
+# tests that measure elapsed time run afterwards, alone, where their figures mean
+# something (marker "timing").
+WORKERS ?= 4
+PARALLEL = -n $(WORKERS) --dist loadgroup -m "not timing"
+ALONE = -m timing
+# pytest's status 5: nothing selected (PYTEST_ARGS named no timing test).
+NONE_IS_OK = || [ $$? = 5 ]
 DEB_ENV := PYTHONPATH=$(CURDIR):$(CURDIR)/.deb-extra
 
 .PHONY: setup demo serve test lint test-debian test-venv deb test-package clean
@@ -26,18 +35,20 @@ lint:
 
 test-debian:
 	@echo "== tests on Debian's packages (/usr/bin/python3)"
-	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest $(PYTEST_ARGS)
+	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest $(PARALLEL) $(PYTEST_ARGS)
+	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest $(ALONE) $(PYTEST_ARGS) $(NONE_IS_OK)
 
 test-venv:
 	@echo "== tests on current PyPI releases (.venv)"
-	cd $(CURDIR) && .venv/bin/python -m pytest $(PYTEST_ARGS)
+	cd $(CURDIR) && .venv/bin/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
+	cd $(CURDIR) && .venv/bin/python -m pytest $(ALONE) $(PYTEST_ARGS) $(NONE_IS_OK)
 
 deb:
 	scripts/build-deb.sh dist
 
 test-package:
 	@echo "== the Debian package: build, lintian, install into Debian 12 and 13, run, purge (root)"
-	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest tests/test_package.py $(PYTEST_ARGS)
+	cd $(CURDIR) && $(DEB_ENV) /usr/bin/python3 -m pytest tests/package $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .deb-extra $(DEMO_DIR) .pytest_cache .hypothesis
