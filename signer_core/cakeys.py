@@ -5,8 +5,8 @@ X.509 root whose certificate or key file still parses (``RootStore``), and
 the OpenPGP root's primary key and subkeys as gpg exported them at start
 (``OpenPGPSigner.ca_public``). The key of a request is hostile: an X.509
 public key already parsed (and its self-signature verified) by
-``x509req``, or the key packets of a block already walked, bounded, by
-``openpgp_packets``; their bodies are read here again, linearly, every MPI
+``signer_core.x509.request``, or the key packets of a block already walked, bounded, by
+``signer_core.openpgp.packets``; their bodies are read here again, linearly, every MPI
 length checked against what is left, and what cannot be read is skipped
 (``None``), never an exception.
 

@@ -48,7 +48,7 @@ class OpenPGPConfig:
     cert_level: int = 2
     digest: str = "SHA256"
     workdir: Path | None = None  # parent of the per-request GnuPG homes; <state_dir>/gpg if None
-    # Bounds on a requester's key block before gpg sees it (openpgp_packets.PacketLimits).
+    # Bounds on a requester's key block before gpg sees it (signer_core.openpgp.limits.PacketLimits).
     max_packets: int = 2000
     max_user_ids: int = 100
     max_subkeys: int = 32
@@ -56,7 +56,7 @@ class OpenPGPConfig:
     max_signatures_per_uid: int = 200
     max_key_bits: int = 8192
     max_rsa_exponent_bits: int = 32
-    # gpg's work on one request (openpgp_gpg.GpgLimits): CPU s per process, wall-clock s in all.
+    # gpg's work on one request (signer_core.openpgp.gpg.GpgLimits): CPU s per process, wall-clock s in all.
     gpg_cpu_seconds: int = 5
     gpg_wall_seconds: float = 10.0
 

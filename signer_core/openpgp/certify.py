@@ -1,9 +1,9 @@
 """OpenPGP key certification with the CA's OpenPGP key ("Sign OpenPGP", action 1 system 2).
 
 Trusted side. ``key_data`` comes from a spool request and is hostile: it is
-size-limited and its packets are walked (``openpgp_packets``) before gpg sees
+size-limited and its packets are walked (``packets``) before gpg sees
 it, then checked again as gpg understood it after import. Each request runs
-in a fresh private GnuPG home (``openpgp_gpg``) that holds the user's key and
+in a fresh private GnuPG home (``gpg``) that holds the user's key and
 the CA secret key and nothing else, and is removed with its gpg-agent
 afterwards, whatever happens. This module trusts the configuration, gpg,
 python-gnupg, and the CA key material the operator installed.
@@ -14,7 +14,7 @@ that it is there, not expired or revoked, and unlocks with the configured
 passphrase, and keeps that home's export of it (still passphrase-protected,
 with a cheap S2K count) in memory, so that requests never touch the CA's
 home again. It also keeps the CA's public key packets (primary and subkeys,
-walked by ``openpgp_packets`` from gpg's binary export), so that a key block
+walked by ``packets`` from gpg's binary export), so that a key block
 carrying any CA key is refused (``cakeys``) before gpg sees it.
 
 The packet checks bound what gpg's own checks can cost (``PacketLimits``),
@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import re
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -60,9 +58,9 @@ from signer_core.config.openpgp import CERT_DIGESTS, CERT_LEVELS, POLICY_URL, v4
 from signer_core.openpgp.gpg import (
     DEFAULT_GPG_LIMITS,
     MAX_HOME_PATH,
-    GpgError,
     GpgLimits,
     checked_signatures,
+    checked_workdir,
     colon_records,
     open_gpg,
     private_home,
@@ -167,7 +165,7 @@ def load_signer(
         limits,
         gpg_limits,
     )
-    parent = _workdir(signer)
+    parent = checked_workdir(signer.workdir)
     secret = _read_ca_secret(signer)
     with private_home(parent, signer.gpg_limits) as private:
         gpg = private.gpg()
@@ -181,7 +179,7 @@ def load_signer(
                 "CA OpenPGP key does not unlock with the configured passphrase",
             )
         public = _export_ca_public(gpg, signer)
-    # Keep the re-export: protected with the home's cheap S2K count (see openpgp_gpg).
+    # Keep the re-export: protected with the home's cheap S2K count (see gpg.py).
     return dataclasses.replace(
         signer, ca_secret=CaSecret(unlocked, secret.passphrase), ca_public=public
     )
@@ -203,7 +201,7 @@ def certify_key(
     if ca_keys is None:
         ca_keys = CaKeys.build(openpgp=_with_ca_public(signer, secret))
     ca_keys.check_openpgp(summary)
-    with private_home(_workdir(signer), signer.gpg_limits) as private:
+    with private_home(checked_workdir(signer.workdir), signer.gpg_limits) as private:
         gpg = private.gpg(_cert_options(signer, days))
         _import_user_key(gpg, summary)
         _import_ca(gpg, signer, secret)
@@ -273,7 +271,7 @@ def _with_ca_public(signer: OpenPGPSigner, secret: CaSecret) -> OpenPGPSigner:
     """``signer`` knowing its public keys: a signer not made by ``load_signer`` reads them now."""
     if signer.ca_public:
         return signer
-    with private_home(_workdir(signer), signer.gpg_limits) as private:
+    with private_home(checked_workdir(signer.workdir), signer.gpg_limits) as private:
         gpg = private.gpg()
         _import_ca(gpg, signer, secret)
         return dataclasses.replace(signer, ca_public=_export_ca_public(gpg, signer))
@@ -360,43 +358,3 @@ def _read_passphrase(path: Path | None) -> str:
     if "\n" in passphrase or "\r" in passphrase:
         raise ValueError("OpenPGP passphrase file must hold one line")
     return passphrase
-
-
-def _workdir(signer: OpenPGPSigner) -> Path | None:
-    """The parent of the private homes, checked (see the module docstring); None: the system's."""
-    if signer.workdir is None:
-        return None
-    path = signer.workdir
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise GpgError(f"OpenPGP workdir {path} cannot be created: {exc.strerror}.") from exc
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        raise GpgError(f"OpenPGP workdir {path} cannot be examined: {exc.strerror}.") from exc
-    _check_private(path, info)
-    return path
-
-
-def _check_private(path: Path, info: os.stat_result) -> None:
-    uid = os.geteuid()
-    if stat.S_ISLNK(info.st_mode):
-        raise GpgError(
-            f"OpenPGP workdir {path} is a symbolic link;"
-            " it must be a directory of the signer's own."
-        )
-    if not stat.S_ISDIR(info.st_mode):
-        raise GpgError(f"OpenPGP workdir {path} is not a directory.")
-    if info.st_uid != uid:
-        raise GpgError(
-            f"OpenPGP workdir {path} belongs to uid {info.st_uid}, not to the signer"
-            f" (uid {uid}): another user may have created it first."
-        )
-    if info.st_mode & 0o077:
-        raise GpgError(
-            f"OpenPGP workdir {path} has mode {stat.S_IMODE(info.st_mode):04o};"
-            " it must be 0700, reachable by the signer alone."
-        )

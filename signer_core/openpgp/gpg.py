@@ -33,6 +33,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -293,3 +294,45 @@ def checked_signatures(gpg: gnupg.GPG, fingerprint: str) -> list[list[str]]:
 def _fields(listing: Any) -> list[list[str]]:
     text = listing.data.decode("utf-8", "replace")
     return [line.split(":") for line in text.splitlines() if line]
+
+
+def checked_workdir(path: Path | None) -> Path | None:
+    """``path``, the parent of the private homes, made if need be and checked: a
+    real directory of the signer's own that no one else may enter (a squatted
+    or shared one would let another user watch or swap the homes); None: the
+    system's temporary directory."""
+    if path is None:
+        return None
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise GpgError(f"OpenPGP workdir {path} cannot be created: {exc.strerror}.") from exc
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise GpgError(f"OpenPGP workdir {path} cannot be examined: {exc.strerror}.") from exc
+    _check_private(path, info)
+    return path
+
+
+def _check_private(path: Path, info: os.stat_result) -> None:
+    uid = os.geteuid()
+    if stat.S_ISLNK(info.st_mode):
+        raise GpgError(
+            f"OpenPGP workdir {path} is a symbolic link;"
+            " it must be a directory of the signer's own."
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise GpgError(f"OpenPGP workdir {path} is not a directory.")
+    if info.st_uid != uid:
+        raise GpgError(
+            f"OpenPGP workdir {path} belongs to uid {info.st_uid}, not to the signer"
+            f" (uid {uid}): another user may have created it first."
+        )
+    if info.st_mode & 0o077:
+        raise GpgError(
+            f"OpenPGP workdir {path} has mode {stat.S_IMODE(info.st_mode):04o};"
+            " it must be 0700, reachable by the signer alone."
+        )

@@ -1,7 +1,7 @@
 """Certificate profiles (templates) as data: the built-in table of docs/design.md.
 
 Trusted side. Pure data, no input parsing: the configuration may override
-fields of a built-in profile (see ``config.py``), the issuer reads them.
+fields of a built-in profile (see ``signer_core.config.x509``), the issuer reads them.
 """
 
 from __future__ import annotations

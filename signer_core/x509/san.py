@@ -25,7 +25,7 @@ Name rules, with their refusal codes (``bad-san`` unless said otherwise):
   ``foo.*.example.org``, ``*.*.example.org`` or ``*.org``. Offline there is
   no public-suffix list, so ``*.co.uk`` cannot be told from ``*.example.org``:
   two labels is the whole check. Whether a profile takes wildcards at all is
-  the issuer's decision (``issue._sans``), not the parser's.
+  the issuer's decision (``names.certificate_names``), not the parser's.
 - An IPv6 address with a zone id (``fe80::1%eth0``) is refused: Python's
   ``ipaddress`` (3.9+) accepts scope ids, but an iPAddress has no room for
   one and the certificate would not say what was asked.

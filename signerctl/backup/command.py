@@ -3,7 +3,7 @@
 Trusted side tooling, run by an operator as root on the console (restore on
 the machine that holds the backup secret key). Wiring only: the work is in
 ``backup``, ``restore`` and ``integrity``. Each command returns
-``(data, exit_code)`` like the others in ``ctl``; a refusal is data with a
+``(data, exit_code)`` like the others in ``signerctl.main``; a refusal is data with a
 ``refused`` reason and exit code 1.
 """
 
