@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from crl_baselines import builder_baseline, encoder_comparison, openssl_ca, run_measured  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
@@ -226,111 +227,6 @@ def _check(work: Path, before: bytes, patch: bytes, after: bytes, root: Root, ex
     return "ok" if ok else f"FAILED verify={done.returncode} listed={listed}/{expected}"
 
 
-_OPENSSL_CNF = """
-[ ca ]
-default_ca = CA_default
-[ CA_default ]
-dir = {dir}
-database = $dir/index.txt
-certificate = $dir/root.pem
-private_key = $dir/root.key
-crlnumber = $dir/crlnumber
-default_md = sha256
-default_crl_days = 7
-crl_extensions = crl_ext
-unique_subject = no
-[ crl_ext ]
-authorityKeyIdentifier = keyid:always
-"""
-
-
-def _run_measured(argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
-    """Wall time and max RSS (KiB) of a tool, through GNU time so that the
-    RSS is the tool's own and not that of the Python process forking it."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "maxrss=%M", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
-    if done.returncode not in ok:
-        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode()[-300:]}")
-    last = done.stderr.decode().strip().splitlines()[-1]
-    return elapsed, int(last.removeprefix("maxrss="))
-
-
-def openssl_ca(count: int, repeat: int, work: Path, key_pem: bytes) -> dict:
-    """``openssl ca -gencrl`` over an index.txt of ``count`` revoked entries."""
-    ca = work / "openssl-ca"
-    ca.mkdir()
-    _load_root(key_pem, ca)  # root.key and root.pem, as openssl.cnf names them
-    (ca / "crlnumber").write_text("01\n")
-    (ca / "index.txt.attr").write_text("unique_subject = no\n")
-    (ca / "openssl.cnf").write_text(_OPENSSL_CNF.format(dir=ca))
-    expiry = (NOW + dt.timedelta(days=365)).strftime("%y%m%d%H%M%SZ")
-    revoked = (NOW - dt.timedelta(days=30)).strftime("%y%m%d%H%M%SZ")
-    with open(ca / "index.txt", "w") as index:
-        for serial in _serials(count):
-            index.write(f"R\t{expiry}\t{revoked}\t{serial:X}\tunknown\t/CN=leaf\n")
-    times, peaks = [], []
-    for _ in range(repeat):
-        elapsed, peak = _run_measured(
-            [
-                "openssl",
-                "ca",
-                "-config",
-                str(ca / "openssl.cnf"),
-                "-gencrl",
-                "-out",
-                str(ca / "crl.pem"),
-                "-batch",
-            ]
-        )
-        times.append(elapsed)
-        peaks.append(peak)
-    listed = len(x509.load_pem_x509_crl((ca / "crl.pem").read_bytes()))
-    assert listed == count, (listed, count)
-    return {"gencrl_s": times, "maxrss_kb": max(peaks)}
-
-
-def builder_baseline(count: int) -> float:
-    """cryptography's builder, one add_revoked_certificate per entry."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")])
-    start = time.perf_counter()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(name)
-        .last_update(NOW)
-        .next_update(NOW + dt.timedelta(days=7))
-    )
-    for serial in _serials(count):
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
-        )
-    builder.sign(key, hashes.SHA256())
-    return time.perf_counter() - start
-
-
-def encoder_comparison(count: int = 100_000) -> tuple[float, float]:
-    """Seconds to encode ``count`` entries: ours, then asn1crypto's."""
-    from asn1crypto import crl as asn1_crl
-
-    serials = _serials(count)
-    ours = _timed(lambda: [encode_entry(s, NOW) for s in serials])[0]
-    theirs = _timed(
-        lambda: [
-            asn1_crl.RevokedCertificate(
-                {"user_certificate": s, "revocation_date": asn1_crl.Time({"utc_time": NOW})}
-            ).dump()
-            for s in serials
-        ]
-    )[0]
-    return ours, theirs
-
-
 def _med(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -357,7 +253,7 @@ def main() -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    ours_enc, asn1_enc = encoder_comparison()
+    ours_enc, asn1_enc = encoder_comparison(_serials(100_000), NOW)
     print(
         f"entry encoding, 100k entries: ours {ours_enc:.3f} s, asn1crypto {asn1_enc:.3f} s"
         f" (asn1crypto/ours = {asn1_enc / ours_enc:.1f}x)"
@@ -399,7 +295,7 @@ def main() -> None:
                 check=True,
             )
             ours = json.loads(done.stdout)
-            _, xdelta_kb = _run_measured(
+            _, xdelta_kb = run_measured(
                 [
                     "xdelta",
                     "delta",
@@ -409,10 +305,14 @@ def main() -> None:
                 ],
                 ok=(0, 1),
             )
-            base = openssl_ca(
-                size, max(1, min(args.repeat, 3 if size >= 10**6 else 5)), work, key_pem
-            )
-        builder = f"{builder_baseline(size):.2f}" if size <= args.builder_max else "-"
+            ca = work / "openssl-ca"
+            ca.mkdir()
+            _load_root(key_pem, ca)  # root.key and root.pem, as openssl.cnf names them
+            repeat = max(1, min(args.repeat, 3 if size >= 10**6 else 5))
+            base = openssl_ca(ca, _serials(size), NOW, repeat)
+        builder = "-"
+        if size <= args.builder_max:
+            builder = f"{builder_baseline(_serials(size), NOW):.2f}"
         revoke, gencrl = _med(ours["revoke_s"]), _med(base["gencrl_s"])
         print(
             " | ".join(
