@@ -45,8 +45,10 @@ ODD_ENTRIES = """
 import os, sys
 d, names = sys.argv[1], dict(arg.split("=", 1) for arg in sys.argv[2:])
 os.mkdir(os.path.join(d, names["directory"]))
-os.mkdir(os.path.join(d, names["full-directory"]))
-open(os.path.join(d, names["full-directory"], "inside"), "w").close()
+# Filled under a dot name, which the signer ignores, before it takes its own.
+os.mkdir(os.path.join(d, "." + names["full-directory"]))
+open(os.path.join(d, "." + names["full-directory"], "inside"), "w").close()
+os.rename(os.path.join(d, "." + names["full-directory"]), os.path.join(d, names["full-directory"]))
 os.mkfifo(os.path.join(d, names["fifo"]))
 os.symlink("/etc/passwd", os.path.join(d, names["symlink"]))
 """
