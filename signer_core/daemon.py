@@ -44,6 +44,7 @@ from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
+from signer_core.store.schema import SchemaError
 from signer_core.timesync import ClockRules, TimeReadings
 from spool.corrupt import DropReport
 from spool.crashpoint import crashpoint
@@ -287,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, HardeningError, KeyError) as exc:
         print(f"signer-core: {exc}", file=sys.stderr)
         return 2
-    run(cfg, spool)
+    try:
+        run(cfg, spool)
+    except SchemaError as exc:  # a database from a newer release: nothing to do but say so
+        print(f"signer-core: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
