@@ -1,6 +1,6 @@
 """The signer against a hostile comm user: a dot-file storm and a flood of bad files.
 
-Not part of the test suite (tests/test_e2e_spool_flood.py runs the short
+Not part of the test suite (tests/system/test_spool_flood.py runs the short
 versions). It lays out a demo CA, starts both daemons (under their own users
 when run as root: the attacker then acts as the comm user) and measures:
 
@@ -30,20 +30,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from conftest_crash import (
-    LoneSigner,
-    audit_events,
-    audit_verdict,
-    enqueue_as_comm,
-    spool_names,
-    wait_until,
-)
-from test_e2e_spool_flood import FLOOD_FILES, STORM, as_comm, cpu_seconds, timed_sign
+sys.path.insert(0, str(REPO))
 
 from signerctl.demo.ca import Users, create_demo_ca, system_users
-from signerctl.demo.run import daemons, start_cable, wait_until_served
+from signerctl.demo.rig import (
+    FLOOD_FILES,
+    STORM,
+    LoneSigner,
+    as_comm,
+    audit_events,
+    audit_verdict,
+    cpu_seconds,
+    enqueue_as_comm,
+    spool_names,
+    timed_sign,
+    wait_until,
+)
+from signerctl.demo.run import on_cable
 from webhost.client import WebClient
 
 REQUEST_EVERY = 5.0  # s between the requests sent during the storm
@@ -133,16 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)
     users = system_users() if os.geteuid() == 0 else Users()
-    cable, supervisor = start_cable(), None
     try:
-        users.give_to_comm(cable.appliance_end)
-        config = create_demo_ca(work / "ca", users, cable.appliance_end)
-        (work / "log").mkdir(exist_ok=True)
-        supervisor = daemons(config, work / "log")
-        supervisor.start()
-        wait_until_served(cable.web_end)
-        status = run(args, work / "ca", users, supervisor, cable.web_end)
-        queued = measure_queued_flood(work, users, args.flood)
+        with on_cable(work / "ca", users, work / "log") as running:
+            status = run(args, work / "ca", users, running.supervisor, running.link)
+            queued = measure_queued_flood(work, users, args.flood)
         print(
             f"queued flood: {args.flood} bad files and one request behind them, then a signer "
             f"started: the request answered {queued['answered']:.2f} s after the start, the "
@@ -151,10 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return status
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        cable.process.terminate()
-        cable.process.wait()
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -38,12 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
-from conftest_crash import (
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from comm_handler.frames import FrameError
+from comm_handler.transfer import LinkError
+from signer_core.openpgp.gpg import stop_agent
+from signer_core.x509.compat import verify_issued_by
+from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signerctl.demo.nullmodem import Direction, NullModem
+from signerctl.demo.rig import (
     audit_verdict,
     cert_rows,
-    csr_pem,
     deployed_retry,
     peak_kib,
     rss_kib,
@@ -51,14 +59,7 @@ from conftest_crash import (
     spool_names,
     wait_spool_settled,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from signer_core.openpgp.gpg import stop_agent
-from signer_core.x509.compat import verify_issued_by
-from signerctl.demo.ca import Users, create_demo_ca, system_users
-from signerctl.demo.nullmodem import Direction, NullModem
-from signerctl.demo.run import daemons, wait_until_served
+from signerctl.demo.run import daemons, demo_request, wait_until_served
 from webhost.client import ClientError, WebClient
 
 KINDS = {"x509": 35, "x509-repeat": 10, "openpgp": 10, "revoke": 10, "refresh": 10, "nul": 25}
@@ -164,7 +165,7 @@ class WebHost:
         if kind == "x509-repeat" and self.issued:
             csr = self.rng.choice(list(self.issued))
         else:
-            kind, csr = ("x509", csr_pem()) if kind.startswith("x509") else (kind, b"")
+            kind, csr = ("x509", demo_request()) if kind.startswith("x509") else (kind, b"")
         if kind == "revoke" and not self.unrevoked:
             kind = "refresh"
         calls = {
@@ -181,7 +182,7 @@ class WebHost:
             calls["revoke"] = lambda: self.client.revoke(
                 0, pem, self.crl_path, self.ca / "certs" / "root0.crt"
             )
-        outcome = deployed_retry(calls[kind], pause=QUIET_AFTER_FAILURE)
+        outcome = deployed_retry(calls[kind], (LinkError, FrameError), pause=QUIET_AFTER_FAILURE)
         self.count += 1
         answer = outcome.response
         if answer is None or not answer.ok:

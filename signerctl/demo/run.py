@@ -80,6 +80,47 @@ def daemons(config: Path, log_dir: Path) -> Supervisor:
     )
 
 
+@dataclass(frozen=True)
+class Running:
+    """A demo CA's two daemons, joined to the appliance end of ``cable``."""
+
+    config: Path
+    cable: Cable
+    supervisor: Supervisor
+
+    @property
+    def link(self) -> str:
+        return self.cable.web_end
+
+
+@contextmanager
+def on_cable(
+    directory: Path, users: Users, log_dir: Path, extra_toml: str = ""
+) -> Iterator[Running]:
+    """A demo CA in ``directory`` (its configuration ending with ``extra_toml``), both
+    daemons started on a new cable and answering on its web end; stopped afterwards.
+
+    The demo, the system tests and bench/ all start the appliance this way.
+    """
+    cable = start_cable()
+    supervisor = None
+    try:
+        users.give_to_comm(cable.appliance_end)
+        config = create_demo_ca(directory, users, cable.appliance_end)
+        with config.open("a") as f:
+            f.write(extra_toml)
+        log_dir.mkdir(exist_ok=True)
+        supervisor = daemons(config, log_dir)
+        supervisor.start()
+        wait_until_served(cable.web_end)
+        yield Running(config, cable, supervisor)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        cable.process.terminate()
+        cable.process.wait()
+
+
 def demo_request() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
@@ -193,25 +234,10 @@ def _wait_for_signal() -> None:
 def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
     users = system_users() if os.geteuid() == 0 else Users()
     directory = directory.resolve()
-    with spool_filesystem(directory, out):
-        cable = start_cable()
-        supervisor = None
-        try:
-            users.give_to_comm(cable.appliance_end)
-            config = create_demo_ca(directory, users, cable.appliance_end)
-            log_dir = directory / "log"
-            log_dir.mkdir(exist_ok=True)
-            supervisor = daemons(config, log_dir)
-            supervisor.start()
-            print(f"link: {cable.web_end}", file=out, flush=True)
-            wait_until_served(cable.web_end)
-            ok = sign_one(cable.web_end, directory, out)
-            if serve and ok:
-                print("serving; interrupt to stop", file=out, flush=True)
-                _wait_for_signal()
-            return 0 if ok else 1
-        finally:
-            if supervisor is not None:
-                supervisor.stop()
-            cable.process.terminate()
-            cable.process.wait()
+    with spool_filesystem(directory, out), on_cable(directory, users, directory / "log") as running:
+        print(f"link: {running.link}", file=out, flush=True)
+        ok = sign_one(running.link, directory, out)
+        if serve and ok:
+            print("serving; interrupt to stop", file=out, flush=True)
+            _wait_for_signal()
+        return 0 if ok else 1
