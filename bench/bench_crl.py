@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from signer_core.config import RootConfig  # noqa: E402
+from signer_core.config.x509 import RootConfig
 from signer_core.crl.encode import build_crl, encode_entry  # noqa: E402
 from signer_core.crl.revocation import Revocations  # noqa: E402
 from signer_core.crl.xdelta import make_delta  # noqa: E402

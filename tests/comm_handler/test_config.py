@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comm_handler.config import CommConfig, LinkTimeouts, load_comm_config
+from comm_handler.config import CommConfig, load_comm_config
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import MAX_STRING, decode_message
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
 from signer_core.config import load_config
 from spool.header import Action
 from spool.queue import Spool
-from spool.settings import ConfigError
+from spool.settings import ConfigError, LinkTimeouts
 
 BASE = '[spool]\ndir = "spool"\n[comm]\ndevice = "/dev/ttyUSB0"\n'
 ALL_LINK_KEYS = """ready_timeout = 2.5

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from signer_core.config import ConfigError, load_config
+from signer_core.config import load_config
 from signer_core.x509.profiles import BUILTIN_PROFILES, SanSource
+from spool.settings import ConfigError
 
 FULL = """
 [spool]
@@ -257,7 +258,8 @@ def test_unreadable_and_invalid_files(tmp_path):
     ],
 )
 def test_time_limits_nest(tmp_path, extra, key):
-    from signer_core.config import ConfigError, load_config
+    from signer_core.config import load_config
+    from spool.settings import ConfigError
 
     (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n' + extra)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -14,7 +14,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer_core.config import ConfigError, SignerConfig, load_config
+from signer_core.config import load_config
+from signer_core.config.signer import SignerConfig
 from signer_core.dispatch import MAX_QUEUE_AGE, handle_nul
 from signer_core.refusal import Refusal
 from signer_core.roots import Root, RootStore
@@ -27,6 +28,7 @@ from signer_core.timesync import (
     roots_validity,
 )
 from spool.record import Request
+from spool.settings import ConfigError
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 

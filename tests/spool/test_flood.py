@@ -212,7 +212,8 @@ def test_a_wait_returns_on_time_whatever_the_interval(tmp_path: Path, interval: 
 
 def test_both_daemons_read_the_spool_limits_section(tmp_path: Path) -> None:
     from comm_handler.config import load_comm_config
-    from signer_core.config import ConfigError, load_config
+    from signer_core.config import load_config
+    from spool.settings import ConfigError
 
     config = tmp_path / "signer.toml"
     base = '[comm]\ndevice = "/dev/null"\n[spool]\ndir = "spool"\n'

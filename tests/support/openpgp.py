@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, settings
 
-from signer_core.openpgp import packets as op
+from signer_core.openpgp import keyblock
 from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
 
@@ -303,7 +303,7 @@ def armour(
 
 def code(data: bytes, **kw) -> str:
     with pytest.raises(Refusal) as info:
-        op.summarise(data, **kw)
+        keyblock.summarise(data, **kw)
     return info.value.code
 
 

@@ -17,15 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from comm_handler.frames import Message
-from spool.header import Action, RequestHeader
-from webhost.client import (
-    CrlUpdateError,
-    Response,
-    WebClient,
-    apply_crl_answer,
-    is_spkac,
-    nul_timestamp,
-)
+from spool.header import Action, RequestHeader, is_spkac
+from webhost.client import CrlUpdateError, Response, WebClient, apply_crl_answer, nul_timestamp
 
 NOW = datetime.datetime(2026, 11, 28, 20, 45, 7, tzinfo=datetime.UTC)
 

@@ -21,11 +21,10 @@ from support.openpgp import (
 
 from signer_core.openpgp.certify import (
     OpenPGPSigner,
-    _workdir,
     certify_key,
     load_signer,
 )
-from signer_core.openpgp.gpg import private_home
+from signer_core.openpgp.gpg import checked_workdir, private_home
 from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
 
@@ -178,7 +177,7 @@ def test_only_verifying_ca_certifications_count(world, clean, monkeypatch):
     the final check, and the same one with a broken signature does not."""
     import signer_core.openpgp.certify as module
     from signer_core.openpgp.gpg import CommandResult
-    from signer_core.openpgp.packets import summarise
+    from signer_core.openpgp.keyblock import summarise
 
     fpr = world.user_key("Forged")
     packets = walk(
@@ -242,7 +241,7 @@ def test_without_a_workdir_each_home_is_a_random_directory_in_the_temp_dir(world
     temp.mkdir(mode=0o700)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     signer = dataclasses.replace(world.signer, workdir=None)
-    with private_home(_workdir(signer)) as private:
+    with private_home(checked_workdir(signer.workdir)) as private:
         assert private.path.parent == temp and private.path.stat().st_mode & 0o777 == 0o700
     fpr = world.user_key("Default")
     certify_key(signer, world.export(world.user_home, fpr), 1)

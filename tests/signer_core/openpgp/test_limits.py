@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 from support.openpgp import Homes, assert_clean, gen_key, gpg
 
-from signer_core.config import ConfigError, OpenPGPConfig, load_config
+from signer_core.config import load_config
+from signer_core.config.openpgp import OpenPGPConfig
 from signer_core.daemon import load_openpgp
 from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
 from signer_core.openpgp.gpg import DEFAULT_GPG_LIMITS, GpgError, GpgLimits, private_home
 from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
 from signer_core.refusal import Refusal
+from spool.settings import ConfigError
 
 # Lets a bomb past the packet checks, so that gpg's own limits are what stops it.
 NO_SIZE_BOUNDS = PacketLimits(max_key_bits=16384, max_rsa_exponent_bits=16384)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from support.x509 import csr_pem, spkac_line
 
 from signer_core.refusal import Refusal
-from signer_core.x509.request import MAX_REQUEST_BYTES, is_spkac, parse_request
+from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request
+from spool.header import is_spkac
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PEM = csr_pem(KEY)

@@ -19,7 +19,7 @@ from support.x509 import (
     spkac_block,
 )
 
-from signer_core.config import ConfigError, load_config
+from signer_core.config import load_config
 from signer_core.refusal import Refusal
 from signer_core.x509.issue import SignRequest, plan_certificate
 from signer_core.x509.subject import (
@@ -30,6 +30,7 @@ from signer_core.x509.subject import (
     parse_subject,
     policy_order,
 )
+from spool.settings import ConfigError
 
 
 def test_long_and_short_names_in_order():

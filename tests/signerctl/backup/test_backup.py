@@ -26,13 +26,8 @@ from support.backup import (
     tree_state,
 )
 
-from signerctl.backup.archive import (
-    DATABASE_MEMBER,
-    MANIFEST,
-    BackupError,
-    make_backup,
-    parse_manifest,
-)
+from signerctl.backup.archive import make_backup
+from signerctl.backup.manifest import DATABASE_MEMBER, MANIFEST, BackupError, parse_manifest
 from signerctl.backup.restore import restore_backup
 from signerctl.demo.rig import audit_verdict, wait_until
 

@@ -29,13 +29,10 @@ from support.backup import (
     tree_state,
 )
 
-from signerctl.backup.archive import (
-    DATABASE_MEMBER,
-    Manifest,
-    Member,
-    parse_manifest,
-)
-from signerctl.backup.restore import RestoreError, restore_backup
+from signerctl.backup.archive import make_backup
+from signerctl.backup.manifest import DATABASE_MEMBER, Manifest, Member, parse_manifest
+from signerctl.backup.restore import restore_backup
+from signerctl.backup.unpack import RestoreError
 from signerctl.demo.rig import audit_verdict
 
 # --- refusals ---------------------------------------------------------------------

@@ -10,8 +10,9 @@ import pytest
 
 from comm_handler.config import load_comm_config
 from comm_handler.transfer import DEPLOYED_PACING, Pacing
-from signer_core.config import ConfigError, load_config
+from signer_core.config import load_config
 from signer_core.openpgp.certify import OpenPGPSigner
+from spool.settings import ConfigError
 
 BASE = '[spool]\ndir = "spool"\n'
 PACKAGED = Path(__file__).parent.parent / "packaging" / "debian" / "signer.toml"
