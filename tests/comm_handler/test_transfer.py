@@ -251,6 +251,7 @@ def test_sender_end_hung_up_gives_link_closed(modem, ends) -> None:
         send_message(a, msg(b"nobody"), **FAST)
 
 
+@pytest.mark.timing
 def test_nobody_answers_the_start_byte(ends) -> None:
     a, _ = ends
     started = time.monotonic()
@@ -309,6 +310,7 @@ def test_length_over_limit_is_dropped(ends) -> None:
     assert receiver.finish() == [msg(b"small")]
 
 
+@pytest.mark.timing
 def test_receive_start_timeout(ends) -> None:
     _, b = ends
     b.timeout = 7.0

@@ -49,7 +49,8 @@ from support.package_debian import (
     unit_path,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.root]
+# One worker builds the package and installs it once (make test runs xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.xdist_group("package")]
 
 
 def test_lintian_reports_no_error_or_warning(deb):

@@ -41,7 +41,8 @@ from support.package_installed import (
     sign,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.root]
+# One worker builds the package and installs it once (make test runs xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.xdist_group("package")]
 
 
 class TestInstalled:

@@ -235,6 +235,7 @@ def test_a_root_key_is_never_certified(tmp_path, root):
         context.db.close()
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("work", ["python", "subprocess"])
 def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, monkeypatch, work):
     """The mechanism, with handlers that hang the two ways a real one could: Python work

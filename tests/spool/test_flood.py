@@ -186,6 +186,7 @@ def test_wake_ups_are_rate_bounded(tmp_path: Path) -> None:
     assert 5 <= wakeups <= 4 + 1.0 / 0.05 + 1
 
 
+@pytest.mark.timing
 def test_a_commit_is_seen_at_once_whatever_the_interval(tmp_path: Path) -> None:
     """A commit brings two events (its temporary's creation, its rename): no wait between them."""
     with DirWatcher(tmp_path, mask=COMMIT_MASK, min_interval=5.0) as watcher:
@@ -197,6 +198,7 @@ def test_a_commit_is_seen_at_once_whatever_the_interval(tmp_path: Path) -> None:
             assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("interval", [0.0, 0.02])
 def test_a_wait_returns_on_time_whatever_the_interval(tmp_path: Path, interval: float) -> None:
     with DirWatcher(tmp_path, mask=COMMIT_MASK, min_interval=interval) as watcher:

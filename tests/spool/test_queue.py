@@ -213,12 +213,14 @@ def test_finish_without_result(spool: Spool) -> None:
     assert spool.wait_result(request_id, 0.05) is None
 
 
+@pytest.mark.timing
 def test_wait_result_times_out(spool: Spool) -> None:
     start = time.monotonic()
     assert spool.wait_result(enqueue(spool), 0.3) is None
     assert 0.29 <= time.monotonic() - start < 2
 
 
+@pytest.mark.timing
 def test_wait_result_wakes_on_commit(spool: Spool) -> None:
     request_id = enqueue(spool)
 

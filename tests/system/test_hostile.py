@@ -31,6 +31,7 @@ DECIDED_WITHIN = 5.0
     ],
     ids=["blanks-inside", "blanks-at-end", "newlines-before", "many-lines"],
 )
+@pytest.mark.timing
 def test_worst_case_spkac_is_refused_at_once(appliance, world_dir, payload1, write_csr):
     pids = {name: appliance.supervisor.pid(name) for name in ("signer-core", "signer-comm")}
     with WebClient(appliance.link) as client:

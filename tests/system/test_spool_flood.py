@@ -53,6 +53,7 @@ os.symlink("/etc/passwd", os.path.join(d, names["symlink"]))
 """
 
 
+@pytest.mark.timing
 @needs_root
 def test_odd_entries_named_like_requests_do_not_pause_the_signer(appliance):
     spool_dir = appliance.directory / "spool"
@@ -88,6 +89,7 @@ def test_odd_entries_named_like_requests_do_not_pause_the_signer(appliance):
     appliance.assert_alive()
 
 
+@pytest.mark.timing
 @needs_root
 def test_a_dot_file_storm_costs_the_signer_little(appliance):
     signer = appliance.supervisor.pid("signer-core")

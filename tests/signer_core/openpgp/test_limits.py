@@ -148,6 +148,7 @@ def test_a_base_exception_during_a_certification_leaves_nothing(pgp, alarm, rsa_
     assert_clean(pgp.workdir)
 
 
+@pytest.mark.timing
 def test_an_ordinary_key_is_certified_well_within_the_default_limits(pgp):
     assert pgp.signer.gpg_limits == DEFAULT_GPG_LIMITS and pgp.signer.limits == DEFAULT_LIMITS
     start = time.monotonic()

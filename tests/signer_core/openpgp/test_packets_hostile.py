@@ -231,6 +231,7 @@ def fastest(data: bytes, runs: int = 5) -> float:
     return min(times)
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("shape", [wide_signatures, wide_armour])
 def test_summarise_is_linear_up_to_the_size_limit(shape):
     large, small = shape(op.MAX_INPUT), shape(op.MAX_INPUT // 8)

@@ -94,6 +94,7 @@ def test_size_limit():
         b" " * 65000 + b"SPKAC = y",
     ],
 )
+@pytest.mark.timing
 def test_spkac_lines_are_read_in_linear_time(payload):
     """The old line pattern backtracked: 70 to 96 s for the first of these."""
     import time

@@ -219,6 +219,7 @@ def test_paced_response_takes_line_time(make_rig) -> None:
 # -- the signer's deadline ---------------------------------------------------
 
 
+@pytest.mark.timing
 def test_deadline_refuses_then_retry_gets_the_one_certificate(make_rig) -> None:
     rig = make_rig(result_deadline=2.0)
     pid = rig.comm_pid()
