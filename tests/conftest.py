@@ -25,12 +25,12 @@ from asn1crypto import keys as asn1keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from support.crl import Root, pem
-from support.openpgp import mpi, packet
-from support.weak_keys import next_prime, openssl_prime, roca_prime, rsa_from_primes
-from support.x509 import World, csr_pem, csr_pem_of, der_of, spkac_block
 
 from signerctl.demo.ca import Users, system_users
+from tests.support.crl import Root, pem
+from tests.support.openpgp import mpi, packet
+from tests.support.weak_keys import next_prime, openssl_prime, roca_prime, rsa_from_primes
+from tests.support.x509 import World, csr_pem, csr_pem_of, der_of, spkac_block
 
 
 def pytest_report_header(config):

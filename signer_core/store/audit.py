@@ -65,6 +65,11 @@ class AuditLog:
         )
         return digest
 
+    def events(self, event: str) -> list[dict[str, object]]:
+        """The details of every ``event`` record, oldest first (for operators and tests)."""
+        rows = self.conn.execute("SELECT details FROM audit WHERE event = ? ORDER BY seq", (event,))
+        return [json.loads(details) for (details,) in rows]
+
     def verify(self) -> Verdict:
         prev, expected = GENESIS, 1
         rows = self.conn.execute(

@@ -334,6 +334,11 @@ class IssuedCert:
     not_after: int
 
 
+def certificate_rows(conn: sqlite3.Connection) -> list[tuple[int, str, str, bytes | None]]:
+    """(root, serial, state, der) of every certificate row, in reservation order."""
+    return conn.execute("SELECT root, serial, state, der FROM certificates ORDER BY id").fetchall()
+
+
 def certificate_summary(conn: sqlite3.Connection) -> CertSummary:
     counts = dict(conn.execute("SELECT state, count(*) FROM certificates GROUP BY state"))
     last = conn.execute("SELECT max(issued_at) FROM certificates").fetchone()[0]

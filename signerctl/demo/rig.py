@@ -19,7 +19,6 @@ printed one per line in the order committed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer_core.store.audit import AuditLog, Verdict
+from signer_core.store.cadb import certificate_rows
 from signerctl.demo.ca import Users
 from signerctl.demo.run import demo_request
 from spool.header import Action, RequestHeader, System
@@ -134,18 +134,15 @@ def cert_rows(db_path: Path) -> list[tuple[int, str, str, bytes | None]]:
     """(root, serial, state, der) of every certificate row, in reservation order."""
     conn = open_db(db_path)
     try:
-        return conn.execute(
-            "SELECT root, serial, state, der FROM certificates ORDER BY id"
-        ).fetchall()
+        return certificate_rows(conn)
     finally:
         conn.close()
 
 
-def audit_events(db_path: Path, event: str) -> list[dict]:
+def audit_events(db_path: Path, event: str) -> list[dict[str, object]]:
     conn = open_db(db_path)
     try:
-        rows = conn.execute("SELECT details FROM audit WHERE event = ? ORDER BY seq", (event,))
-        return [json.loads(r[0]) for r in rows]
+        return AuditLog(conn).events(event)
     finally:
         conn.close()
 

@@ -16,7 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from support.package_debian import (
+
+from tests.support.package_debian import (
     CONF,
     DAEMON_SETTLE,
     RELEASES,
@@ -28,7 +29,7 @@ from support.package_debian import (
     skip_unless_usable,
     umount_all,
 )
-from support.package_installed import (
+from tests.support.package_installed import (
     Appliance,
     configure,
     installed_module,

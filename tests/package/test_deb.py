@@ -35,7 +35,8 @@ import sys
 import tomllib
 
 import pytest
-from support.package_debian import (
+
+from tests.support.package_debian import (
     COMMON_DIRECTIVES,
     CONF,
     EXPOSURE_LIMIT,

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.package_debian import (
+
+from tests.support.package_debian import (
     CONF,
     DIRECTORIES,
     EXPOSURE_LIMIT,
@@ -29,7 +30,7 @@ from support.package_debian import (
     mount_unit_path,
     unit_path,
 )
-from support.package_installed import (
+from tests.support.package_installed import (
     Appliance,
     assert_spool_on_its_tmpfs,
     booted,

@@ -6,8 +6,9 @@ Test tooling, trusted side.
 from __future__ import annotations
 
 import pytest
-from support.openpgp import Homes
-from support.x509 import World
+
+from tests.support.openpgp import Homes
+from tests.support.x509 import World
 
 
 @pytest.fixture(scope="module")

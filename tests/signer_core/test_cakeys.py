@@ -21,7 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.openpgp import (
+
+from signer_core.cakeys import CaKeys, key_identity, openpgp_identity
+from signer_core.config import load_config
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
+from signer_core.openpgp.keyblock import summarise
+from signer_core.openpgp.packets import walk
+from signer_core.refusal import Refusal
+from signer_core.roots import RootStore
+from signer_core.x509.request import parse_request
+from tests.support.openpgp import (
     CREATED,
     ED25519_OID,
     Ed25519Key,
@@ -35,16 +44,7 @@ from support.openpgp import (
     packet,
     rebuilt,
 )
-from support.x509 import csr_pem, spkac_line
-
-from signer_core.cakeys import CaKeys, key_identity, openpgp_identity
-from signer_core.config import load_config
-from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
-from signer_core.openpgp.keyblock import summarise
-from signer_core.openpgp.packets import walk
-from signer_core.refusal import Refusal
-from signer_core.roots import RootStore
-from signer_core.x509.request import parse_request
+from tests.support.x509 import csr_pem, spkac_line
 
 CV25519_OID = bytes.fromhex("2b060104019755010501")
 P256_OID = bytes.fromhex("2a8648ce3d030107")

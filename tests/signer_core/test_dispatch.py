@@ -15,7 +15,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from support.x509 import NOW, World, csr_pem
 
 from signer_core import dispatch as dispatch_module
 from signer_core.daemon import build_context
@@ -25,6 +24,7 @@ from signer_core.x509.compat import not_after, not_before
 from spool.entry import new_id
 from spool.header import Action, RequestHeader, System
 from spool.record import Receipt, Request
+from tests.support.x509 import NOW, World, csr_pem
 
 SAN = b"DNS:www.example.org"
 SUBJECT = b"/CN=www.example.org"

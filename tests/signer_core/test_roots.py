@@ -9,7 +9,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from support.x509 import BASE_TOML, NOW, csr_pem, make_root, root_toml, write_root
 
 from signer_core.config import load_config
 from signer_core.refusal import Refusal
@@ -20,6 +19,7 @@ from signer_core.x509.issue import (
     plan_certificate,
     sign_certificate,
 )
+from tests.support.x509 import BASE_TOML, NOW, csr_pem, make_root, root_toml, write_root
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from support.backup import load, make_ca, make_root
 
 import signer_core
 from signerctl.integrity import (
@@ -21,6 +20,7 @@ from signerctl.integrity import (
     last_check,
     package_dirs,
 )
+from tests.support.backup import load, make_ca, make_root
 
 
 @pytest.fixture

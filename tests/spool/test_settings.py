@@ -15,7 +15,7 @@ from signer_core.openpgp.certify import OpenPGPSigner
 from spool.settings import ConfigError
 
 BASE = '[spool]\ndir = "spool"\n'
-PACKAGED = Path(__file__).parent.parent / "packaging" / "debian" / "signer.toml"
+PACKAGED = Path(__file__).resolve().parents[2] / "packaging" / "debian" / "signer.toml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

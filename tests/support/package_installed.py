@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.package_debian import (
+
+from signer_core.x509.compat import verify_issued_by
+from tests.support.package_debian import (
     CLIENT_TIMEOUT,
     CONF,
     DIRECTORIES,
@@ -34,8 +36,6 @@ from support.package_debian import (
     System,
     run,
 )
-
-from signer_core.x509.compat import verify_issued_by
 
 
 @dataclass

@@ -12,12 +12,12 @@ import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from support.backup import make_gpg_key, remove_gpg_home
-from support.openpgp import gen_key, gpg
 
 from signer_core.store.audit import AuditLog
 from signerctl.demo.run import daemons, start_cable, wait_until_served
 from spool.queue import Spool
+from tests.support.backup import make_gpg_key, remove_gpg_home
+from tests.support.openpgp import gen_key, gpg
 from webhost.client import WebClient
 
 TABLES = ("certificates", "revocations", "crls", "crl_numbers", "audit")

@@ -17,12 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support.crl import crl_number, serials, this_update
-from support.openpgp import gen_key, gpg, user_ids
 
 from signer_core.openpgp.packets import walk
 from signerctl.demo.ca import gpg_workdir
 from spool.header import Action, RequestHeader, System
+from tests.support.crl import crl_number, serials, this_update
+from tests.support.openpgp import gen_key, gpg, user_ids
 from webhost.client import WebClient
 
 

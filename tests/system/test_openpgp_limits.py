@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from support.openpgp import assert_clean, gen_key, gpg, packet
 
 from signer_core.openpgp.packets import walk
 from signerctl.demo.ca import gpg_workdir
+from tests.support.openpgp import assert_clean, gen_key, gpg, packet
 from webhost.client import WebClient
 
 ANSWERED_WITHIN = 10.0  # s, for a refusal and for the ordinary request behind it

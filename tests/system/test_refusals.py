@@ -8,9 +8,8 @@ payload 2, and both daemons must still be running at the end.
 
 from __future__ import annotations
 
-from support.x509 import BASE_REQUEST, csr_pem
-
 from spool.header import Action, RequestHeader, System
+from tests.support.x509 import BASE_REQUEST, csr_pem
 from webhost.client import WebClient
 
 NEEDS_OTHER_CONFIG = {

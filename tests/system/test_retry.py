@@ -13,12 +13,12 @@ import time
 
 import serial
 from cryptography import x509
-from support.openpgp import gen_key, gpg, user_ids
 
 from comm_handler.frames import READY, START, FrameReceiver, Message, decode_message, encode_message
 from comm_handler.transfer import send_message
 from signer_core.x509.compat import not_before
 from spool.header import Action, RequestHeader, System
+from tests.support.openpgp import gen_key, gpg, user_ids
 from webhost.client import WebClient
 
 # The comm handler's wait for a verdict (the demo keeps the deployed 5 s),

@@ -10,7 +10,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
 
 from signer_core.crl import xdelta
 from signer_core.crl.encode import (
@@ -22,6 +21,7 @@ from signer_core.crl.encode import (
     pem_length,
 )
 from signer_core.crl.xdelta import XdeltaError, make_delta
+from tests.support.crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
 
 _ROOTS = {kind: make_root(kind) for kind in ("rsa", "ec", "ed25519")}
 REASONS = [None, *x509.ReasonFlags]

@@ -14,7 +14,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.crl import (
+
+from signer_core.crl import revocation
+from signer_core.crl.encode import encode_entry
+from signer_core.crl.revocation import Revocations
+from signer_core.refusal import Refusal
+from signer_core.store.cadb import CADatabase, serial_text
+from tests.support.crl import (
     EMPTY_SHA1,
     NOW,
     Root,
@@ -28,12 +34,6 @@ from support.crl import (
     serials,
     this_update,
 )
-
-from signer_core.crl import revocation
-from signer_core.crl.encode import encode_entry
-from signer_core.crl.revocation import Revocations
-from signer_core.refusal import Refusal
-from signer_core.store.cadb import CADatabase, serial_text
 
 KINDS = ["rsa", "ec"]
 _ROOTS: dict[str, Root] = {}

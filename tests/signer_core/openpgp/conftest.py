@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.openpgp import Ed25519Key, Homes, assert_clean, gen_key, gpg
 
 from signer_core.openpgp.certify import OpenPGPSigner, load_signer
 from signer_core.openpgp.packets import walk
+from tests.support.openpgp import Ed25519Key, Homes, assert_clean, gen_key, gpg
 
 CA_PASS = "correct horse battery"
 DAY = 86400

@@ -11,11 +11,6 @@ import time
 
 import gnupg
 import pytest
-from support.openpgp import (
-    colon_sigs,
-    gpg,
-    user_ids,
-)
 
 from signer_core.openpgp.certify import (
     DEFAULT_POLICY_URL,
@@ -24,6 +19,11 @@ from signer_core.openpgp.certify import (
     load_signer,
 )
 from signer_core.openpgp.packets import walk
+from tests.support.openpgp import (
+    colon_sigs,
+    gpg,
+    user_ids,
+)
 
 DAY = 86400
 

@@ -12,12 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.openpgp import (
-    assert_clean,
-    gen_key,
-    gpg,
-    packet,
-)
 
 from signer_core.openpgp.certify import (
     OpenPGPSigner,
@@ -27,6 +21,12 @@ from signer_core.openpgp.certify import (
 from signer_core.openpgp.gpg import checked_workdir, private_home
 from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
+from tests.support.openpgp import (
+    assert_clean,
+    gen_key,
+    gpg,
+    packet,
+)
 
 # --- refusals ------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.openpgp import Homes, assert_clean, gen_key, gpg
 
 from signer_core.config import load_config
 from signer_core.config.openpgp import OpenPGPConfig
@@ -26,6 +25,7 @@ from signer_core.openpgp.gpg import DEFAULT_GPG_LIMITS, GpgError, GpgLimits, pri
 from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
 from signer_core.refusal import Refusal
 from spool.settings import ConfigError
+from tests.support.openpgp import Homes, assert_clean, gen_key, gpg
 
 # Lets a bomb past the packet checks, so that gpg's own limits are what stops it.
 NO_SIZE_BOUNDS = PacketLimits(max_key_bits=16384, max_rsa_exponent_bits=16384)

@@ -10,7 +10,12 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.openpgp import (
+
+from signer_core.openpgp import keyblock
+from signer_core.openpgp import limits as packet_limits
+from signer_core.openpgp import packets as op
+from signer_core.refusal import Refusal
+from tests.support.openpgp import (
     CA,
     CA_KEYID,
     CREATED,
@@ -26,10 +31,6 @@ from support.openpgp import (
     mpi,
     packet,
 )
-
-from signer_core.openpgp import keyblock, limits
-from signer_core.openpgp import packets as op
-from signer_core.refusal import Refusal
 
 # --- header forms ------------------------------------------------------------------
 
@@ -139,10 +140,12 @@ def test_key_counts():
     assert code(UID_BLOCK + VALID) == "openpgp-bad-packets"
     assert code(packet(6, KEY.public_body)) == "openpgp-no-uid"
     assert code(packet(6, KEY.public_body) + packet(17, b"\x01photo")) == "openpgp-no-uid"
-    many = packet(6, KEY.public_body) + packet(13, b"u") * (limits.DEFAULT_LIMITS.max_user_ids + 1)
+    many = packet(6, KEY.public_body) + packet(13, b"u") * (
+        packet_limits.DEFAULT_LIMITS.max_user_ids + 1
+    )
     assert code(many) == "openpgp-too-many-uids"
     assert (
-        code(packet(12, b"") * (limits.DEFAULT_LIMITS.max_packets + 1))
+        code(packet(12, b"") * (packet_limits.DEFAULT_LIMITS.max_packets + 1))
         == "openpgp-too-many-packets"
     )
 

@@ -11,7 +11,12 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.openpgp import (
+
+from signer_core.openpgp import keyblock
+from signer_core.openpgp import limits as packet_limits
+from signer_core.openpgp import packets as op
+from signer_core.refusal import Refusal
+from tests.support.openpgp import (
     CA_KEYID,
     ED25519_OID,
     FUZZ,
@@ -25,10 +30,6 @@ from support.openpgp import (
     mpi,
     packet,
 )
-
-from signer_core.openpgp import keyblock
-from signer_core.openpgp import packets as op
-from signer_core.refusal import Refusal
 
 # --- fuzzing: only Refusal escapes, quickly --------------------------------------------------------
 
@@ -118,11 +119,11 @@ def with_subkey(algo: int, fields: bytes) -> bytes:
 
 
 def summarised(data: bytes, **limits) -> keyblock.KeySummary:
-    return keyblock.summarise(data, limits=limits.PacketLimits(**limits))
+    return keyblock.summarise(data, limits=packet_limits.PacketLimits(**limits))
 
 
 def refused(data: bytes, **limits) -> str:
-    return code(data, limits=limits.PacketLimits(**limits))
+    return code(data, limits=packet_limits.PacketLimits(**limits))
 
 
 def test_packet_count_bound():

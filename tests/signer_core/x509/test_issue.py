@@ -14,7 +14,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
-from support.x509 import NOW, PAYLOAD3, csr_pem, spkac_block
 
 from signer_core.x509.compat import not_after, not_before
 from signer_core.x509.issue import (
@@ -23,6 +22,7 @@ from signer_core.x509.issue import (
     plan_certificate,
     sign_certificate,
 )
+from tests.support.x509 import NOW, PAYLOAD3, csr_pem, spkac_block
 
 DS, KE, KA, KCS, CRL = (
     "digital_signature",

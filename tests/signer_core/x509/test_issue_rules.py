@@ -10,7 +10,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
-from support.x509 import NOW, PAYLOAD3, World, csr_pem
 
 from signer_core.refusal import Refusal
 from signer_core.x509.compat import not_after
@@ -20,12 +19,12 @@ from signer_core.x509.issue import (
     plan_certificate,
     sign_certificate,
 )
+from tests.support.x509 import NOW, PAYLOAD3, World, csr_pem
 
 
 def test_validity_capped_by_root(tmp_path):
-    from support.x509 import make_root, write_root
-
     from signer_core.roots import RootStore
+    from tests.support.x509 import make_root, write_root
 
     w = World(tmp_path)
     key = w.root_keys[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from support.x509 import NOW, World, csr_pem
 
 from signer_core.x509.issue import (
     SignRequest,
@@ -20,6 +19,7 @@ from signer_core.x509.issue import (
     plan_certificate,
     sign_certificate,
 )
+from tests.support.x509 import NOW, World, csr_pem
 
 pytest.importorskip("pkilint")
 from pkilint import finding_filter, loader

@@ -11,8 +11,6 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from support.weak_keys import next_prime, openssl_prime, rsa_from_primes
-from support.x509 import BASE_REQUEST, NOW, World, csr_pem, der_of, spkac_block, spkac_line
 
 from signer_core.refusal import Refusal
 from signer_core.x509 import keychecks
@@ -23,6 +21,8 @@ from signer_core.x509.issue import (
     sign_certificate,
 )
 from signer_core.x509.request import parse_request
+from tests.support.weak_keys import next_prime, openssl_prime, rsa_from_primes
+from tests.support.x509 import BASE_REQUEST, NOW, World, csr_pem, der_of, spkac_block, spkac_line
 
 
 def test_every_hostile_request_is_refused_with_its_code(refusal_world, hostile_requests):

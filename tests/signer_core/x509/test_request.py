@@ -9,11 +9,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.x509 import csr_pem, spkac_line
 
 from signer_core.refusal import Refusal
 from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request
 from spool.header import is_spkac
+from tests.support.x509 import csr_pem, spkac_line
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PEM = csr_pem(KEY)

@@ -7,17 +7,6 @@ import itertools
 
 import pytest
 from cryptography.x509.oid import NameOID
-from support.x509 import (
-    BASE_TOML,
-    BOUNDS,
-    NOW,
-    OIDS,
-    POLICY,
-    World,
-    attrs,
-    csr_pem,
-    spkac_block,
-)
 
 from signer_core.config import load_config
 from signer_core.refusal import Refusal
@@ -31,6 +20,17 @@ from signer_core.x509.subject import (
     policy_order,
 )
 from spool.settings import ConfigError
+from tests.support.x509 import (
+    BASE_TOML,
+    BOUNDS,
+    NOW,
+    OIDS,
+    POLICY,
+    World,
+    attrs,
+    csr_pem,
+    spkac_block,
+)
 
 
 def test_long_and_short_names_in_order():

@@ -19,10 +19,10 @@ import shutil
 
 import pytest
 from cryptography import x509
-from support.crl import make_root
-from support.x509 import NOW, World, csr_pem
 
 from signer_core.x509.issue import SignRequest, new_serial, plan_certificate, sign_certificate
+from tests.support.crl import make_root
+from tests.support.x509 import NOW, World, csr_pem
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl tool is not installed")

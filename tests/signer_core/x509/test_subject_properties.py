@@ -5,13 +5,6 @@ from __future__ import annotations
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from support.x509 import (
-    BOUNDS,
-    LONG_NAMES,
-    OIDS,
-    POLICY,
-    attrs,
-)
 
 from signer_core.refusal import Refusal
 from signer_core.x509.subject import (
@@ -19,6 +12,13 @@ from signer_core.x509.subject import (
     parse_spkac_subject,
     parse_subject,
     policy_order,
+)
+from tests.support.x509 import (
+    BOUNDS,
+    LONG_NAMES,
+    OIDS,
+    POLICY,
+    attrs,
 )
 
 # -- properties ---------------------------------------------------------------

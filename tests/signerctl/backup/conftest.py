@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support.backup import load, make_ca, make_gpg_key, remove_gpg_home
 
 from signerctl.backup.archive import make_backup
+from tests.support.backup import load, make_ca, make_gpg_key, remove_gpg_home
 
 
 @pytest.fixture(scope="module")

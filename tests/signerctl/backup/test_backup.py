@@ -17,7 +17,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support.backup import (
+
+from signerctl.backup.archive import make_backup
+from signerctl.backup.manifest import DATABASE_MEMBER, MANIFEST, BackupError, parse_manifest
+from signerctl.backup.restore import restore_backup
+from signerctl.demo.rig import audit_verdict, wait_until
+from tests.support.backup import (
     gpg_decrypt,
     load,
     make_ca,
@@ -26,18 +31,13 @@ from support.backup import (
     tree_state,
 )
 
-from signerctl.backup.archive import make_backup
-from signerctl.backup.manifest import DATABASE_MEMBER, MANIFEST, BackupError, parse_manifest
-from signerctl.backup.restore import restore_backup
-from signerctl.demo.rig import audit_verdict, wait_until
-
 TESTS = Path(__file__).resolve().parents[2]  # tests/, where support/ is
 
 
 WRITER = r"""
 import sys, time
 from pathlib import Path
-from support.backup import issue, load, root_material
+from tests.support.backup import issue, load, root_material
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 

@@ -16,7 +16,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support.backup import (
+
+from signerctl.backup.archive import make_backup
+from signerctl.backup.manifest import DATABASE_MEMBER, Manifest, Member, parse_manifest
+from signerctl.backup.restore import restore_backup
+from signerctl.backup.unpack import RestoreError
+from signerctl.demo.rig import audit_verdict
+from tests.support.backup import (
     STAND_IN,
     GpgKey,
     gpg_decrypt,
@@ -28,12 +34,6 @@ from support.backup import (
     signer_user,
     tree_state,
 )
-
-from signerctl.backup.archive import make_backup
-from signerctl.backup.manifest import DATABASE_MEMBER, Manifest, Member, parse_manifest
-from signerctl.backup.restore import restore_backup
-from signerctl.backup.unpack import RestoreError
-from signerctl.demo.rig import audit_verdict
 
 # --- refusals ---------------------------------------------------------------------
 

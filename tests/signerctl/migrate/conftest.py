@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support.crl import Root, make_root
 
 from signerctl.migrate.index import format_time, parse_line
+from tests.support.crl import Root, make_root
 
 UTC = dt.UTC
 REASONS = [

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from support.crl import pem
 
 from signer_core.store.cadb import CADatabase
 from signerctl import main as ctl
 from signerctl.demo.ca import Users, config_text
 from signerctl.migrate.openssl_ca import import_openssl
+from tests.support.crl import pem
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.crl import EMPTY_SHA1, NOW, issue, make_root
 
 from signer_core.crl.revocation import Revocations
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 from signerctl.migrate.index import IndexLineError, format_line, parse_line
 from signerctl.migrate.openssl_ca import MigrationError, Problem, import_openssl
+from tests.support.crl import EMPTY_SHA1, NOW, issue, make_root
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from support.crl import NOW, WebHost, crl_number, this_update
 
 from signer_core.crl.revocation import Revocations
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, serial_text
 from signerctl.migrate.export import ExportError, export_openssl
 from signerctl.migrate.openssl_ca import IMPORTED_PROFILE, import_openssl, imported_digest
+from tests.support.crl import NOW, WebHost, crl_number, this_update
 
 
 @pytest.fixture
