@@ -109,19 +109,7 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
     """The OpenPGP root, or None and the reason requests for it will be refused."""
     if cfg.openpgp is None:
         return None, "no OpenPGP root is configured"
-    from signer_core.openpgp.gpg import GpgLimits
-    from signer_core.openpgp.limits import PacketLimits
-
     o = cfg.openpgp
-    limits = PacketLimits(
-        max_packets=o.max_packets,
-        max_user_ids=o.max_user_ids,
-        max_subkeys=o.max_subkeys,
-        max_signatures=o.max_signatures,
-        max_signatures_per_uid=o.max_signatures_per_uid,
-        max_key_bits=o.max_key_bits,
-        max_rsa_exponent_bits=o.max_rsa_exponent_bits,
-    )
     try:
         signer = load_signer(
             fingerprint=o.fingerprint,
@@ -132,8 +120,8 @@ def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
             cert_level=o.cert_level,
             digest=o.digest,
             workdir=o.workdir or cfg.signer.state_dir / "gpg",
-            limits=limits,
-            gpg_limits=GpgLimits(o.gpg_cpu_seconds, o.gpg_wall_seconds),
+            limits=o.limits,
+            gpg_limits=o.gpg_limits,
         )
     except (Refusal, GpgError, ValueError, OSError) as exc:
         log.warning("OpenPGP root not usable: %s", exc)

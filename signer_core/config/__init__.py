@@ -91,13 +91,14 @@ def _nest_time_limits(cfg: Config, data: dict[str, Any]) -> Config:
     if cfg.openpgp is None:
         return cfg
     wall = _nested(
-        cfg.openpgp.gpg_wall_seconds,
+        cfg.openpgp.gpg_limits.wall_seconds,
         budget,
         "gpg_wall_seconds" in data.get("openpgp", {}),
         f"openpgp.gpg_wall_seconds: must be below signer.request_budget_seconds"
         f" ({budget:g} s), so that gpg's own limit refuses first",
     )
-    return dataclasses.replace(cfg, openpgp=dataclasses.replace(cfg.openpgp, gpg_wall_seconds=wall))
+    gpg_limits = dataclasses.replace(cfg.openpgp.gpg_limits, wall_seconds=wall)
+    return dataclasses.replace(cfg, openpgp=dataclasses.replace(cfg.openpgp, gpg_limits=gpg_limits))
 
 
 def _nested(value: float, outer: float, explicit: bool, error: str) -> float:

@@ -21,7 +21,8 @@ import re
 from pathlib import Path
 
 from signer_core.config.x509 import url
-from signer_core.openpgp.gpg import MAX_HOME_PATH
+from signer_core.openpgp.gpg import DEFAULT_GPG_LIMITS, MAX_HOME_PATH, GpgLimits
+from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
 from spool.settings import ConfigError, Table
 
 CERT_DIGESTS = ("SHA256", "SHA384", "SHA512")
@@ -48,17 +49,10 @@ class OpenPGPConfig:
     cert_level: int = 2
     digest: str = "SHA256"
     workdir: Path | None = None  # parent of the per-request GnuPG homes; <state_dir>/gpg if None
-    # Bounds on a requester's key block before gpg sees it (signer_core.openpgp.limits.PacketLimits).
-    max_packets: int = 2000
-    max_user_ids: int = 100
-    max_subkeys: int = 32
-    max_signatures: int = 1000
-    max_signatures_per_uid: int = 200
-    max_key_bits: int = 8192
-    max_rsa_exponent_bits: int = 32
-    # gpg's work on one request (signer_core.openpgp.gpg.GpgLimits): CPU s per process, wall-clock s in all.
-    gpg_cpu_seconds: int = 5
-    gpg_wall_seconds: float = 10.0
+    # Bounds on a requester's key block before gpg sees it, and on gpg's work on one
+    # request: the OpenPGP code's own types, whose defaults are the defaults here.
+    limits: PacketLimits = DEFAULT_LIMITS
+    gpg_limits: GpgLimits = DEFAULT_GPG_LIMITS
 
 
 def read_openpgp(top: Table, cps_url: str) -> OpenPGPConfig | None:
@@ -71,20 +65,25 @@ def read_openpgp(top: Table, cps_url: str) -> OpenPGPConfig | None:
         fpr = v4_fingerprint(t.str_("fingerprint"))
     except ValueError as exc:
         raise ConfigError(f"openpgp.fingerprint: {exc}") from None
-    # Integer bounds, each with its default from OpenPGPConfig and its allowed range.
-    bounds = {
-        name: t.int_(name, getattr(OpenPGPConfig, name), lo, hi)
-        for name, lo, hi in (
-            ("max_packets", 10, 100_000),
-            ("max_user_ids", 1, 10_000),
-            ("max_subkeys", 0, 10_000),
-            ("max_signatures", 1, 100_000),
-            ("max_signatures_per_uid", 1, 100_000),
-            ("max_key_bits", 2048, 16384),
-            ("max_rsa_exponent_bits", 17, 16384),
-            ("gpg_cpu_seconds", 1, 600),
-        )
-    }
+    # Integer bounds, each with its default from PacketLimits and its allowed range.
+    limits = PacketLimits(
+        **{
+            name: t.int_(name, getattr(DEFAULT_LIMITS, name), lo, hi)
+            for name, lo, hi in (
+                ("max_packets", 10, 100_000),
+                ("max_user_ids", 1, 10_000),
+                ("max_subkeys", 0, 10_000),
+                ("max_signatures", 1, 100_000),
+                ("max_signatures_per_uid", 1, 100_000),
+                ("max_key_bits", 2048, 16384),
+                ("max_rsa_exponent_bits", 17, 16384),
+            )
+        }
+    )
+    gpg_limits = GpgLimits(
+        cpu_seconds=t.int_("gpg_cpu_seconds", DEFAULT_GPG_LIMITS.cpu_seconds, 1, 600),
+        wall_seconds=t.number("gpg_wall_seconds", DEFAULT_GPG_LIMITS.wall_seconds),
+    )
     o = OpenPGPConfig(
         home=t.opt_path("home"),
         key_file=t.opt_path("key_file"),
@@ -94,8 +93,8 @@ def read_openpgp(top: Table, cps_url: str) -> OpenPGPConfig | None:
         cert_level=t.int_("cert_level", OpenPGPConfig.cert_level, CERT_LEVELS[0], CERT_LEVELS[-1]),
         digest=t.str_("digest", OpenPGPConfig.digest).upper(),
         workdir=t.opt_path("workdir"),
-        gpg_wall_seconds=t.number("gpg_wall_seconds", OpenPGPConfig.gpg_wall_seconds),
-        **bounds,
+        limits=limits,
+        gpg_limits=gpg_limits,
     )
     _check(o)
     t.finish()
@@ -104,7 +103,7 @@ def read_openpgp(top: Table, cps_url: str) -> OpenPGPConfig | None:
 
 def _check(o: OpenPGPConfig) -> None:
     """What ``OpenPGPSigner`` would refuse, refused here with the key named."""
-    if not 0 < o.gpg_wall_seconds <= 600:
+    if not 0 < o.gpg_limits.wall_seconds <= 600:
         raise ConfigError("openpgp.gpg_wall_seconds: must be above 0 and at most 600")
     if o.digest not in CERT_DIGESTS:
         raise ConfigError(f"openpgp.digest: one of {', '.join(CERT_DIGESTS)}")

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from signer_core.store.audit import AuditLog, Verdict
 from signer_core.store.cadb import certificate_rows
@@ -70,15 +71,23 @@ def sign_x509(client, csr: bytes, name: str):
     return client.sign_x509(h.root, h.profile, h.md, h.days, p1, san, subject)
 
 
+class Answer(Protocol):
+    """What the rig reads of a webhost.client.Response (signerctl does not import webhost)."""
+
+    ok: bool
+    reason: str
+    payload1: bytes
+
+
 @dataclass(frozen=True)
 class Outcome:
-    response: object | None  # the last Response received, None if every try failed on the link
+    response: Answer | None  # the last Response received, None if every try failed on the link
     tries: int
     failures: tuple[str, ...]  # why each failed try failed
 
 
 def deployed_retry(
-    call: Callable[[], object],
+    call: Callable[[], Answer],
     link_errors: tuple[type[Exception], ...],
     tries: int = 3,
     pause: float = 0.0,
@@ -91,7 +100,7 @@ def deployed_retry(
     so the peer gives up on the broken transfer before the next start byte.
     """
     failures: list[str] = []
-    response = None
+    response: Answer | None = None
     for attempt in range(1, tries + 1):
         try:
             response = call()

@@ -275,6 +275,6 @@ def test_unset_time_limits_fit_inside_the_ones_around_them(tmp_path):
     )
     cfg = load_config(tmp_path / "signer.toml")
     assert cfg.signer.request_budget_seconds == 1.0
-    assert cfg.openpgp.gpg_wall_seconds == 0.5
+    assert cfg.openpgp.gpg_limits.wall_seconds == 0.5
     (tmp_path / "signer.toml").write_text('[spool]\ndir = "spool"\n')
     assert load_config(tmp_path / "signer.toml").signer.request_budget_seconds == 20.0
