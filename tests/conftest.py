@@ -26,8 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from signer_core.roots import Root
 from signerctl.demo.ca import Users, system_users
-from tests.support.crl import Root, pem
+from tests.support.crl import pem
 from tests.support.openpgp import mpi, packet
 from tests.support.weak_keys import next_prime, openssl_prime, roca_prime, rsa_from_primes
 from tests.support.x509 import World, csr_pem, csr_pem_of, der_of, spkac_block

@@ -15,6 +15,7 @@ import termios
 import threading
 import time
 from collections.abc import Iterator
+from typing import Unpack
 
 import pytest
 import serial
@@ -30,10 +31,12 @@ from comm_handler.transfer import (
     send_message,
 )
 from signerctl.demo.nullmodem import Direction, NullModem
+from tests.support.link import ReceiveOptions, SendTimeouts
 
 A2B, B2A = Direction.A_TO_B, Direction.B_TO_A
 CHUNK = 0.5  # receiver's silence limit
-FAST = dict(ready_timeout=2.0, verdict_timeout=2.0)  # verdict > CHUNK, as deployed (5 s vs 5 s)
+# verdict > CHUNK, as deployed (5 s vs 5 s)
+FAST: SendTimeouts = {"ready_timeout": 2.0, "verdict_timeout": 2.0}
 
 
 def msg(tag: bytes, size: int = 0) -> bytes:
@@ -44,10 +47,10 @@ def msg(tag: bytes, size: int = 0) -> bytes:
 class Receiver(threading.Thread):
     """Receives until stopped; records delivered messages and the closing error."""
 
-    def __init__(self, port: serial.Serial, **options: object) -> None:
+    def __init__(self, port: serial.Serial, **options: Unpack[ReceiveOptions]) -> None:
         super().__init__(daemon=True)
         self.port = port
-        self.options = {"chunk_timeout": CHUNK, **options}
+        self.options: ReceiveOptions = {"chunk_timeout": CHUNK, **options}
         self.delivered: list[bytes] = []
         self.closed: LinkClosed | None = None
         self._done = threading.Event()
@@ -85,7 +88,7 @@ def ends(modem: NullModem) -> Iterator[tuple[serial.Serial, serial.Serial]]:
     b.close()
 
 
-def start_receiver(port: serial.Serial, **options: object) -> Receiver:
+def start_receiver(port: serial.Serial, **options: Unpack[ReceiveOptions]) -> Receiver:
     receiver = Receiver(port, **options)
     receiver.start()
     return receiver
@@ -347,6 +350,7 @@ def test_nullmodem_command_line() -> None:
         env=env,
     )
     try:
+        assert proc.stdout is not None  # stdout=PIPE
         lines = [proc.stdout.readline().strip() for _ in range(2)]
         assert lines[0].startswith("a: /dev/pts/") and lines[1].startswith("b: /dev/pts/")
         a = serial.Serial(lines[0][3:], 115200)

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def base_tarballs(tmp_path_factory) -> dict[str, Path | str]:
 
 
 @pytest.fixture(scope="class", params=RELEASES)
-def system(request, base_tarballs, deb) -> System:
+def system(request, base_tarballs, deb) -> Iterator[System]:
     release = request.param
     tarball = base_tarball(base_tarballs, release)
     work = Path(tempfile.mkdtemp(prefix=f"signer-pkg-{release}-"))
@@ -96,7 +97,7 @@ def system(request, base_tarballs, deb) -> System:
 
 
 @pytest.fixture(scope="class")
-def appliance(system) -> Appliance:
+def appliance(system) -> Iterator[Appliance]:
     """Both daemons running in the system as their own users, on a link from outside."""
     for module in ("signerctl.demo.nullmodem", "signer_core.daemon", "comm_handler.daemon"):
         if not installed_module(system, module):

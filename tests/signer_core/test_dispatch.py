@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -31,7 +32,7 @@ SUBJECT = b"/CN=www.example.org"
 
 
 @pytest.fixture
-def ctx(tmp_path) -> SignerContext:
+def ctx(tmp_path) -> Iterator[SignerContext]:
     context = build_context(World(tmp_path).cfg)
     context.now = lambda: NOW
     yield context

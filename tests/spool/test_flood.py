@@ -18,10 +18,12 @@ import pytest
 
 import spool.corrupt as corrupt
 import spool.entry as entry
+import spool.safeio as safeio
 import spool.scan as scan
 from spool.corrupt import CorruptLimits
 from spool.queue import Spool
 from spool.watch import COMMIT_MASK, DirWatcher
+from tests.support.spool import claim_request, drops
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
 TOO_SHORT = "record of N bytes is too short"  # 64 bytes of garbage
@@ -50,7 +52,7 @@ def test_corrupt_keeps_its_entry_bound_and_counts_the_rest(tmp_path: Path) -> No
     assert s.claim_next() is None
     assert os.listdir(s.incoming) == []
     assert len(kept(s)) == 5 and all((s.corrupt / f"{n}.reason").exists() for n in kept(s))
-    report = s.drop_report()
+    report = drops(s)
     assert report.counts == {TOO_SHORT: 15, "name does not match <time_ns>-<hexN>.req": 1}
     assert report.bytes >= 16 * 64 and report.skipped == 0
     assert s.drop_report() is None  # read and reset
@@ -62,7 +64,7 @@ def test_corrupt_keeps_its_byte_bound(tmp_path: Path) -> None:
     assert s.claim_next() is None
     used = sum(os.lstat(s.corrupt / n).st_blocks * 512 for n in os.listdir(s.corrupt))
     assert 1 <= len(kept(s)) < 10 and used <= 64 * 2**10
-    assert sum(s.drop_report().counts.values()) == 10 - len(kept(s))
+    assert sum(drops(s).counts.values()) == 10 - len(kept(s))
 
 
 def test_room_made_by_a_purge_is_used_again(tmp_path: Path, monkeypatch) -> None:
@@ -84,7 +86,7 @@ def test_nothing_is_kept_with_zero_bounds(tmp_path: Path) -> None:
     assert s.claim_next() is None
     assert os.listdir(s.corrupt) == [] and os.listdir(s.incoming) == []
     assert os.path.exists("/etc/passwd")
-    assert s.drop_report().counts == {
+    assert drops(s).counts == {
         TOO_SHORT: 3,
         "name does not match <time_ns>-<hexN>.req": 1,
         "not a regular file: symbolic link": 1,
@@ -95,7 +97,7 @@ def test_a_request_behind_a_flood_is_claimed_before_the_flood_is_cleared(tmp_pat
     s = make_spool(tmp_path / "spool")
     bogus(s, 3000)
     request_id = s.enqueue(HEADER, (b"real", b"", b""), received_at=time.time())
-    assert s.claim_next().id == request_id
+    assert claim_request(s).id == request_id
     assert len(os.listdir(s.incoming)) >= 3000 - 2 * scan.PEEK_EVERY
     assert s.claim_next() is None and os.listdir(s.incoming) == []
 
@@ -108,7 +110,7 @@ def test_a_request_committed_during_a_flood_is_claimed_at_the_next_rescan(
     s = make_spool(tmp_path / "spool")
     bogus(s, 3000)
     committed: list[str] = []
-    real_read = entry.read_hostile
+    real_read = safeio.read_hostile  # what spool.entry imported
 
     def read_then_commit(*args, **kwargs):
         if not committed:  # once the signer has its listing and is at work on it
@@ -116,7 +118,7 @@ def test_a_request_committed_during_a_flood_is_claimed_at_the_next_rescan(
         return real_read(*args, **kwargs)
 
     monkeypatch.setattr(entry, "read_hostile", read_then_commit)
-    assert s.claim_next().id == committed[0]
+    assert claim_request(s).id == committed[0]
     assert len(os.listdir(s.incoming)) >= 3000 - 2 * scan.PEEK_EVERY
 
 

@@ -17,6 +17,7 @@ import spool.entry as entry
 import spool.queue as queue
 from spool.queue import Spool
 from spool.record import Request, encode_request
+from tests.support.spool import drops
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
 
@@ -39,6 +40,7 @@ def claim_all(s: Spool) -> list[Request]:
 
     def run() -> None:
         while (request := s.claim_next()) is not None:
+            assert isinstance(request, Request), request
             claimed.append(request)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -356,7 +358,7 @@ def test_swapped_directory_that_cannot_be_moved_or_removed_is_skipped(spool: Spo
         assert claimed.id == request_id and claimed.payloads[0] == b"first" and took < 1.0
         monkeypatch.undo()
         assert (spool.incoming / name).is_dir()
-        assert spool.drop_report().skipped == 1
+        assert drops(spool).skipped == 1
         request_id = spool.enqueue(HEADER, (b"next", b"", b""), received_at=1.0)
         claimed, took = _claim_within(spool, 10)
         assert claimed.id == request_id and took < 1.0

@@ -115,7 +115,7 @@ def test_two_processes_fifo_exactly_once(tmp_path: Path) -> None:
     n = 200
     spool = Spool(tmp_path / "spool", comm_uid=os.getuid())
     spool.create_dirs()
-    claimed = []
+    claimed: list[Request] = []
     with DirWatcher(spool.incoming) as watcher:
         proc = spawn(ENQUEUER, spool.root, n)
         deadline = time.monotonic() + 30
@@ -124,6 +124,7 @@ def test_two_processes_fifo_exactly_once(tmp_path: Path) -> None:
             if request is None:
                 watcher.wait(1.0)
             else:
+                assert isinstance(request, Request)  # the enqueuer delivers no receipts
                 claimed.append(request)
         ids = finish(proc).split()
     assert len(ids) == n
@@ -146,6 +147,7 @@ def test_comm_process_waits_for_results(tmp_path: Path) -> None:
             if request is None:
                 watcher.wait(1.0)
                 continue
+            assert isinstance(request, Request)  # the comm process delivers no receipts
             spool.finish(request, Result(request.id, 1, request.payloads[0][::-1], b""))
             handled += 1
     report = json.loads(finish(comm))
@@ -251,7 +253,7 @@ def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -
     )
     good = encode_request(Request(request_id, 0.0, bytes(9), (b"ok", b"", b""), True))
     before = secret.read_bytes()
-    claimed = []
+    claimed: list[Request] = []
     with DirWatcher(spool.incoming) as watcher:
         racer = spawn(RACER, spool.incoming, secret, f"{request_id}.req", good.hex(), 1.5)
         while racer.poll() is None:
@@ -259,10 +261,12 @@ def test_racing_comm_never_makes_the_signer_read_through_links(tmp_path: Path) -
             if request is None:
                 watcher.wait(0.1)
                 continue
+            assert isinstance(request, Request)  # the racer commits requests only
             claimed.append(request)
             spool.finish(request, None)  # so the next regular copy is claimed again
         rounds = int(finish(racer))
         while (request := spool.claim_next()) is not None:
+            assert isinstance(request, Request)
             claimed.append(request)
     assert rounds >= 300
     assert claimed and {r.payloads[0] for r in claimed} == {b"ok"}

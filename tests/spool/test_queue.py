@@ -23,6 +23,7 @@ from spool.record import (
     encode_result,
 )
 from spool.watch import WATCH_MASK, DirWatcher
+from tests.support.spool import claim_request
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
 
@@ -65,7 +66,7 @@ def test_full_cycle_with_file_modes(spool: Spool) -> None:
     assert mode(incoming) == 0o644
     assert os.listdir(spool.incoming) == [incoming.name]  # no temp file left behind
 
-    request = spool.claim_next()
+    request = claim_request(spool)
     assert request == Request(request_id, 1234.5, HEADER, (b"p1", b"p2", b"p3"), False)
     assert not incoming.exists()
     active = spool.active / incoming.name
@@ -83,8 +84,9 @@ def test_full_cycle_with_file_modes(spool: Spool) -> None:
 def test_fifo_order(spool: Spool) -> None:
     ids = [enqueue(spool, b"%d" % i) for i in range(60)]
     assert ids == sorted(ids) and len(set(ids)) == 60
-    claimed = []
+    claimed: list[Request] = []
     while (request := spool.claim_next()) is not None:
+        assert isinstance(request, Request)
         claimed.append(request)
     assert [r.id for r in claimed] == ids
     assert [r.payloads[0] for r in claimed] == [b"%d" % i for i in range(60)]
@@ -97,7 +99,8 @@ def test_receipts_come_in_order_and_leave_nothing_behind(spool: Spool) -> None:
     assert mode(spool.incoming / f"{receipt_id}.dlv") == 0o644
     claimed = [spool.claim_next(), spool.claim_next(), spool.claim_next()]
     assert [type(c).__name__ for c in claimed] == ["Request", "Receipt", "Request"]
-    assert claimed[1] == Receipt(receipt_id, first) and claimed[2].id == second
+    assert claimed[1] == Receipt(receipt_id, first)
+    assert isinstance(claimed[2], Request) and claimed[2].id == second
     assert spool.claim_next() is None
     assert os.listdir(spool.incoming) == []
     assert spool.counts()["corrupt"] == 0
@@ -129,15 +132,15 @@ def test_bad_receipts_go_to_corrupt(spool: Spool, name, data, reason) -> None:
 def test_receipt_as_a_directory_is_refused_not_fatal(spool: Spool) -> None:
     (spool.incoming / "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df.dlv").mkdir()
     request_id = enqueue(spool)
-    assert spool.claim_next().id == request_id
+    assert claim_request(spool).id == request_id
     assert spool.counts()["corrupt"] == 1
 
 
 def test_claim_sees_entries_committed_after_its_scan(spool: Spool) -> None:
     first = enqueue(spool)
-    assert spool.claim_next().id == first
+    assert claim_request(spool).id == first
     second = enqueue(spool)
-    assert spool.claim_next().id == second
+    assert claim_request(spool).id == second
     assert spool.claim_next() is None
 
 
@@ -147,7 +150,7 @@ def test_crash_recovery_returns_active_requests(spool: Spool) -> None:
     # The signer dies here; a new process starts over on the same spool.
     restarted = Spool(spool.root, comm_uid=os.getuid())
     assert restarted.recover() == claimed
-    assert restarted.claim_next().id == ids[2]
+    assert claim_request(restarted).id == ids[2]
     assert restarted.claim_next() is None
 
 
@@ -155,7 +158,7 @@ def test_crash_between_copy_and_unlink_is_handled_once(spool: Spool) -> None:
     request_id = enqueue(spool)
     name = f"{request_id}.req"
     original = (spool.incoming / name).read_bytes()
-    request = spool.claim_next()
+    request = claim_request(spool)
     (spool.incoming / name).write_bytes(original)  # as if the unlink never happened
     os.chmod(spool.incoming / name, 0o644)
     restarted = Spool(spool.root, comm_uid=os.getuid())
@@ -167,7 +170,7 @@ def test_crash_between_copy_and_unlink_is_handled_once(spool: Spool) -> None:
 
 def test_same_id_with_other_content_goes_to_corrupt(spool: Spool) -> None:
     enqueue(spool)
-    request = spool.claim_next()
+    request = claim_request(spool)
     forged = Request(request.id, 0.0, HEADER, (b"other", b"", b""), True)
     (spool.incoming / f"{request.id}.req").write_bytes(encode_request(forged))
     assert spool.claim_next() is None
@@ -195,10 +198,11 @@ def test_torn_temp_files_are_ignored_and_cleaned(spool: Spool) -> None:
 
 def test_finish_twice_is_harmless_and_replaces_the_result(spool: Spool) -> None:
     request_id = enqueue(spool)
-    request = spool.claim_next()
+    request = claim_request(spool)
     spool.finish(request, Result(request_id, 1, b"first", b""))
     spool.finish(request, Result(request_id, 1, b"", b"ERR again: second"))
-    assert spool.wait_result(request_id, 0).payload2 == b"ERR again: second"
+    result = spool.wait_result(request_id, 0)
+    assert result is not None and result.payload2 == b"ERR again: second"
     assert [n for n in os.listdir(spool.results)] == [f"{request_id}.res"]
     with pytest.raises(ValueError, match="does not match"):
         spool.finish(request, Result(enqueue(spool), 1, b"", b""))
@@ -208,7 +212,7 @@ def test_finish_twice_is_harmless_and_replaces_the_result(spool: Spool) -> None:
 
 def test_finish_without_result(spool: Spool) -> None:
     request_id = enqueue(spool, reply=False)
-    spool.finish(spool.claim_next(), None)
+    spool.finish(claim_request(spool), None)
     assert spool.counts() == {"incoming": 0, "active": 0, "results": 0, "corrupt": 0}
     assert spool.wait_result(request_id, 0.05) is None
 
@@ -226,7 +230,7 @@ def test_wait_result_wakes_on_commit(spool: Spool) -> None:
 
     def signer() -> None:
         time.sleep(0.3)
-        spool.finish(spool.claim_next(), Result(request_id, 2, b"done", b""))
+        spool.finish(claim_request(spool), Result(request_id, 2, b"done", b""))
 
     thread = threading.Thread(target=signer)
     start = time.monotonic()
@@ -256,7 +260,7 @@ def test_prune_results_by_age_in_name(spool: Spool) -> None:
     old = Request(old_id, 0.0, HEADER, (b"", b"", b""), True)
     spool.finish(old, Result(old_id, 0, b"", b""))
     new_id = enqueue(spool)
-    spool.finish(spool.claim_next(), Result(new_id, 0, b"", b""))
+    spool.finish(claim_request(spool), Result(new_id, 0, b"", b""))
     (spool.results / ".leftover.tmp").write_bytes(b"")
     assert spool.prune_results(3600) == 1
     assert sorted(os.listdir(spool.results)) == [".leftover.tmp", f"{new_id}.res"]
@@ -270,14 +274,16 @@ def test_counts_and_oldest_age(spool: Spool) -> None:
     enqueue(spool)
     (spool.incoming / "junk").write_bytes(b"x")
     age = spool.oldest_age("incoming")
-    assert 0.2 <= age < 5
+    assert age is not None and 0.2 <= age < 5
     assert spool.counts()["incoming"] == 3
     spool.claim_next()
     spool.claim_next()
     assert spool.claim_next() is None  # junk moved aside on the way
     assert spool.counts() == {"incoming": 0, "active": 2, "results": 0, "corrupt": 1}
-    assert 0 <= spool.oldest_age("corrupt") < 5
-    assert spool.oldest_age("active") >= 0.2
+    corrupt_age = spool.oldest_age("corrupt")
+    assert corrupt_age is not None and 0 <= corrupt_age < 5
+    active_age = spool.oldest_age("active")
+    assert active_age is not None and active_age >= 0.2
     with pytest.raises(ValueError):
         spool.oldest_age("../etc")
 

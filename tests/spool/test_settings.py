@@ -191,6 +191,7 @@ def test_what_the_config_takes_the_openpgp_code_takes(tmp_path, extra, fpr) -> N
         text = text.replace('home = "g"\n', "")
     write(tmp_path, text + extra)
     cfg = load_config(tmp_path / "signer.toml")
+    assert cfg.openpgp is not None
     signer = signer_of(cfg)
     assert signer.fingerprint == cfg.openpgp.fingerprint == FPR
 

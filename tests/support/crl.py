@@ -8,15 +8,15 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from signer_core.config.x509 import RootConfig
+from signer_core.roots import Root, RootKey
 from signer_core.store.cadb import CADatabase
 
 UTC = dt.UTC
@@ -24,20 +24,7 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().encode()
 
 
-@dataclass(frozen=True)
-class RootConfig:
-    default_digest: str = "sha256"
-
-
-@dataclass(frozen=True)
-class Root:
-    id: int
-    certificate: x509.Certificate
-    private_key: Any
-    config: RootConfig
-
-
-def new_key(kind: str) -> Any:
+def new_key(kind: str) -> RootKey:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if kind == "ec":
@@ -45,13 +32,22 @@ def new_key(kind: str) -> Any:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def _hash_for(key: Any) -> hashes.HashAlgorithm | None:
+def _hash_for(key: RootKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
 def make_root(
-    kind: str, root_id: int = 0, name: str = "Test Root", key: Any = None, digest: str = "sha256"
+    kind: str,
+    root_id: int = 0,
+    name: str = "Test Root",
+    key: RootKey | None = None,
+    digest: str = "sha256",
 ) -> Root:
+    """A self-signed root ``root_id`` of ``kind``, as signer_core.roots loads one.
+
+    It lives in memory only: its configuration names key and certificate files
+    that nothing reads.
+    """
     key = key or new_key(kind)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
@@ -70,7 +66,16 @@ def make_root(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, _hash_for(key))
     )
-    return Root(root_id, cert, key, RootConfig(digest))
+    config = RootConfig(
+        id=root_id,
+        name=name,
+        key=Path(f"/nonexistent/root{root_id}.key"),
+        certificate=Path(f"/nonexistent/root{root_id}.crt"),
+        passphrase_file=None,
+        crl_url="",
+        default_digest=digest,
+    )
+    return Root(root_id, config, cert, key)
 
 
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -81,7 +86,7 @@ def leaf(
     serial: int,
     *,
     issuer_name: x509.Name | None = None,
-    signing_key: Any = None,
+    signing_key: RootKey | None = None,
     days: int = 365,
 ) -> x509.Certificate:
     """A leaf certificate, by default issued and signed by ``root``."""

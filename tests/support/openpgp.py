@@ -213,7 +213,9 @@ class Signature:
 
     @property
     def expires_after(self) -> int:
-        y, d, h, m = (int(g or 0) for g in _EXPIRES.match(self.hashed[3]).groups())
+        expires = _EXPIRES.match(self.hashed[3])
+        assert expires is not None, f"gpg's expiry {self.hashed[3]!r} is not understood"
+        y, d, h, m = (int(g or 0) for g in expires.groups())
         return (((y * 365 + d) * 24 + h) * 60 + m) * 60
 
 
@@ -232,25 +234,32 @@ def user_ids(home: Path, key: bytes) -> list[UserId]:
     for raw in out.splitlines():
         line = raw.strip()
         if line.startswith("# off="):
-            tag = int(re.search(r"tag=(\d+)", line).group(1))
+            tag = int(_field(r"tag=(\d+)", line))
             in_uid = in_uid and tag == 2 or tag == 13
             sig = None
         elif line.startswith(":user ID packet:"):
             uids.append(UserId(line.split(":", 2)[2].strip().strip('"')))
         elif line.startswith(":signature packet:") and in_uid:
-            sig = Signature(keyid=re.search(r"keyid ([0-9A-F]+)", line).group(1))
+            sig = Signature(keyid=_field(r"keyid ([0-9A-F]+)", line))
             uids[-1].sigs.append(sig)
         elif sig is not None:
             _signature_line(sig, line)
     return uids
 
 
+def _field(pattern: str, line: str) -> str:
+    """Group 1 of ``pattern`` in a line of ``gpg --list-packets``, which must hold it."""
+    found = re.search(pattern, line)
+    assert found is not None, f"no {pattern!r} in gpg's {line!r}"
+    return found.group(1)
+
+
 def _signature_line(sig: Signature, line: str) -> None:
     if line.startswith("version "):
-        sig.created = int(re.search(r"created (\d+)", line).group(1))
-        sig.sigclass = int(re.search(r"sigclass 0x([0-9a-f]+)", line).group(1), 16)
+        sig.created = int(_field(r"created (\d+)", line))
+        sig.sigclass = int(_field(r"sigclass 0x([0-9a-f]+)", line), 16)
     elif line.startswith("digest algo "):
-        sig.digest_algo = int(re.search(r"digest algo (\d+)", line).group(1))
+        sig.digest_algo = int(_field(r"digest algo (\d+)", line))
     elif m := _SUBPKT.match(line):
         (sig.hashed if m.group(2) else sig.unhashed)[int(m.group(3))] = m.group(4)
 
@@ -378,6 +387,7 @@ def rebuilt(public_body: bytes, secret: bytes, curve: ec.EllipticCurve | None = 
         return numbers.private_key()
     [value] = read_mpis(secret, 1)
     if algorithm == 19:
+        assert curve is not None, "rebuilding an ECDSA key needs its curve"
         return ec.derive_private_key(value, curve)
     if algorithm == 22:
         return ed25519.Ed25519PrivateKey.from_private_bytes(value.to_bytes(32, "big"))

@@ -179,7 +179,8 @@ def host_link(sysm: System) -> Link:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     sysm.processes.append(relay)
-    ends = {}
+    assert relay.stdout is not None  # stdout=PIPE
+    ends: dict[str, str] = {}
     while len(ends) < 2:
         line = relay.stdout.readline()
         assert line, "the null-modem relay did not start"
@@ -363,9 +364,7 @@ def revoke(appliance: Appliance, issued: Path) -> None:
         "revoking a certificate",
     )
     crl = x509.load_der_x509_crl(crl_path.read_bytes())
-    assert crl.is_signature_valid(
-        x509.load_pem_x509_certificate(root_cert.read_bytes()).public_key()
-    )
+    verify_issued_by(crl, x509.load_pem_x509_certificate(root_cert.read_bytes()))
     serial = x509.load_pem_x509_certificate(issued.read_bytes()).serial_number
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 

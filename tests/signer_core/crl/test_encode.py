@@ -21,7 +21,8 @@ from signer_core.crl.encode import (
     pem_length,
 )
 from signer_core.crl.xdelta import XdeltaError, make_delta
-from tests.support.crl import NOW, UTC, Root, make_root, openssl_verify, xdelta_patch
+from signer_core.roots import Root
+from tests.support.crl import NOW, UTC, make_root, openssl_verify, xdelta_patch
 
 _ROOTS = {kind: make_root(kind) for kind in ("rsa", "ec", "ed25519")}
 REASONS = [None, *x509.ReasonFlags]
@@ -55,13 +56,18 @@ def reference(
     return builder.sign(root.private_key, algorithm)
 
 
-def _hash(root: Root) -> hashes.HashAlgorithm:
-    return {
+# The digests cryptography's builder signs the reference CRLs with (only ours signs SHA-1).
+BuilderHash = hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+
+
+def _hash(root: Root) -> BuilderHash:
+    digests: dict[str, BuilderHash] = {
         "sha256": hashes.SHA256(),
         "sha384": hashes.SHA384(),
         "sha224": hashes.SHA224(),
         "sha512": hashes.SHA512(),
-    }[root.config.default_digest]
+    }
+    return digests[root.config.default_digest]
 
 
 def ours(

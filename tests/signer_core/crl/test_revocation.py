@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def root(request: pytest.FixtureRequest) -> Root:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> CADatabase:
+def db(tmp_path: Path) -> Iterator[CADatabase]:
     database = CADatabase(tmp_path / "ca.sqlite")
     yield database
     database.close()

@@ -76,7 +76,8 @@ def agent_of(home: Path) -> int:
 def cpu_limit(pid: int) -> tuple[str, str]:
     limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
     line = next(x for x in limits if x.startswith("Max cpu time"))
-    return tuple(line.split()[3:5])
+    soft, hard = line.split()[3:5]
+    return soft, hard
 
 
 # --- gpg's CPU and wall-clock limits ------------------------------------------------------------

@@ -41,6 +41,7 @@ def outcome(payload: bytes, spkac: bool) -> str:
         assert exc.code in CODES, exc
         return exc.code
     # A mutation can never make another key prove possession.
+    assert isinstance(parsed.public_key, ec.EllipticCurvePublicKey)
     assert parsed.public_key.public_numbers() == KEY.public_key().public_numbers()
     return "ok"
 

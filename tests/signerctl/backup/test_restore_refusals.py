@@ -81,8 +81,12 @@ def test_backup_for_another_key_is_refused(tmp_path, made, installed, backup_key
 def rebuild(key: GpgKey, archive: Path, change) -> bytes:
     """Decrypt, let ``change`` edit the list of (TarInfo, bytes), re-encrypt to the same key."""
     plain = gpg_decrypt(key, archive.read_bytes())
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
     with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
-        members = [(i, tar.extractfile(i).read()) for i in tar.getmembers()]
+        for info in tar.getmembers():
+            handle = tar.extractfile(info)
+            assert handle is not None, f"{info.name}: a backup holds regular files only"
+            members.append((info, handle.read()))
     change(members)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:

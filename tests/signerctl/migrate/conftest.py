@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from signer_core.roots import Root
 from signerctl.migrate.index import format_time, parse_line
-from tests.support.crl import Root, make_root
+from tests.support.crl import make_root
 
 UTC = dt.UTC
 REASONS = [

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def old_ca(old_ca, tmp_path):
 
 
 @pytest.fixture
-def db(tmp_path: Path, old_ca) -> CADatabase:
+def db(tmp_path: Path, old_ca) -> Iterator[CADatabase]:
     """A database with state of its own in root 0 and root 1."""
     database = CADatabase(tmp_path / "ca.sqlite")
     other = make_root("ec", 1, "Appliance root 1")

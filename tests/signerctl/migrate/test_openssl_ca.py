@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from tests.support.crl import NOW, WebHost, crl_number, this_update
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> CADatabase:
+def db(tmp_path: Path) -> Iterator[CADatabase]:
     database = CADatabase(tmp_path / "ca.sqlite")
     yield database
     database.close()

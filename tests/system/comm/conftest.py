@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 import serial
@@ -37,6 +38,7 @@ from signerctl.demo.run import daemons, wait_until_served
 from signerctl.demo.supervise import Supervisor
 from spool.header import Action, RequestHeader, System
 from spool.queue import Spool
+from tests.support.link import ClientTimeouts
 from webhost.client import Response, WebClient
 
 TO_COMM, TO_WEB = Direction.B_TO_A, Direction.A_TO_B
@@ -48,8 +50,9 @@ COMM = {
     "result_deadline": 30.0,
     "max_message": 65536,
 }
+
 # The client's: its verdict wait outlasts the daemon's chunk timeout, as deployed.
-CLIENT = {
+CLIENT: ClientTimeouts = {
     "ready_timeout": 2.0,
     "verdict_timeout": 1.5,
     "chunk_timeout": 1.0,
@@ -101,24 +104,30 @@ class Rig:
     def plug(self, modem: NullModem) -> None:
         """Point the device symlink at ``modem``'s appliance end (atomically)."""
         self.modem = modem
-        if self.users.comm_uid is not None:
-            os.chown(modem.a_path, self.users.comm_uid, self.users.comm_gid)
+        self.users.give_to_comm(modem.a_path)
         tmp = self.base / "ttySIGNER.new"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(modem.a_path)
         os.replace(tmp, self.device)
 
-    def client(self, **options: float) -> WebClient:
-        return WebClient(self.web_end, **{**CLIENT, **options})
+    def client(self, **options: Unpack[ClientTimeouts]) -> WebClient:
+        timeouts: ClientTimeouts = {**CLIENT, **options}
+        return WebClient(self.web_end, **timeouts)
 
     def port(self) -> serial.Serial:
         return serial.serial_for_url(self.web_end, baudrate=115200, timeout=1.0)
 
+    @property
+    def running(self) -> Supervisor:
+        """The supervisor of both daemons, once start_rig has started them."""
+        assert self.supervisor is not None, "the daemons were not started"
+        return self.supervisor
+
     def comm_pid(self) -> int:
-        return self.supervisor.pid("signer-comm")
+        return self.running.pid("signer-comm")
 
     def core_pid(self) -> int:
-        return self.supervisor.pid("signer-core")
+        return self.running.pid("signer-core")
 
     def comm_log(self) -> str:
         return (self.base / "log" / "signer-comm.log").read_text(errors="replace")
@@ -147,11 +156,11 @@ class Rig:
 
     def assert_alive(self, comm_pid: int) -> None:
         assert self.comm_pid() == comm_pid
-        for name, proc in self.supervisor.processes.items():
+        for name, proc in self.running.processes.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode}"
-        assert self.supervisor.restarts == {"signer-core": 0, "signer-comm": 0}
+        assert self.running.restarts == {"signer-core": 0, "signer-comm": 0}
 
-    def sign(self, csr: bytes, **options: float) -> Response:
+    def sign(self, csr: bytes, **options: Unpack[ClientTimeouts]) -> Response:
         with self.client(**options) as client:
             return client.sign_x509(0, 5, 8, 365, csr, SAN, SUBJECT)
 
