@@ -182,3 +182,24 @@ def test_a_cycle_is_caught(tree: Path) -> None:
     path.write_text(path.read_text() + "\nfrom spool import queue\n")
     new = [cycle for cycle in cycles(tree) if cycle not in cycles(REPO)]
     assert new and all({"spool.record", "spool.queue"} <= set(cycle) for cycle in new), new
+
+
+def test_no_test_imports_another_test_module_or_a_conftest() -> None:
+    """Shared test code is a fixture (conftest.py) or lives in tests/support."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for name in names:
+                last = name.rsplit(".", 1)[-1]
+                if last.startswith(("test_", "conftest")) and (
+                    name.startswith("tests") or "." not in name
+                ):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}")
+    assert found == []
