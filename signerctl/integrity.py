@@ -46,6 +46,10 @@ UNIT_DIRS = (
 BASELINE_NAME = "integrity-baseline.json"
 LAST_CHECK_NAME = "integrity-last.json"
 MAX_BASELINE = 16 << 20
+NO_BASELINE = (
+    "there is no baseline yet to compare with: check that the installed programs are the"
+    " ones meant, then run signerctl integrity --accept to make the current set the baseline"
+)
 
 
 class IntegrityError(Exception):
@@ -57,7 +61,7 @@ class Report:
     files: Mapping[str, str]  # label -> SHA-256 (or "symlink:<target>")
     digest: str  # over the whole current set
     baseline: Path
-    baseline_digest: str | None  # None: no baseline recorded yet
+    baseline_digest: str | None  # None: no baseline recorded yet (and no differences)
     baseline_accepted_at: str | None
     changed: tuple[str, ...]
     added: tuple[str, ...]
@@ -267,7 +271,8 @@ def check(
             },
         )
         raise
-    old_files, accepted_at = old if old is not None else ({}, None)
+    # Without a baseline there is nothing to compare with: no differences, not every file "added".
+    old_files, accepted_at = old if old is not None else (files, None)
     report = Report(
         files,
         digest,
@@ -296,6 +301,7 @@ def check(
             "changed": len(report.changed),
             "added": len(report.added),
             "removed": len(report.removed),
+            **({} if report.clean or old is not None else {"problem": NO_BASELINE}),
         },
     )
     return report

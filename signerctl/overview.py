@@ -11,7 +11,6 @@ table or as JSON.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sqlite3
 import time
@@ -24,17 +23,12 @@ from signer_core.config import Config
 from signer_core.store import clock
 from signer_core.store import crls as crl_rows
 from signer_core.store.audit import AuditLog
-from signer_core.store.cadb import certificate_summary, find_issued, serial_text
+from signer_core.store.cadb import certificate_summary
 from signer_core.x509.compat import not_after
+from signerctl.cli import iso
 from spool.queue import STATES, Spool
 
 DAEMONS = ("signer-core", "signer-comm")
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def _runs_on(pid: int, config: Path) -> bool:
@@ -96,11 +90,6 @@ def crls(conn: sqlite3.Connection) -> list[dict]:
     ]
 
 
-def crl_der(conn: sqlite3.Connection, root: int) -> bytes | None:
-    crl = crl_rows.newest_crl(conn, root)
-    return None if crl is None else crl.der
-
-
 def database(conn: sqlite3.Connection) -> dict:
     summary = certificate_summary(conn)
     return {
@@ -149,31 +138,3 @@ def time_history(conn: sqlite3.Connection, limit: int) -> list[dict]:
 def audit_head(conn: sqlite3.Connection) -> dict:
     count, head = AuditLog(conn).head()
     return {"records": count, "head": head}
-
-
-def find_certificates(
-    conn: sqlite3.Connection,
-    *,
-    serial: str | None = None,
-    subject: str | None = None,
-    since: dt.datetime | None = None,
-    limit: int = 100,
-) -> list[dict]:
-    found = find_issued(
-        conn,
-        serial=None if serial is None else int(serial, 16),
-        subject=subject,
-        since=None if since is None else int(since.timestamp()),
-        limit=limit,
-    )
-    return [
-        {
-            "root": c.root,
-            "serial": serial_text(c.serial),
-            "profile": c.profile,
-            "subject": c.subject,
-            "issued": iso(c.issued_at),
-            "expires": iso(c.not_after),
-        }
-        for c in found
-    ]

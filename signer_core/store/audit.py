@@ -30,6 +30,14 @@ def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
 
 
 @dataclass(frozen=True)
+class Record:
+    seq: int
+    at: str  # ISO 8601, UTC, microseconds
+    event: str
+    details: dict[str, object]
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     count: int
@@ -69,6 +77,43 @@ class AuditLog:
         """The details of every ``event`` record, oldest first (for operators and tests)."""
         rows = self.conn.execute("SELECT details FROM audit WHERE event = ? ORDER BY seq", (event,))
         return [json.loads(details) for (details,) in rows]
+
+    def records(
+        self,
+        *,
+        event: str | None = None,
+        serial: int | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 100,
+    ) -> list[Record]:
+        """The newest ``limit`` records that match, oldest first, unchecked (``verify``
+        checks). ``serial`` matches the records about that certificate: those whose
+        ``serial`` is it, and refusals that ``released`` it; ``since`` and ``until``
+        (aware times) bound ``at``, ``until`` excluded."""
+        where, args = ["1"], []
+        if event is not None:
+            where.append("event = ?")
+            args.append(event)
+        if serial is not None:
+            where.append(
+                "(json_extract(details, '$.serial') = ? OR json_extract(details, '$.released') = ?)"
+            )
+            args += [format(serial, "x")] * 2
+        for bound, op in ((since, ">="), (until, "<")):
+            if bound is not None:
+                where.append(f"at {op} ?")
+                args.append(bound.astimezone(dt.UTC).isoformat(timespec="microseconds"))
+        rows = self.conn.execute(
+            f"SELECT seq, at, event, details FROM audit WHERE {' AND '.join(where)}"
+            " ORDER BY seq DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [Record(seq, at, ev, json.loads(details)) for seq, at, ev, details in rows[::-1]]
+
+    def kinds(self) -> list[str]:
+        """The events the chain holds, by name."""
+        return [e for (e,) in self.conn.execute("SELECT DISTINCT event FROM audit ORDER BY event")]
 
     def verify(self) -> Verdict:
         prev, expected = GENESIS, 1

@@ -373,3 +373,17 @@ def find_issued(
         (*args, limit),
     )
     return [IssuedCert(r[0], int(r[1], 16), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def certificates_by_serial(
+    conn: sqlite3.Connection, serial: int, root: int | None = None
+) -> list[CertRow]:
+    """Every row, of any state, with this serial (in ``root``, or in any root), by root."""
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    rows = cur.execute(
+        f"SELECT {_CERT_COLUMNS} FROM certificates WHERE serial = ? AND (? IS NULL OR root = ?)"
+        " ORDER BY root",
+        (serial_text(serial), root, root),
+    )
+    return [row for row in map(_row, rows) if row is not None]

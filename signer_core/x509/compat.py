@@ -37,6 +37,15 @@ def not_after(cert: x509.Certificate) -> dt.datetime:
     return _utc(getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after)
 
 
+def crl_last_update(crl: x509.CertificateRevocationList) -> dt.datetime:
+    return _utc(getattr(crl, "last_update_utc", None) or crl.last_update)
+
+
+def crl_next_update(crl: x509.CertificateRevocationList) -> dt.datetime | None:
+    value = crl.next_update_utc if hasattr(crl, "next_update_utc") else crl.next_update
+    return None if value is None else _utc(value)
+
+
 def verify_signature(
     signed: x509.Certificate | x509.CertificateRevocationList, issuer_key: PublicKeyTypes
 ) -> None:

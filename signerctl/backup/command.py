@@ -89,12 +89,20 @@ def _as_installed(path: Path) -> dict:
 
 
 def cmd_integrity(args) -> tuple[object, int]:
-    from signerctl.integrity import IntegrityError, check
+    from signerctl.integrity import NO_BASELINE, IntegrityError, check
 
     try:
         report = check(read_config(args), baseline=args.baseline, accept=args.accept)
     except IntegrityError as exc:
         return {"refused": str(exc)}, 1
+    if report.baseline_digest is None and not args.accept:
+        return {
+            "baseline": None,
+            "baseline_file": str(report.baseline),
+            "digest": report.digest,
+            "files": len(report.files),
+            "note": NO_BASELINE,
+        }, 1
     data = {
         "clean": report.clean,
         "digest": report.digest,
@@ -111,8 +119,6 @@ def cmd_integrity(args) -> tuple[object, int]:
             for label in labels
         ],
     }
-    if report.baseline_digest is None and not args.accept:
-        data["note"] = "no baseline yet: check the list, then run integrity --accept"
     if args.accept:
         data["accepted"] = "the current set is now the baseline"
     return data, 0 if report.clean else 1

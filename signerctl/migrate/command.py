@@ -16,7 +16,7 @@ import pwd
 import sys
 from pathlib import Path
 
-from signerctl.cli import read_config
+from signerctl.cli import CtlError, configured_root, problem, read_config, root_arg
 
 STOP_FIRST = (
     "Stop signer-core first (systemctl stop signer-core): the import writes the"
@@ -31,7 +31,7 @@ def _refuse_if_signer_runs(args) -> None:
     running = daemons(args.config)["signer-core"]
     if running and not args.force:
         pids = ", ".join(str(p["pid"]) for p in running)
-        raise ValueError(f"signer-core is running (pid {pids}): stop it first, or use --force")
+        raise CtlError(f"signer-core is running (pid {pids}): stop it first, or use --force")
 
 
 def _signer_owner(user: str) -> tuple[int, int] | None:
@@ -63,10 +63,14 @@ def cmd_import_openssl(args) -> tuple[object, int]:
 
     _refuse_if_signer_runs(args)
     cfg = read_config(args)
-    if args.root not in cfg.x509.roots:
-        raise ValueError(f"root {args.root} is not in the configuration")
+    configured_root(cfg, args.root)
     ca_cert = args.ca_cert or cfg.x509.roots[args.root].certificate
-    root_cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    try:
+        root_cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    except OSError as exc:
+        raise CtlError(problem(exc, f"root {args.root}'s certificate ")) from None
+    except ValueError:
+        raise CtlError(f"{ca_cert} holds no PEM certificate (root {args.root}'s)") from None
     database = cfg.signer.database
     owner = _signer_owner(cfg.signer.user)
     if database.exists() and owner is not None:
@@ -141,7 +145,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " transaction: every problem is listed with its line and nothing is written unless"
         " all is well. Running it again skips what is already there. " + STOP_FIRST,
     )
-    imp.add_argument("--root", type=int, required=True, help="the appliance's root id")
+    imp.add_argument("--root", type=root_arg, required=True, help="the appliance's root id")
     imp.add_argument(
         "--ca-dir",
         type=Path,
@@ -164,7 +168,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " lines. " + STOP_FIRST,
     )
     pgp.add_argument("--keyring-dir", type=Path, required=True)
-    pgp.add_argument("--root", type=int, default=0, help="keyring number (default 0)")
+    pgp.add_argument("--root", type=root_arg, default=0, help="keyring number (default 0)")
     pgp.add_argument("--home", type=Path, required=True, help="the new GnuPG home")
     pgp.add_argument("--passphrase-file", type=Path, help="the secret key's passphrase")
     pgp.add_argument("--fingerprint", help="which secret key, if the keyring holds several")
@@ -178,6 +182,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Write index.txt, index.txt.attr, serial and crlnumber for one root,"
         " readable by openssl ca (-status, -updatedb, -gencrl). Read-only on the database.",
     )
-    exp.add_argument("--root", type=int, required=True)
+    exp.add_argument("--root", type=root_arg, required=True)
     exp.add_argument("--out", type=Path, required=True, help="an empty or new directory")
     exp.set_defaults(func=cmd_export_openssl)

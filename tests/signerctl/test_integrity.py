@@ -68,10 +68,13 @@ def test_finds_the_installed_packages():
 def test_first_check_has_no_baseline_and_accept_makes_it_clean(site):
     first = run(site)
     assert not first.clean and first.baseline_digest is None
-    assert "program:signerctl/integrity.py" in first.added
-    assert "unit:" + str(site[2] / "signer-core.service") in first.added
+    assert (first.changed, first.added, first.removed) == ((), (), ())  # nothing to compare with
+    assert "program:signerctl/integrity.py" in first.files
+    assert "unit:" + str(site[2] / "signer-core.service") in first.files
     assert not any("unrelated" in label or "python3" in label for label in first.files)
-    assert f"script:{site[2].parent / 'bin' / 'signer-core'}" in first.added
+    assert f"script:{site[2].parent / 'bin' / 'signer-core'}" in first.files
+    recorded = last_check(load(site[0]).signer.state_dir)
+    assert recorded["clean"] is False and "integrity --accept" in recorded["problem"]
     accepted = run(site, accept=True)
     assert accepted.clean and accepted.digest == first.digest
     again = run(site)
@@ -166,3 +169,15 @@ def test_baseline_elsewhere(site, tmp_path):
     run(site, accept=True, baseline=other)
     assert other.is_file() and run(site, baseline=other).clean
     assert run(site).baseline_digest is None
+
+
+def test_command_without_baseline_says_so(site, signerctl):
+    config = site[0]
+    code, shown, err = signerctl("integrity", "--config", str(config), "--json")
+    assert code == 1, err
+    assert shown["baseline"] is None and "differences" not in shown and "clean" not in shown
+    assert "no baseline yet" in shown["note"] and "signerctl integrity --accept" in shown["note"]
+    code, accepted, _ = signerctl("integrity", "--accept", "--config", str(config), "--json")
+    assert code == 0 and accepted["clean"] is True and accepted["differences"] == []
+    code, again, _ = signerctl("--json", "--config", str(config), "integrity")
+    assert code == 0 and again["clean"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -102,3 +103,82 @@ def test_spool_list_show_requeue_purge(appliance, ctl, ctl_json):
     assert ctl_json(appliance, "spool", "purge-corrupt")["purged"] == 1
     assert ctl_json(appliance, "spool", "list", "--state", "corrupt") == []
     appliance.assert_alive()
+
+
+def _json_after(appliance, ctl, *args: str):
+    """signerctl with --json after the subcommand and its arguments."""
+    done = ctl(appliance, *args, "--json")
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_revocation_is_shown(appliance, world_dir, ctl, ctl_json, write_csr):
+    write_csr(world_dir / "r.csr")
+    cert = x509.load_pem_x509_certificate(appliance.sign(world_dir / "r.csr").stdout)
+    serial = format(cert.serial_number, "x")
+    with WebClient(appliance.link) as client:
+        client.revoke(
+            0,
+            cert.public_bytes(serialization.Encoding.PEM),
+            world_dir / "client.crl",
+            appliance.root_cert(0),
+        )
+    entry = x509.load_der_x509_crl(
+        (world_dir / "client.crl").read_bytes()
+    ).get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry is not None
+    for shown in (
+        ctl_json(appliance, "certs", "show", serial),
+        _json_after(appliance, ctl, "certs", "show", serial),
+    ):
+        assert shown["status"] == "revoked" and shown["revoked"] is not None
+        assert x509.load_pem_x509_certificate(shown["pem"].encode()) == cert
+    human = ctl(appliance, "certs", "show", serial.upper()).stdout.decode()
+    assert "status: revoked" in human and f"revoked: {shown['revoked']}" in human
+    for found in (
+        ctl_json(appliance, "certs", "find", "--serial", serial),
+        _json_after(appliance, ctl, "certs", "find", "--serial", serial),
+    ):
+        assert [(r["serial"], r["status"]) for r in found] == [(serial, "revoked")]
+    for records in (
+        ctl_json(appliance, "audit", "show", "--kind", "revoked"),
+        _json_after(appliance, ctl, "audit", "show", "--kind", "revoked"),
+    ):
+        assert [r["details"]["serial"] for r in records] == [serial]
+    human = ctl(appliance, "audit", "show", "--serial", serial).stdout.decode()
+    assert "issued" in human and "revoked" in human and f"serial={serial}" in human
+
+
+BAD_INPUTS = [
+    ("certs", "find", "--serial", "zz"),
+    ("certs", "find", "--since", "yesterday"),
+    ("certs", "show", "abc"),
+    ("spool", "show", "nosuch"),
+    ("crl", "show", "9"),
+    ("audit", "show", "--since", "soon"),
+]
+
+
+def test_bad_inputs_are_one_sentence(appliance, ctl):
+    for argv in BAD_INPUTS:
+        for done in (
+            ctl(appliance, *argv),
+            ctl(appliance, "--json", *argv),
+            ctl(appliance, *argv, "--json"),
+        ):
+            err = done.stderr.decode()
+            assert done.returncode == 2 and done.stdout == b"", (argv, err)
+            assert len(err.splitlines()) == 1 and err.startswith("signerctl"), (argv, err)
+            assert "Traceback" not in err and "Error" not in err and "Errno" not in err
+
+
+def test_spool_shows_results(appliance, world_dir, ctl_json, write_csr):
+    write_csr(world_dir / "s.csr")
+    assert appliance.sign(world_dir / "s.csr").returncode == 0
+    deadline = time.monotonic() + 10
+    while not (results := ctl_json(appliance, "spool", "list", "--state", "results")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    shown = ctl_json(appliance, "spool", "show", results[0]["name"])
+    assert shown["kind"] == "result" and shown["readable"] == "yes", shown
+    assert shown["answer"] == "given" and "BEGIN CERTIFICATE" in shown["payload1_start"]

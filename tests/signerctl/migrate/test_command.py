@@ -22,6 +22,7 @@ import pytest
 
 from signer_core.store.cadb import CADatabase
 from signerctl import main as ctl
+from signerctl.cli import render
 from signerctl.demo.ca import Users, config_text
 from signerctl.migrate.openssl_ca import import_openssl
 from tests.support.crl import pem
@@ -99,7 +100,7 @@ def test_import_lists_problems_and_exits_1(capsys, config, old_ca, tmp_path):
     assert db.count() == 0
     db.close()
     table = io.StringIO()
-    ctl.render(data, out=table)  # the operator's form: one row per problem
+    render(data, out=table)  # the operator's form: one row per problem
     (row,) = [ln for ln in table.getvalue().splitlines() if "missing" in ln]
     assert row.split()[:2] == [str(ca_dir / "index.txt"), "10"]
 
