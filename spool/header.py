@@ -9,6 +9,10 @@ is checked on construction and any inconsistency is a ``HeaderError``.
 Layout: version (1) | action | system | root | profile | md | days (2,
 big-endian) | key-type flag (0 PKCS#10, 1 SPKAC).
 
+What the md and profile bytes mean is part of the header too:
+``DIGEST_IDS`` and ``BUILTIN_PROFILE_NAMES`` are the one table of each, which
+the signer issues by and the web host's client takes names from.
+
 The key-type flag says how the web side stored the request; the payload
 decides, as on the deployed server: ``is_spkac`` is the one test, which the
 web host's client uses to set the flag and the signer to choose its parser
@@ -19,12 +23,38 @@ its input: the signer runs it on hostile bytes (bounded before the call).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
 from spool.record import HEADER_SIZE
 
 VERSION = 1
+
+DIGEST_IDS: Mapping[int, str] = MappingProxyType(
+    {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
+)
+"""The md byte of an X.509 request: digest id to digest name (0: the root's default)."""
+
+BUILTIN_PROFILE_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        0: "client",
+        1: "client-org",
+        2: "code-signing",
+        3: "client-machine",
+        4: "client-ads",
+        5: "server",
+        6: "server-org",
+        7: "server-xmpp",
+        8: "ocsp",
+        9: "timestamp",
+        10: "proxy",
+        11: "subca",
+    }
+)
+"""The profile byte: the built-in profiles' ids and short names. The configuration
+may rename these and add others, which have numbers only on the link."""
 
 
 class HeaderError(ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from comm_handler.frames import Message, decode_message, encode_message
 from comm_handler.transfer import Pacing, SerialLike, receive_message, send_message
 from spool.header import Action, RequestHeader, System, is_spkac
+
+log = logging.getLogger(__name__)
 
 PEM_CRL_MARKER = b"-----BEGIN X509 CRL-----"
 XDELTA_TIMEOUT = 60.0
@@ -46,7 +49,9 @@ class ClientError(Exception):
 
 
 class CrlUpdateError(ClientError):
-    """The CRL answer could not be applied or did not verify; the file is unchanged."""
+    """The CRL answer could not be applied or did not verify; the file is unchanged.
+
+    Its message is a sentence of ours; what a library or xdelta said goes to the log."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ def apply_crl_answer(answer: bytes, held: bytes, crl_path: Path, root_cert_path:
     try:
         _replace_atomically(crl_path, new)
     except OSError as exc:
-        raise CrlUpdateError(f"cannot replace {crl_path}: {exc}") from exc
+        raise CrlUpdateError(f"cannot replace {crl_path} ({exc.strerror})") from exc
     return new
 
 
@@ -230,7 +235,8 @@ def _pem_crl_to_der(pem: bytes) -> bytes:
     try:
         crl = x509.load_pem_x509_crl(pem)
     except ValueError as exc:
-        raise CrlUpdateError(f"PEM CRL does not parse: {exc}") from exc
+        log.info("the PEM CRL: %s", exc)
+        raise CrlUpdateError("the PEM CRL received does not parse") from exc
     return crl.public_bytes(serialization.Encoding.DER)
 
 
@@ -247,11 +253,15 @@ def xdelta_patch(old: bytes, patch: bytes) -> bytes:
                 timeout=XDELTA_TIMEOUT,
                 check=False,
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise CrlUpdateError(f"cannot run xdelta: {exc}") from exc
+        except OSError as exc:
+            raise CrlUpdateError(f"cannot run xdelta ({exc.strerror})") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CrlUpdateError(f"xdelta did not finish within {XDELTA_TIMEOUT:g} s") from exc
         if result.returncode != 0 or not new_path.exists():
-            message = result.stderr.decode("utf-8", "replace").strip()
-            raise CrlUpdateError(f"xdelta patch failed ({result.returncode}): {message}")
+            log.info("xdelta: %s", result.stderr.decode("utf-8", "replace").strip())
+            raise CrlUpdateError(
+                f"xdelta could not apply the patch to the CRL held (exit {result.returncode})"
+            )
         return new_path.read_bytes()
 
 
@@ -267,12 +277,13 @@ def verify_crl(der: bytes, root_cert_path: Path) -> None:
             else x509.load_der_x509_certificate(root_bytes)
         )
     except (ValueError, OSError) as exc:
-        raise CrlUpdateError(f"CRL or root certificate unreadable: {exc}") from exc
+        log.info("the CRL or the root certificate: %s", exc)
+        raise CrlUpdateError("the CRL received or the root certificate does not parse") from exc
     if crl.issuer != root.subject:
         raise CrlUpdateError("CRL issuer is not the root certificate's subject")
     key = root.public_key()
     if not isinstance(key, SIGNING_KEY_TYPES):
-        raise CrlUpdateError(f"root certificate holds no signing key ({type(key).__name__})")
+        raise CrlUpdateError("the root certificate holds no key that signs CRLs")
     if not crl.is_signature_valid(key):
         raise CrlUpdateError("CRL signature does not verify with the root certificate")
 

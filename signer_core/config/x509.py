@@ -16,9 +16,10 @@ from typing import Any
 from cryptography.x509.oid import ObjectIdentifier
 
 from signer_core.x509.profiles import BUILTIN_PROFILES, KEY_USAGE_NAMES, Profile, SanSource
+from spool.header import DIGEST_IDS
 from spool.settings import ConfigError, Table
 
-DIGEST_NAMES = frozenset({"md5", "sha1", "ripemd160", "sha256", "sha384", "sha512"})
+DIGEST_NAMES = frozenset(DIGEST_IDS.values())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,8 +30,8 @@ from signer_core.x509.names import certificate_names
 from signer_core.x509.profiles import Profile
 from signer_core.x509.request import parse_request
 from signer_core.x509.subject import parse_spkac_subject, parse_subject, policy_order
+from spool.header import DIGEST_IDS
 
-DIGEST_IDS = {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
 WEAK_DIGESTS = frozenset({"md5", "sha1", "ripemd160"})
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "md5": hashes.MD5,

@@ -2,6 +2,8 @@
 
 Trusted side. Pure data, no input parsing: the configuration may override
 fields of a built-in profile (see ``signer_core.config.x509``), the issuer reads them.
+The built-in ids and names are ``spool.header.BUILTIN_PROFILE_NAMES``, the table
+both ends of the link share.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+from spool.header import BUILTIN_PROFILE_NAMES
 
 MS_EFS = "1.3.6.1.4.1.311.10.3.4"
 MS_SGC = "1.3.6.1.4.1.311.10.3.3"
@@ -108,18 +113,19 @@ _P = SanSource.PAYLOAD
 
 
 def _builtin() -> dict[int, Profile]:
-    p = Profile
+    def p(pid: int, *fields: Any, **options: Any) -> Profile:
+        return Profile(pid, BUILTIN_PROFILE_NAMES[pid], *fields, **options)
+
     table = [
-        p(0, "client", True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
-        p(1, "client-org", True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
-        p(2, "code-signing", True, _DS_KE_KA, _CODE_EKU, _EP, email_names=True),
-        p(3, "client-machine", True, _DS_KE, (CLIENT_AUTH,), _P),
-        p(4, "client-ads", True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP, email_names=True),
-        p(5, "server", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
-        p(6, "server-org", True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
+        p(0, True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
+        p(1, True, _DS_KE_KA, _CLIENT_EKU, _EP, email_names=True),
+        p(2, True, _DS_KE_KA, _CODE_EKU, _EP, email_names=True),
+        p(3, True, _DS_KE, (CLIENT_AUTH,), _P),
+        p(4, True, _DS_KE, (CLIENT_AUTH, MS_SMARTCARD_LOGIN), _EP, email_names=True),
+        p(5, True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
+        p(6, True, _DS_KE_KA, _SERVER_EKU, _P, require_san=True, server_names=True),
         p(
             7,
-            "server-xmpp",
             True,
             _DS_KE_KA,
             _SERVER_EKU,
@@ -128,12 +134,11 @@ def _builtin() -> dict[int, Profile]:
             require_xmpp=True,
             server_names=True,
         ),
-        p(8, "ocsp", True, _DS, (OCSP_SIGNING,), _P, ocsp_nocheck=True),
-        p(9, "timestamp", True, _DS, (TIME_STAMPING,), _P, eku_critical=True),
-        p(10, "proxy", False, _DS_KE, (CLIENT_AUTH,), _P),
+        p(8, True, _DS, (OCSP_SIGNING,), _P, ocsp_nocheck=True),
+        p(9, True, _DS, (TIME_STAMPING,), _P, eku_critical=True),
+        p(10, False, _DS_KE, (CLIENT_AUTH,), _P),
         p(
             11,
-            "subca",
             False,
             frozenset({"key_cert_sign", "crl_sign"}),
             (),
@@ -143,6 +148,8 @@ def _builtin() -> dict[int, Profile]:
             max_days=3653,
         ),
     ]
+    if [prof.id for prof in table] != list(BUILTIN_PROFILE_NAMES):
+        raise ValueError("the built-in profiles are not those spool.header names")
     return {prof.id: prof for prof in table}
 
 
