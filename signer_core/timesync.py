@@ -70,8 +70,10 @@ def parse_reading(payload: bytes) -> dt.datetime:
     month, day, hour, minute, year, second = (int(g) for g in match.groups())
     try:
         return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
-    except ValueError as exc:
-        raise Refusal("bad-time", str(exc)) from exc
+    except ValueError:
+        raise Refusal(
+            "bad-time", f"{payload.decode('ascii')} (MMDDhhmmYYYY.SS) is not a date and time"
+        ) from None
 
 
 def roots_validity(roots: RootStore) -> tuple[dt.datetime, dt.datetime] | None:

@@ -41,6 +41,7 @@ from signer_core.store import crls
 from signer_core.store.cadb import CADatabase, serial_text
 from signer_core.store.crls import StoredCrl
 from signer_core.x509.compat import not_after, verify_signature
+from signer_core.x509.der import CERTIFICATE, CRL, fault, from_pem
 from spool.record import MAX_ANSWER
 
 MAX_CERT_PEM = 64 * 1024
@@ -90,8 +91,18 @@ def _parse_certificate(pem: bytes) -> x509.Certificate:
         # cryptography 38 parses lazily: touch what we use so errors show now.
         _ = (cert.issuer, cert.serial_number, cert.tbs_certificate_bytes, not_after(cert))
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise Refusal("bad-certificate", f"unreadable certificate: {exc}") from exc
+        _log.info("certificate not parsed: %s", exc)
+        raise Refusal(
+            "bad-certificate", f"payload 1 is not a certificate: {_cert_fault(pem)}"
+        ) from None
     return cert
+
+
+def _cert_fault(pem: bytes) -> str:
+    try:
+        return fault(from_pem(pem, ("CERTIFICATE",)), CERTIFICATE)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _check_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
@@ -198,7 +209,8 @@ class Revocations:
         except x509.ExtensionNotFound:
             number = 0
         except ValueError as exc:
-            raise Refusal("bad-crl", f"not a DER CRL: {exc}") from exc
+            _log.info("imported CRL not parsed: %s", exc)
+            raise Refusal("bad-crl", f"not a DER CRL: {fault(der, CRL)}") from None
         with self._transaction(root_id):
             crls.add_known_crl(self._conn, root_id, number, der)
             crls.raise_number(self._conn, root_id, number)

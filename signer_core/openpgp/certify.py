@@ -350,9 +350,13 @@ def _read_passphrase(path: Path | None) -> str:
         return ""
     try:
         text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise Refusal(
-            "openpgp-root-missing", f"CA OpenPGP passphrase file unreadable: {exc}"
+            "openpgp-root-missing", f"CA OpenPGP passphrase file unreadable: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise Refusal(
+            "openpgp-root-missing", f"CA OpenPGP passphrase file is not UTF-8 at byte {exc.start}"
         ) from None
     passphrase = text.rstrip("\r\n")
     if "\n" in passphrase or "\r" in passphrase:

@@ -158,10 +158,14 @@ def load_blocklist(path: Path) -> frozenset[str]:
             return cached[1]
         with open(path, encoding="ascii") as f:
             entries = frozenset(_blocklist_entries(f))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except OSError as exc:
         raise Refusal(
-            "blocklist-unavailable", f"key blocklist unreadable: {type(exc).__name__}"
+            "blocklist-unavailable", f"key blocklist unreadable: {exc.strerror}"
         ) from None
+    except UnicodeDecodeError:
+        raise Refusal("blocklist-unavailable", "key blocklist is not ASCII") from None
+    except ValueError as exc:  # ours: _blocklist_entries
+        raise Refusal("blocklist-unavailable", f"key blocklist unusable: {exc}") from None
     _BLOCKLIST_CACHE[path] = (stamp, entries)
     return entries
 

@@ -5,7 +5,9 @@ its signature is verified and its public key returned; the CSR's own subject
 and extensions are ignored (the subject comes from payload 3, or from the
 SPKAC block's attribute lines, which are returned for ``subject.py``).
 SPKAC DER is decoded with asn1crypto and must be canonical DER; its
-signature over PublicKeyAndChallenge is checked with cryptography.
+signature over PublicKeyAndChallenge is checked with cryptography. A
+refusal says what is wrong and where in our words (``der.fault``); the
+libraries' own texts go to the log only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import re
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from asn1crypto import algos, core, keys
@@ -27,17 +29,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from signer_core.refusal import Refusal
+from signer_core.x509 import der
 from spool.header import is_spkac, spkac_value
 
 if TYPE_CHECKING:
     from signer_core.x509.compat import PublicKeyTypes
 
+log = logging.getLogger(__name__)
+
 MAX_REQUEST_BYTES = 65536
 MAX_SPKAC_LINES = 32
-_PEM_CSR = re.compile(
-    rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\r?\n"
-    rb"[A-Za-z0-9+/=\r\n]+-----END (?:NEW )?CERTIFICATE REQUEST-----"
-)
+_PEM_LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 
 # What cryptography raises on malformed input; InternalError comes from
 # cryptography 38's OpenSSL-backed key loading, InvalidVersion from a CSR
@@ -85,21 +87,39 @@ def parse_request(payload1: bytes, spkac: bool) -> ParsedRequest:
 
 
 def _parse_pkcs10(payload1: bytes) -> PublicKeyTypes:
+    if b"-----BEGIN" in payload1:
+        try:
+            der_csr = der.from_pem(payload1, _PEM_LABELS)
+        except ValueError as exc:
+            raise Refusal("bad-csr", f"payload 1 has a PEM line but {exc}") from None
+    else:
+        der_csr = payload1
     try:
-        if b"-----BEGIN" in payload1:
-            match = _PEM_CSR.search(payload1)
-            if match is None:
-                raise ValueError("no PEM certificate request block")
-            csr = x509.load_pem_x509_csr(match.group(0))
-        else:
-            csr = x509.load_der_x509_csr(payload1)
+        csr = x509.load_der_x509_csr(der_csr)
+        # cryptography 38 parses lazily: touch the parts whose faults fault() names.
+        _ = (csr.tbs_certrequest_bytes, csr.signature)
+    except _DECODE_ERRORS as exc:
+        log.info("PKCS#10 request not parsed: %s", exc)
+        raise Refusal(
+            "bad-csr", f"payload 1 is not a PKCS#10 request: {der.fault(der_csr, der.CSR)}"
+        ) from None
+    try:
         key = csr.public_key()
     except _DECODE_ERRORS as exc:
-        raise Refusal("bad-csr", f"cannot parse the PKCS#10 request: {_short(exc)}") from None
+        log.info("PKCS#10 public key not loaded: %s", exc)
+        raise Refusal(
+            "bad-csr",
+            "the request's subjectPublicKeyInfo holds no key the signer can read"
+            " (unknown type or malformed)",
+        ) from None
     try:
         valid = csr.is_signature_valid
     except _DECODE_ERRORS as exc:
-        raise Refusal("bad-csr-signature", f"cannot check the signature: {_short(exc)}") from None
+        log.info("PKCS#10 signature not checked: %s", exc)
+        raise Refusal(
+            "bad-csr-signature",
+            "the request's signature cannot be checked: unknown algorithm or malformed value",
+        ) from None
     if not valid:
         raise Refusal("bad-csr-signature", "the CSR is not signed by its own key")
     return key
@@ -115,25 +135,28 @@ def _parse_spkac(payload1: bytes) -> ParsedRequest:
         raise Refusal("bad-spkac", "exactly one SPKAC= line expected")
     subject = tuple(ln for ln, v in zip(lines, values, strict=True) if v is None)
     try:
-        der = base64.b64decode(spkac_values[0], validate=True)
+        der_spkac = base64.b64decode(spkac_values[0], validate=True)
     except (binascii.Error, ValueError):
         raise Refusal("bad-spkac", "SPKAC value is not base64") from None
-    return ParsedRequest(_verify_spkac(der), subject)
+    return ParsedRequest(_verify_spkac(der_spkac), subject)
 
 
-def _verify_spkac(der: bytes) -> PublicKeyTypes:
+def _verify_spkac(der_spkac: bytes) -> PublicKeyTypes:
     try:
-        spkac = _SignedPublicKeyAndChallenge.load(der, strict=True)
+        spkac = _SignedPublicKeyAndChallenge.load(der_spkac, strict=True)
         pkac = spkac["public_key_and_challenge"]
         signed = pkac.dump()
         spki = pkac["spki"].dump()
         algo = spkac["signature_algorithm"]
         sig_algo, hash_algo = algo.signature_algo, algo["algorithm"].native
         signature = spkac["signature"].native
-        canonical = spkac.dump(force=True) == der
+        canonical = spkac.dump(force=True) == der_spkac
         key = serialization.load_der_public_key(spki)
     except (*_DECODE_ERRORS, *_ASN1CRYPTO_ERRORS) as exc:
-        raise Refusal("bad-spkac", f"cannot decode the SPKAC: {_short(exc)}") from None
+        log.info("SPKAC not decoded: %s", exc)
+        raise Refusal(
+            "bad-spkac", f"the SPKAC cannot be decoded: {der.fault(der_spkac, der.SPKAC)}"
+        ) from None
     if not canonical:
         raise Refusal("bad-spkac", "SPKAC is not DER")
     _verify(key, sig_algo, hash_algo, signature, signed)
@@ -172,7 +195,3 @@ def _verify(
         raise Refusal("bad-spkac", f"unsupported SPKAC digest {algo_name}") from None
     except (InvalidSignature, *_DECODE_ERRORS):
         raise Refusal("bad-csr-signature", "the SPKAC is not signed by its own key") from None
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
