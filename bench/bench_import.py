@@ -12,6 +12,10 @@ verification, 70 us here, is slower than an RSA-2048 root's 20 us, so real
 RSA roots import faster); every file is a valid certificate that the import
 checks (signature, serial, subject, expiry).
 
+The import checks the certificates in ``os.cpu_count()`` worker processes
+(``signerctl.migrate.checks``); ``import-1`` is the same import with the
+checks in its own process, for the ratio.
+
 Baselines measured in the same run, on the same directory:
 
 - ``parse``: reading and parsing every index line, nothing else;
@@ -26,6 +30,7 @@ import argparse
 import base64
 import datetime as dt
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -167,17 +172,21 @@ def pem(der: bytes) -> bytes:
 # -- the measured runs (each in a child) ---------------------------------
 
 
-def child_import(directory: Path, database: Path) -> dict:
+def child_import(directory: Path, database: Path, workers: int | None = None) -> dict:
     from signer_core.store.cadb import CADatabase
     from signerctl.migrate.openssl_ca import import_openssl
 
     root = x509.load_pem_x509_certificate((directory / "cacert.pem").read_bytes())
     db = CADatabase(database)
     start = time.perf_counter()
-    totals = import_openssl(db, 0, directory, root, progress=sys.stderr)
+    totals = import_openssl(db, 0, directory, root, progress=sys.stderr, workers=workers)
     seconds = time.perf_counter() - start
     db.close()
     return {"seconds": seconds, "lines": totals.lines, "revoked": totals.revoked}
+
+
+def child_import_alone(directory: Path, database: Path) -> dict:
+    return child_import(directory, database, workers=1)
 
 
 def child_parse(directory: Path, _database: Path) -> dict:
@@ -201,7 +210,13 @@ def child_openssl(directory: Path, _database: Path) -> dict:
     }
 
 
-CHILDREN = {"import": child_import, "parse": child_parse, "openssl": child_openssl}
+CHILDREN = {
+    "import": child_import,
+    "import-1": child_import_alone,
+    "parse": child_parse,
+    "openssl": child_openssl,
+}
+KINDS = ("parse", "openssl", "import-1", "import")
 
 
 def run_child(kind: str, directory: Path, database: Path) -> dict:
@@ -237,20 +252,21 @@ def main() -> None:
         build(ca_dir, args.lines)
         print(f"built {args.lines} lines and certificates in {time.perf_counter() - start:.1f} s")
         results = {
-            kind: [run_child(kind, ca_dir, database) for _ in range(args.repeat)]
-            for kind in ("parse", "openssl", "import")
+            kind: [run_child(kind, ca_dir, database) for _ in range(args.repeat)] for kind in KINDS
         }
         median = {
             kind: statistics.median(r["seconds"] for r in runs) for kind, runs in results.items()
         }
         peak = max(r["maxrss_kib"] for r in results["import"])
         print(f"index of {args.lines} lines, {len(results['import'])} runs, medians:")
-        for kind in ("parse", "openssl", "import"):
+        for kind in KINDS:
             print(f"  {kind:8s} {median[kind]:8.2f} s  {args.lines / median[kind]:10.0f} lines/s")
         print(
             f"  import peak memory {peak / 1024:.0f} MiB;"
             f" import / parse = {median['import'] / median['parse']:.1f}x,"
-            f" import / openssl -updatedb = {median['import'] / median['openssl']:.1f}x"
+            f" import / openssl -updatedb = {median['import'] / median['openssl']:.1f}x,"
+            f" import-1 / import = {median['import-1'] / median['import']:.2f}x"
+            f" ({os.cpu_count()} cores)"
         )
         print(
             f"  database {database.stat().st_size / 2**20:.0f} MiB,"

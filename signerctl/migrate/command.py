@@ -84,7 +84,7 @@ def cmd_import_openssl(args) -> tuple[object, int]:
             root_cert,
             crl=args.crl,
             crl_dir=args.crl_dir,
-            progress=sys.stderr,
+            progress=None if getattr(args, "json", False) else sys.stderr,
         )
     except MigrationError as exc:
         return {"imported": False, "problems": [dataclasses.asdict(p) for p in exc.problems]}, 1

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from signer_core.crl.revocation import MAX_IMPORTED_CRL
 from signer_core.x509.compat import not_after, verify_issued_by
+from signer_core.x509.der import CERTIFICATE, CRL, fault, from_pem
 from signerctl.migrate.index import MAX_LINE, IndexEntry, oneline
 
 MAX_CERT_FILE = 64 * 1024
@@ -44,26 +45,55 @@ class OldCrl:
 
 
 class Progress:
-    """A one-line progress counter on a terminal; silent otherwise."""
+    """A one-line progress meter on a terminal (share done, lines/s, time left); silent otherwise.
+
+    Redrawn at most four times a second.
+    """
 
     def __init__(self, stream: TextIO | None, total_bytes: int, label: str) -> None:
         self._stream = stream if stream is not None and stream.isatty() else None
         self._total = max(total_bytes, 1)
         self._label = label
-        self._next = 0.0
+        self._start = time.monotonic()
+        self._next = self._start + 0.25
+        self._width = 0
 
     def update(self, done_bytes: int, lines: int) -> None:
         now = time.monotonic()
         if self._stream is None or now < self._next:
             return
         self._next = now + 0.25
-        self._stream.write(f"\r{self._label}: {100 * done_bytes // self._total:3d}% {lines} lines")
-        self._stream.flush()
+        elapsed = now - self._start
+        rate = lines / elapsed if elapsed > 0 else 0.0
+        left = elapsed * (self._total - done_bytes) / done_bytes if done_bytes else None
+        share = min(100 * done_bytes // self._total, 99)
+        self._show(
+            f"{self._label}: {share:2d}% {lines} lines, {rate:.0f} lines/s, {_duration(left)} left"
+        )
 
     def done(self, lines: int) -> None:
         if self._stream is not None:
-            self._stream.write(f"\r{self._label}: 100% {lines} lines\n")
+            elapsed = time.monotonic() - self._start
+            self._show(f"{self._label}: 100% {lines} lines in {_duration(elapsed)}")
+            self._stream.write("\n")
             self._stream.flush()
+
+    def _show(self, text: str) -> None:
+        assert self._stream is not None
+        self._stream.write("\r" + text.ljust(self._width))
+        self._stream.flush()
+        self._width = len(text)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown time"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole // 60 % 60:02d} min"
 
 
 def hex_file(path: Path, complain: Complain) -> int | None:
@@ -95,14 +125,25 @@ def load_certificate(ca_dir: Path, entry: IndexEntry) -> x509.Certificate | None
             continue
         if len(data) > MAX_CERT_FILE:
             raise ValueError(f"{name} is larger than {MAX_CERT_FILE} bytes")
-        cert = (
-            x509.load_pem_x509_certificate(data)
-            if _PEM_CERT in data
-            else x509.load_der_x509_certificate(data)
-        )
-        _ = (cert.subject, cert.serial_number, not_after(cert))  # cryptography 38 is lazy
+        try:
+            cert = (
+                x509.load_pem_x509_certificate(data)
+                if _PEM_CERT in data
+                else x509.load_der_x509_certificate(data)
+            )
+            _ = (cert.subject, cert.serial_number, not_after(cert))  # cryptography 38 is lazy
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError(f"{name} is not a certificate: {_cert_fault(data)}") from None
         return cert
     return None
+
+
+def _cert_fault(data: bytes) -> str:
+    try:
+        der = from_pem(data, ("CERTIFICATE",)) if _PEM_CERT in data else data
+    except ValueError as exc:
+        return str(exc)
+    return fault(der, CERTIFICATE)
 
 
 def check_certificate(
@@ -139,11 +180,13 @@ def read_crl(path: Path, root_cert: x509.Certificate) -> OldCrl:
         raise ValueError("PEM: give the DER file the web host holds (its SHA-1 is what it sends)")
     try:
         crl = x509.load_der_x509_crl(der)
+        _ = (crl.issuer, crl.signature_hash_algorithm)  # cryptography 38 is lazy
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"not a DER CRL: {fault(der, CRL)}") from None
+    try:
         verify_issued_by(crl, root_cert)
-    except InvalidSignature:
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
         raise ValueError("CRL is not signed by this root") from None
-    except (UnsupportedAlgorithm, TypeError) as exc:
-        raise ValueError(f"cannot check the CRL: {exc}") from None
     return OldCrl(path, der, crl)
 
 

@@ -4,8 +4,9 @@ Trusted side tooling, run by an operator with signer-core stopped. It trusts
 the appliance's configured root certificate and nothing on the old CA's
 disk: every certificate file must be signed by that root and agree with its
 index line, and every CRL must be signed by it, or the import is refused
-(the files are read and checked by ``oldca``). The rows are written through
-``signer_core.store``, in the signer's own shapes.
+(the files are read and checked by ``oldca``, spread over the cores by
+``checks``). The rows are written through ``signer_core.store``, in the
+signer's own shapes, in one process and in index order.
 
 All problems are gathered, each with its file and line number, and the
 import is one transaction: it completes, or the database is left exactly as
@@ -34,30 +35,26 @@ import dataclasses
 import hashlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from signer_core.crl.encode import encode_entry
 from signer_core.crl.revocation import Revocations
 from signer_core.store import crls, openssl
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, SignedElsewhere, serial_text
-from signer_core.x509.compat import not_after, not_before
+from signerctl.migrate.checks import CHUNK, Checked, Chunk, Verdict, check_chunks, default_workers
 from signerctl.migrate.index import MAX_LINE, IndexEntry, IndexLineError, parse_line
 from signerctl.migrate.oldca import (
-    CERT_DIRS,
     OldCrl,
     Progress,
-    check_certificate,
     crl_number,
     hex_file,
     index_lines,
-    load_certificate,
     read_crls,
     revocation_date,
 )
@@ -131,21 +128,18 @@ class _Run:
 # -- writing the database --------------------------------------------------
 
 
-def _store_certificate(
-    db: CADatabase, run: _Run, entry: IndexEntry, cert: x509.Certificate
-) -> bool:
+def _store_certificate(db: CADatabase, run: _Run, entry: IndexEntry, cert: Checked) -> bool:
     """Insert the certificate's row; False if an identical one is there already."""
-    der = cert.public_bytes(serialization.Encoding.DER)
     row = None if run.fresh else db.find_certificate(run.root_id, entry.serial)
     if row is not None:
-        if row.state != "issued" or row.der != der:
+        if row.state != "issued" or row.der != cert.der:
             run.problem(
                 entry.line,
                 f"serial {entry.serial_hex} is already in the database"
                 " with a different certificate",
             )
         return False
-    issued = int(not_before(cert).timestamp())  # the old CA kept no issuance time
+    issued = cert.not_before  # the old CA kept no issuance time
     db.add_signed_elsewhere(
         [
             SignedElsewhere(
@@ -154,10 +148,10 @@ def _store_certificate(
                 imported_digest(run.root_id, entry.serial),
                 IMPORTED_PROFILE,
                 issued,
-                cert.subject.rfc4514_string(),
+                cert.subject,
                 issued,
-                int(not_after(cert).timestamp()),
-                der,
+                cert.not_after,
+                cert.der,
             )
         ]
     )
@@ -189,44 +183,37 @@ def _store_revocation(db: CADatabase, run: _Run, entry: IndexEntry) -> bool:
     )
 
 
-def _import_line(
-    db: CADatabase,
-    run: _Run,
-    ca_dir: Path,
-    root_cert: x509.Certificate,
-    number: int,
-    text: str | None,
-) -> None:
+def _entry(run: _Run, number: int, text: str | None) -> IndexEntry | str:
+    """The line's entry, or what is wrong with the line."""
     if text is None:
-        run.problem(number, f"malformed line: not UTF-8 or over {MAX_LINE} bytes")
-        return
+        return f"malformed line: not UTF-8 or over {MAX_LINE} bytes"
     try:
         entry = parse_line(number, text)
     except IndexLineError as exc:
-        run.problem(number, f"malformed line: {exc}")
-        return
+        return f"malformed line: {exc}"
     if entry.serial in run.seen:
-        run.problem(
-            number, f"duplicate serial {entry.serial_hex} (first on line {run.seen[entry.serial]})"
-        )
-        return
+        return f"duplicate serial {entry.serial_hex} (first on line {run.seen[entry.serial]})"
     run.seen[entry.serial] = number
-    try:
-        cert = load_certificate(ca_dir, entry)
-    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
-        run.problem(number, f"unreadable certificate {entry.serial_hex}.pem: {exc}")
+    return entry
+
+
+def _chunks(run: _Run, lines: Iterator[tuple[int, str | None]]) -> Iterator[Chunk]:
+    chunk: Chunk = []
+    for number, text in lines:
+        chunk.append((number, _entry(run, number, text)))
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _import_entry(db: CADatabase, run: _Run, entry: IndexEntry, verdict: Verdict) -> None:
+    if isinstance(verdict, list):
+        for complaint in verdict:
+            run.problem(entry.line, complaint)
         return
-    if cert is None:
-        run.problem(
-            number, f"certificate {entry.serial_hex}.pem is missing from {' and '.join(CERT_DIRS)}/"
-        )
-        return
-    wrong = check_certificate(cert, entry, root_cert)
-    for complaint in wrong:
-        run.problem(number, complaint)
-    if wrong:
-        return
-    new = _store_certificate(db, run, entry, cert)
+    new = _store_certificate(db, run, entry, verdict)
     if entry.status == "R":
         run.revoked.append(entry)
         run.counts["dropped"] += bool(entry.reason_argument)
@@ -237,12 +224,24 @@ def _import_line(
 
 
 def _import_index(
-    db: CADatabase, run: _Run, ca_dir: Path, root_cert: x509.Certificate, meter: Progress
+    db: CADatabase,
+    run: _Run,
+    ca_dir: Path,
+    root_cert: x509.Certificate,
+    meter: Progress,
+    workers: int,
 ) -> None:
+    """Each line in order; the certificates are checked by ``checks``, in ``workers`` processes."""
     run.fresh = not db.has_certificates(run.root_id)
-    for number, text in index_lines(run.index, meter):
-        run.counts["lines"] = number
-        _import_line(db, run, ca_dir, root_cert, number, text)
+    chunks = _chunks(run, index_lines(run.index, meter))
+    for chunk, verdicts in check_chunks(chunks, ca_dir, root_cert, workers):
+        verdict = iter(verdicts)
+        for number, item in chunk:
+            run.counts["lines"] = number
+            if isinstance(item, str):
+                run.problem(number, item)
+            else:
+                _import_entry(db, run, item, next(verdict))
         if run.full:
             break
     _store_revocations(db, run)
@@ -307,10 +306,13 @@ def import_openssl(
     crl: Path | None = None,
     crl_dir: Path | None = None,
     progress: TextIO | None = sys.stderr,
+    workers: int | None = None,
 ) -> ImportTotals:
     """Import one root's OpenSSL CA directory; MigrationError (nothing written) on any problem.
 
-    ``progress`` gets a progress line when it is a terminal.
+    ``progress`` gets a progress line when it is a terminal. ``workers``
+    processes check the certificates (default: every core for a large
+    index, none for a small one).
     """
     run = _Run(root_id, ca_dir / "index.txt")
     next_serial = hex_file(ca_dir / "serial", run.problem)
@@ -323,7 +325,9 @@ def import_openssl(
         raise MigrationError(run.problems) from None
     meter = Progress(progress, size, f"importing root {root_id}")
     with db.transaction() as conn:
-        _import_index(db, run, ca_dir, root_cert, meter)
+        if workers is None:
+            workers = default_workers(size)
+        _import_index(db, run, ca_dir, root_cert, meter, workers)
         if crl is not None and old_crls and old_crls[0].path == crl:
             _check_current_crl(old_crls[0], run)
         if run.problems:
