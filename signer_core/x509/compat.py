@@ -46,6 +46,10 @@ def crl_next_update(crl: x509.CertificateRevocationList) -> dt.datetime | None:
     return None if value is None else _utc(value)
 
 
+def revocation_date(item: x509.RevokedCertificate) -> dt.datetime:
+    return _utc(getattr(item, "revocation_date_utc", None) or item.revocation_date)
+
+
 def verify_signature(
     signed: x509.Certificate | x509.CertificateRevocationList, issuer_key: PublicKeyTypes
 ) -> None:

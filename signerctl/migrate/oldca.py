@@ -10,7 +10,6 @@ import (``openssl_ca``) can list every problem at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import time
@@ -243,8 +242,3 @@ def crl_number(old: OldCrl) -> int:
         return old.crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
         return 0
-
-
-def revocation_date(item: x509.RevokedCertificate) -> dt.datetime:
-    value = getattr(item, "revocation_date_utc", None)  # cryptography 42+
-    return value if value is not None else item.revocation_date.replace(tzinfo=dt.UTC)

@@ -47,6 +47,7 @@ from signer_core.crl.revocation import Revocations
 from signer_core.store import crls, openssl
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, SignedElsewhere, serial_text
+from signer_core.x509.compat import revocation_date
 from signerctl.migrate.checks import CHUNK, Checked, Chunk, Verdict, check_chunks, default_workers
 from signerctl.migrate.index import MAX_LINE, IndexEntry, IndexLineError, parse_line
 from signerctl.migrate.oldca import (
@@ -56,7 +57,6 @@ from signerctl.migrate.oldca import (
     hex_file,
     index_lines,
     read_crls,
-    revocation_date,
 )
 
 IMPORTED_PROFILE = -1  # not one of profiles.md: "issued by the old signer"

@@ -179,10 +179,5 @@ def crl_number(crl: x509.CertificateRevocationList) -> int:
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
-def this_update(crl: x509.CertificateRevocationList) -> dt.datetime:
-    value = getattr(crl, "last_update_utc", None) or crl.last_update
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def serials(crl: x509.CertificateRevocationList) -> list[int]:
     return [entry.serial_number for entry in crl]

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from signer_core.openpgp.packets import walk
+from signer_core.x509.compat import crl_last_update
 from signerctl.demo.ca import gpg_workdir
 from spool.header import Action, RequestHeader, System
-from tests.support.crl import crl_number, serials, this_update
+from tests.support.crl import crl_number, serials
 from tests.support.openpgp import gen_key, gpg, user_ids
 from webhost.client import WebClient
 
@@ -97,7 +98,7 @@ def test_revoke_then_delta_then_refresh(appliance, world_dir, issue):
     after = load_crl(crl_path)
     openssl_verify(crl_path, root_cert)
     assert crl_number(after) == crl_number(before) + 1
-    assert this_update(after) > this_update(before)
+    assert crl_last_update(after) > crl_last_update(before)
     assert set(serials(after)) == set(serials(before))
     appliance.assert_alive()
 

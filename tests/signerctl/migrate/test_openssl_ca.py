@@ -20,9 +20,10 @@ from cryptography import x509
 from signer_core.crl.revocation import Revocations
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, serial_text
+from signer_core.x509.compat import crl_last_update
 from signerctl.migrate.export import ExportError, export_openssl
 from signerctl.migrate.openssl_ca import IMPORTED_PROFILE, import_openssl, imported_digest
-from tests.support.crl import NOW, WebHost, crl_number, this_update
+from tests.support.crl import NOW, WebHost, crl_number
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_next_crl_continues_the_old_one_as_a_delta(db, old_ca, tmp_path):
     crl = web.apply(answer)  # real xdelta patch + openssl crl -verify
     assert crl_number(crl) == crl_number(old) + 1 == 4
     assert crl_entries(crl) == expected_entries(old_ca)
-    assert this_update(crl) == NOW
+    assert crl_last_update(crl) == NOW
     # The old CRL's entries are a subset: revocations after its issue are added.
     assert set(crl_entries(old)) < set(crl_entries(crl))
 
