@@ -62,6 +62,38 @@ from spool.settings import ConfigError
 log = logging.getLogger("signer-comm")
 
 REOPEN_BACKOFF = (0.2, 10.0)  # first and longest wait between attempts, seconds
+REPEAT_WINDOW = 60.0  # s during which a warning identical to the last is counted, not logged
+
+
+class _Repeats:
+    """Logs a warning, but one identical to the last only once per ``REPEAT_WINDOW``,
+    saying how often it came meanwhile: a client retrying against a spool the comm
+    user cannot write gets a refusal each time without writing the log full."""
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.since = 0.0  # monotonic time ``last`` was logged
+        self.count = 0  # times ``last`` came again since, not logged
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if message == self.last and now - self.since < REPEAT_WINDOW:
+            self.count += 1
+            return
+        again = message == self.last and self.count > 0
+        if self.count:  # what came since the last line: with this one, or before it
+            log.warning(
+                "%s (the same warning %d times in the last %.0f s)",
+                self.last,
+                self.count + (1 if again else 0),
+                now - self.since,
+            )
+        if not again:
+            log.warning("%s", message)
+        self.last, self.since, self.count = message, now, 0
+
+
+_refusals = _Repeats()
 
 
 def _response(action: int, payload1: bytes = b"", payload2: bytes = b"") -> bytes:
@@ -69,7 +101,7 @@ def _response(action: int, payload1: bytes = b"", payload2: bytes = b"") -> byte
 
 
 def _refusal(action: int, code: str, text: str) -> bytes:
-    log.warning("refused: %s: %s", code, text)
+    _refusals.warning(f"refused: {code}: {text}")
     return _response(action, b"", error_payload(code, text)[:1000])
 
 

@@ -58,6 +58,7 @@ RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered fr
 TEMP_MAX_AGE = 3600.0  # a comm temp file this old was left by a crash, not a write in progress
 IDLE_WAKEUP = 60.0
 STORAGE_RETRY = 5.0
+START_REPORT_INTERVAL = 60.0  # s between two reports of the same reason the signer cannot start
 SCAN_INTERVAL = 0.01  # s between reads of the watch after a burst: a storm costs one read each
 REPORT_INTERVAL = 60.0  # s between two storm or drop reports (and prunings)
 STORM_EVENTS = 600  # fruitless events per interval that make a storm (a real link: a tenth)
@@ -227,12 +228,29 @@ def report_drops(ctx: SignerContext, report: DropReport | None, seconds: int) ->
 
 
 def start(cfg: Config) -> SignerContext:
-    """The context, once storage allows: a full disk at start waits, as it does later."""
+    """The context, once storage allows: a full disk at start waits, as it does later.
+
+    It tries every ``STORAGE_RETRY`` s, but says why only when the reason is new
+    or once per ``START_REPORT_INTERVAL``, with how often it failed meanwhile.
+    """
+    reported, since, failed = "", 0.0, 0  # the reason last logged, when, failures since
     while True:
         try:
             return build_context(cfg)
         except (OSError, sqlite3.OperationalError) as exc:
-            log.error("cannot start: %s; trying again in %.0f s", exc, STORAGE_RETRY)
+            reason, now = str(exc), time.monotonic()
+            if reason == reported and now - since < START_REPORT_INTERVAL:
+                failed += 1
+            else:
+                again = ""
+                if reason == reported:
+                    again = (
+                        f" (the same failure {failed + 1} times in the last {now - since:.0f} s)"
+                    )
+                log.error(
+                    "cannot start: %s%s; trying again every %.0f s", reason, again, STORAGE_RETRY
+                )
+                reported, since, failed = reason, now, 0
             time.sleep(STORAGE_RETRY)
 
 

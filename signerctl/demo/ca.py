@@ -14,6 +14,7 @@ import grp
 import os
 import pwd
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,49 @@ class Users:
 def _chown(path: Path | str, uid: int | None, gid: int | None) -> None:
     if uid is not None:
         os.chown(path, uid, -1 if gid is None else gid)  # -1: the group stays
+
+
+# Run as a daemon user: the first of the paths given that it may not enter.
+_FIRST_CLOSED = """import os, sys
+print(next((p for p in sys.argv[1:] if not os.access(p, os.X_OK)), ""))
+"""
+
+
+def unreachable(directory: Path, users: Users) -> str:
+    """Why a daemon user could not reach a demo CA in ``directory``; "" if both can.
+
+    The demo makes ``directory`` and all under it with the modes each daemon
+    needs, but not the directories above it, which both users must be able to
+    enter. Each user is asked itself (a child running as it), so groups and
+    ACLs count as they will for its daemon. Nothing to ask in a single-user demo.
+    """
+    above = [str(p) for p in reversed(directory.parents) if p.exists()]
+    for name, uid, gid in (
+        (users.signer_name, users.signer_uid, users.signer_gid),
+        (users.comm_name, users.comm_uid, users.comm_gid),
+    ):
+        if uid is None:
+            continue
+        asked = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _FIRST_CLOSED, *above],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env={},
+            user=uid,
+            group=gid,
+            extra_groups=[],
+            check=False,
+        )
+        if asked.returncode != 0:
+            return f"the user {name} cannot run {sys.executable}, so neither can its daemon"
+        closed = asked.stdout.strip()
+        if closed:
+            return (
+                f"the user {name} cannot reach {directory} because {closed} does not let it "
+                f"in: choose a directory that every user may enter, or run chmod o+x {closed}"
+            )
+    return ""
 
 
 def system_users() -> Users:

@@ -6,7 +6,10 @@ virtual null-modem cable (two real pseudo-terminals), runs each daemon as its
 own system user when started as root, restarts a daemon that dies, and signs
 one real certificate request end to end through ``signer-client``. With
 ``--serve`` it keeps everything running for other clients on the printed link.
-As root it puts the spool on a small tmpfs of its own, as the package does.
+As root it puts the spool on a small tmpfs of its own, as the package does,
+and first asks each daemon user whether it can reach the directory at all.
+SIGTERM, SIGINT and SIGHUP stop it at any moment, daemons, cable and tmpfs
+included; its logs are for root alone.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,11 +30,75 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from signer_core.x509.compat import verify_issued_by
-from signerctl.demo.ca import Users, create_demo_ca, system_users
+from signerctl.demo.ca import Users, create_demo_ca, system_users, unreachable
 from signerctl.demo.supervise import Service, Supervisor
 
 DEMO_NAME = "demo.example"
 SPOOL_TMPFS = "size=64m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+DAEMONS = (("signer-core", "signer_core.daemon"), ("signer-comm", "comm_handler.daemon"))
+
+
+class Stopped(Exception):
+    """A stop signal arrived: the demo unwinds through its clean-up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGTERM, SIGINT and SIGHUP end the demo wherever it is, through its clean-up.
+
+    Once ``installed``, the first of them raises ``Stopped`` in the main
+    thread; later ones are ignored, so that the clean-up runs to its end.
+    While a process is started or stopped (``held``), the first waits for the
+    end of that: a child started but not yet recorded would be left running.
+    Not installed (the tests' and bench/'s appliance), ``held`` does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.raised = False
+        self.holding = 0
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.signum is not None and not self.raised and not self.holding:
+            self.raised = True
+            raise Stopped(self.signum)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        self.signum, self.raised, self.holding = None, False, 0
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        self._raise()
+
+    def wait(self) -> None:
+        """Until the first stop signal, which raises ``Stopped``."""
+        while True:
+            self._raise()
+            time.sleep(1.0)  # a signal ends the sleep; one just before it, the next turn
+
+
+STOP = StopSignals()  # signal handlers are the process's: one for it
 
 
 @dataclass(frozen=True)
@@ -55,27 +121,33 @@ def start_cable() -> Cable:
     while len(ends) < 2:
         line = proc.stdout.readline()
         if not line:
+            proc.wait()
             raise RuntimeError("the null-modem relay did not start")
         name, _, path = line.strip().partition(": ")
         ends[name] = path
     return Cable(proc, ends["a"], ends["b"])
 
 
+def private_log(path: Path) -> Path:
+    """``path``, created if need be, for its owner (root) alone: no daemon user reads a log."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    path.chmod(0o600)
+    return path
+
+
 def daemons(config: Path, log_dir: Path) -> Supervisor:
-    """Both daemons on ``config``; as root each drops to the user the config names."""
-    env = dict(os.environ)
+    """Both daemons on ``config``, logging into ``log_dir`` (made its owner's alone); as
+    root each drops to the user the config names."""
+    log_dir.mkdir(mode=0o700, exist_ok=True)
+    log_dir.chmod(0o700)
     return Supervisor(
         [
             Service(
                 name,
                 [sys.executable, "-m", module, "--config", str(config)],
-                env,
-                log_dir / f"{name}.log",
+                log_file=private_log(log_dir / f"{name}.log"),
             )
-            for name, module in (
-                ("signer-core", "signer_core.daemon"),
-                ("signer-comm", "comm_handler.daemon"),
-            )
+            for name, module in DAEMONS
         ]
     )
 
@@ -102,23 +174,25 @@ def on_cable(
 
     The demo, the system tests and bench/ all start the appliance this way.
     """
-    cable = start_cable()
+    with STOP.held():
+        cable = start_cable()
     supervisor = None
     try:
-        users.give_to_comm(cable.appliance_end)
-        config = create_demo_ca(directory, users, cable.appliance_end)
-        with config.open("a") as f:
-            f.write(extra_toml)
-        log_dir.mkdir(exist_ok=True)
-        supervisor = daemons(config, log_dir)
-        supervisor.start()
+        with STOP.held():
+            users.give_to_comm(cable.appliance_end)
+            config = create_demo_ca(directory, users, cable.appliance_end)
+            with config.open("a") as f:
+                f.write(extra_toml)
+            supervisor = daemons(config, log_dir)
+            supervisor.start()
         wait_until_served(cable.web_end)
         yield Running(config, cable, supervisor)
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        cable.process.terminate()
-        cable.process.wait()
+        with STOP.held():
+            if supervisor is not None:
+                supervisor.stop()
+            cable.process.terminate()
+            cable.process.wait()
 
 
 def demo_request() -> bytes:
@@ -207,13 +281,14 @@ def spool_filesystem(directory: Path, out) -> Iterator[None]:
     if os.geteuid() != 0 or os.path.ismount(spool):
         yield
         return
-    spool.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", SPOOL_TMPFS, "signer-demo-spool", str(spool)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with STOP.held():
+        spool.mkdir(parents=True, exist_ok=True)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", SPOOL_TMPFS, "signer-demo-spool", str(spool)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if mounted.returncode != 0:
         print(f"spool left on disk: no tmpfs ({mounted.stderr.strip()})", file=out)
         yield
@@ -221,23 +296,38 @@ def spool_filesystem(directory: Path, out) -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["umount", str(spool)], check=False)
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        with STOP.held():
+            subprocess.run(["umount", str(spool)], check=False)
 
 
 def run_demo(directory: Path, serve: bool, out=sys.stdout) -> int:
+    """The demo in ``directory``: 0 once the certificate is verified (and, with
+    ``serve``, a stop signal came); 1 if it was not, 2 if the daemon users cannot
+    reach ``directory``, 128 + the signal's number when one stopped it earlier."""
     users = system_users() if os.geteuid() == 0 else Users()
     directory = directory.resolve()
-    with spool_filesystem(directory, out), on_cable(directory, users, directory / "log") as running:
-        print(f"link: {running.link}", file=out, flush=True)
-        ok = sign_one(running.link, directory, out)
-        if serve and ok:
-            print("serving; interrupt to stop", file=out, flush=True)
-            _wait_for_signal()
-        return 0 if ok else 1
+    problem = unreachable(directory, users)
+    if problem:
+        print(f"signerctl demo: {problem}", file=sys.stderr)
+        return 2
+    with STOP.installed():
+        try:
+            with (
+                spool_filesystem(directory, out),
+                on_cable(directory, users, directory / "log") as running,
+            ):
+                print(f"link: {running.link}", file=out, flush=True)
+                ok = sign_one(running.link, directory, out)
+                if serve and ok:
+                    try:  # from here on a stop signal is how the demo ends
+                        print("serving; interrupt to stop", file=out, flush=True)
+                        STOP.wait()
+                    except Stopped:
+                        pass
+                return 0 if ok else 1
+        except Stopped as exc:
+            print(f"stopped by {exc} before the demo was done", file=sys.stderr)
+            return 128 + exc.signum
+        except RuntimeError as exc:  # our own sentences: the relay or the appliance did not start
+            print(f"signerctl demo: {exc}", file=sys.stderr)
+            return 1

@@ -4,16 +4,20 @@ Operator tooling (the demo, tests); trusted side. It does for the demo what
 the systemd units do in production: a daemon that exits is started again
 after ``RESTART_DELAY`` (systemd's ``Restart=always``, ``RestartSec``). It
 starts the daemons as it runs itself; started as root, each daemon drops to
-its own configured user (hardening.process), as it would without systemd.
+its own configured user (hardening.process), as it would without systemd. A
+daemon gets only the few variables of ``DAEMON_ENV`` from our environment, as
+a unit's daemon gets only what the unit sets.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -22,13 +26,28 @@ log = logging.getLogger("signer-supervise")
 
 RESTART_DELAY = 1.0
 POLL = 0.1
+# All a daemon gets of the caller's environment: the search paths, the locale,
+# and what tests set (spool.crashpoint's crash points, tests/system/test_imports.py's
+# import log).
+DAEMON_ENV = (
+    *("PATH", "LANG", "LC_ALL", "PYTHONPATH"),
+    *("SIGNER_CRASH_AT", "SIGNER_CRASH_MARKER", "PYTHONPROFILEIMPORTTIME"),
+)
+DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def daemon_environment(ours: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables of ``DAEMON_ENV`` that ``ours`` has; PATH always."""
+    env = {name: ours[name] for name in DAEMON_ENV if name in ours}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
 
 
 @dataclass(frozen=True)
 class Service:
     name: str
     argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=daemon_environment)
     log_file: Path | None = None
 
 
@@ -49,7 +68,7 @@ class Supervisor:
                 out = stack.enter_context(open(service.log_file, "ab"))
             self.processes[service.name] = subprocess.Popen(
                 service.argv,
-                env=service.env or None,
+                env=service.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
