@@ -22,16 +22,26 @@ has not answered by ``result_deadline`` is refused so the client (which
 gives up after 120 s) retries; the request stays queued, and its retry is
 answered from the CA database without a second certificate. A response
 whose ACK never arrived gets no receipt: its retry is answered again.
+
+SIGTERM and SIGINT stop it at once (``Stopped``), wherever it is, except
+while a spool file is being committed (``_whole``): that is finished first,
+so the spool never holds half a file. A request being received, or waiting
+for its result, and a response being sent are abandoned: the web host
+retries, and the signer answers the retry from its database. Exit status 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import serial
 
@@ -94,6 +104,30 @@ class _Repeats:
 
 
 _refusals = _Repeats()
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(BaseException):
+    """A stop signal arrived: whatever is in progress is abandoned (no ``except Exception``
+    on the way catches it) and the daemon exits 0."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def _whole() -> Iterator[None]:
+    """Hold stop signals back while a spool file is committed: it is there whole or not at all."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a held signal stops us here
 
 
 def _response(action: int, payload1: bytes = b"", payload2: bytes = b"") -> bytes:
@@ -162,9 +196,10 @@ class LinkServer:
             return Answer(_refusal(_action_of(data), "bad-message", str(exc)))
         reply = header.action != Action.NUL
         try:
-            request_id = self.spool.enqueue(
-                message.header, message.payloads, received_at=received_at, reply=reply
-            )
+            with _whole():
+                request_id = self.spool.enqueue(
+                    message.header, message.payloads, received_at=received_at, reply=reply
+                )
             crashpoint("request-committed")
         except OSError as exc:
             return Answer(_refusal(header.action, "spool-unavailable", exc.strerror or str(exc)))
@@ -208,7 +243,8 @@ class LinkServer:
     def _receipt(self, request_id: str) -> None:
         """Tell the signer the web host has this request's answer; a failure only costs a reuse."""
         try:
-            self.spool.deliver(request_id)
+            with _whole():
+                self.spool.deliver(request_id)
             crashpoint("receipt-committed")
         except OSError as exc:
             log.warning(
@@ -298,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "link timeouts %s; pacing %s; result deadline %g s", cfg.link, pacing, cfg.result_deadline
     )
-    LinkServer(cfg, Spool(cfg.spool_dir)).run_forever()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
+    try:
+        LinkServer(cfg, Spool(cfg.spool_dir)).run_forever()
+    except Stopped as exc:
+        log.info("stopping on %s", exc)
     return 0
 
 

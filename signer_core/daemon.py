@@ -17,6 +17,11 @@ pause it); events that bring nothing (temporary files) cost a read at most
 every ``SCAN_INTERVAL``; corrupt/ is bounded. Once a ``REPORT_INTERVAL`` the
 loop logs and audits a storm of such events (``spool-storm``) and what
 corrupt/ could not keep (``spool-dropped``).
+
+SIGTERM and SIGINT stop it cleanly (``StopRequest``): the request in hand is
+finished, committed and answered, nothing more is claimed, the stop is
+audited (``stopped``) and the database is checkpointed and closed, so that
+``ca.sqlite`` alone holds everything; the exit status is 0.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import hashlib
 import logging
 import pwd
+import signal
 import sqlite3
 import sys
 import time
@@ -42,6 +48,7 @@ from signer_core.openpgp.certify import OpenPGPSigner, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
+from signer_core.stopping import StopRequest
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 from signer_core.store.schema import SchemaError
@@ -137,15 +144,20 @@ def process(ctx: SignerContext, spool: Spool, entry: Request | Receipt) -> None:
         spool.finish(entry, dispatch(ctx, entry))
 
 
-def serve_queue(ctx: SignerContext, spool: Spool, *, recover: bool) -> int:
-    """Finish what active/ holds (when asked), then every entry in incoming/; how many."""
+def serve_queue(ctx: SignerContext, spool: Spool, stop: StopRequest, *, recover: bool) -> int:
+    """Finish what active/ holds (when asked), then every entry in incoming/; how many.
+
+    A stop request ends it between two entries: what is left waits for the next start.
+    """
     served = 0
     if recover:
         for request in spool.recover():
+            if stop.requested:
+                return served
             log.info("finishing request %s left by a crash or a storage failure", request.id)
             process(ctx, spool, request)
             served += 1
-    while (entry := spool.claim_next()) is not None:
+    while not stop.requested and (entry := spool.claim_next()) is not None:
         crashpoint("request-claimed")
         process(ctx, spool, entry)
         served += 1
@@ -254,28 +266,66 @@ def start(cfg: Config) -> SignerContext:
             time.sleep(STORAGE_RETRY)
 
 
-def run(cfg: Config, spool: Spool) -> None:
+def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
+    """Serve the spool until a stop signal; then audit the stop and close the database."""
     ctx = start(cfg)
+    try:
+        serve(ctx, spool, stop)
+        assert stop.signum is not None  # serve returns on a stop request only
+        record_stop(ctx, stop.signum)
+    finally:
+        close_database(ctx.db)
+
+
+def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
     recover, woken = True, False
     tally = Tally(length=0.0)  # prune at once, and report what the first scan met
     with DirWatcher(spool.incoming, mask=COMMIT_MASK, min_interval=SCAN_INTERVAL) as watcher:
         log.info("watching %s", spool.incoming)
-        while True:
+        while not stop.requested:
             # A full disk or an I/O error is the machine's fault, not the
             # request's: keep the request where it is (incoming/ or active/)
             # and try again, rather than refuse it or exit into a restart storm.
             # (What the comm user does to its entries never raises: spool.queue.)
             try:
-                tally.add(woken, serve_queue(ctx, spool, recover=recover))
-                if not tally.left():
+                tally.add(woken, serve_queue(ctx, spool, stop, recover=recover))
+                if not tally.left() and not stop.requested:
                     tally = end_interval(ctx, spool, watcher, tally)
             except (OSError, sqlite3.OperationalError) as exc:
                 log.error("storage failure: %s; trying again in %.0f s", exc, STORAGE_RETRY)
                 recover, woken = True, False
-                time.sleep(STORAGE_RETRY)
+                stop.idle(time.sleep, STORAGE_RETRY)
                 continue
             recover = False
-            woken = watcher.wait(min(IDLE_WAKEUP, tally.left()))
+            woken = stop.idle(watcher.wait, min(IDLE_WAKEUP, tally.left()))
+
+
+def record_stop(ctx: SignerContext, signum: int) -> None:
+    name = signal.Signals(signum).name
+    log.info("stopping on %s", name)
+    try:
+        with ctx.db.transaction():
+            ctx.audit.append("stopped", signal=name)
+    except (OSError, sqlite3.OperationalError) as exc:
+        log.error("the stop could not be recorded in the audit log: %s", exc)
+
+
+def close_database(db: CADatabase) -> None:
+    """Checkpoint and close; say so when the database file alone does not hold everything."""
+    try:
+        whole = db.close()
+    except (OSError, sqlite3.OperationalError) as exc:
+        log.error(
+            "the database could not be checkpointed (%s): recent changes stay in its"
+            " write-ahead log, which the next start reads; copy ca.sqlite-wal with it",
+            exc,
+        )
+        return
+    if not whole:
+        log.warning(
+            "the database could not be checkpointed: another process was reading it;"
+            " recent changes stay in its write-ahead log, which the next start reads"
+        )
 
 
 def make_spool(cfg: Config) -> Spool:
@@ -294,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, HardeningError, KeyError) as exc:
         print(f"signer-core: {exc}", file=sys.stderr)
         return 2
+    stop = StopRequest()
+    stop.install()
     try:
-        run(cfg, spool)
+        run(cfg, spool, stop)
     except SchemaError as exc:  # a database from a newer release: nothing to do but say so
         print(f"signer-core: {exc}", file=sys.stderr)
         return 2

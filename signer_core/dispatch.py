@@ -275,6 +275,12 @@ def handle_revoke(ctx: SignerContext, header: RequestHeader, request: Request) -
         if outcome.serial is not None:
             details["serial"] = serial_text(outcome.serial)
         ctx.audit.append("revoked" if outcome.serial is not None else "crl-issued", **details)
+    if outcome.serial is None:
+        log.info("CRL refresh for root %d: CRL %d", root.id, outcome.crl_number)
+    else:
+        log.info(
+            "serial %x of root %d revoked: CRL %d", outcome.serial, root.id, outcome.crl_number
+        )
     return outcome.answer
 
 

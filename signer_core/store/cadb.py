@@ -132,8 +132,20 @@ class CADatabase:
         migrate(self.connection)
         self._on_rollback: list[Callable[[], object]] = []
 
-    def close(self) -> None:
-        self.connection.close()
+    def close(self) -> bool:
+        """Fold the write-ahead log into the file, then close; whether the file alone holds all.
+
+        In WAL mode commits go to ``ca.sqlite-wal`` first; without this an
+        operator who copies ``ca.sqlite`` alone may copy an empty database.
+        The checkpoint waits up to the connection's busy timeout for readers
+        (``signerctl``); False if one still held the log: nothing is lost, the
+        log stays beside the file and the next open reads it.
+        """
+        try:
+            row = self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.connection.close()
+        return row is not None and row[0] == 0
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:

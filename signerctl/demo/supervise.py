@@ -7,6 +7,14 @@ starts the daemons as it runs itself; started as root, each daemon drops to
 its own configured user (hardening.process), as it would without systemd. A
 daemon gets only the few variables of ``DAEMON_ENV`` from our environment, as
 a unit's daemon gets only what the unit sets.
+
+``stop()`` is ``systemctl stop``: it ends the watch first, so that nothing
+it stops is started again, then sends each daemon SIGTERM and waits for it
+(``STOP_TIMEOUT``, systemd's ``TimeoutStopSec`` in small) before SIGKILL;
+each daemon exits 0 once it has finished or abandoned the work in hand
+(signer-core finishes it, then closes its database). A daemon stopped by
+anyone else's signal, even cleanly, is started again, as ``Restart=always``
+does.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ POLL = 0.1
 # import log).
 DAEMON_ENV = (
     *("PATH", "LANG", "LC_ALL", "PYTHONPATH"),
-    *("SIGNER_CRASH_AT", "SIGNER_CRASH_MARKER", "PYTHONPROFILEIMPORTTIME"),
+    *("SIGNER_CRASH_AT", "SIGNER_CRASH_MARKER", "SIGNER_CRASH_SIGNAL"),
+    "PYTHONPROFILEIMPORTTIME",
 )
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -41,6 +50,9 @@ def daemon_environment(ours: Mapping[str, str] = os.environ) -> dict[str, str]:
     env = {name: ours[name] for name in DAEMON_ENV if name in ours}
     env.setdefault("PATH", DEFAULT_PATH)
     return env
+
+
+STOP_TIMEOUT = 10.0  # s a daemon has to stop after SIGTERM before it is killed
 
 
 @dataclass(frozen=True)
@@ -98,16 +110,22 @@ class Supervisor:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to every daemon, none restarted; their exit statuses (negative: the signal)."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.processes.values():
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, proc in self.processes.items():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                log.warning(
+                    "%s did not stop within %g s of SIGTERM; killing it", name, STOP_TIMEOUT
+                )
                 proc.kill()
                 proc.wait()
+        return {name: proc.returncode for name, proc in self.processes.items()}
