@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import serial
+from cryptography import x509
 
 from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
@@ -234,6 +235,31 @@ def _run(client: WebClient, args: argparse.Namespace, now: datetime.datetime) ->
     return client.refresh_crl(args.root, args.crl, args.root_cert)
 
 
+def _held_crl(args: argparse.Namespace) -> bytes:
+    """The CRL the web host holds before a revoke, to tell a new revocation from an old one."""
+    if args.command != "revoke" or not args.crl.exists():
+        return b""
+    try:
+        return bytes(args.crl.read_bytes())
+    except OSError:
+        return b""  # main's exchange reads it again, and says what is wrong
+
+
+def _revocation_line(cert_pem: bytes, held: bytes) -> str:
+    """Whether the appliance revoked the certificate now or had before (the held CRL lists it)."""
+    try:
+        serial_number = x509.load_pem_x509_certificate(cert_pem).serial_number
+    except ValueError:  # the appliance read it; whatever we cannot, it is revoked
+        return "certificate revoked"
+    try:
+        crl = x509.load_der_x509_crl(held)
+    except ValueError:  # no CRL held yet, or not one we can read: nothing says it was before
+        return f"certificate {serial_number:x} revoked"
+    if crl.get_revoked_certificate_by_serial_number(serial_number) is not None:
+        return f"certificate {serial_number:x} was already revoked"
+    return f"certificate {serial_number:x} revoked"
+
+
 def _fail(code: int, sentence: str) -> int:
     print(f"signer-client: {sentence}", file=sys.stderr)
     return code
@@ -245,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    held = _held_crl(args)
     try:
         with WebClient(
             args.link,
@@ -269,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"time sent: {now:%Y-%m-%d %H:%M:%S} UTC ({sent})")
     elif args.command in ("revoke", "refresh-crl"):
         digest = hashlib.sha1(args.crl.read_bytes()).hexdigest()
+        if args.command == "revoke":
+            print(_revocation_line(args.cert, held))
         print(f"crl updated: {args.crl} sha1={digest}")
     else:
         sys.stdout.buffer.write(response.payload1)
