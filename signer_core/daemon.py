@@ -239,14 +239,15 @@ def report_drops(ctx: SignerContext, report: DropReport | None, seconds: int) ->
         )
 
 
-def start(cfg: Config) -> SignerContext:
-    """The context, once storage allows: a full disk at start waits, as it does later.
+def start(cfg: Config, stop: StopRequest) -> SignerContext | None:
+    """The context, once storage allows: a full disk at start waits, as it does later;
+    None if a stop signal comes first (nothing is open then).
 
     It tries every ``STORAGE_RETRY`` s, but says why only when the reason is new
     or once per ``START_REPORT_INTERVAL``, with how often it failed meanwhile.
     """
     reported, since, failed = "", 0.0, 0  # the reason last logged, when, failures since
-    while True:
+    while not stop.requested:
         try:
             return build_context(cfg)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -263,12 +264,16 @@ def start(cfg: Config) -> SignerContext:
                     "cannot start: %s%s; trying again every %.0f s", reason, again, STORAGE_RETRY
                 )
                 reported, since, failed = reason, now, 0
-            time.sleep(STORAGE_RETRY)
+            stop.idle(time.sleep, STORAGE_RETRY)
+    log.info("stopping before start-up finished")
+    return None
 
 
 def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
     """Serve the spool until a stop signal; then audit the stop and close the database."""
-    ctx = start(cfg)
+    ctx = start(cfg, stop)
+    if ctx is None:
+        return
     try:
         serve(ctx, spool, stop)
         assert stop.signum is not None  # serve returns on a stop request only

@@ -7,6 +7,7 @@ CA whose database path is a directory, made a path it can use after a while.
 from __future__ import annotations
 
 import math
+import signal
 import time
 
 from signer_core.daemon import START_REPORT_INTERVAL, STORAGE_RETRY
@@ -35,3 +36,17 @@ def test_cannot_start_is_logged_once_per_interval_not_per_attempt(world_dir, use
     assert 1 <= len(failures) <= 1 + math.floor(RUN / START_REPORT_INTERVAL), failures
     assert failures[0].startswith("signer-core: ERROR cannot start: ")
     assert failures[0].endswith(f"{blocker}'; trying again every {STORAGE_RETRY:.0f} s")
+
+
+def test_a_stop_while_start_up_waits_for_storage_exits_at_once(world_dir, users):
+    config = create_demo_ca(world_dir / "ca", users, "/dev/null")
+    (world_dir / "ca" / "lib" / "ca.sqlite").mkdir()  # no database opens on a directory
+    log_file = world_dir / "signer.log"
+    signer = rig.LoneSigner(config, log_file)
+    try:
+        rig.wait_until(lambda: "cannot start" in log_file.read_text(), 30, "the first failure")
+        signer.proc.send_signal(signal.SIGTERM)
+        assert signer.proc.wait(timeout=STORAGE_RETRY) == 0  # not after the next attempt
+    finally:
+        signer.stop()
+    assert "stopping before start-up finished" in log_file.read_text()
