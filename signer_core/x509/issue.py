@@ -27,7 +27,7 @@ from signer_core.roots import Root, RootStore
 from signer_core.x509.compat import not_after, not_before, verify_signature
 from signer_core.x509.keychecks import SubjectKey, check_public_key
 from signer_core.x509.names import certificate_names
-from signer_core.x509.profiles import Profile
+from signer_core.x509.profiles import KEY_USAGE_NAMES, Profile
 from signer_core.x509.request import parse_request
 from signer_core.x509.subject import parse_spkac_subject, parse_subject, policy_order
 from spool.header import DIGEST_IDS
@@ -172,6 +172,9 @@ def _validity(root: Root, profile: Profile, days: int, now: datetime) -> tuple[d
     return start, end
 
 
+_AGREEMENT_ONLY = frozenset({"encipher_only", "decipher_only"})
+
+
 def key_usage(profile: Profile, public_key: SubjectKey) -> x509.KeyUsage:
     """The profile's keyUsage minus the bits the subject key's algorithm forbids:
     RFC 3279 2.3.1 (no keyAgreement for RSA), RFC 5480 3 (no encipherment for
@@ -186,18 +189,8 @@ def key_usage(profile: Profile, public_key: SubjectKey) -> x509.KeyUsage:
     if not bits:
         raise Refusal("unsupported-key", f"profile {profile.id} has no key usage for this key type")
     agreement = "key_agreement" in bits
-    flags = {
-        name: name in bits
-        for name in (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-        )
-    }
+    # encipher_only and decipher_only mean something only with key_agreement.
+    flags = {name: name in bits for name in KEY_USAGE_NAMES - _AGREEMENT_ONLY}
     return x509.KeyUsage(
         encipher_only=agreement and "encipher_only" in bits,
         decipher_only=agreement and "decipher_only" in bits,
