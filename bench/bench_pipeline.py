@@ -1,28 +1,44 @@
-"""Certificates per second through the whole pipeline, against the raw signing rate.
+"""A certificate's cost through the whole pipeline, against its signature alone.
 
-    python bench/bench_pipeline.py [--requests 200] [--prefill 1000000]
+    python bench/bench_pipeline.py [--requests 100] [--rounds 3] [--prefill 1000000]
 
 For an RSA-4096 root and a P-256 root: the web-side client sends distinct
 PKCS#10 requests one at a time over a pseudo-terminal cable to the comm
 daemon, which spools them for the signer daemon, which checks, signs,
-records in the CA database and answers. Beside it, the raw rate at which the
-same key signs a certificate-sized body in this process: the physical limit.
-Then the same pipeline figure again with ``--prefill`` certificates already
-in the database, to show that the cost per certificate does not grow with it.
-Medians of ``--rounds`` rounds; ratios against the raw rate of the same run.
+records in the CA database and answers. Printed for each root, beside the
+same key's signature of a certificate-sized body in this process (the
+physical limit), measured in the same run:
+
+- latency: the median time of one request end to end as the web-side
+  client sees it, against the median time of one signature, and the
+  difference (what the pipeline adds);
+- rate: certificates per second, against the raw signing rate, and the ratio;
+- flushes: fsync, fdatasync, sync_file_range, msync, sync and syncfs calls
+  of both daemons per certificate, counted by ``strace -c`` over one more
+  round (not timed: strace slows the daemons). Skipped without strace or,
+  when not root, where ptrace is not allowed.
+
+Then the same latency and rate again with ``--prefill`` certificates
+already in the database (0: skipped), to show that the cost per certificate
+does not grow with it. Medians of ``--rounds`` rounds; the load average is
+printed with each line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -83,27 +99,69 @@ def install_roots(directory: Path) -> dict[str, object]:
     return keys
 
 
-def raw_rate(key, seconds: float = 2.0) -> float:
+FLUSH_CALLS = "fsync,fdatasync,sync_file_range,msync,sync,syncfs"
+STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
+
+
+def signatures(key, seconds: float = 2.0) -> list[float]:
+    """Durations of single signatures of a certificate-sized body, for ``seconds``."""
     body = secrets.token_bytes(900)  # about a TBSCertificate
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
         if isinstance(key, rsa.RSAPrivateKey):
             key.sign(body, padding.PKCS1v15(), hashes.SHA256())
         else:
             key.sign(body, ec.ECDSA(hashes.SHA256()))
-        n += 1
-    return n / (time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
+    return times
 
 
-def pipeline_rate(link: str, root: int, requests: list[bytes]) -> float:
+def pipeline(link: str, root: int, requests: list[bytes]) -> tuple[float, list[float]]:
+    """Certificates per second over ``requests``, and each request's duration."""
+    times: list[float] = []
     with WebClient(link) as client:
-        start = time.perf_counter()
+        first = time.perf_counter()
         for i, csr in enumerate(requests):
+            start = time.perf_counter()
             response = client.sign_x509(
                 root, 5, 8, 365, csr, f"DNS:h{i}.bench.example", f"/CN=h{i}.bench.example"
             )
+            times.append(time.perf_counter() - start)
             assert response.ok, response.reason
-        return len(requests) / (time.perf_counter() - start)
+        return len(requests) / (time.perf_counter() - first), times
+
+
+def count_flushes(pids: list[int], work) -> int | None:
+    """Flush calls made by ``pids`` (and their threads and children) while ``work()`` runs."""
+    if shutil.which("strace") is None:
+        return None
+    tracers = [
+        subprocess.Popen(
+            ["strace", "-f", "-c", "-e", f"trace={FLUSH_CALLS}", "-p", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in pids
+    ]
+    time.sleep(1.0)  # strace attaches
+    try:
+        work()
+    finally:
+        outputs = []
+        for tracer in tracers:
+            tracer.send_signal(signal.SIGINT)
+            outputs.append(tracer.communicate(timeout=30)[1])
+    if any("Operation not permitted" in out for out in outputs):
+        return None
+    return sum(
+        int(m.group(1))
+        for out in outputs
+        for m in map(STRACE_ROW.match, out.splitlines())
+        if m and m.group(2) != "total"
+    )
 
 
 def prefill(database: Path, count: int, owner: Users) -> None:
@@ -129,9 +187,16 @@ def prefill(database: Path, count: int, owner: Users) -> None:
         owner.give_to_signer(path)
 
 
+@dataclass
+class Figures:
+    rate: float  # certificates/s, median of the rounds
+    latency: float  # s, median over every request of every round
+    flushes: float | None  # per certificate, one extra round under strace
+
+
 def measure(
-    directory: Path, users: Users, label: str, root: int, work: list[list[bytes]]
-) -> list[float]:
+    directory: Path, users: Users, root: int, work: list[list[bytes]], traced: list[bytes] | None
+) -> Figures:
     cable = start_cable()
     users.give_to_comm(cable.appliance_end)
     config = create_demo_ca(directory, users, cable.appliance_end)
@@ -139,7 +204,17 @@ def measure(
     supervisor.start()
     try:
         wait_until_served(cable.web_end)
-        return [pipeline_rate(cable.web_end, root, batch) for batch in work]
+        rounds = [pipeline(cable.web_end, root, batch) for batch in work]
+        flushes = None
+        if traced:
+            pids = [supervisor.pid(name) for name in ("signer-core", "signer-comm")]
+            count = count_flushes(pids, lambda: pipeline(cable.web_end, root, traced))
+            flushes = None if count is None else count / len(traced)
+        return Figures(
+            statistics.median(rate for rate, _ in rounds),
+            statistics.median(t for _, times in rounds for t in times),
+            flushes,
+        )
     finally:
         supervisor.stop()
         cable.process.terminate()
@@ -160,26 +235,34 @@ def main() -> None:
         create_demo_ca(directory, users, "/dev/null")
         keys = install_roots(directory)
         (directory / "log").mkdir()
-        needed = 2 * len(ROOTS) * args.rounds
+        stages = (0, args.prefill) if args.prefill else (0,)
+        needed = len(stages) * len(ROOTS) * (args.rounds + 1)
         print(f"making {needed * args.requests} requests...", flush=True)
         pool = [csrs(args.requests) for _ in range(needed)]
-        print(f"{'root':9} {'database':>12} {'pipeline/s':>11} {'raw sign/s':>11} {'ratio':>7}")
-        for prefilled in (0, args.prefill):
+        print(
+            f"{'root':9} {'database':>9} {'latency':>8} {'sign':>7} {'added':>7}"
+            f" {'certs/s':>8} {'raw/s':>7} {'ratio':>6} {'flushes':>8} {'load':>5}"
+        )
+        for prefilled in stages:
             if prefilled:
                 print(f"prefilling {prefilled} certificates...", flush=True)
                 started = time.perf_counter()
                 prefill(directory / "lib" / "ca.sqlite", prefilled, users)
                 print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
             for label, (root, _) in ROOTS.items():
-                rates = measure(
-                    directory, users, label, root, [pool.pop() for _ in range(args.rounds)]
-                )
-                raw = statistics.median(raw_rate(keys[label]) for _ in range(args.rounds))
-                rate = statistics.median(rates)
+                work = [pool.pop() for _ in range(args.rounds)]
+                figures = measure(directory, users, root, work, pool.pop())
+                signs = [t for _ in range(args.rounds) for t in signatures(keys[label])]
+                sign = statistics.median(signs)
+                raw = 1 / statistics.mean(signs)
                 with closing(open_readonly(directory / "lib" / "ca.sqlite")) as conn:
                     rows = certificate_summary(conn).issued
+                flushes = "-" if figures.flushes is None else f"{figures.flushes:.2f}"
                 print(
-                    f"{label:9} {rows:>12} {rate:>11.1f} {raw:>11.1f} {rate / raw:>7.3f}",
+                    f"{label:9} {rows:>9} {figures.latency * 1000:>6.1f}ms {sign * 1000:>5.1f}ms"
+                    f" {(figures.latency - sign) * 1000:>5.1f}ms {figures.rate:>8.1f}"
+                    f" {raw:>7.1f} {figures.rate / raw:>6.3f} {flushes:>8}"
+                    f" {os.getloadavg()[0]:>5.2f}",
                     flush=True,
                 )
     finally:

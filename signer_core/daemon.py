@@ -193,8 +193,8 @@ def end_interval(ctx: SignerContext, spool: Spool, watcher: DirWatcher, tally: T
 
 
 def report_storm(ctx: SignerContext, ignored: int, tally: Tally, seconds: int) -> None:
-    # Each committed entry brings one event for its temporary file; the rest brought nothing.
-    wasted = max(0, ignored - tally.served) + tally.fruitless
+    # Entries are published without a temporary name: every dot-file event is waste.
+    wasted = ignored + tally.fruitless
     if wasted < STORM_EVENTS:
         return
     log.warning(
@@ -293,7 +293,10 @@ def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
             # and try again, rather than refuse it or exit into a restart storm.
             # (What the comm user does to its entries never raises: spool.queue.)
             try:
-                tally.add(woken, serve_queue(ctx, spool, stop, recover=recover))
+                served = serve_queue(ctx, spool, stop, recover=recover)
+                tally.add(woken, served)
+                if served:
+                    watcher.credit_back()
                 if not tally.left() and not stop.requested:
                     tally = end_interval(ctx, spool, watcher, tally)
             except (OSError, sqlite3.OperationalError) as exc:

@@ -128,7 +128,8 @@ class TimeReadings:
         if why is not None:
             self._reject(reading, why)
             return reading
-        with self.db.transaction():
+        # Not flushed: a reading lost to a power cut is replaced by the next keep-alive.
+        with self.db.transaction(durable=False):
             clock.keep_believed(self.conn, reading)
             if self._worth_keeping(reading):
                 clock.add_to_history(self.conn, reading, self.rules.history_max_rows)
@@ -161,7 +162,7 @@ class TimeReadings:
         return None
 
     def _reject(self, reading: Reading, why: str) -> None:
-        with self.db.transaction():
+        with self.db.transaction(durable=False):
             run = clock.count_rejected(self.conn, reading, why)
         if run == 1:
             raise Refusal("implausible-time", why)

@@ -36,7 +36,7 @@ from spool.record import (
     decode_result,
     is_valid_id,
 )
-from spool.safeio import UnsafeEntry, fsync_dir, read_hostile
+from spool.safeio import UnsafeEntry, read_hostile
 
 MAX_REASON = 4096
 
@@ -170,8 +170,6 @@ def requeue(spool: Spool, name: str) -> None:
         os.unlink(spool.corrupt / (name + REASON))
     except FileNotFoundError:
         pass
-    fsync_dir(spool.corrupt)
-    fsync_dir(spool.incoming)
 
 
 def purge_corrupt(spool: Spool, older_than: float) -> int:
@@ -185,6 +183,4 @@ def purge_corrupt(spool: Spool, older_than: float) -> int:
                 else:
                     victim.unlink(missing_ok=True)
             removed += 1
-    if removed:
-        fsync_dir(spool.corrupt)
     return removed

@@ -12,8 +12,12 @@ between them, each made by one side only::
     signer: active/<id>.req left by a crash --> served again    recover
     signer: anything refused --> corrupt/<name> + corrupt/<name>.reason
 
-A commit is ``safeio.commit_file``: a dot-temporary written, fsynced,
-renamed into place, the directory fsynced. Everything else is in modules
+A commit is ``safeio.publish``: an unnamed file written, then linked under a
+fresh name, so that each entry brings its watcher one event and a reader
+never sees it half-written. Nothing here is flushed to disk: the spool is a
+volatile handoff (a tmpfs in the package), and what must survive a power cut
+is committed to the CA database before its result is published
+(docs/reliability.md). Everything else is in modules
 named for it: entry names and the checked read (``spool.entry``), the order
 of claims under a flood (``spool.scan``), corrupt/'s bounds and drop reports
 (``spool.corrupt``), the comm side's wait for results (``spool.results``),
@@ -64,8 +68,8 @@ from spool.record import (
     encode_result,
     is_valid_id,
 )
-from spool.results import read_result, wait_result
-from spool.safeio import UnsafeEntry, commit_file, fsync_dir, read_hostile, unlink_quietly
+from spool.results import ResultWatch, read_result
+from spool.safeio import UnsafeEntry, publish, read_hostile, unlink_quietly
 from spool.scan import IncomingScan
 
 STATES = ("incoming", "active", "results", "corrupt")
@@ -106,6 +110,7 @@ class Spool:
         self.corrupt = self.root / "corrupt"
         self._scan = IncomingScan(self.incoming)
         self._corrupt = CorruptDir(self.corrupt, corrupt_limits)
+        self._results_watch = ResultWatch(self.results)
 
     def _dir(self, state: str) -> Path:
         if state not in STATES:
@@ -144,7 +149,7 @@ class Spool:
     ) -> str:
         """Commit a request into incoming/ and return its id."""
         request = Request(new_id(), received_at, header, payloads, reply)
-        commit_file(
+        publish(
             self.incoming, f"{request.id}{REQUEST_SUFFIX}", encode_request(request), REQUEST_MODE
         )
         return request.id
@@ -152,14 +157,14 @@ class Spool:
     def deliver(self, request_id: str) -> str:
         """Commit a receipt: the web host ACKed the result of ``request_id``."""
         receipt = Receipt(new_id(), request_id)
-        commit_file(
+        publish(
             self.incoming, f"{receipt.id}{RECEIPT_SUFFIX}", encode_receipt(receipt), REQUEST_MODE
         )
         return receipt.id
 
     def wait_result(self, request_id: str, timeout: float) -> Result | None:
         """The result for ``request_id``, or None if none is committed within ``timeout`` s."""
-        return wait_result(self.results, request_id, timeout)
+        return self._results_watch.wait(request_id, timeout)
 
     def read_result(self, request_id: str) -> Result | None:
         """The committed result for ``request_id`` or None; ``SpoolFormatError`` if it is bad."""
@@ -210,9 +215,8 @@ class Spool:
             self._refuse(self.incoming, name, "differs from the active request with the same id")
             return None
         if existing is None:
-            commit_file(self.active, name, data, PRIVATE_MODE)
+            publish(self.active, name, data, PRIVATE_MODE)
         self._remove_claimed(name)
-        fsync_dir(self.incoming)
         # An identical copy already active was left by a crash after the copy
         # and before the unlink; recover() has returned or will return it.
         return request if existing is None else None
@@ -256,13 +260,12 @@ class Spool:
             if result.id != request.id:
                 raise ValueError(f"result id {result.id} does not match request {request.id}")
             name = f"{request.id}{RESULT_SUFFIX}"
-            commit_file(self.results, name, encode_result(result), RESULT_MODE)
+            try:
+                publish(self.results, name, encode_result(result), RESULT_MODE)
+            except FileExistsError:
+                pass  # answered before a crash, which left the active copy: that answer stands
             crashpoint("result-committed")
-        try:
-            os.unlink(self.active / f"{request.id}{REQUEST_SUFFIX}")
-        except FileNotFoundError:
-            return  # already finished once: handling twice is harmless
-        fsync_dir(self.active)
+        unlink_quietly(self.active / f"{request.id}{REQUEST_SUFFIX}")
 
     # -- signer side: refusals, corrupt/ -----------------------------------
 

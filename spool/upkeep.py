@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from spool.entry import RESULT_SUFFIX, entry_id, id_time
-from spool.safeio import fsync_dir
 
 
 def prune_results(results: Path, max_age: float) -> int:
@@ -28,8 +27,6 @@ def prune_results(results: Path, max_age: float) -> int:
                 removed += 1
             except FileNotFoundError:
                 pass
-    if removed:
-        fsync_dir(results)
     return removed
 
 

@@ -11,15 +11,17 @@ skip a scan: an event naming a dot-file (a temporary, which every reader
 ignores) wakes nobody. Nothing is lost by that even if the name lies,
 because consumers also scan on a timeout (the signer every ``IDLE_WAKEUP``).
 
-Entries are committed by rename, so ``COMMIT_MASK`` (what the signer and
-the comm handler watch) asks for ``IN_MOVED_TO``, plus ``IN_CREATE`` so that
-an entry made in place by a misbehaving writer (a link, a FIFO, a file
-written under its final name) is refused at once rather than at the next
-timeout. Deletions, writes and attribute changes bring nothing to read and
-are not watched. ``min_interval`` bounds the rate of reads: ``burst`` reads
-may follow each other at once (a commit brings two events, its temporary's
-creation and its rename), then one per interval, each taking all the events
-queued meanwhile; so a storm costs one read per interval.
+Entries are published by linking an unnamed file (``safeio.publish``), which
+the kernel reports as ``IN_CREATE`` of the final name, or, where the file
+system cannot, by a rename (``IN_MOVED_TO``, an operator's requeue too).
+``COMMIT_MASK`` (what the signer and the comm handler watch) asks for those
+two, so an entry made in place by a misbehaving writer (a link, a FIFO, a
+file written under its final name) is refused at once rather than at the
+next timeout. Deletions, writes and attribute changes bring nothing to read
+and are not watched. ``min_interval`` bounds the rate of reads: ``burst``
+reads may follow each other at once, then one per interval, each taking all
+the events queued meanwhile (a read that brought work is given back by its
+owner, ``credit_back``); so a storm costs one read per interval.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class DirWatcher:
     """An inotify watch on ``path``, created at construction time.
 
     ``ignored`` counts the events that named a dot-file and so woke nobody
-    (``take_ignored`` reads and resets it): a storm's measure.
+    (``take_ignored`` reads and resets it): a storm's measure. ``gone`` is
+    set once the kernel dropped the watch (the directory was removed or
+    its file system unmounted): a long-lived owner then makes a new one.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class DirWatcher:
         self.path = Path(path)
         self.min_interval, self.burst = min_interval, burst
         self.ignored = 0
+        self.gone = False
         self._credit, self._credited_at = float(burst), time.monotonic()  # reads allowed now
         self._inotify = INotify()
         try:
@@ -85,11 +90,20 @@ class DirWatcher:
             events = self._inotify.read(timeout=_millis(deadline))
             if not events:
                 return False
+            self.gone = self.gone or any(e.mask & flags.IGNORED for e in events)
             if _worth_a_scan(events):
                 return True
             self.ignored += len(events)
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+
+    def credit_back(self) -> None:
+        """The last read brought work: it does not count against ``min_interval``'s pace.
+
+        The pace is for reads that bring nothing (a storm); without this, a
+        steady stream of real requests would wait up to an interval each.
+        """
+        self._credit = min(float(self.burst), self._credit + 1)
 
     def take_ignored(self) -> int:
         """The events ignored since the last call."""

@@ -8,13 +8,20 @@ one (``audit``, ``crls``, ``clock``, ``openssl``), on ``connection``. This
 module owns the SQL on ``certificates`` and ``openpgp_certifications``.
 
 Issuance is two commits around the signature, so that a crash anywhere
-leaves a state the next attempt can finish without issuing twice:
+leaves a state the next attempt can finish without issuing twice, and one
+flush to disk:
 
 1. ``reserve``: the random serial and the request's digest are recorded in
-   state ``reserved`` before the key is used;
+   state ``reserved`` before the key is used. Not flushed on its own: the
+   next commit, the issuance's, flushes it too (the write-ahead log is
+   written in order). A power cut can only lose a reservation together with
+   the signature made under it, which never left the machine: the result is
+   published only after step 2 returned. The retry then reserves a fresh
+   random serial, which is as good.
 2. ``record_issued``: the signed certificate is stored and the row becomes
-   ``issued``. A refusal after step 1 marks the row ``released`` (its
-   serial stays spent) in the same transaction as the refusal's record.
+   ``issued``, flushed before the commit returns. A refusal after step 1
+   marks the row ``released`` (its serial stays spent) in the same
+   transaction as the refusal's record.
 
 A retry is not a renewal. Each row remembers the spool id of the last
 request it answered (``answer_id``) and, once the comm handler's receipt
@@ -198,9 +205,9 @@ class CADatabase:
         return _row(cur.fetchone())
 
     def reserve(self, root: int, serial: int, digest: bytes, profile: int) -> bool:
-        """Record a serial before signing; False if the serial is taken in this root."""
+        """Record a serial before signing (unflushed, see above); False if it is taken."""
         try:
-            with self.transaction():
+            with self.transaction(durable=False):
                 self.connection.execute(
                     "INSERT INTO certificates (root, serial, request_digest, profile,"
                     " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",

@@ -319,7 +319,7 @@ def _claim_within(s: Spool, seconds: float):
 def test_request_swapped_for_a_directory_after_its_read_is_served(spool: Spool, monkeypatch):
     request_id = spool.enqueue(HEADER, (b"read intact", b"", b""), received_at=1.0)
     name = f"{request_id}.req"
-    _swap_for_directory_on(monkeypatch, queue, "commit_file", spool.incoming / name)
+    _swap_for_directory_on(monkeypatch, queue, "publish", spool.incoming / name)
     claimed, took = _claim_within(spool, 10)
     assert claimed.id == request_id and claimed.payloads[0] == b"read intact"
     assert took < 1.0
@@ -352,7 +352,7 @@ def test_swapped_directory_that_cannot_be_moved_or_removed_is_skipped(spool: Spo
     subprocess.run(["chattr", "-i", str(probe)], check=True)
     request_id = spool.enqueue(HEADER, (b"first", b"", b""), received_at=1.0)
     name = f"{request_id}.req"
-    _swap_for_directory_on(monkeypatch, queue, "commit_file", spool.incoming / name, immovable=True)
+    _swap_for_directory_on(monkeypatch, queue, "publish", spool.incoming / name, immovable=True)
     try:
         claimed, took = _claim_within(spool, 10)
         assert claimed.id == request_id and claimed.payloads[0] == b"first" and took < 1.0
