@@ -12,6 +12,10 @@ physical limit), measured in the same run:
 - latency: the median time of one request end to end as the web-side
   client sees it, against the median time of one signature, and the
   difference (what the pipeline adds);
+- commit: the median time of one durable one-row SQLite transaction (WAL,
+  synchronous=FULL) in a scratch database beside the CA database: the cost
+  of the one flush a certificate needs, on this disk at this moment; "rest"
+  is the latency less the signature and that commit;
 - rate: certificates per second, against the raw signing rate, and the ratio;
 - flushes: fsync, fdatasync, sync_file_range, msync, sync and syncfs calls
   of both daemons per certificate, counted by ``strace -c`` over one more
@@ -32,6 +36,7 @@ import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -116,6 +121,28 @@ def signatures(key, seconds: float = 2.0) -> list[float]:
             key.sign(body, ec.ECDSA(hashes.SHA256()))
         times.append(time.perf_counter() - start)
     return times
+
+
+def commit_times(directory: Path, count: int = 200) -> list[float]:
+    """Durations of ``count`` durable one-row transactions in a scratch database in ``directory``."""
+    path = directory / "bench-commit.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (v BLOB)")
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?)", (secrets.token_bytes(1500),))
+            conn.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+        return times
+    finally:
+        conn.close()
+        for leftover in directory.glob(path.name + "*"):
+            leftover.unlink()
 
 
 def pipeline(link: str, root: int, requests: list[bytes]) -> tuple[float, list[float]]:
@@ -240,7 +267,7 @@ def main() -> None:
         print(f"making {needed * args.requests} requests...", flush=True)
         pool = [csrs(args.requests) for _ in range(needed)]
         print(
-            f"{'root':9} {'database':>9} {'latency':>8} {'sign':>7} {'added':>7}"
+            f"{'root':9} {'database':>9} {'latency':>8} {'sign':>7} {'commit':>7} {'rest':>6}"
             f" {'certs/s':>8} {'raw/s':>7} {'ratio':>6} {'flushes':>8} {'load':>5}"
         )
         for prefilled in stages:
@@ -255,12 +282,14 @@ def main() -> None:
                 signs = [t for _ in range(args.rounds) for t in signatures(keys[label])]
                 sign = statistics.median(signs)
                 raw = 1 / statistics.mean(signs)
+                commit = statistics.median(commit_times(directory / "lib"))
+                rest = figures.latency - sign - commit
                 with closing(open_readonly(directory / "lib" / "ca.sqlite")) as conn:
                     rows = certificate_summary(conn).issued
                 flushes = "-" if figures.flushes is None else f"{figures.flushes:.2f}"
                 print(
                     f"{label:9} {rows:>9} {figures.latency * 1000:>6.1f}ms {sign * 1000:>5.1f}ms"
-                    f" {(figures.latency - sign) * 1000:>5.1f}ms {figures.rate:>8.1f}"
+                    f" {commit * 1000:>5.2f}ms {rest * 1000:>4.1f}ms {figures.rate:>8.1f}"
                     f" {raw:>7.1f} {figures.rate / raw:>6.3f} {flushes:>8}"
                     f" {os.getloadavg()[0]:>5.2f}",
                     flush=True,

@@ -250,7 +250,11 @@ def as_comm(users: Users, code: str, *args: str, wait: bool = True):
 def enqueue_as_comm(
     spool_dir: Path, users: Users, plan: list[str], timeout: float = 300
 ) -> list[str]:
-    """Commit the requests of ``plan`` ("sign <name>" or "nul") as the comm handler would."""
+    """Commit the requests of ``plan`` as the comm handler would.
+
+    Each line is "nul", "sign <name>" (a fresh CSR) or "sign <name> <CSR file>"
+    (the same bytes each time: a retry, or a renewal).
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CODE_ROOT), env.get("PYTHONPATH", "")]))
     done = subprocess.run(
@@ -274,9 +278,11 @@ def enqueue_as_comm(
 def _enqueue_main(spool_dir: str) -> None:
     spool = Spool(spool_dir)
     for line in sys.stdin.read().splitlines():
-        kind, _, name = line.partition(" ")
+        kind, _, rest = line.partition(" ")
+        name, _, csr_file = rest.partition(" ")
         if kind == "sign":
-            header, payloads, reply = SIGN_HEADER, sign_payloads(name), True
+            csr = Path(csr_file).read_bytes() if csr_file else None
+            header, payloads, reply = SIGN_HEADER, sign_payloads(name, csr), True
         else:
             header, payloads, reply = NUL_HEADER, nul_payloads(), False
         request_id = spool.enqueue(
