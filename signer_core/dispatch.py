@@ -4,9 +4,12 @@ Trusted side. Like OpenSSH's privilege-separation monitor, the signer carries
 out only the request kinds listed in ``REQUEST_KINDS``; anything else is
 refused before any parsing of payloads. Each handler receives a request
 read from the spool (hostile: the comm handler may be compromised), returns
-payload 1 of the answer, or raises ``Refusal``. ``dispatch`` never raises: a
-bug in a handler becomes an ``internal`` refusal, logged with its traceback,
-so that one poisoned request cannot stop the queue, and each handler runs
+payload 1 of the answer, or raises ``Refusal``. ``dispatch`` raises only for
+a fault of the signer's own storage (``cadb.storage_fault``: a full disk, an
+I/O error), which the daemon waits out with the request kept in active/: the
+machine's fault is never the request's refusal. A bug in a handler becomes
+an ``internal`` refusal, logged with its traceback, so that one poisoned
+request cannot stop the queue, and each handler runs
 within ``[signer] request_budget_seconds`` (``budget``), so that one request
 cannot hold it for longer than that. Besides requests, the
 spool carries delivery receipts from the comm handler (``handle_receipt``):
@@ -40,7 +43,7 @@ from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog
-from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text
+from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text, storage_fault
 from signer_core.timesync import TimeReadings
 from signer_core.x509.compat import not_after, not_before
 from signer_core.x509.issue import (
@@ -324,7 +327,9 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
         refusal = Refusal("bad-header", str(exc))
     except Refusal as exc:
         refusal = exc
-    except Exception:  # noqa: BLE001 - one bad request must not stop the signer
+    except Exception as exc:  # noqa: BLE001 - one bad request must not stop the signer
+        if storage_fault(exc):
+            raise
         log.exception("request %s failed", request.id)
         refusal = Refusal("internal", "the signer failed on this request; see its log")
     log.warning("request %s refused: %s", request.id, refusal)

@@ -3,7 +3,7 @@
 Each state is a directory; a request's life is a series of atomic moves
 between them, each made by one side only::
 
-    comm:   .tmp --rename--> incoming/<id>.req                 enqueue
+    comm:   (unnamed file) --link--> incoming/<id>.req         enqueue
     signer: incoming/<id>.req --(validated copy)--> active/<id>.req,
             then incoming/<id>.req removed                      claim_next
     signer: result --> results/<id>.res, then active/<id>.req removed   finish
@@ -34,8 +34,8 @@ moves what it refuses aside instead of stopping.
 What the comm user does to its own entries is never taken for a storage
 fault of the signer's: an entry that cannot be read, moved or removed is
 refused or skipped, and the queue goes on. Only failures of the signer's own
-directories (listing incoming/, writing active/ or results/, their syncs)
-propagate as ``OSError``, for the daemon to wait and try again.
+directories (listing incoming/, writing active/ or results/) propagate as
+``OSError``, for the daemon to wait and try again.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ the answer (parsed back) and on the database and audit chain.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -275,3 +277,44 @@ def test_a_request_over_its_budget_is_refused_and_the_next_is_served(tmp_path, m
         assert certificate(context, sign_request()).serial_number > 0  # the queue goes on
     finally:
         context.db.close()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        sqlite3.OperationalError("database or disk is full"),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ],
+)
+def test_a_storage_fault_is_not_the_requests_refusal(ctx, monkeypatch, fault):
+    """A full disk while a request is served: it raises, for the daemon to wait and retry."""
+    real = ctx.db.record_issued
+
+    def full(*args, **kwargs):
+        raise fault
+
+    if isinstance(fault, sqlite3.OperationalError):
+        fault.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it
+    monkeypatch.setattr(ctx.db, "record_issued", full)
+    request = sign_request()
+    with pytest.raises(type(fault)):
+        dispatch(ctx, request)
+    assert audit(ctx, "refused") == [] and states(ctx) == ["reserved"]
+    monkeypatch.setattr(ctx.db, "record_issued", real)
+    (reserved,) = ctx.db.connection.execute("SELECT serial FROM certificates").fetchone()
+    cert = certificate(ctx, request)  # the retry, once there is space: the reserved serial
+    assert format(cert.serial_number, "x") == reserved and states(ctx) == ["issued"]
+
+
+def test_a_bug_is_still_a_refusal(ctx, monkeypatch):
+    def broken(*args, **kwargs):
+        try:  # a real SQL error, with the code SQLite gives it (SQLITE_ERROR)
+            ctx.db.connection.execute("SELECT nonsense FROM certificates")
+        except sqlite3.OperationalError as exc:
+            assert exc.sqlite_errorcode == 1
+            raise
+
+    monkeypatch.setattr(ctx.db, "record_issued", broken)
+    result = dispatch(ctx, sign_request())
+    assert result.payload2.startswith(b"ERR internal: ")
+    assert states(ctx) == ["released"]
