@@ -1,10 +1,14 @@
 """Keys certified per second through ``certify_key``, against a bare
 ``gpg --quick-sign-key`` in an already-prepared GnuPG home, in the same run.
 
-certify_key does per key: packet checks, a fresh private home, two imports,
-the certification, a check of the result, export, agent stop and removal.
+certify_key does per key: packet checks, a fresh private home with a keyring
+file (the CA's public key and the user's), ONE gpg --quick-sign-key that
+talks to the long-lived CA home's agent (made by load_signer, once), reading
+the result back and checking it with our packet code, armouring, removal.
 The baseline only runs gpg --quick-sign-key (same CA key, same options) in a
 home where the CA key and all user keys were imported beforehand.
+Also printed: the load average, and the processes started per key
+(execve calls, counted with strace, when strace is installed).
 
     python bench/bench_openpgp.py [--keys N] [--runs R]
 """
@@ -12,6 +16,7 @@ home where the CA key and all user keys were imported beforehand.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from signer_core.openpgp.certify import certify_key, load_signer  # noqa: E402
+from signer_core.openpgp.certify import certify_key, close_signer, load_signer  # noqa: E402
 from signer_core.openpgp.gpg import stop_agent  # noqa: E402
 
 GPG = ["gpg", "--batch", "--no-tty", "--no-greeting"]
@@ -122,6 +127,38 @@ def run_bare(root: Path, signer, keys, run: int) -> list[float]:
     return times
 
 
+def count_execs(root: Path, count: int) -> float | None:
+    """execve calls per key of certify_key in a child process under strace; None without strace."""
+    if shutil.which("strace") is None:
+        return None
+    log = root / "strace.log"
+    repo, where = str(Path(__file__).resolve().parents[1]), str(root / "execs")
+    child = (
+        f"import sys; sys.path.insert(0, {repo!r});"
+        "from bench.bench_openpgp import setup, run_certify_key;"
+        "from signer_core.openpgp.certify import close_signer;"
+        f"signer, keys = setup(__import__('pathlib').Path({where!r}), {count});"
+        "import os; os.kill(os.getpid(), 19);"  # SIGSTOP: strace attaches only now
+        "run_certify_key(signer, keys); close_signer(signer)"
+    )
+    (root / "execs").mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    while proc.poll() is None and Path(f"/proc/{proc.pid}/stat").read_text().split()[2] != "T":
+        time.sleep(0.05)
+    if proc.returncode is not None:
+        return None
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(log), "-p", str(proc.pid)]
+    )
+    time.sleep(0.5)
+    os.kill(proc.pid, 18)  # SIGCONT
+    proc.wait()
+    tracer.wait()
+    # Successful calls only: execvp tries each PATH entry in turn.
+    calls = [line for line in log.read_text().splitlines() if "execve(" in line and "= 0" in line]
+    return len(calls) / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=10)
@@ -142,13 +179,18 @@ def main() -> None:
             f"python-gnupg {gnupg.__version__}, {version}; {args.keys} keys x {args.runs} runs, medians"
         )
         print(
-            f"certify_key (fresh home per key): {1 / ours_s:8.1f} keys/s  ({ours_s * 1000:7.1f} ms/key)"
+            f"certify_key (one gpg per key):    {1 / ours_s:8.1f} keys/s  ({ours_s * 1000:7.1f} ms/key)"
         )
         print(
             f"bare gpg --quick-sign-key:        {1 / bare_s:8.1f} keys/s  ({bare_s * 1000:7.1f} ms/key)"
         )
-        print(f"ratio certify_key / bare:         {ours_s / bare_s:8.2f}x the time per key")
+        print(f"ratio certify_key / bare:         {bare_s / ours_s:8.2f} of the bare rate")
+        print(f"load average (1, 5, 15 min):      {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        execs = count_execs(root, args.keys)
+        if execs is not None:
+            print(f"process starts per key:           {execs:8.1f} (execve, prlimit included)")
     finally:
+        close_signer(signer)
         stop_agent(root / "ca")
         shutil.rmtree(root, ignore_errors=True)
 

@@ -44,7 +44,7 @@ from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.crl.revocation import Revocations
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
-from signer_core.openpgp.certify import OpenPGPSigner, load_signer
+from signer_core.openpgp.certify import OpenPGPSigner, close_signer, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
@@ -279,6 +279,8 @@ def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
         assert stop.signum is not None  # serve returns on a stop request only
         record_stop(ctx, stop.signum)
     finally:
+        if ctx.openpgp is not None:
+            close_signer(ctx.openpgp)  # its CA home's agent stops; the home goes
         close_database(ctx.db)
 
 

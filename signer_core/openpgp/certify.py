@@ -1,82 +1,88 @@
 """OpenPGP key certification with the CA's OpenPGP key ("Sign OpenPGP", action 1 system 2).
 
 Trusted side. ``key_data`` comes from a spool request and is hostile: it is
-size-limited and its packets are walked (``packets``) before gpg sees
-it, then checked again as gpg understood it after import. Each request runs
-in a fresh private GnuPG home (``gpg``) that holds the user's key and
-the CA secret key and nothing else, and is removed with its gpg-agent
-afterwards, whatever happens. This module trusts the configuration, gpg,
-python-gnupg, and the CA key material the operator installed.
+size-limited and its packets are walked (``packets``) before gpg sees it.
+This module trusts the configuration, gpg, python-gnupg, and the CA key
+material the operator installed.
 
 ``load_signer`` runs once at start: it reads the CA secret key (from an
-exported key file, or exported from a GnuPG home), checks in a private home
-that it is there, not expired or revoked, and unlocks with the configured
-passphrase, and keeps that home's export of it (still passphrase-protected,
-with a cheap S2K count) in memory, so that requests never touch the CA's
-home again. It also keeps the CA's public key packets (primary and subkeys,
-walked by ``packets`` from gpg's binary export), so that a key block
-carrying any CA key is refused (``cakeys``) before gpg sees it.
+exported key file, or exported from a GnuPG home) and imports it, once, into
+the signer's own long-lived CA home (``cahome``) in the work directory,
+checking that it is there, not expired or revoked, and unlocks with the
+configured passphrase; that home's agent keeps running until ``close_signer``
+(at stop). It keeps the CA's public key packets, so that a key block
+carrying any CA key is refused (``cakeys``) before gpg sees it, and the
+re-export of the secret key (still passphrase-protected) in memory, for a
+signer not made by ``load_signer`` (a CA home for that one request then).
+
+Each request gets a fresh private home (``gpg.private_home``) holding only a
+legacy keyring file: the CA's public key block and the walked packets of
+the user's key (without trust packets, which gpg would take as its
+signature cache), and a socket redirection to the CA home's agent. ONE gpg
+process runs there (``--quick-sign-key``, within ``GpgLimits``); gpg checks
+the key itself as it reads it (revoked, expired, user IDs without a valid
+self-signature: it will not sign them). The certified key is read back from
+that keyring with our own packet code and checked (``certified``); the home
+is removed whatever happens. Nothing of a request reaches the CA home: gpg
+never opens it, and its agent only signs.
 
 The packet checks bound what gpg's own checks can cost (``PacketLimits``),
 and gpg itself runs within a CPU and a wall-clock limit (``GpgLimits``).
 
-The work directory, the parent of the private homes, is checked at start
+The work directory, the parent of the homes, is checked at start
 (``load_signer``) and again for each request: it must be a real directory,
 not a symbolic link, of the signer's own uid, that no one else may enter;
 otherwise the OpenPGP root is not usable, and one sentence says why. It is
 created 0700 if absent, so it belongs where only the signer can create
 entries: a name another user could create first would shut the OpenPGP root
-out. Without one (None), each private home is made by ``mkdtemp`` directly
-in the system's temporary directory; the daemon's default is
-``<state_dir>/gpg``.
+out. Without one (None), each home is made by ``mkdtemp`` directly in the
+system's temporary directory; the daemon's default is ``<state_dir>/gpg``.
 
 Refusal codes: openpgp-too-large, -bad-armour, -bad-packets, -secret-key,
 -no-key, -multiple-keys, -weak-key, -unsupported-key, -no-uid,
 -too-many-packets, -too-many-uids, -too-many-subkeys, -too-many-signatures,
 -too-many-uid-signatures, -key-too-large, -exponent-too-large (packet
 checks); -ca-key, -bad-days; -cpu-limit, -timeout (gpg's limits);
--key-revoked, -key-expired, -no-valid-uid, -import-failed (after import);
--certify-failed, -export-failed (gpg's work checked); -root-missing (the CA
-key). Bad settings raise ValueError; a broken environment (workdir not
-private, a gpg that outlives SIGKILL) raises GpgError.
+-key-revoked, -key-expired, -no-valid-uid, -import-failed, -certify-failed
+(gpg's work, ``certified``); -root-missing (the CA key). Bad settings raise
+ValueError; a broken environment (workdir not private, a gpg that outlives
+SIGKILL) raises GpgError.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gnupg
-
 from signer_core.cakeys import CaKeys
 from signer_core.config.openpgp import CERT_DIGESTS, CERT_LEVELS, POLICY_URL, v4_fingerprint
+from signer_core.openpgp.cahome import CaHome, remove_stale
+from signer_core.openpgp.certified import Asked, certified_key
 from signer_core.openpgp.gpg import (
     DEFAULT_GPG_LIMITS,
     MAX_HOME_PATH,
     GpgLimits,
-    checked_signatures,
     checked_workdir,
-    colon_records,
     open_gpg,
     private_home,
-    quick_sign_key,
+    run_gpg,
     stop_agent,
 )
-from signer_core.openpgp.keyblock import KeyPacket, KeySummary, key_packets, summarise
+from signer_core.openpgp.keyblock import KeyPacket, summarise
 from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
-from signer_core.openpgp.packets import TAG_PUBLIC_KEY, walk
+from signer_core.openpgp.packets import TAG_TRUST, walk
 from signer_core.refusal import Refusal
 
 DEFAULT_POLICY_URL = "http://www.cacert.org/cps.php"
 MAX_DAYS = 3660
 # gpg stamps certifications itself; allow for a clock step between our reading and its.
 _CLOCK_SLACK = 5
-_GPG_FAILURE = re.compile(r"^gpg: [a-z ]+ failed: [A-Za-z ]+$")
+_KEYRING = "user.gpg"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class OpenPGPSigner:
     ca_secret: CaSecret | None = field(default=None, repr=False, compare=False)
     # The CA's public key packets, primary first (load_signer); empty: not read yet.
     ca_public: tuple[KeyPacket, ...] = field(default=(), repr=False, compare=False)
+    # The long-lived CA home (load_signer); None: one is made for each request.
+    ca_home: CaHome | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The rules are signer_core.config.openpgp's, so the configuration refuses the same.
@@ -147,11 +155,11 @@ def load_signer(
     limits: PacketLimits = DEFAULT_LIMITS,
     gpg_limits: GpgLimits = DEFAULT_GPG_LIMITS,
 ) -> OpenPGPSigner:
-    """Build the signer; check its work directory, and that the CA secret key is there and unlocks.
+    """Build the signer and its CA home: the CA secret key imported, checked, unlocking.
 
     Raises ``Refusal("openpgp-root-missing", ...)`` when the key is not usable,
     ``GpgError`` when the work directory is not the signer's alone,
-    ``ValueError`` for a bad setting.
+    ``ValueError`` for a bad setting. ``close_signer`` ends it.
     """
     signer = OpenPGPSigner(
         home,
@@ -166,23 +174,16 @@ def load_signer(
         gpg_limits,
     )
     parent = checked_workdir(signer.workdir)
+    remove_stale(parent)
     secret = _read_ca_secret(signer)
-    with private_home(parent, signer.gpg_limits) as private:
-        gpg = private.gpg()
-        _import_ca(gpg, signer, secret)
-        unlocked = gpg.export_keys(
-            signer.fingerprint, secret=True, armor=False, passphrase=secret.passphrase
-        )
-        if not unlocked:
-            raise Refusal(
-                "openpgp-root-missing",
-                "CA OpenPGP key does not unlock with the configured passphrase",
-            )
-        public = _export_ca_public(gpg, signer)
-    # Keep the re-export: protected with the home's cheap S2K count (see gpg.py).
-    return dataclasses.replace(
-        signer, ca_secret=CaSecret(unlocked, secret.passphrase), ca_public=public
-    )
+    ca_home = CaHome.open(parent, signer.fingerprint, secret.key, secret.passphrase)
+    return dataclasses.replace(signer, ca_secret=secret, ca_public=ca_home.public, ca_home=ca_home)
+
+
+def close_signer(signer: OpenPGPSigner) -> None:
+    """Stop the CA home's agent and remove the home (at stop)."""
+    if signer.ca_home is not None:
+        signer.ca_home.close()
 
 
 def certify_key(
@@ -197,21 +198,59 @@ def certify_key(
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise Refusal("openpgp-bad-days", f"certification lifetime must be 1 to {MAX_DAYS} days")
     summary = summarise(key_data, drop_certifier=signer.keyid, limits=signer.limits)
+    if ca_keys is None and signer.ca_public:
+        ca_keys = CaKeys.build(openpgp=signer)
+    if ca_keys is not None:  # before any home is made: gpg never sees a CA key
+        ca_keys.check_openpgp(summary)
+    parent = checked_workdir(signer.workdir)
     secret = signer.ca_secret or _read_ca_secret(signer)
-    if ca_keys is None:
-        ca_keys = CaKeys.build(openpgp=_with_ca_public(signer, secret))
-    ca_keys.check_openpgp(summary)
-    with private_home(checked_workdir(signer.workdir), signer.gpg_limits) as private:
-        gpg = private.gpg(_cert_options(signer, days))
-        _import_user_key(gpg, summary)
-        _import_ca(gpg, signer, secret)
-        started = int(time.time()) - _CLOCK_SLACK
-        result = quick_sign_key(gpg, signer.fingerprint, summary.fingerprint, secret.passphrase)
-        _check_certified(gpg, signer, summary.fingerprint, started, result.stderr)
-        armoured: str = gpg.export_keys(summary.fingerprint, armor=True)
-    if not armoured.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
-        raise Refusal("openpgp-export-failed", "gpg did not export the certified key")
-    return armoured.encode("ascii")
+    with _ca_home_of(signer, parent, secret) as ca_home:
+        if ca_keys is None:  # a signer not made by load_signer: its public keys are known now
+            public = dataclasses.replace(signer, ca_public=ca_home.public)
+            CaKeys.build(openpgp=public).check_openpgp(summary)
+        sent = [p.raw for p in walk(summary.packets) if p.tag != TAG_TRUST]
+        with private_home(parent, signer.gpg_limits, agent=False) as private:
+            keyring = private.path / _KEYRING
+            keyring.write_bytes(ca_home.public_raw + b"".join(sent))
+            ca_home.redirect(private.path)
+            started = int(time.time()) - _CLOCK_SLACK
+            run = run_gpg(
+                private,
+                [
+                    "--no-default-keyring",
+                    "--keyring",
+                    str(keyring),
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase-fd",
+                    "0",
+                    *_cert_options(signer, days),
+                    "--local-user",
+                    signer.fingerprint,
+                    "--quick-sign-key",
+                    summary.fingerprint,
+                ],
+                secret.passphrase.encode("utf-8") + b"\n",
+            )
+            asked = Asked(
+                signer.keyid, signer.cert_level, days, signer.policy_url, signer.digest, started
+            )
+            return certified_key(
+                keyring.read_bytes(), summary.fingerprint, set(sent), asked, run.stdout, run.stderr
+            )
+
+
+@contextmanager
+def _ca_home_of(signer: OpenPGPSigner, parent: Path | None, secret: CaSecret) -> Iterator[CaHome]:
+    """The signer's CA home; for a signer not made by ``load_signer``, one for this request."""
+    if signer.ca_home is not None:
+        yield signer.ca_home
+        return
+    ca_home = CaHome.open(parent, signer.fingerprint, secret.key, secret.passphrase)
+    try:
+        yield ca_home
+    finally:
+        ca_home.close()
 
 
 def _cert_options(signer: OpenPGPSigner, days: int) -> list[str]:
@@ -227,97 +266,6 @@ def _cert_options(signer: OpenPGPSigner, days: int) -> list[str]:
         "--cert-digest-algo",
         signer.digest,
     ]
-
-
-def _import_user_key(gpg: gnupg.GPG, summary: KeySummary) -> None:
-    """Import the user's key into the empty home and check it as gpg sees it."""
-    imported = gpg.import_keys(summary.packets)
-    records = colon_records(gpg)
-    fprs = [r[9] for r in records if r[0] == "fpr"]
-    pubs = [r for r in records if r[0] == "pub"]
-    if not pubs and getattr(imported, "no_user_id", None):
-        raise Refusal("openpgp-no-valid-uid", "no user ID of the key has a valid self-signature")
-    if len(pubs) != 1 or not fprs or fprs[0] != summary.fingerprint:
-        raise Refusal("openpgp-import-failed", "gpg did not import the key that was inspected")
-    validity = pubs[0][1]
-    if validity == "r":
-        raise Refusal("openpgp-key-revoked", "the key is revoked")
-    if validity == "e":
-        raise Refusal("openpgp-key-expired", "the key has expired")
-    if all(r[1] in ("r", "e") for r in records if r[0] == "uid"):
-        raise Refusal("openpgp-no-valid-uid", "every user ID of the key is revoked or expired")
-
-
-def _import_ca(gpg: gnupg.GPG, signer: OpenPGPSigner, secret: CaSecret) -> None:
-    # No passphrase here: a batch import keeps the key protected, and python-gnupg
-    # would let gpg read an empty passphrase's line from the key data itself.
-    gpg.import_keys(secret.key)
-    for record in _key_records(colon_records(gpg, secret=True), signer.fingerprint, "sec"):
-        if record[1] in ("r", "e"):
-            raise Refusal("openpgp-root-missing", "CA OpenPGP key is revoked or expired")
-        return
-    raise Refusal("openpgp-root-missing", "CA OpenPGP secret key not found")
-
-
-def _export_ca_public(gpg: gnupg.GPG, signer: OpenPGPSigner) -> tuple[KeyPacket, ...]:
-    """The CA's public key packets from the home it was imported into, primary first."""
-    keys = key_packets(walk(gpg.export_keys(signer.fingerprint, armor=False)))
-    if not keys or keys[0].tag != TAG_PUBLIC_KEY or keys[0].fingerprint != signer.fingerprint:
-        raise Refusal("openpgp-root-missing", "gpg did not export the CA's public key")
-    return keys
-
-
-def _with_ca_public(signer: OpenPGPSigner, secret: CaSecret) -> OpenPGPSigner:
-    """``signer`` knowing its public keys: a signer not made by ``load_signer`` reads them now."""
-    if signer.ca_public:
-        return signer
-    with private_home(checked_workdir(signer.workdir), signer.gpg_limits) as private:
-        gpg = private.gpg()
-        _import_ca(gpg, signer, secret)
-        return dataclasses.replace(signer, ca_public=_export_ca_public(gpg, signer))
-
-
-def _key_records(records: list[list[str]], fingerprint: str, kind: str) -> list[list[str]]:
-    """The ``kind`` (pub/sec) records whose following fpr record is ``fingerprint``."""
-    return [
-        r
-        for r, nxt in itertools.pairwise(records)
-        if r[0] == kind and nxt[0] == "fpr" and len(nxt) > 9 and nxt[9] == fingerprint
-    ]
-
-
-def _check_certified(
-    gpg: gnupg.GPG, signer: OpenPGPSigner, fpr: str, started: int, stderr: str
-) -> None:
-    """Every valid user ID must now carry a fresh, verifying certification by the CA key."""
-    level = f"1{signer.cert_level}x"
-    valid = certified = 0
-    current: str | None = None
-    for record in checked_signatures(gpg, fpr):
-        if record[0] == "uid":
-            current = record[1]
-            valid += current not in ("r", "e")
-        elif record[0] == "uat":
-            current = None
-        elif record[0] == "sig" and current not in (None, "r", "e"):
-            fresh = (
-                record[1] == "!"
-                and record[4] == signer.keyid
-                and record[10] == level
-                and int(record[5] or 0) >= started
-            )
-            if fresh:
-                certified += 1
-                current = None  # count each user ID once
-        elif record[0] == "sub":
-            current = None
-    if valid == 0 or certified != valid:
-        # Only gpg's own failure lines: others quote user IDs, which are the requester's text.
-        failures = [line for line in stderr.splitlines() if _GPG_FAILURE.match(line)]
-        detail = f": {failures[-1]}" if failures else ""
-        raise Refusal(
-            "openpgp-certify-failed", f"{certified} of {valid} user IDs certified{detail}"
-        )
 
 
 def _read_ca_secret(signer: OpenPGPSigner) -> CaSecret:

@@ -1,26 +1,25 @@
-"""Throw-away GnuPG homes, driven through python-gnupg, within CPU and wall-clock limits.
+"""Throw-away GnuPG homes and the gpg runs in them, within CPU and wall-clock limits.
 
 Trusted side. Each request gets its own private home (a fresh 0700 directory
 with a random, short name, so gpg-agent's socket path fits), which is
-removed, with every process that runs for it, whatever happens. The CA
-secret key is imported into that home only. Everything runs through
-python-gnupg (0.4.9 in Debian 12, 0.5.x from PyPI); commands it has no method
-for are run through its own ``_handle_io`` machinery rather than a second
-subprocess layer, so that argument building, passphrase passing (loopback,
-fd 0) and status parsing stay in one place. Only ``gpgconf`` (not gpg) is
-run directly, by ``stop_agent``: the one way the project stops the agent of
-a GnuPG home (the CA's own here; signerctl's and the benchmarks' homes too).
+removed, with every process that runs for it, whatever happens. A request's
+one gpg is run directly (``run_gpg``, why there); python-gnupg (0.4.9 in
+Debian 12, 0.5.x from PyPI) drives the homes that import keys: the CA's own
+(``cahome``), and private homes with their own agent (``private_home``'s
+default). Only ``gpgconf`` (not gpg) is run directly besides, by
+``stop_agent``: the one way the project stops the agent of a GnuPG home (the
+CA's own here; signerctl's and the benchmarks' homes too).
 
 Limits (``GpgLimits``): each gpg of a private home is started as ``prlimit
---cpu=N:N+1 --core=0 -- gpg ...`` (python-gnupg builds the command line in
-``make_args``, which ``_LimitedGPG`` extends): prlimit sets RLIMIT_CPU on
+--cpu=N:N+1 --core=0 -- gpg ...`` (``run_gpg``; for python-gnupg, which builds
+the command line in ``make_args``, ``_LimitedGPG`` extends it): prlimit sets RLIMIT_CPU on
 itself and execs gpg, so no ``preexec_fn`` runs in this threaded process, and
 the gpg-agent that gpg forks inherits the limit. A timer kills every gpg of
 the home, and its agent, when the home's wall-clock limit has passed.
 Refusal codes: openpgp-cpu-limit (a gpg died of SIGXCPU, or of SIGKILL at the
 hard limit), openpgp-timeout. Any exception leaving a ``private_home`` block,
 a ``BaseException`` such as the signer's budget alarm included, kills the
-home's gpg processes (those python-gnupg started, by their handles) and
+home's gpg processes (those we started, by their handles) and
 everything else whose command line names the home (its gpg-agent, which
 daemonises out of our reach: the home is random and private, so that name is
 ours alone), then removes the home.
@@ -28,7 +27,6 @@ ours alone), then removes the home.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -89,10 +87,11 @@ class PrivateHome:
     whatever still runs for the home and removes it.
     """
 
-    def __init__(self, parent: Path | None, limits: GpgLimits) -> None:
+    def __init__(self, parent: Path | None, limits: GpgLimits, *, agent: bool = True) -> None:
         # Absolute, as gpg passes it to the agent it starts: the kill matches that argument.
         self.path = Path(os.path.abspath(tempfile.mkdtemp(prefix="g", dir=parent)))
         self.limits = limits
+        self.agent = agent  # False: no gpg of the home may start a daemon (``run_gpg``)
         # RLIMIT_CPU's hard limit a second later: SIGKILL if SIGXCPU were ever ignored.
         cpu = limits.cpu_seconds
         self.prlimit = ("prlimit", f"--cpu={cpu}:{cpu + 1}", "--core=0", "--")
@@ -143,7 +142,8 @@ class PrivateHome:
         for process in self._processes:
             if process.poll() is None:
                 process.kill()
-        _kill_naming(self.path)
+        if self.agent:
+            _kill_naming(self.path)
 
     def close(self) -> None:
         """Stop the timer, kill every process of the home, reap our gpg children, remove the home.
@@ -208,12 +208,16 @@ def _kill_naming(home: Path) -> None:
 
 @contextmanager
 def private_home(
-    parent: Path | None, limits: GpgLimits = DEFAULT_GPG_LIMITS
+    parent: Path | None, limits: GpgLimits = DEFAULT_GPG_LIMITS, *, agent: bool = True
 ) -> Iterator[PrivateHome]:
-    """A fresh GnuPG home under ``parent``, removed with all its processes afterwards."""
-    home = PrivateHome(parent, limits)
+    """A fresh GnuPG home under ``parent``, removed with all its processes afterwards.
+
+    ``agent=False``: a request's home, whose gpg uses the CA home's agent (``cahome``).
+    """
+    home = PrivateHome(parent, limits, agent=agent)
     try:
-        (home.path / "gpg-agent.conf").write_text(_AGENT_CONF)
+        if agent:
+            (home.path / "gpg-agent.conf").write_text(_AGENT_CONF)
         yield home
     finally:
         # Also on BaseException: the signer's budget alarm may interrupt a wait for gpg.
@@ -256,44 +260,57 @@ def open_gpg(home: Path, options: Sequence[str] = ()) -> gnupg.GPG:
 
 
 @dataclass(frozen=True)
-class CommandResult:
-    returncode: int | None
+class GpgRun:
+    returncode: int
+    stdout: str
     stderr: str
 
 
-def run_command(
-    gpg: gnupg.GPG, args: Sequence[str], passphrase: str | None = None
-) -> CommandResult:
-    """Run a gpg command that python-gnupg has no method for, via its own I/O."""
-    # The "sign" status handler accepts (and ignores) any status line.
-    result = gpg.result_map["sign"](gpg)
-    gpg._handle_io(list(args), io.BytesIO(b""), result, passphrase=passphrase, binary=True)
-    return CommandResult(getattr(result, "returncode", None), getattr(result, "stderr", ""))
+def run_gpg(home: PrivateHome, args: Sequence[str], stdin: bytes) -> GpgRun:
+    """One ``gpg --homedir <home> --batch ...``, held to the home's limits; English messages.
 
+    ``home`` must be made with ``agent=False``: its gpg starts no daemon, so
+    closing it kills our own children only, without a look through /proc.
 
-def quick_sign_key(gpg: gnupg.GPG, certifier: str, target: str, passphrase: str) -> CommandResult:
-    """``gpg --quick-sign-key`` through python-gnupg (0.5.x method, or the same args)."""
-    if hasattr(gpg, "quick_sign_key"):
-        result = gpg.quick_sign_key(certifier, target, passphrase)
-        return CommandResult(getattr(result, "returncode", None), getattr(result, "stderr", ""))
-    return run_command(gpg, ["--local-user", certifier, "--quick-sign-key", target], passphrase)
+    Run directly, not through python-gnupg: its ``GPG`` runs gpg itself when
+    made (``--version``), one more process start per request, and it has no
+    way to give gpg a request's own keyring file. No agent is started
+    (``--no-autostart``): the home's ``S.gpg-agent`` names the CA's.
+    """
+    command = [
+        *home.prlimit,
+        "gpg",
+        "--homedir",
+        str(home.path),
+        "--batch",
+        "--no-tty",
+        "--no-options",
+        "--no-autostart",
+        "--no-random-seed-file",
+        "--no-permission-warning",
+        *_BASE_OPTIONS,
+        *args,
+    ]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
 
-def colon_records(gpg: gnupg.GPG, *, secret: bool = False) -> list[list[str]]:
-    """The ``--with-colons`` key listing of the home, one field list per line."""
-    return _fields(gpg.list_keys(secret=secret))
-
-
-def checked_signatures(gpg: gnupg.GPG, fingerprint: str) -> list[list[str]]:
-    """``--check-sigs`` colon listing of one key: each signature verified, verdict in field 2."""
-    # python-gnupg's list_keys(sigs=True) only lists; its list machinery runs the checking variant.
-    process = gpg._open_subprocess(["--check-sigs", "--fingerprint", fingerprint])
-    return _fields(gpg._get_list_output(process, "list"))
-
-
-def _fields(listing: Any) -> list[list[str]]:
-    text = listing.data.decode("utf-8", "replace")
-    return [line.split(":") for line in text.splitlines() if line]
+    if home.agent:
+        raise ValueError("run_gpg needs a home made with agent=False")
+    process = home.spawn(start)
+    stdout, stderr = process.communicate(stdin)
+    home.check(process)
+    return GpgRun(
+        process.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+    )
 
 
 def checked_workdir(path: Path | None) -> Path | None:

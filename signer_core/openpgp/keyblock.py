@@ -172,24 +172,36 @@ def _certified_by(packet: Packet, keyid: str) -> bool:
         return len(body) >= 15 and 0x10 <= body[2] <= 0x13 and body[7:15].hex().upper() == keyid
     if body[0] != 4 or not 0x10 <= body[1] <= 0x13:
         return False
-    return keyid in _issuers(body)
+    return keyid in issuers(body)
 
 
-def _issuers(body: bytes) -> set[str]:
+def issuers(body: bytes) -> set[str]:
     """Key IDs named by the issuer (16) and issuer fingerprint (33) subpackets of a v4 signature."""
     found: set[str] = set()
+    for _hashed, kind, value in signature_subpackets(body):
+        if kind == 16 and len(value) == 8:
+            found.add(value.hex().upper())
+        elif kind == 33 and len(value) == 21 and value[0] == 4:
+            found.add(value[-8:].hex().upper())
+    return found
+
+
+def signature_subpackets(body: bytes) -> list[tuple[bool, int, bytes]]:
+    """(hashed?, type without the critical bit, value) of each subpacket of a v4 signature body.
+
+    Bounded by the body: a truncated area ends the list, never raises.
+    """
+    found: list[tuple[bool, int, bytes]] = []
     pos = 4
-    for _area in range(2):
+    for hashed in (True, False):
         if pos + 2 > len(body):
             return found
         end = pos + 2 + int.from_bytes(body[pos : pos + 2], "big")
         pos += 2
         while pos < min(end, len(body)):
             pos, kind, value = _subpacket(body, pos, min(end, len(body)))
-            if kind == 16 and len(value) == 8:
-                found.add(value.hex().upper())
-            elif kind == 33 and len(value) == 21 and value[0] == 4:
-                found.add(value[-8:].hex().upper())
+            if kind:
+                found.append((hashed, kind, value))
         pos = end
     return found
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -104,16 +105,16 @@ def gen_key(
 
 
 def assert_clean(workdir: Path) -> None:
-    """No temp home left in ``workdir``, and no gpg-agent still running for one."""
-    assert sorted(p.name for p in workdir.iterdir()) == []
+    """No request home in ``workdir`` and nothing running for one (CA homes: a ``pid`` file)."""
+    ca_homes = [os.fsencode(f"{p} ") for p in workdir.iterdir() if (p / "pid").is_file()]
+    assert [p.name for p in workdir.iterdir() if not (p / "pid").is_file()] == []
     deadline = time.monotonic() + 3
     while True:
-        found = subprocess.run(
-            ["pgrep", "-f", re.escape(str(workdir))], capture_output=True, check=False
-        )
-        if found.returncode == 1:
+        found = subprocess.run(["pgrep", "-af", re.escape(str(workdir))], capture_output=True)
+        left = [x for x in found.stdout.splitlines() if not any(h in x + b" " for h in ca_homes)]
+        if not left:
             return
-        assert time.monotonic() < deadline, f"left running: {found.stdout!r}"
+        assert time.monotonic() < deadline, f"left running: {left!r}"
         time.sleep(0.05)
 
 

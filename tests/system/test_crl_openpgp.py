@@ -23,7 +23,7 @@ from signer_core.x509.compat import crl_last_update
 from signerctl.demo.ca import gpg_workdir
 from spool.header import Action, RequestHeader, System
 from tests.support.crl import crl_number, serials
-from tests.support.openpgp import gen_key, gpg, user_ids
+from tests.support.openpgp import assert_clean, gen_key, gpg, user_ids
 from webhost.client import WebClient
 
 
@@ -253,7 +253,7 @@ def test_openpgp_refusals_leave_no_home_behind(appliance, world_dir, kind):
     assert response.payload1 == b""
     assert response.payload2.startswith(f"ERR openpgp-{kind}:".encode()), response.payload2
     workdir = gpg_workdir(appliance.directory)
-    assert workdir.is_dir() and list(workdir.iterdir()) == []
-    agents = subprocess.run(["pgrep", "-f", f"gpg-agent.*{workdir}"], capture_output=True)
-    assert agents.stdout == b""
+    # Only the signer's CA home (with its agent) is left there: no request's home.
+    assert workdir.is_dir() and [(p / "pid").is_file() for p in workdir.iterdir()] == [True]
+    assert_clean(workdir)
     appliance.assert_alive()

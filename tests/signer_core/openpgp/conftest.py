@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from signer_core.openpgp.certify import OpenPGPSigner, load_signer
+from signer_core.openpgp.certify import OpenPGPSigner, close_signer, load_signer
 from signer_core.openpgp.packets import walk
 from tests.support.openpgp import Ed25519Key, Homes, assert_clean, gen_key, gpg
 
@@ -84,11 +84,12 @@ def world():
     try:
         yield World(homes, ca_home, ca_fpr, pass_file, homes.new(), workdir, signer)
     finally:
+        close_signer(signer)
         homes.close()
 
 
 @pytest.fixture
 def clean(world):
-    """Every test leaves the work directory empty and no agent behind."""
+    """Every test leaves the work directory empty but for CA homes, and no other agent behind."""
     yield
     assert_clean(world.workdir)

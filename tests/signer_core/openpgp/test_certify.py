@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import gnupg
 import pytest
 
 from signer_core.openpgp.certify import (
@@ -136,14 +135,6 @@ def test_renewal_replaces_the_earlier_ca_certification(world, clean):
     time.sleep(1.1)  # a distinct creation time for the new certification
     second = certify_key(world.signer, first, 366)
     check_certified(world, second, fpr, {"Carol <carol@example.org>"}, 366)
-
-
-def test_without_python_gnupg_quick_sign_key(world, clean, monkeypatch):
-    """The path Debian 12's python-gnupg 0.4.9 takes (no GPG.quick_sign_key)."""
-    monkeypatch.delattr(gnupg.GPG, "quick_sign_key", raising=False)
-    fpr = world.user_key("Dave")
-    result = certify_key(world.signer, world.export(world.user_home, fpr), 366)
-    check_certified(world, result, fpr, {"Dave <dave@example.org>"}, 366)
 
 
 def test_key_file_signer_and_lazy_secret(world, clean):

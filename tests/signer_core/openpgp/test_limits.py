@@ -19,7 +19,7 @@ import pytest
 
 from signer_core.config import load_config
 from signer_core.daemon import load_openpgp
-from signer_core.openpgp.certify import OpenPGPSigner, certify_key, load_signer
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key, close_signer, load_signer
 from signer_core.openpgp.gpg import DEFAULT_GPG_LIMITS, GpgError, GpgLimits, private_home
 from signer_core.openpgp.limits import DEFAULT_LIMITS, PacketLimits
 from signer_core.refusal import Refusal
@@ -49,6 +49,7 @@ def pgp():
     try:
         signer = load_signer(fingerprint=ca_fpr, home=ca_home, workdir=workdir)
         yield Pgp(homes, ca_home, ca_fpr, homes.new(), workdir, signer)
+        close_signer(signer)
     finally:
         homes.close()
 
