@@ -38,7 +38,6 @@ read-only connection (``schema.open_readonly``).
 from __future__ import annotations
 
 import errno
-
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator

@@ -8,8 +8,8 @@ the answer (parsed back) and on the database and audit chain.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import datetime as dt
+import errno
 import json
 import sqlite3
 from collections.abc import Iterator
