@@ -5,7 +5,7 @@ out only the request kinds listed in ``REQUEST_KINDS``; anything else is
 refused before any parsing of payloads. Each handler receives a request
 read from the spool (hostile: the comm handler may be compromised), returns
 payload 1 of the answer, or raises ``Refusal``. ``dispatch`` raises only for
-a fault of the signer's own storage (``cadb.storage_fault``: a full disk, an
+a fault of the signer's own storage (``store.faults``: a full disk, an
 I/O error), which the daemon waits out with the request kept in active/: the
 machine's fault is never the request's refusal. A bug in a handler becomes
 an ``internal`` refusal, logged with its traceback, so that one poisoned
@@ -43,7 +43,8 @@ from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.store.audit import AuditLog
-from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text, storage_fault
+from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text
+from signer_core.store.faults import storage_fault
 from signer_core.timesync import TimeReadings
 from signer_core.x509.compat import not_after, not_before
 from signer_core.x509.issue import (

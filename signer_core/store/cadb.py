@@ -37,7 +37,6 @@ read-only connection (``schema.open_readonly``).
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,23 +53,6 @@ from signer_core.x509.compat import not_after, not_before
 _CERT_COLUMNS = (
     "id, root, serial, profile, state, der, issued_at, not_after, answer_id, delivered_at"
 )
-
-
-# SQLite's primary result codes for a fault of the storage, not of the request:
-# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
-_STORAGE_CODES = frozenset({5, 6, 8, 10, 13, 14})
-_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
-
-
-def storage_fault(exc: BaseException) -> bool:
-    """Whether ``exc`` is the machine's storage failing (a full disk...), not the request's doing.
-
-    Such a request is kept and tried again once storage allows, never refused.
-    """
-    if isinstance(exc, sqlite3.OperationalError):
-        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-        return code is None or code & 0xFF in _STORAGE_CODES
-    return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
 
 
 def serial_text(serial: int) -> str:
