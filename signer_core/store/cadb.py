@@ -1,27 +1,22 @@
 """The CA database: every certificate the appliance has issued or reserved.
 
-Trusted side, owned by the signer user alone (mode 0600). An embedded SQLite
-file opened with full durability (WAL, synchronous=FULL): a commit that
-returned is on disk. Opening it brings its schema up to date (``schema``);
-the other tables of the file are used through their own modules beside this
-one (``audit``, ``crls``, ``clock``, ``openssl``), on ``connection``. This
-module owns the SQL on ``certificates`` and ``openpgp_certifications``.
+Trusted side, owned by the signer user alone (0600). SQLite with WAL and
+synchronous=FULL: a durable commit that returned is on disk. Opening it
+brings its schema up to date (``schema``); the other tables have modules of
+their own beside this one, used on ``connection``. This module owns the SQL
+on ``certificates`` and ``openpgp_certifications``.
 
 Issuance is two commits around the signature, so that a crash anywhere
 leaves a state the next attempt can finish without issuing twice, and one
 flush to disk:
 
-1. ``reserve``: the random serial and the request's digest are recorded in
-   state ``reserved`` before the key is used. Not flushed on its own: the
-   next commit, the issuance's, flushes it too (the write-ahead log is
-   written in order). A power cut can only lose a reservation together with
-   the signature made under it, which never left the machine: the result is
-   published only after step 2 returned. The retry then reserves a fresh
-   random serial, which is as good.
-2. ``record_issued``: the signed certificate is stored and the row becomes
-   ``issued``, flushed before the commit returns. A refusal after step 1
-   marks the row ``released`` (its serial stays spent) in the same
-   transaction as the refusal's record.
+1. ``reserve``: the random serial and the request's digest, in state
+   ``reserved``, before the key is used. Not flushed: step 2's flush takes
+   it to disk too (WAL order), so a power cut loses it only with a
+   signature that never left the machine; the retry reserves a new serial.
+2. ``record_issued``: the certificate is stored, the row ``issued``, flushed
+   before the commit returns. A refusal after step 1 marks the row
+   ``released`` (its serial stays spent) with the refusal's record.
 
 A retry is not a renewal. Each row remembers the spool id of the last
 request it answered (``answer_id``) and, once the comm handler's receipt
@@ -31,8 +26,7 @@ answer is undelivered; an identical request after a delivered answer is a
 renewal and gets a row of its own. OpenPGP certifications are kept the same
 way, one row per certification.
 
-``signerctl`` reads the certificates through the functions at the end, on a
-read-only connection (``schema.open_readonly``).
+``signerctl`` reads through the functions at the end (``schema.open_readonly``).
 """
 
 from __future__ import annotations
