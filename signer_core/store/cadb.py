@@ -20,11 +20,10 @@ flush to disk:
 
 A retry is not a renewal. Each row remembers the spool id of the last
 request it answered (``answer_id``) and, once the comm handler's receipt
-says the web host ACKed that answer, when (``delivered_at``). The
-dispatcher answers a request with the same digest again only while the row's
-answer is undelivered; an identical request after a delivered answer is a
-renewal and gets a row of its own. OpenPGP certifications are kept the same
-way, one row per certification.
+says the web host ACKed that answer, when (``delivered_at``). A request with
+the same digest is answered again only while the row's answer is
+undelivered; after that it is a renewal, with a row of its own. OpenPGP
+certifications are kept the same way.
 
 ``signerctl`` reads through the functions at the end (``schema.open_readonly``).
 """
@@ -122,8 +121,7 @@ class CADatabase:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = path.open("a")  # create with a mode we choose before SQLite does
-        fd.close()
+        path.touch(mode=0o600)  # made with a mode we choose before SQLite makes it
         path.chmod(0o600)
         self.connection = sqlite3.connect(path, isolation_level=None)
         self.connection.row_factory = sqlite3.Row
