@@ -12,8 +12,8 @@ physical limit), measured in the same run:
 - latency: the median time of one request end to end as the web-side
   client sees it, against the median time of one signature, and the
   difference (what the pipeline adds);
-- commit: the median time of one durable one-row SQLite transaction (WAL,
-  synchronous=FULL) in a scratch database beside the CA database: the cost
+- commit: the median time of one durable commit of an audit record in a
+  scratch CA database beside the real one (WAL, synchronous=FULL): the cost
   of the one flush a certificate needs, on this disk at this moment; "rest"
   is the latency less the signature and that commit;
 - rate: certificates per second, against the raw signing rate, and the ratio;
@@ -36,7 +36,6 @@ import re
 import secrets
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+from signer_core.store.audit import AuditLog  # noqa: E402
 from signer_core.store.cadb import (  # noqa: E402
     CADatabase,
     SignedElsewhere,
@@ -124,23 +124,20 @@ def signatures(key, seconds: float = 2.0) -> list[float]:
 
 
 def commit_times(directory: Path, count: int = 200) -> list[float]:
-    """Durations of ``count`` durable one-row transactions in a scratch database in ``directory``."""
+    """Durations of ``count`` durable commits of one audit record, in a scratch CA database."""
     path = directory / "bench-commit.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
+    db = CADatabase(path)
+    audit = AuditLog(db.connection)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("CREATE TABLE t (v BLOB)")
         times = []
         for _ in range(count):
             start = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO t VALUES (?)", (secrets.token_bytes(1500),))
-            conn.execute("COMMIT")
+            with db.transaction():
+                audit.append("bench", filler=secrets.token_hex(700))
             times.append(time.perf_counter() - start)
         return times
     finally:
-        conn.close()
+        db.close()
         for leftover in directory.glob(path.name + "*"):
             leftover.unlink()
 
