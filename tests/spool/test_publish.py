@@ -35,8 +35,11 @@ def _events(directory: Path, action) -> list[tuple[str, list[flags]]]:
 
 
 def test_publish_makes_the_whole_file_with_its_mode_and_no_temporary_name(tmp_path: Path) -> None:
-    os.umask(0o077)  # the umask must not decide the mode
-    events = _events(tmp_path, lambda: publish(tmp_path, "a.req", b"x" * 5000, 0o644))
+    saved = os.umask(0o077)  # the umask must not decide the mode
+    try:
+        events = _events(tmp_path, lambda: publish(tmp_path, "a.req", b"x" * 5000, 0o644))
+    finally:
+        os.umask(saved)
     path = tmp_path / "a.req"
     assert path.read_bytes() == b"x" * 5000
     st = os.lstat(path)
