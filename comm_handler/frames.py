@@ -92,12 +92,15 @@ def decode_message(data: bytes) -> Message:
 
 def xor_checksum(data: bytes) -> int:
     """XOR of all bytes. Blocks are XORed as big integers, then the result is
-    folded in halves down to one byte: 16 MiB takes milliseconds, not seconds."""
+    folded in halves down to one byte: 16 MiB takes milliseconds, not seconds.
+    The folding starts at the result's own width (a power of two bytes), not
+    the block's, so that a short message is not folded through 64 KiB wide
+    masks: a keep-alive's frame is checked in a microsecond, not twenty."""
     view = memoryview(data)
     acc = 0
     for pos in range(0, len(view), XOR_BLOCK):
         acc ^= int.from_bytes(view[pos : pos + XOR_BLOCK], "little")
-    width = XOR_BLOCK
+    width = 1 << max(0, (acc.bit_length() + 7) // 8 - 1).bit_length()
     while width > 1:
         width //= 2
         bits = 8 * width
