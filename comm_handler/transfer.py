@@ -147,13 +147,27 @@ def _reset_input(port: SerialLike) -> None:
         raise LinkClosed(f"input flush failed: {exc}") from exc
 
 
-def _write(port: SerialLike, data: bytes) -> None:
+def _write(port: SerialLike, data: bytes, drain: bool = True) -> None:
     try:
         port.write(data)
-        port.flush()
+        if drain:
+            port.flush()
     except PORT_ERRORS as exc:
         log.warning("link closed: write failed: %s", exc)
         raise LinkClosed(f"write failed: {exc}") from exc
+
+
+def _write_control(port: SerialLike, byte: int) -> None:
+    """A start byte, ready, ACK or NAK, without waiting for it to leave (no ``flush``).
+
+    A drain after one byte buys nothing: the writer waits for the peer's answer
+    next, which cannot come before the byte has left. On a UART it costs: Linux
+    polls the transmitter for the drain with sleeps of at least one jiffy (4 ms
+    at HZ=250), while the byte takes 87 us, so that each turnaround of the
+    handshake would wait milliseconds. A frame is still drained: its verdict
+    timeout counts from the moment it has left.
+    """
+    _write(port, bytes([byte]), drain=False)
 
 
 def _write_paced(port: SerialLike, data: bytes, pacing: Pacing | None) -> None:
@@ -215,7 +229,7 @@ def send_message(
     saved = port.timeout
     try:
         _reset_input(port)
-        _write(port, bytes([START]))
+        _write_control(port, START)
         _wait_for(port, bytes([READY]), ready_timeout, "ready")
         for attempt in range(max_resends + 1):
             _write_paced(port, frame, pacing)
@@ -253,7 +267,7 @@ def receive_message(
     try:
         while True:
             _wait_for(port, bytes([START]), deadline.remaining(), "start byte")
-            _write(port, bytes([READY]))
+            _write_control(port, READY)
             message = _receive_frame(port, chunk_timeout, max_naks, max_length, quiet)
             if message is not None:
                 return message
@@ -288,9 +302,9 @@ def _receive_frame(
             log.warning("%s (%d more bytes discarded)", exc, dropped)
             if naks == max_naks:
                 break
-            _write(port, bytes([NAK]))
+            _write_control(port, NAK)
             continue
-        _write(port, bytes([ACK]))
+        _write_control(port, ACK)
         return message
     log.warning("frame still damaged after %d NAKs: dropped unanswered", max_naks)
     return None

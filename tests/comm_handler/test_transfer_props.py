@@ -182,3 +182,23 @@ def test_stale_input_is_dropped_before_the_start_byte() -> None:
     port = ScriptedPort([bytes([READY, ACK])], dies=False)
     with pytest.raises(LinkTimeout):
         send(port, message(b"x"))
+
+
+class DrainLog(ScriptedPort):
+    """Records each drain (``flush``) among the writes."""
+
+    def flush(self) -> None:
+        self.written.append(b"<drain>")
+
+
+def test_only_frames_wait_to_drain() -> None:
+    # A UART's drain sleeps a jiffy or more; a control byte is answered first.
+    data = message(b"x")
+    frame = make_frame(data)
+    sender = DrainLog([b"", bytes([READY]), bytes([NAK]), bytes([ACK])], dies=False)
+    assert send(sender, data) == 1
+    assert sender.written == [bytes([START]), frame, b"<drain>", frame, b"<drain>"]
+    damaged = frame[:-1] + b"8"
+    receiver = DrainLog([bytes([START]), damaged, frame])
+    assert receive(receiver) == data
+    assert receiver.written == [bytes([READY]), bytes([NAK]), bytes([ACK])]
