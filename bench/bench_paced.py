@@ -38,7 +38,8 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent  # the tree measured, daemons included
+sys.path.insert(0, str(ROOT))
 
 from signerctl.demo.ca import Users, create_demo_ca, system_users  # noqa: E402
 from signerctl.demo.nullmodem import make_raw  # noqa: E402
@@ -46,13 +47,12 @@ from signerctl.demo.run import daemons, demo_request, spool_filesystem, wait_unt
 
 BAUD = 115200
 BYTE_TIME = 10 / BAUD  # start bit, 8 data bits, stop bit
-SPIN = 0.0005  # s before a burst's last byte is due when the relay stops sleeping
+SPIN = 0.0002  # s before a burst's last byte is due when the relay stops sleeping
 WEB, COMM = "web>comm", "comm>web"  # the two directions, by the side that writes
 
-# One exchange's turnarounds: (name, the byte reacted to, the byte answered with), a
-# byte as (direction, offset; negative from the end) and "out" (the relay delivered it)
-# or "in" (the relay read it). web>comm: start, request frame, ready, ACK; comm>web:
-# ready, ACK, start, response frame.
+# One exchange's turnarounds: (name, byte reacted to, byte answered with); a byte is
+# (direction, offset, negative from the end, "out" delivered or "in" read by the relay).
+# web>comm: start, request frame, ready, ACK; comm>web: ready, ACK, start, response frame.
 STEPS = (
     ("comm: start -> ready", (WEB, 0, "out"), (COMM, 0)),
     ("web: ready -> frame", (COMM, 0, "out"), (WEB, 1)),
@@ -117,7 +117,7 @@ def relay() -> None:
     by_src = {lane.src: lane for lane in lanes}
     events: list[tuple[str, str, float, int, float]] = []  # lane, in/out, time, bytes, late
     print(f"comm: {paths[0]}\nweb: {paths[1]}", flush=True)
-    control = sys.stdin.buffer.raw
+    control = sys.stdin.fileno()
     while True:
         now = time.monotonic()
         wakes = [lane.wake(now) for lane in lanes if lane.queue]
@@ -125,8 +125,8 @@ def relay() -> None:
         readable, _, _ = select.select([control, *masters], [], [], wait)
         now = time.monotonic()
         for fd in readable:
-            if fd is control:
-                command = control.read(4096)
+            if fd == control:
+                command = os.read(control, 4096)
                 if not command:
                     return
                 if b"log" in command:
@@ -247,8 +247,7 @@ class Kinds:
         self.signed: list[bytes] = []
 
     def nul(self) -> None:
-        response = self.client.nul()
-        assert response.ok, response.reason
+        assert self.client.nul().ok
 
     def sign(self) -> None:
         name = f"h{len(self.csrs)}.bench.example"
@@ -325,6 +324,7 @@ def main() -> None:
         "--bare", action="store_true", help="no daemons: the link code answers NUL at once"
     )
     args = parser.parse_args()
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.getenv("PYTHONPATH"))))
 
     added = relay_latency()
     print(
