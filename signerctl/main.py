@@ -2,11 +2,13 @@
 
 Trusted side tooling, run by an operator (root or the signer user) on the
 appliance's console. It reads the configuration, the CA database (read-only)
-and the spool; it never talks to the link and never loads a private key.
+and the spool; it never talks to the link, and loads a private key only in
+the key ceremonies of ``root``.
 Output is a human table by default and JSON with ``--json``. The commands
 that write say so: spool requeue and purge (the spool), backup (the archive),
 restore (the configured paths), integrity (its record in the state
-directory), and the migration imports (the CA database, daemons stopped).
+directory), the migration imports (the CA database, daemons stopped), and
+the key ceremonies (a root's key and certificate files, the CA database).
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ def build_parser() -> CtlParser:
     from signerctl.migrate import command as ctl_migrate
 
     ctl_migrate.add_commands(commands)
+
+    from signerctl.root import command as ctl_root
+
+    ctl_root.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""signerctl root: the key ceremonies (generate, csr, sign-subroot, install), with a transcript."""
