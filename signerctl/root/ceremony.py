@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
-import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,14 +87,6 @@ def read_csr(path: Path) -> x509.CertificateSigningRequest:
     if not valid:
         raise CtlError(f"the CSR in {path} is not signed by the key it carries")
     return request
-
-
-def _user(path: Path) -> str:
-    uid = path.stat().st_uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 @dataclass(frozen=True)
@@ -168,9 +159,8 @@ def generate(c: Ceremony, root_id: int, key_type: str) -> dict:
             now(),
             root=root_id,
             key_type=key_type,
-            key=key.where,
+            **key.describe(),
             key_sha256=fingerprint(key),
-            key_owner=_user(Path(key.where)),
         )
 
 
@@ -272,7 +262,12 @@ def install(c: Ceremony, root_id: int, cert_path: Path) -> dict:
     cert = read_certificate(cert_path)
     issuer = _check_install(c, root_id, cert, cert_path)
     target = rcfg.certificate
-    replaced = der_sha256(read_certificate(target)) if target.is_file() else None
+    replaced = None
+    if target.is_file():
+        try:
+            replaced = der_sha256(read_certificate(target))
+        except CtlError:
+            replaced = "not a certificate"
     pem = cert.public_bytes(serialization.Encoding.PEM)
 
     def fill(fd: int) -> None:
@@ -296,5 +291,4 @@ def install(c: Ceremony, root_id: int, cert_path: Path) -> dict:
             not_before=iso(not_before(cert).timestamp()),
             not_after=iso(not_after(cert).timestamp()),
             replaced_sha256=replaced,
-            next="restart signer-core to put the root in service",
         )

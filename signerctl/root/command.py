@@ -97,7 +97,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub = root.add_parser(
         "sign-subroot",
         help="sign a subordinate CA certificate with a configured root",
-        description="Sign the CSR as a subordinate CA of root PARENT: basicConstraints CA"
+        description="Sign the CSR as a subordinate CA of the root --root names: basicConstraints CA"
         " with a path length, keyCertSign and cRLSign, key identifiers, optional DNS name"
         " constraints; the validity is --days or profile 11's max_days, and ends with the"
         " parent's at the latest. The certificate is recorded in the CA database under the"

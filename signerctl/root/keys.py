@@ -18,6 +18,7 @@ Nothing else in ``signerctl.root`` knows where a key lives.
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,6 +47,10 @@ class RootKeyBackend(Protocol):
         ...
 
     def exists(self) -> bool: ...
+
+    def describe(self) -> dict[str, object]:
+        """Where the key is and how it is kept, for the transcript (no key material)."""
+        ...
 
     def generate(self, key_type: str) -> None:
         """Make a new key of ``key_type`` (one of KEY_TYPES); CtlError if one exists."""
@@ -94,6 +99,14 @@ class FileKey:
 
     def exists(self) -> bool:
         return os.path.lexists(self.path)
+
+    def describe(self) -> dict[str, object]:
+        st = self.path.stat()
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        return {"key": str(self.path), "key_mode": f"{st.st_mode & 0o7777:04o}", "key_owner": owner}
 
     def _passphrase(self) -> bytes | None:
         if self.passphrase_file is None:

@@ -248,7 +248,7 @@ def sign_subroot(
                     not_before=iso(not_before(cert).timestamp()),
                     not_after=iso(not_after(cert).timestamp()),
                     path_length=length,
-                    permitted_dns=names,
+                    permitted_dns=", ".join(names) or None,
                     **({"cut": cut} if cut else {}),
                     certificate=str(out),
                 )

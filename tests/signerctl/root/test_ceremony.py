@@ -8,6 +8,7 @@ CA database and its audit chain, ``openssl verify``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import pwd
@@ -29,7 +30,7 @@ from signer_core.x509.compat import not_after
 from spool.entry import new_id
 from spool.header import Action, RequestHeader, System
 from spool.record import Request
-from tests.support.x509 import csr_pem
+from tests.support.x509 import csr_pem, make_root
 
 SUBJECT = "/O=Test CA/CN=root 2 subroot"
 
@@ -75,15 +76,17 @@ def test_whole_ceremony_then_a_leaf_under_the_new_subroot(world, ceremony, tmp_p
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
     assert generated["key_sha256"] == spki_sha256(key.public_key())
+    assert (generated["key"], generated["key_mode"]) == (str(key_file), "0600")
 
     requested = ceremony("csr", "--root", "2", "--subject", SUBJECT, "--out", tmp_path / "2.csr")
     request = x509.load_pem_x509_csr((tmp_path / "2.csr").read_bytes())
     assert request.is_signature_valid
     assert request.subject.rfc4514_string() == "CN=root 2 subroot,O=Test CA"
     assert spki_sha256(request.public_key()) == generated["key_sha256"]
-    assert requested["csr_sha256"] == hashlib.sha256(
-        request.public_bytes(serialization.Encoding.DER)
-    ).hexdigest()
+    assert (
+        requested["csr_sha256"]
+        == hashlib.sha256(request.public_bytes(serialization.Encoding.DER)).hexdigest()
+    )
 
     signed = ceremony(
         *("sign-subroot", "--root", "0", "--csr", tmp_path / "2.csr"),
@@ -100,10 +103,9 @@ def test_whole_ceremony_then_a_leaf_under_the_new_subroot(world, ceremony, tmp_p
     ku = ext.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
     assert not ku.value.digital_signature
-    assert (
-        ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    )
+    assert ext.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     root0_ski = root0.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert (
         ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
@@ -111,6 +113,7 @@ def test_whole_ceremony_then_a_leaf_under_the_new_subroot(world, ceremony, tmp_p
     )
     nc = ext.get_extension_for_class(x509.NameConstraints)
     assert nc.critical and nc.value.permitted_subtrees == [x509.DNSName("example.org")]
+    assert signed["permitted_dns"] == "example.org" and signed["path_length"] == 0
     # profile 11's max_days (3653) would outlive root 0 (ten years from its start): cut
     assert not_after(sub) == not_after(root0) and signed["cut"] == "root 0 expires first"
 
@@ -167,14 +170,16 @@ def test_whole_ceremony_then_a_leaf_under_the_new_subroot(world, ceremony, tmp_p
             (details,) = audit.events(f"ceremony-{step}")
             assert details == {k: v for k, v in printed.items() if k != "audit_record"}
             assert printed["step"] == step
+        # the signer's start names the certificate the install put in place
+        assert {"root": 2, "certificate_sha256": installed["certificate_sha256"]} in (
+            audit.events("root-loaded")
+        )
         kinds = [r.event for r in audit.records()]
         assert kinds.index("ceremony-install") < kinds.index("issued")
         assert kinds.count("issued") == 2 and "revoked" in kinds
 
 
-def test_generate_writes_an_encrypted_rsa4096_key_when_the_root_has_a_passphrase(
-    world, ceremony
-):
+def test_generate_writes_an_encrypted_rsa4096_key_when_the_root_has_a_passphrase(world, ceremony):
     generated = ceremony("generate", "--root", "5")
     pem = (world.dir / "root5.key").read_bytes()
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -184,3 +189,17 @@ def test_generate_writes_an_encrypted_rsa4096_key_when_the_root_has_a_passphrase
     assert generated["key_sha256"] == spki_sha256(key.public_key())
     if signer_uid() is not None:
         assert generated["key_owner"] == "_signer"
+
+
+def test_install_of_a_self_signed_root_then_its_renewal(world, ceremony, tmp_path):
+    ceremony("generate", "--root", "2", "--type", "p256")
+    key = serialization.load_pem_private_key((world.dir / "root2.key").read_bytes(), None)
+    first = make_root(key, "root 2", end=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+    (tmp_path / "first.crt").write_bytes(first.public_bytes(serialization.Encoding.PEM))
+    installed = ceremony("install", "--root", "2", "--cert", tmp_path / "first.crt")
+    assert installed["issuer_root"] == 2 and installed["replaced_sha256"] is None
+    renewed = make_root(key, "root 2")
+    (tmp_path / "renewed.crt").write_bytes(renewed.public_bytes(serialization.Encoding.PEM))
+    again = ceremony("install", "--root", "2", "--cert", tmp_path / "renewed.crt")
+    assert again["replaced_sha256"] == first.fingerprint(hashes.SHA256()).hex()
+    assert x509.load_pem_x509_certificate((world.dir / "root2.crt").read_bytes()) == renewed
