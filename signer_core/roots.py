@@ -8,6 +8,13 @@ crash; requests naming it are refused.
 The public keys its files still show (its certificate, or its key) are kept
 all the same, for installed and missing roots alike, so that no request
 carrying one of them is signed (``cakeys``).
+
+A root whose key is in a PKCS#11 token (``signer_core.tokens``) has its
+session opened and its PIN given here, once; a token missing, its module
+missing, a PIN refused or a token key that is not the certificate's makes
+the same kind of reason. Once installed, such a root stays installed: a
+token that goes away makes its requests refused (``root-unavailable``)
+until it is back, without a restart.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from signer_core.config import RootConfig, X509Config
+from signer_core.config import RootConfig, TokenKeyConfig, X509Config
 from signer_core.refusal import Refusal
+from signer_core.tokens.keys import open_token_key
+from signer_core.tokens.pkcs11 import TokenError, TokenSession
 
 if TYPE_CHECKING:
     from signer_core.x509.compat import PrivateKeyTypes, PublicKeyTypes
@@ -56,13 +65,15 @@ class Root:
         """Load one root; raise ValueError with a reason when it is not usable."""
         try:
             cert = _read_certificate(cfg)
-            key = _read_private_key(cfg)
+            key = None if cfg.token is not None else _read_private_key(cfg)
         except FileNotFoundError as exc:
             raise ValueError(f"file missing: {exc.filename}") from None
         except OSError as exc:
             raise ValueError(f"cannot read {exc.filename}: {exc.strerror}") from None
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise ValueError(f"cannot load key or certificate: {exc}") from None
+        if cfg.token is not None:
+            return cls._with_token(cfg, cfg.token, cert)
         if not isinstance(key, RootKey):
             raise ValueError("the key is not RSA, EC, Ed25519 or Ed448, the kinds that sign here")
         if _spki(key.public_key()) != _spki(cert.public_key()):
@@ -71,12 +82,34 @@ class Root:
             raise ValueError("certificate is not a CA certificate allowed to sign certificates")
         return cls(cfg.id, cfg, cert, key)
 
+    @classmethod
+    def _with_token(cls, cfg: RootConfig, token: TokenKeyConfig, cert: x509.Certificate) -> Root:
+        if not _is_ca(cert):
+            raise ValueError("certificate is not a CA certificate allowed to sign certificates")
+        session = TokenSession(f"root {cfg.id}", token.uri, token.module, token.pin_file)
+        try:
+            key = open_token_key(session)
+            if _spki(key.public_key()) != _spki(cert.public_key()):
+                raise TokenError("the token's key does not match the certificate")
+        except TokenError as exc:
+            session.close()
+            raise ValueError(f"token key {token.uri}: {exc}") from None
+        return cls(cfg.id, cfg, cert, key)
+
+    def close(self) -> None:
+        """End a token root's session (nothing to do for a key file)."""
+        session = getattr(self.private_key, "token", None)
+        if isinstance(session, TokenSession):
+            session.close()
+
 
 def _read_certificate(cfg: RootConfig) -> x509.Certificate:
     return x509.load_pem_x509_certificate(cfg.certificate.read_bytes())
 
 
 def _read_private_key(cfg: RootConfig) -> PrivateKeyTypes:
+    if cfg.key is None:
+        raise ValueError("the key is in a token")
     password = None
     if cfg.passphrase_file is not None:
         password = cfg.passphrase_file.read_bytes().rstrip(b"\r\n")
@@ -132,6 +165,11 @@ class RootStore:
         return cls(
             MappingProxyType(roots), MappingProxyType(missing), MappingProxyType(public_keys)
         )
+
+    def close(self) -> None:
+        """End the token sessions of the installed roots."""
+        for root in self.roots.values():
+            root.close()
 
     def get(self, root_id: int) -> Root:
         root = self.roots.get(root_id)

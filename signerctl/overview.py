@@ -54,7 +54,10 @@ def roots(cfg: Config) -> list[dict]:
         info = {
             "root": root_id,
             "name": root.name,
-            "key_installed": root.key.is_file(),
+            # A key in a token: its URI; whether the token has it, signer-core's log
+            # and audit chain say (root-missing), since signerctl never opens a key.
+            "key_installed": root.key.is_file() if root.key is not None else None,
+            "key_in_token": str(root.token.uri) if root.token is not None else None,
             "certificate_expires": None,
         }
         if root.certificate.is_file():

@@ -21,7 +21,7 @@ from typing import Any
 
 from signer_core.config.openpgp import OpenPGPConfig, read_openpgp
 from signer_core.config.signer import CRLConfig, SignerConfig, read_crl, read_signer
-from signer_core.config.x509 import RootConfig, X509Config, read_x509
+from signer_core.config.x509 import RootConfig, TokenKeyConfig, X509Config, read_x509
 from spool.corrupt import CorruptLimits
 from spool.settings import CommSettings, ConfigError, read_comm, read_file, read_spool
 
@@ -33,6 +33,7 @@ __all__ = [
     "OpenPGPConfig",
     "RootConfig",
     "SignerConfig",
+    "TokenKeyConfig",
     "X509Config",
     "load_config",
 ]

@@ -2,7 +2,9 @@
 
 Trusted side; the file is the operator's (see ``signer_core.config``). A
 root's key and certificate are only named here: ``signer_core.roots`` loads
-them, and refuses a root it cannot use with a reason.
+them, and refuses a root it cannot use with a reason. A root's ``key`` is a
+PEM file, or a ``pkcs11:`` URI (RFC 7512) with ``module`` and ``pin_file``
+beside it: the URI is parsed here, so that a bad one stops the signer at start.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from cryptography.x509.oid import ObjectIdentifier
 
+from signer_core.tokens.uri import TokenURI, TokenURIError, is_token_uri, parse_uri
 from signer_core.x509.profiles import BUILTIN_PROFILES, KEY_USAGE_NAMES, Profile, SanSource
 from spool.header import DIGEST_IDS
 from spool.settings import ConfigError, Table
@@ -23,14 +26,24 @@ DIGEST_NAMES = frozenset(DIGEST_IDS.values())
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenKeyConfig:
+    """A root key in a PKCS#11 token: which one, the module that reaches it, its PIN's file."""
+
+    uri: TokenURI
+    module: Path
+    pin_file: Path
+
+
+@dataclasses.dataclass(frozen=True)
 class RootConfig:
     id: int
     name: str
-    key: Path
+    key: Path | None  # a PEM file; None when the key is in a token
     certificate: Path
     passphrase_file: Path | None
     crl_url: str
     default_digest: str
+    token: TokenKeyConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,17 +119,36 @@ def _int_key(t: Table, key: str, hi: int) -> int:
 
 
 def _root(rid: int, t: Table) -> RootConfig:
+    token = _token(t)
     r = RootConfig(
         id=rid,
         name=t.str_("name"),
-        key=t.path("key"),
+        key=None if token else t.path("key"),
         certificate=t.path("certificate"),
-        passphrase_file=t.opt_path("passphrase_file"),
+        passphrase_file=None if token else t.opt_path("passphrase_file"),
         crl_url=url(t, "crl_url"),
         default_digest=_digest(t, "default_digest"),
+        token=token,
     )
     t.finish()
     return r
+
+
+def _token(t: Table) -> TokenKeyConfig | None:
+    """``module`` and ``pin_file`` with a ``pkcs11:`` key; None for a key file."""
+    key = t.str_("key")
+    if not is_token_uri(key):
+        for name in ("module", "pin_file"):
+            if name in t.data:
+                raise ConfigError(f'{t.key(name)}: only for a key in a token (key = "pkcs11:...")')
+        return None
+    if "passphrase_file" in t.data:
+        raise ConfigError(f"{t.key('passphrase_file')}: a key in a token has pin_file instead")
+    try:
+        uri = parse_uri(key)
+    except TokenURIError as exc:
+        raise ConfigError(f"{t.key('key')}: {exc}") from None
+    return TokenKeyConfig(uri=uri, module=t.path("module"), pin_file=t.path("pin_file"))
 
 
 _PROFILE_KEYS: dict[str, type] = {

@@ -172,6 +172,8 @@ def _secret_items(cfg) -> Iterator[tuple[str, Path]]:
     for root_id, root in sorted(cfg.x509.roots.items()):
         if not root.certificate.is_file():
             continue  # a root not installed yet has no key to keep; one with a certificate must
+        if root.key is None:
+            continue  # a key in a token: backing it up is the token vendor's procedure
         yield f"keys/root{root_id}.key", root.key
         if root.passphrase_file is not None:
             yield f"keys/root{root_id}.passphrase", root.passphrase_file

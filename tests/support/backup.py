@@ -226,6 +226,7 @@ def root_material(config: Path):
     """The root key and certificate of a CA made by make_ca."""
     cfg = load(config)
     root = cfg.x509.roots[0]
+    assert root.key is not None
     key = serialization.load_pem_private_key(root.key.read_bytes(), PASSPHRASE)
     return key, x509.load_pem_x509_certificate(root.certificate.read_bytes())
 
