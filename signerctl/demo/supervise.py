@@ -36,11 +36,12 @@ RESTART_DELAY = 1.0
 POLL = 0.1
 # All a daemon gets of the caller's environment: the search paths, the locale,
 # and what tests set (spool.crashpoint's crash points, tests/system/test_imports.py's
-# import log).
+# import log), and SoftHSM2's configuration (tests/support/softhsm.py's tokens).
 DAEMON_ENV = (
     *("PATH", "LANG", "LC_ALL", "PYTHONPATH"),
     *("SIGNER_CRASH_AT", "SIGNER_CRASH_MARKER", "SIGNER_CRASH_SIGNAL"),
     "PYTHONPROFILEIMPORTTIME",
+    "SOFTHSM2_CONF",
 )
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
