@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 DEBS=(python3 python3-venv python3-dev gcc libcap-dev
       python3-cryptography python3-serial python3-gnupg python3-prctl
       python3-asn1crypto python3-idna python3-pytest python3-hypothesis python3-pytest-xdist
-      gnupg xdelta openssl passwd util-linux procps)
+      gnupg xdelta openssl passwd util-linux procps
+      softhsm2 python3-pykcs11)
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -31,11 +32,11 @@ fi
 # It is rebuilt when pyproject.toml (dependencies, packages, entry points) changes.
 stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pyproject.sha256 2>/dev/null)" != "$stamp" ] \
-   || ! .venv/bin/python -c 'import pytest, xdist, hypothesis, gnupg, prctl, pkilint, badkeys, idna' 2>/dev/null; then
+   || ! .venv/bin/python -c 'import pytest, xdist, hypothesis, gnupg, prctl, pkilint, badkeys, idna, PyKCS11' 2>/dev/null; then
   echo "setup: building .venv with current PyPI releases"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,lint,keychecks,dev]'
+  .venv/bin/pip install -q -e '.[test,lint,keychecks,pkcs11,dev]'
   echo "$stamp" > .venv/.pyproject.sha256
 fi
 if [ ! -f .deb-extra/inotify_simple.py ]; then
