@@ -61,8 +61,11 @@ class Root:
     private_key: RootKey = dataclasses.field(repr=False)
 
     @classmethod
-    def load(cls, cfg: RootConfig) -> Root:
-        """Load one root; raise ValueError with a reason when it is not usable."""
+    def load(cls, cfg: RootConfig, pin_owner: int | None = None) -> Root:
+        """Load one root; raise ValueError with a reason when it is not usable.
+
+        ``pin_owner``: who must own a token's PIN file when that is not this
+        process's user (an operator's ceremony run as root)."""
         try:
             cert = _read_certificate(cfg)
             key = None if cfg.token is not None else _read_private_key(cfg)
@@ -73,7 +76,7 @@ class Root:
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise ValueError(f"cannot load key or certificate: {exc}") from None
         if cfg.token is not None:
-            return cls._with_token(cfg, cfg.token, cert)
+            return cls._with_token(cfg, cfg.token, cert, pin_owner)
         if not isinstance(key, RootKey):
             raise ValueError("the key is not RSA, EC, Ed25519 or Ed448, the kinds that sign here")
         if _spki(key.public_key()) != _spki(cert.public_key()):
@@ -83,10 +86,12 @@ class Root:
         return cls(cfg.id, cfg, cert, key)
 
     @classmethod
-    def _with_token(cls, cfg: RootConfig, token: TokenKeyConfig, cert: x509.Certificate) -> Root:
+    def _with_token(
+        cls, cfg: RootConfig, token: TokenKeyConfig, cert: x509.Certificate, pin_owner: int | None
+    ) -> Root:
         if not _is_ca(cert):
             raise ValueError("certificate is not a CA certificate allowed to sign certificates")
-        session = TokenSession(f"root {cfg.id}", token.uri, token.module, token.pin_file)
+        session = TokenSession(f"root {cfg.id}", token.uri, token.module, token.pin_file, pin_owner)
         try:
             key = open_token_key(session)
             if _spki(key.public_key()) != _spki(cert.public_key()):

@@ -138,8 +138,9 @@ def _module(path: Path) -> _Module:
     return module
 
 
-def read_pin(path: Path) -> str:
-    """The PIN in ``path``: a file of the signer user's that no one else may read."""
+def read_pin(path: Path, owner: int | None = None) -> str:
+    """The PIN in ``path``: a file of the signer user's (``owner``, by default this
+    process's user) that no one else may read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -150,7 +151,7 @@ def read_pin(path: Path) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise TokenError(f"the PIN file {path} is not a regular file")
-        if st.st_uid != os.geteuid():
+        if st.st_uid != (os.geteuid() if owner is None else owner):
             raise TokenError(f"the PIN file {path} does not belong to the signer user")
         if st.st_mode & 0o077:
             raise TokenError(
@@ -192,9 +193,11 @@ def _ec_point(data: bytes) -> bytes:
 class TokenSession:
     """The session of one root with its token: opened at start, re-opened after a fault."""
 
-    def __init__(self, name: str, uri: TokenURI, module: Path, pin_file: Path) -> None:
+    def __init__(
+        self, name: str, uri: TokenURI, module: Path, pin_file: Path, pin_owner: int | None = None
+    ) -> None:
         self.name = name  # "root 2", for messages
-        self.uri, self.pin_file = uri, pin_file
+        self.uri, self.pin_file, self.pin_owner = uri, pin_file, pin_owner  # owner: for root
         self._module = _module(module)
         self._module.users += 1
         self._session: Any = None
@@ -243,7 +246,7 @@ class TokenSession:
     def _login(self, session: Any, slot: int, pykcs11: Any) -> None:
         if self._pin_refused:
             raise TokenError(self._pin_refused)
-        pin = read_pin(self.pin_file)
+        pin = read_pin(self.pin_file, self.pin_owner)
         digest = hashlib.sha256(pin.encode("utf-8")).digest()
         try:
             session.login(pin)

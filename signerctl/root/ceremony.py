@@ -177,7 +177,13 @@ def csr(c: Ceremony, root_id: int, subject_text: str, out: Path) -> dict:
         if isinstance(signing, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey))
         else hashes.SHA256()
     )
-    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(signing, algorithm)
+    try:
+        builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+        request = builder.sign(signing, algorithm)
+    except Refusal as exc:  # a token key that cannot sign now
+        raise CtlError(exc.text) from None
+    finally:
+        key.close()
     with c.database() as db:
         commit_file(out.parent, out.name, request.public_bytes(serialization.Encoding.PEM), 0o644)
         return c.record(
@@ -192,11 +198,12 @@ def csr(c: Ceremony, root_id: int, subject_text: str, out: Path) -> dict:
         )
 
 
-def load_root(rcfg: RootConfig, refused: str) -> Root:
-    """Root ``rcfg`` loaded as the signer loads it at start; CtlError, after ``refused``,
-    with the reason the signer would give when it would not put it in service."""
+def load_root(rcfg: RootConfig, refused: str, owner: tuple[int, int] | None) -> Root:
+    """Root ``rcfg`` loaded as the signer (``owner``, when we are root) loads it at start;
+    CtlError, after ``refused``, with the reason the signer would give when it would not
+    put it in service."""
     try:
-        return Root.load(rcfg)
+        return Root.load(rcfg, None if owner is None else owner[0])
     except ValueError as exc:
         reason = str(exc)
         if reason.startswith("cannot load"):  # the library's words follow: to the log only
@@ -245,7 +252,8 @@ def _check_install(c: Ceremony, root_id: int, cert: x509.Certificate, path: Path
     load_root(
         dataclasses.replace(c.root(root_id), certificate=path),
         f"root {root_id} would not go into service with the certificate in {path}",
-    )
+        c.owner,
+    ).close()
     moment = now()
     if moment < not_before(cert):
         raise CtlError(

@@ -8,10 +8,10 @@ records key material, only the SHA-256 of the public key (``fingerprint``).
 A backend (``RootKeyBackend``) does three things with one root's key: make
 it (``generate``, never over an existing one), give its public half
 (``public_key``), and give an object that cryptography's certificate and
-CSR builders sign with (``signing_key``). Files are the one backend today
+CSR builders sign with (``signing_key``, until ``close``). Two backends,
+chosen in ``backend_for`` from the root's configuration: key files
 (``FileKey``: PEM, encrypted when the root has a ``passphrase_file``, 0600,
-owned by the signer user); a PKCS#11 token backend is a second class with
-these methods, chosen in ``backend_for`` from the root's configuration.
+owned by the signer user) and PKCS#11 tokens (``signerctl.root.token``).
 Nothing else in ``signerctl.root`` knows where a key lives.
 """
 
@@ -30,6 +30,7 @@ from signer_core.config import RootConfig
 from signer_core.roots import RootKey
 from signer_core.x509.keychecks import spki_sha256
 from signerctl.cli import CtlError, problem
+from signerctl.root.token import TokenKey
 from spool.safeio import commit_stream, fsync_dir, unlink_quietly, write_all
 
 if TYPE_CHECKING:
@@ -62,10 +63,17 @@ class RootKeyBackend(Protocol):
         """What cryptography's builders sign with; CtlError when the key cannot be used."""
         ...
 
+    def close(self) -> None:
+        """Let go of what ``signing_key`` holds open (a token's session)."""
+        ...
+
 
 def backend_for(cfg: RootConfig, owner: tuple[int, int] | None) -> RootKeyBackend:
-    """The backend of root ``cfg``'s key: where a token backend is to be chosen
-    (a ``pkcs11:`` URI in ``key``), the one place that decides."""
+    """The backend of root ``cfg``'s key, the one place that decides: the token its
+    ``pkcs11:`` URI names, or its key file."""
+    if cfg.token is not None:
+        return TokenKey(cfg.id, cfg.token, owner)
+    assert cfg.key is not None  # a root's settings name a key file or a token (config.x509)
     return FileKey(cfg.id, cfg.key, cfg.passphrase_file, owner)
 
 
@@ -164,3 +172,6 @@ class FileKey:
 
     def public_key(self) -> PublicKeyTypes:
         return self.signing_key().public_key()
+
+    def close(self) -> None:
+        pass  # a key file holds nothing open

@@ -164,7 +164,7 @@ def sign_subroot(
     days: int | None = None,
 ) -> dict:
     """Sign the CSR in ``csr_path`` as a subordinate CA of root ``parent_id``; write it to ``out``."""
-    parent = load_root(c.root(parent_id), f"root {parent_id} cannot sign")
+    parent = load_root(c.root(parent_id), f"root {parent_id} cannot sign", c.owner)
     profile = c.cfg.x509.profiles[SUBROOT_PROFILE]
     request = read_csr(csr_path)
     public_key = _check_key(request, parent, csr_path)
@@ -257,9 +257,14 @@ def sign_subroot(
             raise CtlError(
                 f"root {parent_id}'s key made a signature its certificate does not verify"
             ) from None
+        except Refusal as exc:  # a token key that cannot sign now
+            db.release(parent_id, serial)
+            raise CtlError(exc.text) from None
         except BaseException:
             db.release(parent_id, serial)
             raise
+        finally:
+            parent.close()  # a token root's session
     # After the commit: the certificate is in the database whatever happens to the file
     # (signerctl certs show prints it again).
     commit_file(out.parent, out.name, cert.public_bytes(serialization.Encoding.PEM), 0o644)
