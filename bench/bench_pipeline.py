@@ -1,6 +1,6 @@
 """A certificate's cost through the whole pipeline, against its signature alone.
 
-    python bench/bench_pipeline.py [--requests 100] [--rounds 3] [--prefill 1000000]
+    python bench/bench_pipeline.py [--requests 100] [--rounds 3] [--prefill 1000000] [--token]
 
 For an RSA-4096 root and a P-256 root: the web-side client sends distinct
 PKCS#10 requests one at a time over a pseudo-terminal cable to the comm
@@ -21,6 +21,10 @@ physical limit), measured in the same run:
   of both daemons per certificate, counted by ``strace -c`` over one more
   round (not timed: strace slows the daemons). Skipped without strace or,
   when not root, where ptrace is not allowed.
+
+With ``--token``, the same again for an RSA-4096 and a P-256 key held in a
+SoftHSM2 token (``bench/pipeline_tokens.py``), beside the file keys of the
+same types: the signature column is then the token's.
 
 Then the same latency and rate again with ``--prefill`` certificates
 already in the database (0: skipped), to show that the cost per certificate
@@ -51,6 +55,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
+from pipeline_tokens import TOKEN_ROOTS, BenchToken  # noqa: E402  (beside this script)
 
 from signer_core.store.audit import AuditLog  # noqa: E402
 from signer_core.store.cadb import (  # noqa: E402
@@ -219,11 +224,18 @@ class Figures:
 
 
 def measure(
-    directory: Path, users: Users, root: int, work: list[list[bytes]], traced: list[bytes] | None
+    directory: Path,
+    users: Users,
+    root: int,
+    work: list[list[bytes]],
+    traced: list[bytes] | None,
+    token: BenchToken | None = None,
 ) -> Figures:
     cable = start_cable()
     users.give_to_comm(cable.appliance_end)
     config = create_demo_ca(directory, users, cable.appliance_end)
+    if token is not None:
+        token.configure(config)
     supervisor = daemons(config, directory / "log")
     supervisor.start()
     try:
@@ -253,6 +265,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prefill", type=int, default=1_000_000)
+    parser.add_argument("--token", action="store_true", help="also keys in a SoftHSM2 token")
     args = parser.parse_args()
     users = system_users() if os.geteuid() == 0 else Users()
     base = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir="/tmp"))
@@ -261,13 +274,18 @@ def main() -> None:
         directory = base / "ca"
         create_demo_ca(directory, users, "/dev/null")
         keys = install_roots(directory)
+        roots = {label: root for label, (root, _) in ROOTS.items()}
+        token = BenchToken(directory, users) if args.token else None
+        if token is not None:
+            keys.update(token.keys)
+            roots.update({label: rid for label, (rid, _, _) in TOKEN_ROOTS.items()})
         (directory / "log").mkdir()
         stages = (0, args.prefill) if args.prefill else (0,)
-        needed = len(stages) * len(ROOTS) * (args.rounds + 1)
+        needed = len(stages) * len(roots) * (args.rounds + 1)
         print(f"making {needed * args.requests} requests...", flush=True)
         pool = [csrs(args.requests) for _ in range(needed)]
         print(
-            f"{'root':9} {'database':>9} {'latency':>8} {'sign':>7} {'commit':>7} {'rest':>6}"
+            f"{'root':14} {'database':>9} {'latency':>8} {'sign':>7} {'commit':>7} {'rest':>6}"
             f" {'certs/s':>8} {'raw/s':>7} {'ratio':>6} {'flushes':>8} {'load':>5}"
         )
         for prefilled in stages:
@@ -276,9 +294,9 @@ def main() -> None:
                 started = time.perf_counter()
                 prefill(directory / "lib" / "ca.sqlite", prefilled, users)
                 print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
-            for label, (root, _) in ROOTS.items():
+            for label, root in roots.items():
                 work = [pool.pop() for _ in range(args.rounds)]
-                figures = measure(directory, users, root, work, pool.pop())
+                figures = measure(directory, users, root, work, pool.pop(), token)
                 signs = [t for _ in range(args.rounds) for t in signatures(keys[label])]
                 sign = statistics.median(signs)
                 raw = 1 / statistics.mean(signs)
@@ -288,7 +306,7 @@ def main() -> None:
                     rows = certificate_summary(conn).issued
                 flushes = "-" if figures.flushes is None else f"{figures.flushes:.2f}"
                 print(
-                    f"{label:9} {rows:>9} {figures.latency * 1000:>6.1f}ms {sign * 1000:>5.1f}ms"
+                    f"{label:14} {rows:>9} {figures.latency * 1000:>6.1f}ms {sign * 1000:>5.1f}ms"
                     f" {commit * 1000:>5.2f}ms {rest * 1000:>4.1f}ms {figures.rate:>8.1f}"
                     f" {raw:>7.1f} {figures.rate / raw:>6.3f} {flushes:>8}"
                     f" {os.getloadavg()[0]:>5.2f}",
