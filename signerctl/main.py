@@ -45,7 +45,7 @@ def cmd_status(args) -> tuple[object, int]:
             "database": overview.database(conn),
             "spool": overview.spool_status(Spool(cfg.spool_dir)),
             "time": overview.time_status(conn),
-            "roots": overview.roots(cfg),
+            "roots": overview.roots(cfg, conn),
             "crls": overview.crls(conn),
             "audit": overview.audit_head(conn),
             "integrity": last_check(cfg.signer.state_dir),

@@ -48,16 +48,34 @@ def daemons(config: Path) -> dict[str, list[dict]]:
     return found
 
 
-def roots(cfg: Config) -> list[dict]:
+def _at_last_start(conn: sqlite3.Connection) -> dict[int, str]:
+    """What signer-core's last start said of each root (its audit records): "in service",
+    or "not in service: <reason>". signerctl never opens a key or a token itself."""
+    audit = AuditLog(conn)
+    started = audit.records(event="started", limit=1)
+    if not started:
+        return {}
+    since = started[0].seq
+    said: dict[int, str] = {}
+    for kind, text in (("root-loaded", "in service"), ("root-missing", "not in service: ")):
+        for record in audit.records(event=kind, limit=1000):
+            root = record.details.get("root")
+            if record.seq > since and isinstance(root, int):
+                reason = str(record.details.get("reason", "")) if kind == "root-missing" else ""
+                said[root] = text + reason
+    return said
+
+
+def roots(cfg: Config, conn: sqlite3.Connection) -> list[dict]:
     out = []
+    said = _at_last_start(conn)
     for root_id, root in sorted(cfg.x509.roots.items()):
         info = {
             "root": root_id,
             "name": root.name,
-            # A key in a token: its URI; whether the token has it, signer-core's log
-            # and audit chain say (root-missing), since signerctl never opens a key.
             "key_installed": root.key.is_file() if root.key is not None else None,
             "key_in_token": str(root.token.uri) if root.token is not None else None,
+            "at_last_start": said.get(root_id),
             "certificate_expires": None,
         }
         if root.certificate.is_file():

@@ -29,6 +29,9 @@ def test_status_reports_what_happened(appliance, world_dir, ctl, ctl_json, write
     }
     assert status["database"]["certificates"] == 1
     assert [r["key_installed"] for r in status["roots"]] == [True, True, False, False, False]
+    said = [r["at_last_start"] for r in status["roots"]]
+    assert said[:2] == ["in service", "in service"]
+    assert all(s.startswith("not in service: file missing: ") for s in said[2:]), said
     assert status["crls"][0]["root"] == 0 and status["crls"][0]["entries"] == 1
     assert {s["state"]: s["entries"] for s in status["spool"]}["incoming"] == 0
     verify = ctl_json(appliance, "audit", "verify")

@@ -131,6 +131,12 @@ def test_token_roots_through_the_link(
             15: f"token key {uri}: the PKCS#11 module {hsm / 'no-such-module.so'} does not exist",
             16: f"token key {uri}: the token's key does not match the certificate",
         }
+        # signerctl status says the same, root by root, from the signer's last start.
+        said = {r["root"]: r["at_last_start"] for r in ctl_json(appliance, "status")["roots"]}
+        assert {rid: said[rid] for rid in reasons} == {
+            rid: f"not in service: {why}" for rid, why in reasons.items()
+        }
+        assert said[13] == said[14] == "in service"
         for rid in (12, 15, 16):
             done = appliance.sign(csr, root=str(rid))
             assert done.returncode == 1 and f"ERR root-not-installed: root {rid}" in (
