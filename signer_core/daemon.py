@@ -78,39 +78,51 @@ def comm_uid(cfg: Config) -> int | None:
 
 def build_context(cfg: Config) -> SignerContext:
     db = CADatabase(cfg.signer.database)
-    audit = AuditLog(db.connection)
-    audit.append(
-        "started",
-        config=str(cfg.path),
-        config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest(),
-    )
-    roots = RootStore.load(cfg.x509)
-    for root_id, root in sorted(roots.roots.items()):
-        fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex()
-        audit.append("root-loaded", root=root_id, certificate_sha256=fingerprint)
-    for root_id, why in sorted(roots.missing.items()):
-        log.warning("root %d is not installed: %s", root_id, why)
-        audit.append("root-missing", root=root_id, reason=why)
-    openpgp, openpgp_missing = load_openpgp(cfg)
-    audit.append("openpgp-root", loaded=openpgp is not None, reason=openpgp_missing)
-    ca_keys = CaKeys.build(roots, openpgp)
-    revocations = Revocations(
-        db,
-        validity_days=cfg.crl.validity_days,
-        history=cfg.crl.history,
-        prune_expired_after_days=cfg.crl.prune_expired_after_days,
-    )
-    return SignerContext(
-        config=cfg,
-        roots=roots,
-        ca_keys=ca_keys,
-        db=db,
-        audit=audit,
-        time_readings=TimeReadings(db, cfg.signer.state_dir, ClockRules.of(cfg.signer, roots)),
-        revocations=revocations,
-        openpgp=openpgp,
-        openpgp_missing=openpgp_missing,
-    )
+    roots: RootStore | None = None
+    openpgp: OpenPGPSigner | None = None
+    try:
+        audit = AuditLog(db.connection)
+        audit.append(
+            "started",
+            config=str(cfg.path),
+            config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest(),
+        )
+        roots = RootStore.load(cfg.x509)
+        for root_id, root in sorted(roots.roots.items()):
+            fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex()
+            audit.append("root-loaded", root=root_id, certificate_sha256=fingerprint)
+        for root_id, why in sorted(roots.missing.items()):
+            log.warning("root %d is not installed: %s", root_id, why)
+            audit.append("root-missing", root=root_id, reason=why)
+        openpgp, openpgp_missing = load_openpgp(cfg)
+        audit.append("openpgp-root", loaded=openpgp is not None, reason=openpgp_missing)
+        ca_keys = CaKeys.build(roots, openpgp)
+        revocations = Revocations(
+            db,
+            validity_days=cfg.crl.validity_days,
+            history=cfg.crl.history,
+            prune_expired_after_days=cfg.crl.prune_expired_after_days,
+        )
+        return SignerContext(
+            config=cfg,
+            roots=roots,
+            ca_keys=ca_keys,
+            db=db,
+            audit=audit,
+            time_readings=TimeReadings(db, cfg.signer.state_dir, ClockRules.of(cfg.signer, roots)),
+            revocations=revocations,
+            openpgp=openpgp,
+            openpgp_missing=openpgp_missing,
+        )
+    except BaseException:
+        # A start that failed (a full disk...) is tried again: let go of what it
+        # opened, token sessions above all, or each try would log in once more.
+        if roots is not None:
+            roots.close()
+        if openpgp is not None:
+            close_signer(openpgp)
+        db.connection.close()
+        raise
 
 
 def load_openpgp(cfg: Config) -> tuple[OpenPGPSigner | None, str]:
@@ -279,9 +291,12 @@ def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
         assert stop.signum is not None  # serve returns on a stop request only
         record_stop(ctx, stop.signum)
     finally:
-        if ctx.openpgp is not None:
-            close_signer(ctx.openpgp)  # its CA home's agent stops; the home goes
-        close_database(ctx.db)
+        try:
+            ctx.roots.close()  # token sessions end, the module is finalised
+            if ctx.openpgp is not None:
+                close_signer(ctx.openpgp)  # its CA home's agent stops; the home goes
+        finally:
+            close_database(ctx.db)
 
 
 def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:

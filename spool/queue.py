@@ -207,9 +207,17 @@ class Spool:
     def _activate(self, name: str, request: Request) -> Request | None:
         """incoming/``name`` --> active/``name``: our own copy committed, then the original removed."""
         data = encode_request(request)
+        if os.path.lexists(self.results / f"{request.id}{RESULT_SUFFIX}"):
+            # Answered already (its original outlived a crash after its copy): the
+            # answer stands; serving it again would make one nobody can collect.
+            self._remove_claimed(name)
+            return None
         try:
             existing = read_hostile(self.active / name, max_size=MAX_REQUEST_SIZE)
-        except (FileNotFoundError, UnsafeEntry):
+        except FileNotFoundError:
+            existing = None
+        except UnsafeEntry as exc:  # ours, yet not readable: aside, so the copy can be made
+            self._refuse(self.active, name, str(exc))
             existing = None
         if existing is not None and existing != data:
             self._refuse(self.incoming, name, "differs from the active request with the same id")

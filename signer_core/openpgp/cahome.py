@@ -19,6 +19,7 @@ file; ``remove_stale`` (at start) removes a home whose process is gone.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import gnupg
 
-from signer_core.openpgp.gpg import open_gpg, stop_agent
+from signer_core.openpgp.gpg import GpgError, open_gpg, stop_agent
 from signer_core.openpgp.keyblock import KeyPacket, key_packets
 from signer_core.openpgp.packets import TAG_PUBLIC_KEY, walk
 from signer_core.refusal import Refusal
@@ -35,6 +36,7 @@ from signer_core.refusal import Refusal
 # No passphrase cache: each request brings it. No smartcard daemon: nothing here uses one.
 _AGENT_CONF = "s2k-count 65536\ndisable-scdaemon\ndefault-cache-ttl 0\nmax-cache-ttl 0\n"
 _PID_FILE = "pid"
+log = logging.getLogger("signer-core")
 
 
 class CaHome:
@@ -102,8 +104,13 @@ def _check_secret(gpg: gnupg.GPG, fingerprint: str) -> None:
 
 
 def _destroy(path: Path) -> None:
-    stop_agent(path)
-    shutil.rmtree(path, ignore_errors=True)
+    """Stop the home's agent if gpgconf can, then remove the home whatever it said."""
+    try:
+        stop_agent(path)
+    except GpgError as exc:
+        log.warning("the CA home's gpg-agent could not be stopped: %s", exc)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_stale(parent: Path | None) -> None:

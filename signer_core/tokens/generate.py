@@ -30,9 +30,9 @@ def _logged_in(token: TokenSession, *, rw: bool) -> Iterator[tuple[Any, Any]]:
     """(PyKCS11, a logged-in session of its own on ``token``'s token), closed afterwards."""
     pykcs11 = _pykcs11()
     lib = token._module.load()
-    slot = token._slot(lib)
     flags = pykcs11.CKF_SERIAL_SESSION | (pykcs11.CKF_RW_SESSION if rw else 0)
     try:
+        slot = token._slot(lib)
         session = lib.openSession(slot, flags)
     except pykcs11.PyKCS11Error as exc:
         raise TokenError(_reason(exc, "the token does not answer")) from None

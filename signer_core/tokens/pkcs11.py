@@ -129,6 +129,9 @@ class _Module:
 
 
 _MODULES: dict[Path, _Module] = {}
+# (token label, SHA-256 of a PIN) -> the token's refusal: never given again in this process,
+# whatever session asks (a start tried again after a storage fault makes new ones).
+_REFUSED_PINS: dict[tuple[str, bytes], str] = {}
 
 
 def _module(path: Path) -> _Module:
@@ -142,7 +145,7 @@ def read_pin(path: Path, owner: int | None = None) -> str:
     """The PIN in ``path``: a file of the signer user's (``owner``, by default this
     process's user) that no one else may read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise TokenError(f"the PIN file {path} does not exist") from None
     except OSError as exc:
@@ -244,10 +247,11 @@ class TokenSession:
         raise TokenError(f"no token labelled {self.uri.token!r} is present")
 
     def _login(self, session: Any, slot: int, pykcs11: Any) -> None:
-        if self._pin_refused:
-            raise TokenError(self._pin_refused)
         pin = read_pin(self.pin_file, self.pin_owner)
         digest = hashlib.sha256(pin.encode("utf-8")).digest()
+        self._pin_refused = self._pin_refused or _REFUSED_PINS.get((self.uri.token, digest), "")
+        if self._pin_refused:
+            raise TokenError(self._pin_refused)
         try:
             session.login(pin)
         except pykcs11.PyKCS11Error as exc:
@@ -261,7 +265,7 @@ class TokenSession:
             log.warning("%s: logging in to its token: %s", self.name, exc)
             reason = _reason(exc, "the token refused the login")
             if ckr in _PIN_REFUSED:
-                self._pin_refused = reason
+                self._pin_refused = _REFUSED_PINS[(self.uri.token, digest)] = reason
             raise TokenError(reason) from None
         self._module.logins[slot] = digest
 

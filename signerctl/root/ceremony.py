@@ -121,10 +121,21 @@ class Ceremony:
     def database(self) -> Iterator[CADatabase]:
         """The CA database, writable; a new one is made as the signer user's."""
         path = self.cfg.signer.database
-        if self.owner is not None and not path.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            os.chown(path, *self.owner)  # SQLite gives its side files the same owner
+        if path.is_symlink():  # the signer user's directory: root follows no link there
+            raise CtlError(f"the CA database {path} is a symbolic link: refused")
+        if self.owner is not None and not os.path.lexists(path):
+            _signer_dirs(path.parent, self.owner)
+            # Made exclusively and never through a link: the directory is the signer
+            # user's, who must not be able to point root's chown elsewhere.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                pass  # made meanwhile: SQLite opens it as it is
+            else:
+                try:
+                    os.fchown(fd, *self.owner)  # SQLite gives its side files the same owner
+                finally:
+                    os.close(fd)
         try:
             db = CADatabase(path)
         except SchemaError as exc:
@@ -141,6 +152,17 @@ class Ceremony:
         with db.transaction() as conn:
             digest = AuditLog(conn).append(f"ceremony-{step}", **transcript)
         return {**transcript, "audit_record": digest}
+
+
+def _signer_dirs(directory: Path, owner: tuple[int, int]) -> None:
+    """``directory`` and any missing parents, made 0700 and given to the signer user."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o700)
+        os.chown(made, *owner, follow_symlinks=False)
 
 
 def generate(c: Ceremony, root_id: int, key_type: str) -> dict:

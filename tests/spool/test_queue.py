@@ -327,3 +327,25 @@ def test_dir_watcher_overflow_means_scan_again(tmp_path: Path) -> None:
         while watcher.wait(0):
             pass
         assert watcher.wait(0.05) is False
+
+
+def test_an_original_outliving_its_answer_is_dropped_not_served_again(spool: Spool) -> None:
+    """A crash between the active copy and the original's removal: once the copy is
+    answered, the original met again is not served a second time (its answer stands)."""
+    request_id = enqueue(spool)
+    original = (spool.incoming / f"{request_id}.req").read_bytes()
+    spool.finish(claim_request(spool), Result(request_id, 1, b"first", b""))
+    (spool.incoming / f"{request_id}.req").write_bytes(original)  # as the crash left it
+    assert spool.claim_next() is None
+    assert os.listdir(spool.incoming) == [] and os.listdir(spool.corrupt) == []
+    result = spool.wait_result(request_id, 0)
+    assert result is not None and result.payload1 == b"first"
+
+
+def test_an_unreadable_active_copy_is_moved_aside_not_a_storage_fault(spool: Spool) -> None:
+    request_id = enqueue(spool)
+    (spool.active / f"{request_id}.req").mkdir()  # ours, yet no file: refused, then replaced
+    request = claim_request(spool)
+    assert request.id == request_id
+    assert (spool.active / f"{request_id}.req").is_file()
+    assert any(n.startswith(f"{request_id}.req") for n in os.listdir(spool.corrupt))

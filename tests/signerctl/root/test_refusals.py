@@ -167,3 +167,12 @@ def test_a_subroot_with_path_length_0_signs_no_ca(world, ceremony, refused, tmp_
     ceremony("install", "--root", "2", "--cert", tmp_path / "2.crt")
     err = refused("sign-subroot", "--root", "2", "--csr", _csr(tmp_path), "--out", tmp_path / "o")
     assert "root 2's certificate has path length 0: it may sign no CA" in err
+
+
+def test_a_database_path_that_is_a_link_is_refused(world, refused, tmp_path):
+    # The signer user owns the database's directory: a link there must not lead root's
+    # chown or chmod to another file.
+    target = tmp_path / "elsewhere"
+    (world.dir / "ca.sqlite").symlink_to(target)
+    assert "is a symbolic link: refused" in refused("generate", "--root", "2")
+    assert not target.exists() and not (world.dir / "root2.key").exists()
