@@ -165,11 +165,27 @@ def sign_subroot(
 ) -> dict:
     """Sign the CSR in ``csr_path`` as a subordinate CA of root ``parent_id``; write it to ``out``."""
     parent = load_root(c.root(parent_id), f"root {parent_id} cannot sign", c.owner)
+    try:
+        return _sign_with(c, parent, csr_path, out, path_length, permitted_dns or [], days)
+    finally:
+        parent.close()  # a token root's session, on every path
+
+
+def _sign_with(
+    c: Ceremony,
+    parent: Root,
+    csr_path: Path,
+    out: Path,
+    path_length: int | None,
+    permitted_dns: list[str],
+    days: int | None,
+) -> dict:
+    parent_id = parent.id
     profile = c.cfg.x509.profiles[SUBROOT_PROFILE]
     request = read_csr(csr_path)
     public_key = _check_key(request, parent, csr_path)
     length = _path_length(parent, profile, path_length)
-    names = [dns_constraint(n) for n in permitted_dns or ()]
+    names = [dns_constraint(n) for n in permitted_dns]
     start = now()
     end, cut = _validity(parent, profile, days, start)
     algorithm = _algorithm(parent)
@@ -263,8 +279,6 @@ def sign_subroot(
         except BaseException:
             db.release(parent_id, serial)
             raise
-        finally:
-            parent.close()  # a token root's session
     # After the commit: the certificate is in the database whatever happens to the file
     # (signerctl certs show prints it again).
     commit_file(out.parent, out.name, cert.public_bytes(serialization.Encoding.PEM), 0o644)
