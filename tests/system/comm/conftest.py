@@ -192,7 +192,17 @@ class Rig:
         self.wait_until_idle()
         while self.spool() != expected and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert self.spool() == expected
+        assert self.spool() == expected, self._stall_report()
+
+    def _stall_report(self) -> str:
+        """What a spool left unserved holds, and where the signer waits: for a rare stall."""
+        entries = {s: sorted(os.listdir(self.ca / "spool" / s)) for s in ("incoming", "active")}
+        proc = Path(f"/proc/{self.running.processes['signer-core'].pid}")
+        try:
+            state = (proc / "wchan").read_text(), (proc / "stat").read_text().split()[2]
+        except OSError as exc:
+            state = ("unknown", str(exc))
+        return f"spool entries {entries}; signer-core in {state[0]} (state {state[1]})"
 
     def wait_for_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
