@@ -10,7 +10,7 @@ DEBS=(python3 python3-venv python3-dev gcc libcap-dev
       python3-cryptography python3-serial python3-gnupg python3-prctl
       python3-asn1crypto python3-idna python3-pytest python3-hypothesis python3-pytest-xdist
       gnupg xdelta openssl passwd util-linux procps
-      softhsm2 python3-pykcs11)
+      softhsm2 python3-pykcs11 python3-crc32c)
 
 missing=()
 for p in "${DEBS[@]}"; do
