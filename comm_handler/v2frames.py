@@ -49,6 +49,9 @@ class FrameType(enum.IntEnum):
     NAK = ord("N")  # a frame arrived damaged: send it again
 
 
+BODILESS = (FrameType.ACK, FrameType.NAK)
+
+
 @dataclass(frozen=True)
 class Head:
     """A checked frame head: what follows is ``length`` body bytes and a check."""
@@ -70,7 +73,7 @@ class Frame:
             raise FrameError(f"a request id is {ID_SIZE} bytes")
         if not isinstance(self.body, bytes) or len(self.body) > MAX_BODY:
             raise FrameError(f"a body is bytes, at most {MAX_BODY}")
-        if self.type in (FrameType.ACK, FrameType.NAK) and self.body:
+        if self.type in BODILESS and self.body:
             raise FrameError("an ACK or a NAK has no body")
 
 
@@ -114,17 +117,18 @@ def decode_head(head: bytes, max_body: int) -> Head:
     if length > max_body:
         raise FrameError(f"frame declares {length} body bytes, over the {max_body}-byte limit")
     frame_type = _frame_type(head[2])
-    if frame_type in (FrameType.ACK, FrameType.NAK) and length:
+    if frame_type in BODILESS and length:
         raise FrameError("an ACK or a NAK has no body")
     return Head(frame_type, bytes(head[3 : 3 + ID_SIZE]), length)
 
 
 def decode_frame(data: bytes, max_body: int = MAX_BODY) -> Frame:
     """A whole frame, every check applied; ``FrameError`` says which failed."""
-    head = decode_head(bytes(data[:HEAD_SIZE]), max_body)
+    head_bytes = bytes(data[:HEAD_SIZE])
+    head = decode_head(head_bytes, max_body)
     if len(data) != HEAD_SIZE + head.length + CHECK_SIZE:
         raise FrameError(f"frame of {len(data)} bytes, its head declares {OVERHEAD + head.length}")
     body = bytes(data[HEAD_SIZE : HEAD_SIZE + head.length])
-    if data[-CHECK_SIZE:] != _frame_check(bytes(data[:HEAD_SIZE]), body):
+    if data[-CHECK_SIZE:] != _frame_check(head_bytes, body):
         raise FrameError("frame damaged (bad check)")
     return Frame(head.type, head.request_id, body)

@@ -17,6 +17,7 @@ from comm_handler.frames import (
     xor_checksum,
 )
 from comm_handler.v2frames import (
+    BODILESS,
     HEAD_SIZE,
     MARKER,
     OVERHEAD,
@@ -61,7 +62,7 @@ def _crc32c_bitwise(data: bytes) -> int:
     body=st.binary(max_size=2000),
 )
 def test_round_trip(kind: FrameType, request_id: bytes, body: bytes) -> None:
-    if kind in (FrameType.ACK, FrameType.NAK):
+    if kind in BODILESS:
         body = b""
     frame = Frame(kind, request_id, body)
     data = encode_frame(frame)

@@ -199,7 +199,10 @@ class Rig:
         entries = {s: sorted(os.listdir(self.ca / "spool" / s)) for s in ("incoming", "active")}
         proc = Path(f"/proc/{self.running.processes['signer-core'].pid}")
         try:
-            state = (proc / "wchan").read_text(), (proc / "stat").read_text().split()[2]
+            state = (
+                (proc / "wchan").read_text(),
+                (proc / "stat").read_text().rpartition(")")[2].split()[0],
+            )
         except OSError as exc:
             state = ("unknown", str(exc))
         return f"spool entries {entries}; signer-core in {state[0]} (state {state[1]})"
