@@ -286,6 +286,7 @@ def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
     ctx = start(cfg, stop)
     if ctx is None:
         return
+    ctx.spool_counts = spool.counts
     try:
         serve(ctx, spool, stop)
         assert stop.signum is not None  # serve returns on a stop request only

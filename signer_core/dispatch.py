@@ -20,7 +20,11 @@ Retry or renewal: the same request bytes are answered with the certificate
 (or OpenPGP certification) made for them before only while that answer is
 undelivered, younger than ``[signer] retry_window_days``, not revoked and not
 expired (OpenPGP: not more than a day shorter-lived than a fresh one).
-Anything else is a new request. Each outcome has its own audit record:
+Anything else is a new request. A request that came over link protocol v2
+carries the web host's request id, and the id is part of its identity: the
+same id is a retry even after its answer was delivered (the web host lost
+it on its side), within the same window; a new id is a new request, whatever
+its bytes. Each outcome has its own audit record:
 ``issued``, ``answered-again``, ``openpgp-certified``, ``delivered``.
 """
 
@@ -42,6 +46,7 @@ from signer_core.openpgp.certify import OpenPGPSigner, certify_key
 from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
+from signer_core.status import handle_status
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase, CertRow, OpenPGPRow, serial_text
 from signer_core.store.faults import storage_fault
@@ -55,7 +60,7 @@ from signer_core.x509.issue import (
     sign_certificate,
 )
 from spool.crashpoint import crashpoint
-from spool.header import Action, HeaderError, RequestHeader, System
+from spool.header import VERSION, VERSION_2, Action, HeaderError, RequestHeader, System
 from spool.record import MAX_ANSWER, Receipt, Request, Result
 
 log = logging.getLogger("signer-core")
@@ -79,6 +84,7 @@ class SignerContext:
     openpgp: OpenPGPSigner | None  # None: no OpenPGP root configured or installed
     openpgp_missing: str = "no OpenPGP root is configured"
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    spool_counts: Callable[[], Mapping[str, int]] = dict  # the daemon's Spool.counts
     # (root, serial) reserved by the request in hand: released if it is refused.
     reservation: tuple[int, int] | None = None
 
@@ -91,8 +97,10 @@ Handler = Callable[[SignerContext, RequestHeader, Request], bytes]
 
 
 def request_digest(request: Request) -> bytes:
-    """Identity of a request's content: the same bytes seen again are a retry."""
+    """Identity of a request: its bytes, and for v2 the web host's id with them."""
     h = hashlib.sha256()
+    if request.link_id is not None:  # no v1 request hashes these 20 leading bytes
+        h.update(b"v2id" + request.link_id)
     for part in (request.header, *request.payloads):
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
@@ -117,10 +125,10 @@ def _reserve_serial(ctx: SignerContext, root: int, digest: bytes, profile: int) 
     raise Refusal("internal", "no free serial number found")
 
 
-def _stale(ctx: SignerContext, row: CertRow) -> str | None:
+def _stale(ctx: SignerContext, row: CertRow, request: Request) -> str | None:
     """Why an issued row may not answer its request's bytes again; None if it may."""
     now = int(ctx.now().timestamp())
-    if row.delivered_at is not None:
+    if row.delivered_at is not None and request.link_id is None:
         return "its answer was delivered"
     if row.issued_at is None or now - row.issued_at > ctx.retry_window:
         return "it is older than the retry window"
@@ -144,7 +152,7 @@ def handle_sign_x509(ctx: SignerContext, header: RequestHeader, request: Request
     digest = request_digest(request)
     row = ctx.db.find_by_digest(digest)
     if row is not None and row.state == "issued":
-        why = _stale(ctx, row)
+        why = _stale(ctx, row, request)
         if why is None:
             return _answer_again(ctx, row, request)
         log.info(
@@ -206,10 +214,10 @@ def _answer_again(ctx: SignerContext, row: CertRow, request: Request) -> bytes:
     return row.pem()
 
 
-def _stale_openpgp(ctx: SignerContext, row: OpenPGPRow, days: int) -> str | None:
+def _stale_openpgp(ctx: SignerContext, row: OpenPGPRow, request: Request, days: int) -> str | None:
     """Why a certification may not answer its request's bytes again; None if it may."""
     now = int(ctx.now().timestamp())
-    if row.delivered_at is not None:
+    if row.delivered_at is not None and request.link_id is None:
         return "its answer was delivered"
     if now - row.certified_at > ctx.retry_window:
         return "it is older than the retry window"
@@ -230,7 +238,7 @@ def handle_sign_openpgp(ctx: SignerContext, header: RequestHeader, request: Requ
     digest = request_digest(request)
     row = ctx.db.find_openpgp(digest)
     if row is not None:
-        why = _stale_openpgp(ctx, row, header.days)
+        why = _stale_openpgp(ctx, row, request, header.days)
         if why is None:
             with ctx.db.transaction():
                 ctx.db.answer_again("openpgp_certifications", row.id, request.id)
@@ -293,6 +301,7 @@ REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {
     (Action.SIGN, System.X509): handle_sign_x509,
     (Action.SIGN, System.OPENPGP): handle_sign_openpgp,
     (Action.REVOKE, System.X509): handle_revoke,
+    (Action.STATUS, System.NONE): handle_status,  # v2 only (spool.header.V2_ONLY)
 }
 
 
@@ -301,7 +310,8 @@ def _outcome(ctx: SignerContext, request: Request) -> tuple[int, bytes, bytes]:
     action = request.header[1] if len(request.header) > 1 else Action.NUL
     ctx.reservation = None
     try:
-        header = RequestHeader.from_bytes(request.header)
+        version = VERSION if request.link_id is None else VERSION_2
+        header = RequestHeader.from_bytes(request.header, version=version)
         handler = REQUEST_KINDS.get((header.action, header.system))
         if handler is None:
             raise Refusal(

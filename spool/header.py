@@ -6,7 +6,7 @@ copies it into the request record unchanged; the signer parses it again and
 trusts nothing the comm handler made of it. Pure data, no I/O; every field
 is checked on construction and any inconsistency is a ``HeaderError``.
 
-Layout: version (1) | action | system | root | profile | md | days (2,
+Layout: version (1, or 2 for a request that came over link protocol v2) | action | system | root | profile | md | days (2,
 big-endian) | key-type flag (0 PKCS#10, 1 SPKAC).
 
 What the md and profile bytes mean is part of the header too:
@@ -31,6 +31,7 @@ from typing import TypeVar
 from spool.record import HEADER_SIZE
 
 VERSION = 1
+VERSION_2 = 2
 
 DIGEST_IDS: Mapping[int, str] = MappingProxyType(
     {1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512"}
@@ -65,6 +66,11 @@ class Action(enum.IntEnum):
     NUL = 0
     SIGN = 1
     REVOKE = 2
+    STATUS = 3  # v2 only: what the web host may know of the appliance's state
+    AUDIT = 4  # v2 only: reserved for the audit log's exchange
+
+
+V2_ONLY = frozenset({Action.STATUS, Action.AUDIT})
 
 
 class System(enum.IntEnum):
@@ -97,9 +103,11 @@ class RequestHeader:
     spkac: bool = False
 
     def __post_init__(self) -> None:
-        if self.version != VERSION:
+        if self.version not in (VERSION, VERSION_2):
             raise HeaderError(f"unsupported protocol version {self.version}")
         object.__setattr__(self, "action", _enum_value(Action, self.action, "action"))
+        if self.action in V2_ONLY and self.version != VERSION_2:
+            raise HeaderError(f"action {self.action} exists in protocol version 2 only")
         object.__setattr__(self, "system", _enum_value(System, self.system, "system"))
         for name in ("root", "profile", "md"):
             if not 0 <= getattr(self, name) <= 255:
@@ -110,9 +118,13 @@ class RequestHeader:
             raise HeaderError("spkac flag must be a bool")
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> RequestHeader:
+    def from_bytes(cls, data: bytes, *, version: int = VERSION) -> RequestHeader:
+        """Parse a header that must be of protocol ``version``: a v1 message never
+        carries a v2 header, and a v2 request never a v1 one."""
         if len(data) != HEADER_SIZE:
             raise HeaderError(f"request header has {len(data)} bytes, expected {HEADER_SIZE}")
+        if data[0] != version:
+            raise HeaderError(f"unsupported protocol version {data[0]}")
         if data[8] not in (0, 1):
             raise HeaderError(f"key-type flag {data[8]} is neither 0 nor 1")
         return cls(

@@ -146,9 +146,10 @@ class Spool:
         *,
         received_at: float,
         reply: bool = True,
+        link_id: bytes | None = None,
     ) -> str:
         """Commit a request into incoming/ and return its id."""
-        request = Request(new_id(), received_at, header, payloads, reply)
+        request = Request(new_id(), received_at, header, payloads, reply, link_id)
         publish(
             self.incoming, f"{request.id}{REQUEST_SUFFIX}", encode_request(request), REQUEST_MODE
         )

@@ -10,8 +10,8 @@ Layout (all integers big-endian)::
 
     magic "SGSP" | version 1 | kind ("Q" request, "R" result, "D" receipt)
              | id (53 ASCII)
-    request: received_at (IEEE double) | flags (bit 0 = reply) | header (9)
-             | 3 x (L3 length | payload)
+    request: received_at (IEEE double) | flags (bit 0 = reply, bit 1 = link id)
+             | [link id (16), a v2 request's] | header (9) | 3 x (L3 length | payload)
     result:  action (1) | 2 x (L3 length | payload)
     receipt: delivered request id (53 ASCII)
     end marker "\\0END" | SHA-256 of everything before it, end marker included
@@ -22,6 +22,9 @@ do (comm writes only to incoming/), so the comm side never writes results.
 The signer believes a receipt only as far as it goes: a forged one can make
 a later identical request count as new, never make the signer issue what a
 request could not get it to issue anyway.
+
+A request that came over link protocol v2 carries the web host's request
+id (``link_id``): the signer's retry rule keys v2 requests on it.
 
 The SHA-256 is a checksum against torn or edited files, not a MAC: the comm
 handler can compute it too. Authenticity comes from directory permissions.
@@ -46,13 +49,16 @@ DIGEST_SIZE = 32
 MAX_PAYLOAD = 2**24 - 1
 HEADER_SIZE = 9
 ID_SIZE = 53
+LINK_ID_SIZE = 16
+FLAG_REPLY = 0x01
+FLAG_LINK_ID = 0x02
 
 ID_PATTERN = re.compile(r"[0-9]{20}-[0-9a-f]{32}")
 
 _PREFIX = len(MAGIC) + 2 + ID_SIZE
 _TRAILER = len(END_MARKER) + DIGEST_SIZE
 _DOUBLE = struct.Struct(">d")
-MAX_REQUEST_SIZE = _PREFIX + 8 + 1 + HEADER_SIZE + 3 * (3 + MAX_PAYLOAD) + _TRAILER
+MAX_REQUEST_SIZE = _PREFIX + 8 + 1 + LINK_ID_SIZE + HEADER_SIZE + 3 * (3 + MAX_PAYLOAD) + _TRAILER
 MAX_RESULT_SIZE = _PREFIX + 1 + 2 * (3 + MAX_PAYLOAD) + _TRAILER
 RECEIPT_SIZE = _PREFIX + ID_SIZE + _TRAILER
 # The largest answer the comm handler can send: a v1 response is one L3
@@ -74,6 +80,7 @@ class Request:
     header: bytes  # 9 bytes, as received
     payloads: tuple[bytes, bytes, bytes]
     reply: bool  # False for NUL: comm does not wait for a result
+    link_id: bytes | None = None  # a v2 request's id, chosen by the web host
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,14 @@ class Receipt:
 def error_payload(code: str, text: str) -> bytes:
     """Payload 2 of a refusal, as both daemons send it: ``ERR <code>: <text>``."""
     return f"ERR {code}: {text}".encode("utf-8", "replace")
+
+
+def parse_error(payload2: bytes) -> tuple[str, str] | None:
+    """(name, text) of a refusal's payload 2, ``ERR <name>: <text>``; None if it is not one."""
+    if not payload2.startswith(b"ERR "):
+        return None
+    name, sep, text = payload2[4:].decode("utf-8", "replace").partition(": ")
+    return (name, text) if sep and name else None
 
 
 def is_valid_id(value: object) -> bool:
@@ -132,7 +147,11 @@ def encode_request(request: Request) -> bytes:
         raise SpoolFormatError("a request has exactly three payloads")
     if not isinstance(request.reply, bool):
         raise SpoolFormatError("reply must be a bool")
-    body = [_DOUBLE.pack(float(at)), bytes([int(request.reply)]), header]
+    link_id = request.link_id
+    if link_id is not None and (not isinstance(link_id, bytes) or len(link_id) != LINK_ID_SIZE):
+        raise SpoolFormatError(f"a link id is {LINK_ID_SIZE} bytes")
+    flags = (FLAG_REPLY if request.reply else 0) | (FLAG_LINK_ID if link_id else 0)
+    body = [_DOUBLE.pack(float(at)), bytes([flags]), link_id or b"", header]
     return _seal(KIND_REQUEST, request.id, body + [_l3(p) for p in payloads])
 
 
@@ -208,12 +227,13 @@ def decode_request(data: bytes) -> Request:
     if not math.isfinite(received_at):
         raise SpoolFormatError("received_at is not finite")
     flags = reader.take(1)[0]
-    if flags > 1:
+    if flags & ~(FLAG_REPLY | FLAG_LINK_ID):
         raise SpoolFormatError(f"unknown flags {flags:#04x}")
+    link_id = reader.take(LINK_ID_SIZE) if flags & FLAG_LINK_ID else None
     header = reader.take(HEADER_SIZE)
     payloads = (reader.take_l3(), reader.take_l3(), reader.take_l3())
     reader.finish()
-    return Request(record_id, received_at, header, payloads, bool(flags))
+    return Request(record_id, received_at, header, payloads, bool(flags & FLAG_REPLY), link_id)
 
 
 def decode_result(data: bytes) -> Result:

@@ -209,6 +209,11 @@ class TokenSession:
         self._pin_refused = ""
         self.public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None
 
+    @property
+    def signing(self) -> bool:
+        """Whether the session is open now (a fault closes it until the next request)."""
+        return self._session is not None
+
     # -- opening -----------------------------------------------------------
 
     def open(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:

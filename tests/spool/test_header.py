@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spool.header import Action, HeaderError, RequestHeader, System
+from spool.header import V2_ONLY, VERSION_2, Action, HeaderError, RequestHeader, System
 
 RELAXED = settings(deadline=None)
 
@@ -24,7 +24,7 @@ def test_request_header_known_values() -> None:
 
 headers = st.builds(
     RequestHeader,
-    action=st.sampled_from(Action),
+    action=st.sampled_from([a for a in Action if a not in V2_ONLY]),
     system=st.sampled_from(System),
     root=st.integers(0, 255),
     profile=st.integers(0, 255),
@@ -38,6 +38,19 @@ headers = st.builds(
 @given(headers)
 def test_request_header_round_trip(header: RequestHeader) -> None:
     assert RequestHeader.from_bytes(header.to_bytes()) == header
+
+
+def test_v2_headers_parse_only_as_v2_and_v2_actions_need_them() -> None:
+    status = RequestHeader(version=VERSION_2, action=Action.STATUS, system=System.NONE)
+    assert RequestHeader.from_bytes(status.to_bytes(), version=VERSION_2) == status
+    with pytest.raises(HeaderError, match="unsupported protocol version 2"):
+        RequestHeader.from_bytes(status.to_bytes())  # a v1 message never carries one
+    v1 = RequestHeader(action=Action.SIGN, system=System.X509)
+    with pytest.raises(HeaderError, match="unsupported protocol version 1"):
+        RequestHeader.from_bytes(v1.to_bytes(), version=VERSION_2)
+    for action in V2_ONLY:
+        with pytest.raises(HeaderError, match="version 2 only"):
+            RequestHeader(action=action, system=System.NONE)
 
 
 @RELAXED

@@ -166,9 +166,20 @@ def test_non_finite_time_and_unknown_flags_are_refused() -> None:
     nan = reseal(encoded[:start] + struct.pack(">d", float("nan")) + encoded[start + 8 : -32])
     with pytest.raises(SpoolFormatError, match="finite"):
         decode_request(nan)
-    flags = reseal(encoded[: start + 8] + b"\x02" + encoded[start + 9 : -32])
+    flags = reseal(encoded[: start + 8] + b"\x04" + encoded[start + 9 : -32])
     with pytest.raises(SpoolFormatError, match="flags"):
         decode_request(flags)
+
+
+def test_a_v2_request_keeps_its_link_id() -> None:
+    request = Request(ID, 1.0, bytes(9), (b"a", b"", b"c"), True, bytes(range(16)))
+    assert decode_request(encode_request(request)) == request
+    assert (
+        decode_request(encode_request(Request(ID, 1.0, bytes(9), (b"", b"", b""), True))).link_id
+        is None
+    )
+    with pytest.raises(SpoolFormatError, match="link id"):
+        encode_request(Request(ID, 1.0, bytes(9), (b"", b"", b""), True, bytes(15)))
 
 
 @pytest.mark.parametrize(
@@ -195,7 +206,7 @@ def test_encode_refuses_bad_actions(action) -> None:
 
 def test_limits_are_exact() -> None:
     big = bytes(MAX_PAYLOAD)
-    encoded = encode_request(Request(ID, 0.0, bytes(9), (big, big, big), True))
+    encoded = encode_request(Request(ID, 0.0, bytes(9), (big, big, big), True, bytes(16)))
     assert len(encoded) == MAX_REQUEST_SIZE
     assert decode_request(encoded).payloads[2] == big
     assert len(encode_result(Result(ID, 0, big, big))) == MAX_RESULT_SIZE
