@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent  # the tree measured, daemons incl
 sys.path.insert(0, str(ROOT))
 
 from signerctl.demo.ca import Users, create_demo_ca, system_users  # noqa: E402
-from signerctl.demo.nullmodem import make_raw  # noqa: E402
 from signerctl.demo.run import daemons, demo_request, spool_filesystem, wait_until_served  # noqa: E402
+from webhost.ptyport import make_raw  # noqa: E402
 
 BAUD = 115200
 BYTE_TIME = 10 / BAUD  # start bit, 8 data bits, stop bit

@@ -198,6 +198,12 @@ def _wait_for(port: SerialLike, wanted: bytes, timeout: float | None, what: str)
             log.warning("skipped %d noise bytes while waiting for %s", skipped, what)
 
 
+def wait_for_start(port: SerialLike, starts: bytes, timeout: float | None = None) -> int:
+    """The first byte in ``starts`` (a server that serves more than one protocol
+    tells them apart by it); bytes before it are skipped as line noise."""
+    return _wait_for(port, starts, timeout, "start byte")
+
+
 def _drain(port: SerialLike, quiet: float) -> int:
     """Discard input until the line has been silent for ``quiet`` seconds."""
     dropped = 0
@@ -249,8 +255,12 @@ def receive_message(
     max_naks: int = DEFAULT_MAX_NAKS,
     max_length: int = MAX_STRING,
     quiet: float = DEFAULT_QUIET,
+    started: bool = False,
 ) -> bytes:
     """Wait for a start byte, receive one frame, return its checked message bytes.
+
+    ``started``: the caller has read the start byte already (a server that
+    tells v1 from v2 by an exchange's first byte); it is answered at once.
 
     ``start_timeout`` bounds the wait for a start byte (None: for ever), also
     across resets; it raises LinkTimeout when it passes. A frame that is
@@ -266,7 +276,9 @@ def receive_message(
     saved = port.timeout
     try:
         while True:
-            _wait_for(port, bytes([START]), deadline.remaining(), "start byte")
+            if not started:
+                _wait_for(port, bytes([START]), deadline.remaining(), "start byte")
+            started = False
             _write_control(port, READY)
             message = _receive_frame(port, chunk_timeout, max_naks, max_length, quiet)
             if message is not None:

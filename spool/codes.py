@@ -140,6 +140,9 @@ _GROUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
 )
 
+TRANSIENT = frozenset({"spool-unavailable", "bad-result", "timeout", "link-down"})
+"""Codes that decide nothing: the request may yet be answered, and is sent again as it was."""
+
 NUMBERS: Mapping[str, int] = MappingProxyType(
     {name: first + i for first, names in _GROUPS for i, name in enumerate(names)}
 )

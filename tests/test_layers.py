@@ -21,9 +21,26 @@ ALLOWED: dict[str, frozenset[str]] = {
     "spool": frozenset(),
     "hardening": frozenset(),
     "comm_handler": frozenset({"spool", "hardening"}),
-    "webhost": frozenset({"comm_handler.frames", "comm_handler.transfer", "spool.header"}),
+    # The web host speaks both link protocols, and serves v1 with the comm handler's
+    # own server (the bridge); the comm daemon, the relay to the spool, are not its.
+    "webhost": frozenset(
+        {
+            "comm_handler.frames",
+            "comm_handler.transfer",
+            "comm_handler.v1server",
+            "comm_handler.v2frames",
+            "comm_handler.v2link",
+            "comm_handler.v2messages",
+            "comm_handler.repeats",
+            "spool.header",
+            "spool.codes",
+            "spool.record",
+            "spool.settings",
+        }
+    ),
     "signer_core": frozenset({"spool", "hardening"}),
-    "signerctl": frozenset({"signer_core", "spool", "hardening"}),
+    # The demo's null modem makes its ptys raw as the bridge does.
+    "signerctl": frozenset({"signer_core", "spool", "hardening", "webhost.ptyport"}),
 }
 
 

@@ -1,4 +1,7 @@
-"""``signer-client``: send one v1 request from the command line (web side, untrusted).
+"""``signer-client``: send one request from the command line (web side, untrusted).
+
+Link protocol v1 by default, as the deployed client speaks it; v2 with
+``--v2`` (``webhost.client_v2``), which adds the ``status`` request.
 
 It trusts nothing of what it is given: every argument is checked, and every
 input file read, before the link is opened, so that a bad one is a usage
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import logging
 import sys
 import textwrap
@@ -27,6 +31,7 @@ from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
 from spool.header import BUILTIN_PROFILE_NAMES, DIGEST_IDS
 from webhost.client import ClientError, Response, WebClient, nul_timestamp
+from webhost.client_v2 import V2Client
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_UNUSABLE = 0, 1, 2, 3, 4
 
@@ -159,9 +164,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baud", type=_baud, default=115200, metavar="BPS", help="line speed (default 115200)"
     )
+    parser.add_argument(
+        "--v2", action="store_true", help="speak link protocol v2 (the appliance's, not a bridge's)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log link events on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("nul", help="keep-alive carrying the time; prints the time sent")
+    sub.add_parser("status", help="what the appliance says of itself, as JSON (needs --v2)")
     x509 = sub.add_parser("sign-x509", help="sign a PKCS#10 or SPKAC request")
     x509.add_argument("--root", type=_root, required=True, metavar="N", help="root number, 0-255")
     x509.add_argument(
@@ -266,19 +275,25 @@ def _fail(code: int, sentence: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "status" and not args.v2:
+        parser.error("status is a request of link protocol v2: add --v2")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     held = _held_crl(args)
     try:
-        with WebClient(
+        with (V2Client if args.v2 else WebClient)(
             args.link,
             baud=args.baud,
             response_timeout=args.timeout,
             ready_timeout=args.ready_timeout,
         ) as client:
+            if isinstance(client, V2Client) and args.command == "status":
+                print(json.dumps(client.status(), indent=2))
+                return EXIT_OK
             response = _run(client, args, now)
     except serial.SerialException as exc:
         log.info("pyserial: %s", exc)

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import serial
 from cryptography import x509
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from comm_handler.frames import Message, decode_message, encode_message
-from comm_handler.transfer import Pacing, SerialLike, receive_message, send_message
+from comm_handler.transfer import PORT_ERRORS, Pacing, SerialLike, receive_message, send_message
 from spool.header import Action, RequestHeader, System, is_spkac
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,13 @@ class WebClient:
 
     def close(self) -> None:
         if self._owned is not None:
+            try:
+                self._owned.flush()  # the last ACK leaves before the port closes
+            except PORT_ERRORS:
+                pass
             self._owned.close()
 
-    def __enter__(self) -> WebClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

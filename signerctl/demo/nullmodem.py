@@ -22,9 +22,10 @@ import enum
 import os
 import select
 import signal
-import termios
 import threading
 from dataclasses import dataclass, field
+
+from webhost.ptyport import make_raw
 
 READ_SIZE = 65536
 MAX_PENDING = 1 << 20  # stop reading a source while this much waits for its sink
@@ -33,32 +34,6 @@ MAX_PENDING = 1 << 20  # stop reading a source while this much waits for its sin
 class Direction(enum.Enum):
     A_TO_B = "a>b"
     B_TO_A = "b>a"
-
-
-def make_raw(fd: int) -> None:
-    """cfmakeraw, plus software flow control off (tty.setraw keeps IXOFF)."""
-    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
-    iflag &= ~(
-        termios.IGNBRK
-        | termios.BRKINT
-        | termios.PARMRK
-        | termios.ISTRIP
-        | termios.INLCR
-        | termios.IGNCR
-        | termios.ICRNL
-        | termios.IXON
-        | termios.IXOFF
-        | termios.IXANY
-        | termios.INPCK
-    )
-    oflag &= ~termios.OPOST
-    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-    cflag = (
-        (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8 | termios.CREAD | termios.CLOCAL
-    )
-    cc[termios.VMIN] = 1
-    cc[termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 
 
 @dataclass

@@ -186,7 +186,7 @@ messages = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(messages)
 def test_answer_is_always_a_v1_response(server, data) -> None:
-    response = decode_message(server.answer(data).message)
+    response = decode_message(server.v1.answer(data).message)
     assert len(response.header) == 4 and response.header[0] == 1
     assert response.header[1] in tuple(Action) and response.header[2:] == b"\0\0"
     assert response.payloads[0] == response.payloads[2] == b""
@@ -198,11 +198,11 @@ def test_answer_is_always_a_v1_response(server, data) -> None:
 
 
 def test_answer_queues_well_formed_requests(server) -> None:
-    before = server.spool.counts()["incoming"]
+    before = server.relay.spool.counts()["incoming"]
     nul = l3(l3(bytes([1, 0, 0, 0, 0, 0, 0, 0, 0])) + l3(b"0101000026.00") + l3(b"") * 2)
     sign = l3(l3(bytes([1, 1, 1, 0, 5, 8, 1, 109, 0])) + l3(b"csr") + l3(b"") * 2)
-    assert decode_message(server.answer(nul).message).payloads[1] == b""
-    timed_out = decode_message(server.answer(sign).message)
+    assert decode_message(server.v1.answer(nul).message).payloads[1] == b""
+    timed_out = decode_message(server.v1.answer(sign).message)
     assert timed_out.header == bytes([1, 1, 0, 0])
     assert timed_out.payloads[1].startswith(b"ERR timeout: no result within 0 s")
-    assert server.spool.counts()["incoming"] == before + 2
+    assert server.relay.spool.counts()["incoming"] == before + 2

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from comm_handler import daemon
+from comm_handler import repeats
 from comm_handler.config import CommConfig
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import Message, decode_message, encode_message
@@ -24,8 +24,7 @@ WINDOW = 0.5  # s, for the test instead of REPEAT_WINDOW's minute
 
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> LinkServer:
-    monkeypatch.setattr(daemon, "REPEAT_WINDOW", WINDOW)
-    monkeypatch.setattr(daemon, "_refusals", daemon._Repeats())
+    monkeypatch.setattr(repeats, "REPEAT_WINDOW", WINDOW)
     cfg = CommConfig(
         spool_dir=tmp_path,
         device="loop://",
@@ -50,20 +49,20 @@ def warnings(caplog) -> list[str]:
 def test_the_same_refusal_is_logged_once_per_window_with_a_count(server, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="signer-comm")
     for _ in range(200):
-        answer = decode_message(server.answer(nul()).message)
+        answer = decode_message(server.v1.answer(nul()).message)
         assert answer.payloads[1].startswith(b"ERR spool-unavailable: ")
     [first] = warnings(caplog)
     assert first.startswith("refused: spool-unavailable: ")
     time.sleep(WINDOW)
-    server.answer(nul())
+    server.v1.answer(nul())
     assert warnings(caplog)[1:] == [f"{first} (the same warning 200 times in the last 1 s)"]
 
 
 def test_a_different_warning_is_logged_at_once_after_the_count(server, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="signer-comm")
     for _ in range(3):
-        server.answer(nul())
-    server.answer(b"garbage")
+        server.v1.answer(nul())
+    server.v1.answer(b"garbage")
     first, count, other = warnings(caplog)
     assert count == f"{first} (the same warning 2 times in the last 0 s)"
     assert other.startswith("refused: bad-message: ")

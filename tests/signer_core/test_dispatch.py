@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import errno
-import json
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -21,54 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from signer_core import dispatch as dispatch_module
 from signer_core.daemon import build_context
-from signer_core.dispatch import SignerContext, dispatch, handle_receipt
+from signer_core.dispatch import dispatch, handle_receipt
 from signer_core.refusal import Refusal
 from signer_core.x509.compat import not_after, not_before
 from spool.entry import new_id
 from spool.header import Action, RequestHeader, System
 from spool.record import Receipt, Request
+from tests.support.dispatch import SAN, SUBJECT, again, audit, certificate, sign_request, states
 from tests.support.x509 import NOW, World, csr_pem
-
-SAN = b"DNS:www.example.org"
-SUBJECT = b"/CN=www.example.org"
-
-
-@pytest.fixture
-def ctx(tmp_path) -> Iterator[SignerContext]:
-    context = build_context(World(tmp_path).cfg)
-    context.now = lambda: NOW
-    yield context
-    context.db.close()
-
-
-def sign_request(days: int = 365, profile: int = 5, csr: bytes | None = None) -> Request:
-    header = RequestHeader(
-        action=Action.SIGN, system=System.X509, root=1, profile=profile, md=0, days=days
-    ).to_bytes()
-    csr = csr or csr_pem(ec.generate_private_key(ec.SECP256R1()))
-    return Request(new_id(), NOW.timestamp(), header, (csr, SAN, SUBJECT), True)
-
-
-def again(request: Request) -> Request:
-    """The same bytes in a new spool request, as a retry or a renewal arrives."""
-    return Request(new_id(), request.received_at, request.header, request.payloads, True)
-
-
-def certificate(ctx: SignerContext, request: Request) -> x509.Certificate:
-    result = dispatch(ctx, request)
-    assert result is not None and result.payload2 == b"", result
-    return x509.load_pem_x509_certificate(result.payload1)
-
-
-def audit(ctx: SignerContext, event: str) -> list[dict]:
-    rows = ctx.db.connection.execute(
-        "SELECT details FROM audit WHERE event = ? ORDER BY seq", (event,)
-    )
-    return [json.loads(r[0]) for r in rows]
-
-
-def states(ctx: SignerContext) -> list[str]:
-    return [r[0] for r in ctx.db.connection.execute("SELECT state FROM certificates ORDER BY id")]
 
 
 def test_undelivered_answer_is_given_again_and_recorded_as_such(ctx):

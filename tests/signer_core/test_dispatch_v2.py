@@ -15,17 +15,8 @@ from signer_core.dispatch import dispatch, handle_receipt
 from spool.entry import new_id
 from spool.header import VERSION_2, Action, RequestHeader, System
 from spool.record import Receipt, Request
-from tests.signer_core.test_dispatch import (
-    again,
-    audit,
-    certificate,
-    ctx,
-    sign_request,
-    states,
-)
+from tests.support.dispatch import again, audit, certificate, sign_request, states
 from tests.support.x509 import NOW
-
-__all__ = ["ctx"]  # the fixture, shared
 
 
 def v2(request: Request, link_id: bytes) -> Request:
