@@ -61,7 +61,7 @@ class TestInstalled:
 
     def test_console_scripts_run(self, system):
         incomplete = []
-        for script in ("signer-core", "signer-comm", "signerctl", "signer-client"):
+        for script in ("signer-core", "signer-comm", "signerctl", "signer-client", "signer-bridge"):
             proc = system.run(f"/usr/bin/{script}", "--help", check=False)
             missing = re.search(
                 r"ModuleNotFoundError: No module named '((?:comm_handler|signer_core"

@@ -11,6 +11,11 @@ protocols on one line, and a cable unplugged and plugged back.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -142,6 +147,78 @@ def test_a_retry_is_answered_again_and_a_delivered_answer_makes_a_new_request(ri
     assert renewal.serial_number != first.serial_number
     assert len(rig.certificates()) == 2
     assert rig.audited("answered-again") == 1
+
+
+def test_a_request_refused_for_now_keeps_its_id(make_rig, world_dir) -> None:
+    """The signer is held: the comm handler refuses with ``timeout`` while the request
+    stays queued. The client's retry, ACKed refusal or not, keeps the id: when the
+    signer comes back, both the queued request and the retry get one certificate."""
+    rig = make_rig(result_deadline=1.5)
+    bridge = start_bridge(rig.web_end, world_dir / "bridge.log")
+    try:
+        csr = demo_request()
+        os.kill(rig.core_pid(), signal.SIGSTOP)
+        try:
+            first = sign(bridge, csr)
+            assert first.payload2.startswith(b"ERR timeout: "), first.payload2
+        finally:
+            os.kill(rig.core_pid(), signal.SIGCONT)
+        retried = rig.assert_certificate(sign(bridge, csr))
+        rig.wait_until_idle()
+        assert rig.certificates() == [format(retried.serial_number, "x")]
+        ids = re.findall(r"request ([0-9a-f]{32}) sign-x509", bridge.log())
+        assert len(ids) == 2 and ids[0] == ids[1], bridge.log()
+    finally:
+        assert bridge.stop() == 0
+
+
+def test_signer_client_speaks_v2(rig, world_dir) -> None:
+    status = subprocess.run(
+        [sys.executable, "-m", "webhost.cli", "--link", rig.web_end, "--v2", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["signer"] == "up"
+    without = subprocess.run(
+        [sys.executable, "-m", "webhost.cli", "--link", rig.web_end, "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert without.returncode == 2 and "add --v2" in without.stderr
+    csr = world_dir / "req.csr"
+    csr.write_bytes(demo_request())
+    signed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhost.cli",
+            "--link",
+            rig.web_end,
+            "--v2",
+            "sign-x509",
+            "--root",
+            "0",
+            "--profile",
+            "server",
+            "--md",
+            "sha256",
+            "--days",
+            "365",
+            "--csr",
+            str(csr),
+            "--subject",
+            SUBJECT,
+            "--san",
+            SAN,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert signed.returncode == 0, signed.stderr
+    assert x509.load_pem_x509_certificate(signed.stdout).serial_number
 
 
 def test_status_over_v2_and_both_protocols_on_one_line(rig) -> None:
