@@ -44,7 +44,7 @@ from comm_handler.v1server import MAX_REFUSAL, Outcome, V1Server
 from comm_handler.v2link import V2Timeouts, exchange
 from comm_handler.v2messages import V2Answer, V2Request, decode_answer, encode_request
 from spool import codes
-from spool.header import Action, RequestHeader
+from spool.header import Action, HeaderError, RequestHeader
 from spool.record import error_payload
 from spool.settings import LinkTimeouts
 from webhost.client_v2 import new_request_id
@@ -126,7 +126,11 @@ class Bridge:
     def submit(
         self, header: RequestHeader, payloads: tuple[bytes, bytes, bytes], received_at: float
     ) -> Outcome:
-        request = V2Request.from_v1(header, payloads)  # every v1 request has its v2 kind
+        try:
+            request = V2Request.from_v1(header, payloads)
+        except HeaderError as exc:  # a pair no signer serves: refused as the signer would
+            text = f"{exc}; it is not served"
+            return Outcome(b"", error_payload("unknown-request", text)[:MAX_REFUSAL])
         key = _request_key(header, payloads)
         request_id = self._id_for(key)
         body = encode_request(request)

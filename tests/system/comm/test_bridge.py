@@ -104,6 +104,7 @@ def test_the_out_of_sync_crl_gets_the_whole_crl(rig, bridge, world_dir) -> None:
             (b"", b"", b"da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             "unknown-root",
         ),
+        (RequestHeader(action=Action.SIGN, system=System.NONE), (b"", b"", b""), "unknown-request"),
         (
             RequestHeader(action=Action.SIGN, system=System.OPENPGP, md=2, days=30),
             (b"no key here", b"", b""),
