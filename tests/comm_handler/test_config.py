@@ -18,6 +18,7 @@ from signer_core.config import load_config
 from spool.header import Action
 from spool.queue import Spool
 from spool.settings import ConfigError, LinkTimeouts
+from tests.support.comm import link_server
 
 BASE = '[spool]\ndir = "spool"\n[comm]\ndevice = "/dev/ttyUSB0"\n'
 ALL_LINK_KEYS = """ready_timeout = 2.5
@@ -145,20 +146,8 @@ def test_open_failures_are_reported_not_raised(tmp_path, device, caplog) -> None
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LinkServer:
-    root = tmp_path_factory.mktemp("spool")
-    spool = Spool(root)
-    spool.create_dirs()
     # No signer runs: a deadline of zero answers each signing request at once.
-    cfg = CommConfig(
-        spool_dir=root,
-        device="loop://",
-        baud=115200,
-        user="",
-        group="",
-        result_deadline=0.0,
-        forbidden=(),
-    )
-    return LinkServer(cfg, spool)
+    return link_server(tmp_path_factory.mktemp("spool"), 0.0)
 
 
 def l3(data: bytes) -> bytes:

@@ -13,11 +13,11 @@ import time
 import pytest
 
 from comm_handler import repeats
-from comm_handler.config import CommConfig
 from comm_handler.daemon import LinkServer
 from comm_handler.frames import Message, decode_message, encode_message
 from spool.header import Action, RequestHeader, System
 from spool.queue import Spool
+from tests.support.comm import link_server
 
 WINDOW = 0.5  # s, for the test instead of REPEAT_WINDOW's minute
 
@@ -25,16 +25,7 @@ WINDOW = 0.5  # s, for the test instead of REPEAT_WINDOW's minute
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> LinkServer:
     monkeypatch.setattr(repeats, "REPEAT_WINDOW", WINDOW)
-    cfg = CommConfig(
-        spool_dir=tmp_path,
-        device="loop://",
-        baud=115200,
-        user="",
-        group="",
-        result_deadline=1.0,
-        forbidden=(),
-    )
-    return LinkServer(cfg, Spool(tmp_path / "no-spool-here"))
+    return link_server(tmp_path, 1.0, Spool(tmp_path / "no-spool-here"))
 
 
 def nul() -> bytes:

@@ -14,7 +14,6 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from typing import Unpack
 
 import pytest
@@ -30,7 +29,7 @@ from comm_handler.transfer import (
     receive_message,
     send_message,
 )
-from signerctl.demo.nullmodem import Direction, NullModem
+from signerctl.demo.nullmodem import Direction
 from tests.support.link import ReceiveOptions, SendTimeouts
 
 A2B, B2A = Direction.A_TO_B, Direction.B_TO_A
@@ -71,21 +70,6 @@ class Receiver(threading.Thread):
         self.join(timeout=10)
         assert not self.is_alive()
         return self.delivered
-
-
-@pytest.fixture
-def modem() -> Iterator[NullModem]:
-    with NullModem() as nm:
-        yield nm
-
-
-@pytest.fixture
-def ends(modem: NullModem) -> Iterator[tuple[serial.Serial, serial.Serial]]:
-    a = serial.Serial(modem.a_path, 115200)
-    b = serial.Serial(modem.b_path, 115200)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def start_receiver(port: serial.Serial, **options: Unpack[ReceiveOptions]) -> Receiver:

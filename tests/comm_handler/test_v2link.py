@@ -11,7 +11,6 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import serial
@@ -101,21 +100,6 @@ class Responder(threading.Thread):
         self.join(timeout=10)
         assert not self.is_alive()
         return [frame.body for frame in self.delivered]
-
-
-@pytest.fixture
-def modem() -> Iterator[NullModem]:
-    with NullModem() as nm:
-        yield nm
-
-
-@pytest.fixture
-def ends(modem: NullModem) -> Iterator[tuple[serial.Serial, serial.Serial]]:
-    a = serial.Serial(modem.a_path, 115200)
-    b = serial.Serial(modem.b_path, 115200)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def lanes(modem: NullModem) -> tuple[int, int]:

@@ -14,31 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comm_handler.config import CommConfig
 from comm_handler.daemon import LinkServer
 from comm_handler.v2frames import Frame, FrameType
 from comm_handler.v2messages import Kind, V2Request, encode_request
 from spool import codes
 from spool.header import VERSION_2, RequestHeader
-from spool.queue import Spool
 from spool.record import decode_request
+from tests.support.comm import link_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LinkServer:
-    root = tmp_path_factory.mktemp("spool")
-    spool = Spool(root)
-    spool.create_dirs()
-    cfg = CommConfig(
-        spool_dir=root,
-        device="loop://",
-        baud=115200,
-        user="",
-        group="",
-        result_deadline=0.0,
-        forbidden=(),
-    )
-    return LinkServer(cfg, spool)
+    return link_server(tmp_path_factory.mktemp("spool"), 0.0)
 
 
 def incoming(server: LinkServer) -> list[Path]:

@@ -38,6 +38,7 @@ from signerctl.demo.run import daemons, wait_until_served
 from signerctl.demo.supervise import Supervisor
 from spool.header import Action, RequestHeader, System
 from spool.queue import Spool
+from tests.support.bridge import BridgeProcess, start_bridge
 from tests.support.link import ClientTimeouts
 from webhost.client import Response, WebClient
 
@@ -277,3 +278,12 @@ def stop_rig(rig: Rig) -> None:
 @pytest.fixture
 def rig(make_rig) -> Rig:
     return make_rig()
+
+
+@pytest.fixture
+def bridge(rig, world_dir) -> Iterator[BridgeProcess]:
+    """signer-bridge on the rig's web end, stopped (status 0) after the test."""
+    running = start_bridge(rig.web_end, world_dir / "bridge.log")
+    yield running
+    assert running.stop() == 0
+    print(f"--- bridge.log\n{running.log()[-3000:]}")

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -35,14 +34,6 @@ from webhost.client import Response
 from webhost.client_v2 import V2Client
 
 SAN, SUBJECT = "DNS:www.example.org", "/CN=www.example.org"
-
-
-@pytest.fixture
-def bridge(rig, world_dir) -> Iterator[BridgeProcess]:
-    running = start_bridge(rig.web_end, world_dir / "bridge.log")
-    yield running
-    assert running.stop() == 0
-    print(f"--- bridge.log\n{running.log()[-3000:]}")
 
 
 def sign(bridge: BridgeProcess, csr: bytes) -> Response:

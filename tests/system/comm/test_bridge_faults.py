@@ -10,7 +10,6 @@ issues exactly one per request, and both daemons keep their pids.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -18,18 +17,10 @@ from cryptography.hazmat.primitives import serialization
 
 from comm_handler.v2frames import HEAD_SIZE, OVERHEAD
 from signerctl.demo.run import demo_request
-from tests.support.bridge import BridgeProcess, start_bridge
+from tests.support.bridge import BridgeProcess
 
 SAN, SUBJECT = "DNS:www.example.org", "/CN=www.example.org"
 ACK_SIZE = OVERHEAD  # a K frame: a head and a check, no body
-
-
-@pytest.fixture
-def bridge(rig, world_dir) -> Iterator[BridgeProcess]:
-    running = start_bridge(rig.web_end, world_dir / "bridge.log")
-    yield running
-    assert running.stop() == 0
-    print(f"--- bridge.log\n{running.log()[-4000:]}")
 
 
 def signed(rig, bridge: BridgeProcess) -> x509.Certificate:
