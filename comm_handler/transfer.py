@@ -204,14 +204,17 @@ def wait_for_start(port: SerialLike, starts: bytes, timeout: float | None = None
     return _wait_for(port, starts, timeout, "start byte")
 
 
-def _drain(port: SerialLike, quiet: float) -> int:
-    """Discard input until the line has been silent for ``quiet`` seconds."""
+def _drain(port: SerialLike, quiet: float, limit: float | None = None) -> int:
+    """Discard input until the line has been silent for ``quiet`` seconds, or for at
+    most ``limit`` seconds in all (None: no limit) on a line that never falls silent."""
+    deadline = _Deadline(limit)
     dropped = 0
-    while True:
+    while not deadline.expired():
         data = _read(port, READ_CHUNK, quiet)
         if not data:
             return dropped
         dropped += len(data)
+    return dropped
 
 
 def send_message(

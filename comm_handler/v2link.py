@@ -65,6 +65,7 @@ from .transfer import (
     _drain,
     _read,
     _read_chunk,
+    _reset_input,
     _restore_timeout,
     _write,
     _write_paced,
@@ -131,6 +132,9 @@ def _describe(frame: Frame) -> str:
     return f"{chr(frame.type)} {frame.request_id.hex()} ({len(frame.body)} bytes)"
 
 
+DRAIN_LIMIT = 5.0  # s: the longest a damaged frame's discarding may take on a babbling line
+
+
 class _Input:
     """The port, read after the bytes a caller already took off it."""
 
@@ -159,7 +163,7 @@ class _Input:
     def drain(self, quiet: float) -> int:
         dropped = len(self.held)
         self.held.clear()
-        return dropped + _drain(self.port, quiet)
+        return dropped + _drain(self.port, quiet, DRAIN_LIMIT)
 
 
 def _await_marker(source: _Input, deadline: _Deadline) -> bool:
@@ -172,7 +176,7 @@ def _await_marker(source: _Input, deadline: _Deadline) -> bool:
                 return True
             if byte:
                 skipped += 1
-            elif deadline.expired():
+            if deadline.expired():  # after noise too: a babbling line must not hold us
                 return False
     finally:
         if skipped:
@@ -304,6 +308,12 @@ def _deliver_request(port: SerialLike, request: Frame, t: V2Timeouts) -> Frame |
             return verdict  # its ACK was lost; the answer says the request arrived
         if verdict == "ack":
             return None
+    if verdict == "silent":
+        # Only silence: the responder may hold the request (our ACK lost) and be
+        # waiting for the signer, reading nothing. Its answer is due within
+        # ``answer``; if none comes, ``_await_answer`` says so.
+        log.warning("request %s never acknowledged: waiting for its answer", rid.hex())
+        return None
     raise _give_up(f"request {rid.hex()}", verdict, t)
 
 
@@ -332,6 +342,9 @@ def exchange(port: SerialLike, request_id: bytes, body: bytes, *, timeouts: V2Ti
         raise FrameError(f"request body of {len(body)} bytes over {timeouts.max_body}")
     saved = port.timeout
     try:
+        # What is still on the line belongs to exchanges given up on: an old
+        # answer of this very id (a refusal for now, say) must not pass for the new one.
+        _reset_input(port)
         answer = _deliver_request(port, request, timeouts)
         if answer is None:
             answer = _await_answer(port, request_id, timeouts)
@@ -389,6 +402,8 @@ def send_answer(port: SerialLike, request_id: bytes, body: bytes, *, timeouts: V
                 _send_control(port, FrameType.ACK, verdict.request_id)
                 if verdict.request_id != request_id:
                     raise NewRequest(verdict)
+                if attempt == timeouts.max_resends:  # ACKed: the requester now waits for it
+                    write_frame(port, answer, timeouts.pacing)
         log.warning("answer %s never acknowledged: no delivery", request_id.hex())
         return False
     finally:

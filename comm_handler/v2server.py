@@ -30,6 +30,7 @@ from comm_handler.v2link import NewRequest, V2Timeouts, receive_request, send_an
 from comm_handler.v2messages import Kind, V2Answer, decode_request, encode_answer
 from spool import codes
 from spool.header import HeaderError
+from spool.record import MAX_ANSWER
 from spool.settings import LinkTimeouts
 
 log = logging.getLogger("signer-comm")
@@ -73,6 +74,12 @@ class V2Server:
             return V2Answer(_kind_of(frame.body), code, b"", str(exc)), None
         outcome = self.relay.submit(header, request.payloads, received_at, frame.request_id)
         answer = V2Answer.from_result(request.kind, outcome.payload1, outcome.payload2)
+        if len(outcome.payload1) + len(outcome.payload2) > MAX_ANSWER:
+            # The signer keeps answers within MAX_ANSWER: a bug, or a forged result file.
+            text = f"a result of {len(outcome.payload1)} bytes is over {MAX_ANSWER}"
+            self.refusals.warning(f"refused: result-too-large: {text}")
+            code = codes.number_of("result-too-large")
+            return V2Answer(request.kind, code, b"", text), None
         return answer, outcome.delivers
 
     def exchange(self, port: SerialLike) -> None:

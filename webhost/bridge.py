@@ -44,7 +44,7 @@ from comm_handler.v1server import MAX_REFUSAL, Outcome, V1Server
 from comm_handler.v2link import V2Timeouts, exchange
 from comm_handler.v2messages import V2Answer, V2Request, decode_answer, encode_request
 from spool import codes
-from spool.header import Action, HeaderError, RequestHeader
+from spool.header import Action, HeaderError, RequestHeader, System
 from spool.record import error_payload
 from spool.settings import LinkTimeouts
 from webhost.client_v2 import new_request_id
@@ -126,13 +126,20 @@ class Bridge:
     def submit(
         self, header: RequestHeader, payloads: tuple[bytes, bytes, bytes], received_at: float
     ) -> Outcome:
+        if header.action == Action.NUL and header.system != System.NONE:
+            # v1 answers every keep-alive at once and leaves the rest to the signer,
+            # which audits this one as refused; v2 has no kind for it.
+            log.info("keep-alive for system %d answered, not passed on", header.system)
+            return Outcome()
         try:
             request = V2Request.from_v1(header, payloads)
         except HeaderError as exc:  # a pair no signer serves: refused as the signer would
             text = f"{exc}; it is not served"
             return Outcome(b"", error_payload("unknown-request", text)[:MAX_REFUSAL])
         key = _request_key(header, payloads)
-        request_id = self._id_for(key)
+        # A keep-alive is never retried (its time changes): it gets a fresh id, and
+        # is not remembered, so that keep-alives cannot push open requests out.
+        request_id = new_request_id() if header.action == Action.NUL else self._id_for(key)
         body = encode_request(request)
         started = time.monotonic()
         try:
@@ -223,10 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="signer-bridge: %(levelname)s %(message)s")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
+    if args.v1_link is not None and os.path.lexists(args.v1_link) and not args.v1_link.is_symlink():
+        print(f"signer-bridge: {args.v1_link} exists and is not a symlink", file=sys.stderr)
+        return 2
     pty = PtyPort()
+    try:
+        return _run(args, pty)
+    finally:
+        pty.close()
+
+
+def _run(args: argparse.Namespace, pty: PtyPort) -> int:
     if args.v1_link is not None:
         try:
-            args.v1_link.unlink(missing_ok=True)
+            args.v1_link.unlink(missing_ok=True)  # a symlink of an earlier run
             args.v1_link.symlink_to(pty.name)
         except OSError as exc:
             print(f"signer-bridge: cannot make {args.v1_link}: {exc.strerror}", file=sys.stderr)
@@ -240,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(pty, Bridge(cable))
     finally:
         cable.close()
-        if args.v1_link is not None and args.v1_link.is_symlink():
-            os.unlink(args.v1_link)
+        if args.v1_link is not None and os.path.realpath(args.v1_link) == pty.name:
+            os.unlink(args.v1_link)  # ours still, not one since pointed elsewhere
     return 0
 
 

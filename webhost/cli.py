@@ -29,6 +29,7 @@ from cryptography import x509
 
 from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
+from comm_handler.v2messages import Kind, V2Request
 from spool.header import BUILTIN_PROFILE_NAMES, DIGEST_IDS
 from webhost.client import ClientError, Response, WebClient, nul_timestamp
 from webhost.client_v2 import V2Client
@@ -269,6 +270,14 @@ def _revocation_line(cert_pem: bytes, held: bytes) -> str:
     return f"certificate {serial_number:x} revoked"
 
 
+def _status(client: V2Client) -> int:
+    answer = client.exchange_v2(V2Request(Kind.STATUS))
+    if not answer.ok:
+        return _fail(EXIT_REFUSED, f"refused: {answer.v1_payloads()[1].decode(errors='replace')}")
+    print(json.dumps(client.parse_status(answer), indent=2))
+    return EXIT_OK
+
+
 def _fail(code: int, sentence: str) -> int:
     print(f"signer-client: {sentence}", file=sys.stderr)
     return code
@@ -292,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             ready_timeout=args.ready_timeout,
         ) as client:
             if isinstance(client, V2Client) and args.command == "status":
-                print(json.dumps(client.status(), indent=2))
-                return EXIT_OK
+                return _status(client)
             response = _run(client, args, now)
     except serial.SerialException as exc:
         log.info("pyserial: %s", exc)

@@ -64,6 +64,11 @@ class V2Client(WebClient):
         answer = self.exchange_v2(V2Request(Kind.STATUS))
         if not answer.ok:
             raise ClientError(f"the appliance refused the status request: {answer.text}")
+        return self.parse_status(answer)
+
+    @staticmethod
+    def parse_status(answer: V2Answer) -> dict[str, object]:
+        """The JSON object of a status answer; ClientError if it is not one."""
         try:
             status = json.loads(answer.payload)
         except ValueError as exc:

@@ -21,6 +21,8 @@ import struct
 import termios
 import time
 
+WRITE_STALL = 20.0  # s: as long as the v1 server waits for the client's ready
+
 
 def make_raw(fd: int) -> None:
     """cfmakeraw, plus software flow control off (tty.setraw keeps IXOFF)."""
@@ -70,9 +72,13 @@ class PtyPort:
         return data
 
     def write(self, data: bytes) -> int:
+        """All of ``data``; OSError if the client stops reading for ``WRITE_STALL`` s
+        (it died mid-response): the bridge must not block on a full pty for ever."""
         view = memoryview(data)
         while view:
-            select.select([], [self.master], [])
+            _, writable, _ = select.select([], [self.master], [], WRITE_STALL)
+            if not writable:
+                raise OSError(f"the v1 client read nothing for {WRITE_STALL:g} s")
             view = view[os.write(self.master, view) :]
         return len(data)
 

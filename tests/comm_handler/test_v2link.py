@@ -312,15 +312,38 @@ def test_stale_answers_are_never_returned(ends) -> None:
 
 
 @pytest.mark.timing
-def test_cut_line_times_out_after_the_resends(modem, ends) -> None:
+def test_cut_line_times_out_after_the_resends_and_the_answer_wait(modem, ends) -> None:
+    """Silence after every send may be a responder busy with the request (its ACK
+    lost): the requester waits for the answer as well before it gives up."""
     a, _ = ends
     modem.cut(A2B)
-    short = V2Timeouts(ack=0.5, answer=3.0, chunk=0.5, quiet=0.1, max_resends=2)
+    short = V2Timeouts(ack=0.5, answer=1.0, chunk=0.5, quiet=0.1, max_resends=2)
     started = time.monotonic()
-    with pytest.raises(LinkTimeout, match="not acknowledged"):
+    with pytest.raises(LinkTimeout, match="no answer"):
         exchange(a, new_id(), b"into the void", timeouts=short)
-    assert 1.45 < time.monotonic() - started < 2.3  # three waits of 0.5 s
+    assert 2.45 < time.monotonic() - started < 3.4  # three waits of 0.5 s, then 1 s
     assert modem.position(A2B) == 3 * (OVERHEAD + len(b"into the void"))
+
+
+def test_a_lost_ack_while_the_responder_is_busy_still_gets_the_answer(modem, ends) -> None:
+    """The responder ACKs, then reads nothing for longer than every resend (it waits
+    for the signer); the ACK was lost. The answer still arrives and is taken."""
+    a, b = ends
+    request_id = new_id()
+    short = V2Timeouts(ack=0.3, answer=3.0, chunk=0.5, quiet=0.1, max_resends=2)
+    modem.cut(B2A)  # the K goes nowhere
+    got: list[bytes] = []
+    worker = threading.Thread(
+        target=lambda: got.append(exchange(a, request_id, b"slow", timeouts=short))
+    )
+    worker.start()
+    frame = receive_request(b, timeouts=short)
+    time.sleep(1.2)  # busier than the three waits of 0.3 s
+    modem.mend(B2A)
+    b.reset_input_buffer()  # the resent requests, read after the work, as a responder would
+    assert send_answer(b, frame.request_id, b"done", timeouts=short)
+    worker.join(timeout=10)
+    assert got == [b"done"]
 
 
 def test_persistent_damage_ends_in_link_refused(modem, ends) -> None:
