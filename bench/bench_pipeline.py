@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: 
 from cryptography.x509.oid import NameOID  # noqa: E402
 from pipeline_tokens import TOKEN_ROOTS, BenchToken  # noqa: E402  (beside this script)
 
+from comm_handler.transfer import LinkError  # noqa: E402
 from signer_core.store.audit import AuditLog  # noqa: E402
 from signer_core.store.cadb import (  # noqa: E402
     CADatabase,
@@ -85,6 +87,7 @@ from signerctl.demo.run import (  # noqa: E402
 )
 from spool.safeio import commit_file  # noqa: E402
 from webhost.client import WebClient  # noqa: E402
+from webhost.ptyport import PtyPort  # noqa: E402
 
 ROOTS = {
     "RSA-4096": (0, lambda: rsa.generate_private_key(65537, 4096)),
@@ -157,7 +160,7 @@ def commit_times(directory: Path, count: int = 200) -> list[float]:
             leftover.unlink()
 
 
-def pipeline(link: str, root: int, requests: list[bytes]) -> tuple[float, list[float]]:
+def pipeline(link: str | PtyPort, root: int, requests: list[bytes]) -> tuple[float, list[float]]:
     """Certificates per second over ``requests``, and each request's duration."""
     times: list[float] = []
     with WebClient(link) as client:
@@ -240,21 +243,26 @@ def measure(
     work: list[list[bytes]],
     traced: list[bytes] | None,
     token: BenchToken | None = None,
+    link: str = "relay",
 ) -> Figures:
-    cable = start_cable()
-    users.give_to_comm(cable.appliance_end)
-    config = create_demo_ca(directory, users, cable.appliance_end)
+    cable = open_link(link)
+    appliance_end, web_end = cable.appliance_end, cable.web_end
+    users.give_to_comm(appliance_end)
+    config = create_demo_ca(directory, users, appliance_end)
     if token is not None:
         token.configure(config)
     supervisor = daemons(config, directory / "log")
     supervisor.start()
     try:
-        wait_until_served(cable.web_end)
-        rounds = [pipeline(cable.web_end, root, batch) for batch in work]
+        if isinstance(web_end, str):
+            wait_until_served(web_end)
+        else:
+            served_on(web_end)
+        rounds = [pipeline(web_end, root, batch) for batch in work]
         flushes = None
         if traced:
             pids = [supervisor.pid(name) for name in ("signer-core", "signer-comm")]
-            count = count_flushes(pids, lambda: pipeline(cable.web_end, root, traced))
+            count = count_flushes(pids, lambda: pipeline(web_end, root, traced))
             flushes = None if count is None else count / len(traced)
         return Figures(
             statistics.median(rate for rate, _ in rounds),
@@ -263,8 +271,44 @@ def measure(
         )
     finally:
         supervisor.stop()
-        cable.process.terminate()
-        cable.process.wait()
+        cable.close()
+
+
+@dataclass
+class BenchLink:
+    appliance_end: str  # the device path the comm daemon opens
+    web_end: str | PtyPort  # what the client opens: a path, or the pty master itself
+    close: Callable[[], None]
+
+
+def open_link(kind: str) -> BenchLink:
+    """The demo's null modem ("relay": two ptys and a relay process, as the tests
+    use), or one pty whose master the client holds ("pty": no relay's cost)."""
+    if kind == "relay":
+        cable = start_cable()
+
+        def stop() -> None:
+            cable.process.terminate()
+            cable.process.wait()
+
+        return BenchLink(cable.appliance_end, cable.web_end, stop)
+    pty = PtyPort()
+    return BenchLink(pty.name, pty, pty.close)
+
+
+def served_on(port: PtyPort, timeout: float = 30.0) -> None:
+    """Keep-alives on ``port`` until one is answered (the comm handler's first open
+    flushes what came before it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with WebClient(port, ready_timeout=1.0, response_timeout=5.0) as client:
+                if client.nul().ok:
+                    return
+        except LinkError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def main() -> None:
@@ -276,6 +320,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prefill", type=int, default=1_000_000)
     parser.add_argument("--token", action="store_true", help="also keys in a SoftHSM2 token")
+    parser.add_argument(
+        "--link",
+        choices=("relay", "pty"),
+        default="relay",
+        help="the demo's null modem (two ptys and a relay process, as the tests use) or one pty"
+        " whose master the client holds (no relay: only the daemons' own cost)",
+    )
     args = parser.parse_args()
     users = system_users() if os.geteuid() == 0 else Users()
     base = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir="/tmp"))
@@ -311,7 +362,7 @@ def main() -> None:
                 print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
             for label, root in roots.items():
                 work = [pool.pop() for _ in range(args.rounds)]
-                figures = measure(directory, users, root, work, pool.pop(), token)
+                figures = measure(directory, users, root, work, pool.pop(), token, args.link)
                 signs = [t for _ in range(args.rounds) for t in signatures(keys[label])]
                 sign = statistics.median(signs)
                 raw = 1 / statistics.mean(signs)
