@@ -99,7 +99,10 @@ class Cable:
         except (LinkClosed, *PORT_ERRORS) as exc:
             self.close()
             self._failed()
-            raise LinkClosed(f"the cable failed: {exc}") from None
+            log.warning("the cable failed: %s", exc)  # pyserial's words: the log's only
+            raise LinkClosed(
+                f"the cable to the appliance failed; {self.device} is reopened"
+            ) from None
 
 
 def _request_key(header: RequestHeader, payloads: tuple[bytes, bytes, bytes]) -> bytes:
