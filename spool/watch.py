@@ -9,7 +9,7 @@ Event names are never trusted for what they say about a file: the scan that
 follows reads the directory itself. A name is used for one thing only, to
 skip a scan: an event naming a dot-file (a temporary, which every reader
 ignores) wakes nobody. Nothing is lost by that even if the name lies,
-because consumers also scan on a timeout (the signer every ``IDLE_WAKEUP``).
+because consumers also scan on a timeout (the signer every ``IDLE_WAKEUP``, 5 s).
 
 Entries are published by linking an unnamed file (``safeio.publish``), which
 the kernel reports as ``IN_CREATE`` of the final name, or, where the file
