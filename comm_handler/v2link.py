@@ -29,6 +29,13 @@ Why it looks as it does:
 - A lost ACK costs nothing twice: an answer with the request's id implies the
   request arrived; a request resent with the same id while its answer waits
   for an ACK is acknowledged again and its answer resent, not served again.
+  When every send of a request meets only silence (no NAK), the requester
+  goes on to wait for the answer rather than give up: the responder reads
+  nothing while the signer works, so our ACK may have been lost to a
+  responder busy with the request.
+- The requester discards what is left on the line before it sends a request:
+  frames of exchanges given up on, among them an old answer of this very id
+  (a refusal for now), which must not pass for the new one.
 - A request with a new id while an answer waits for its ACK means that the
   requester gave up on the old one: ``send_answer`` acknowledges it and raises
   ``NewRequest`` carrying it, so that the caller serves it next instead of
