@@ -2,53 +2,39 @@
 
 Untrusted side: it runs in the comm handler, which holds no key, and in the
 web host's bridge and client. It trusts nothing that comes off the line: a
-frame counts only once its head check and its frame check (CRC-32C, see
-``v2frames``) both hold, and a frame's request id decides what it answers,
-never where it falls in time.
+frame counts only once its head check and its frame check (CRC-32C,
+``v2frames``) hold, and a frame's request id decides what it answers.
 
 Why it looks as it does:
 
-- No start/ready handshake, unlike v1: a v2 frame carries its own marker,
-  length and checks, so the sender writes it at once, which saves two
-  turnarounds per direction.
-- The frame reader never sends ACK, because it also reads the ACKs and NAKs
-  themselves; the requester and responder functions acknowledge what they
-  accept. The reader does answer damage with NAK, because only it knows that
-  a frame was damaged (a damaged head has no trustworthy id: its NAK carries
-  the all-zero id, which both roles take as "resend what you sent last").
-- After damage the reader discards input until ``quiet`` seconds of silence,
-  so the tail of a frame whose length was damaged cannot pose as a new frame.
-  A frame that stops arriving for ``chunk`` seconds is dropped silently: the
-  sender's own ACK timeout then resends it.
-- At most ``max_naks`` NAKs in a row per ``read_frame`` call; after them, bad
-  frames are dropped unanswered and the wait goes on, so a line spewing
-  garbage cannot keep the peer resending for ever (its resends are bounded
-  too, and it gives up with LinkRefused or LinkTimeout).
-- Frames with another request id are logged and ignored, never returned: a
-  late answer to an abandoned request must not pass for the current one.
+- No start/ready handshake, unlike v1: a frame carries its own marker,
+  length and checks, which saves two turnarounds per direction.
+- The frame reader never ACKs (it reads the ACKs and NAKs too); the roles
+  acknowledge what they accept. It NAKs damage, since only it sees it; a
+  damaged head's NAK carries the all-zero id: "resend what you sent last".
+- After damage it discards input until ``quiet`` s of silence (at most
+  ``DRAIN_LIMIT``), so a frame's tail cannot pose as a new frame; a frame
+  that stops for ``chunk`` s is dropped, and the sender's timeout resends it.
+- At most ``max_naks`` NAKs per ``read_frame`` call, then bad frames are
+  dropped unanswered: a line of garbage cannot keep the peer resending.
+- Frames of another id are logged and ignored, never returned or ACKed: a
+  late answer to an abandoned request must not pass for the current one, nor
+  be recorded as delivered. The requester also discards what is left on the
+  line before it sends a request.
 - A lost ACK costs nothing twice: an answer with the request's id implies the
   request arrived; a request resent with the same id while its answer waits
-  for an ACK is acknowledged again and its answer resent, not served again.
-  When every send of a request meets only silence (no NAK), the requester
-  goes on to wait for the answer rather than give up: the responder reads
-  nothing while the signer works, so our ACK may have been lost to a
-  responder busy with the request.
-- The requester discards what is left on the line before it sends a request:
-  frames of exchanges given up on, among them an old answer of this very id
-  (a refusal for now), which must not pass for the new one.
-- A request with a new id while an answer waits for its ACK means that the
-  requester gave up on the old one: ``send_answer`` acknowledges it and raises
-  ``NewRequest`` carrying it, so that the caller serves it next instead of
-  losing it. NewRequest is no LinkError, so that a caller's ``except
-  LinkError`` cannot swallow a request by accident.
-- ``send_answer`` returns False when its answer was never acknowledged: the
-  caller then writes no delivery receipt, and a resend of the request (same
-  id) gets the same answer from the signer's retry rule. A request resent
-  after that False may thus be returned by ``receive_request`` once more.
+  is ACKed again and its answer resent. When every send of a request meets
+  only silence, the requester waits for the answer rather than give up: the
+  responder reads nothing while the signer works.
+- A request with a new id while an answer waits means the requester gave up
+  on the old one: ``send_answer`` ACKs it and raises ``NewRequest`` (no
+  LinkError, so no ``except LinkError`` swallows it) for the caller to serve.
+- ``send_answer`` returns False when its answer was never ACKed: no delivery
+  receipt, and a resend of the request gets the same answer from the signer.
 
-Every function works on any pyserial-like port (``transfer.SerialLike``:
-ptys, ``loop://``) and restores ``port.timeout`` before it returns. Only a
-dead port ends a call with LinkClosed.
+Every function works on any pyserial-like port (``transfer.SerialLike``) and
+restores ``port.timeout`` before it returns. Only a dead port ends a call
+with LinkClosed.
 """
 
 from __future__ import annotations
@@ -93,16 +79,15 @@ from .v2frames import (
 log = logging.getLogger(__name__)
 
 ZERO_ID = bytes(ID_SIZE)  # the id of a NAK for a frame whose head was damaged
+DRAIN_LIMIT = 5.0  # s: the longest a damaged frame's discarding may take on a babbling line
 
 
 @dataclass(frozen=True)
 class V2Timeouts:
     """The waits and limits of one side (seconds; deployed values as defaults).
 
-    ``answer`` (105 s) stays inside the deployed client's 120 s, so that the
-    web side reports a missing answer before its own caller gives up.
-    ``max_body`` is v1's limit for one message, so v2 carries what v1 did.
-    """
+    ``answer`` (105 s) stays inside the deployed client's 120 s; ``max_body``
+    is v1's limit for one message, so v2 carries what v1 did."""
 
     ack: float = 5.0
     answer: float = 105.0
@@ -137,9 +122,6 @@ class NewRequest(Exception):
 
 def _describe(frame: Frame) -> str:
     return f"{chr(frame.type)} {frame.request_id.hex()} ({len(frame.body)} bytes)"
-
-
-DRAIN_LIMIT = 5.0  # s: the longest a damaged frame's discarding may take on a babbling line
 
 
 class _Input:
