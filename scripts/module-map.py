@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "architecture.md"
-PACKAGES = ("spool", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
+PACKAGES = ("spool", "tlog", "hardening", "comm_handler", "signer_core", "signerctl", "webhost")
 BEGIN = re.compile(r"^<!-- module list: begin.*-->$", re.MULTILINE)
 END = "<!-- module list: end -->"
 LINE = re.compile(r"^- `([^`]+)`: ")

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 # or single modules; nothing lists signerctl, so only tests and bench/ use it.
 ALLOWED: dict[str, frozenset[str]] = {
     "spool": frozenset(),
+    # The audit log's tree and checkpoints, checked on the web side and built on the signer's.
+    "tlog": frozenset(),
     "hardening": frozenset(),
     "comm_handler": frozenset({"spool", "hardening"}),
     # The web host speaks both link protocols, and serves v1 with the comm handler's
@@ -36,11 +38,12 @@ ALLOWED: dict[str, frozenset[str]] = {
             "spool.codes",
             "spool.record",
             "spool.settings",
+            "tlog",
         }
     ),
-    "signer_core": frozenset({"spool", "hardening"}),
+    "signer_core": frozenset({"spool", "tlog", "hardening"}),
     # The demo's null modem makes its ptys raw as the bridge does.
-    "signerctl": frozenset({"signer_core", "spool", "hardening", "webhost.ptyport"}),
+    "signerctl": frozenset({"signer_core", "spool", "tlog", "hardening", "webhost.ptyport"}),
 }
 
 
