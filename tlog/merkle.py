@@ -100,7 +100,7 @@ def verify_inclusion(
     leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> bool:
     """Section 2.1.3.2: is ``leaf`` (a leaf hash) at ``index`` of the tree of ``size`` with ``root``?"""
-    if not 0 <= index < size or any(len(p) != HASH_SIZE for p in proof):
+    if not 0 <= index < size or any(len(h) != HASH_SIZE for h in (leaf, root, *proof)):
         return False
     fn, sn, r = index, size - 1, leaf
     for p in proof:
@@ -120,7 +120,7 @@ def verify_consistency(
     old: int, new: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> bool:
     """Section 2.1.4.2: is the tree (new, new_root) an append-only extension of (old, old_root)?"""
-    if any(len(p) != HASH_SIZE for p in proof) or not 0 <= old <= new:
+    if any(len(h) != HASH_SIZE for h in (old_root, new_root, *proof)) or not 0 <= old <= new:
         return False
     if old == new:
         return not proof and old_root == new_root

@@ -3,7 +3,9 @@
 Pure code, no I/O, used on both sides: the signer signs a checkpoint of its
 audit log with the log key (never a root key), and the web host, or anyone
 with the public key, verifies it. Parsing trusts nothing: a note is at most
-``MAX_NOTE`` bytes of UTF-8, every field is checked, and any fault raises
+``MAX_NOTE`` bytes of UTF-8 without control characters, refused on its length
+before any other work, every field is checked (base64 in its one canonical
+form, so that a changed note never passes), and any fault raises
 ``NoteError`` with a sentence saying what is wrong.
 
 Formats (c2sp.org/signed-note, c2sp.org/tlog-checkpoint)::
@@ -34,8 +36,13 @@ MAX_NOTE = 4096
 MAX_SIGNATURES = 16
 MAX_SIZE = 2**63 - 1
 _DASH = "\u2014 "
-_NAME = re.compile(r"[!-*,-~]+")  # printable ASCII, no space, no "+"
+# signed-note's rule: non-empty, no Unicode space, no "+" (and no control character,
+# which no part of a note may hold). Others' names follow it too, and a cosignature
+# under a name we would not choose must not make us refuse the note.
+_NAME = re.compile(r"[^\s+\x00-\x1f]+")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
+_KEY_HASH = re.compile(r"[0-9a-f]{8}")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 class NoteError(ValueError):
@@ -44,8 +51,19 @@ class NoteError(ValueError):
 
 def _check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise NoteError(f"the key name {name!r} is not printable ASCII without spaces and '+'")
+        raise NoteError(f"the key name {name!r} is empty or has a space, '+' or control character")
     return name
+
+
+def _b64(encoded: str, what: str) -> bytes:
+    """Strict base64: one encoding per value, so that a changed note is never a valid one."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise NoteError(f"{what} is not base64") from None
+    if base64.b64encode(raw).decode() != encoded:
+        raise NoteError(f"{what} is not in canonical base64")
+    return raw
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
@@ -72,19 +90,18 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        # The key's base64 may hold "+": the name cannot, so the first two split it.
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError("a verifier key is name+keyhash+key, in three parts")
         name, hex_hash, encoded = parts
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-            wanted = bytes.fromhex(hex_hash)
-        except (binascii.Error, ValueError):
-            raise NoteError("the verifier key's hash or key is not hex and base64") from None
+        if not _KEY_HASH.fullmatch(hex_hash):
+            raise NoteError("the verifier key's hash is not eight lower-case hex digits")
+        raw = _b64(encoded, "the verifier key")
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise NoteError("the verifier key is not an Ed25519 key")
         verifier = cls(_check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
-        if verifier.key_hash != wanted:
+        if verifier.key_hash != bytes.fromhex(hex_hash):
             raise NoteError("the verifier key's hash does not match its name and key")
         return verifier
 
@@ -99,15 +116,18 @@ def sign(text: str, name: str, key: Ed25519PrivateKey) -> str:
 
 def open_note(note: str | bytes, verifier: Verifier) -> str:
     """The text of ``note`` if ``verifier`` signed it; NoteError otherwise."""
-    if isinstance(note, bytes):
-        if len(note) > MAX_NOTE:
-            raise NoteError(f"the note is longer than {MAX_NOTE} bytes")
-        try:
-            note = note.decode("utf-8")
-        except UnicodeDecodeError:
-            raise NoteError("the note is not UTF-8") from None
-    if len(note.encode()) > MAX_NOTE:
+    # A character is at least a byte: the length is refused before any work on the rest.
+    if len(note) > MAX_NOTE:
         raise NoteError(f"the note is longer than {MAX_NOTE} bytes")
+    try:
+        raw = note if isinstance(note, bytes) else note.encode()
+        note = raw.decode()
+    except UnicodeError:
+        raise NoteError("the note is not UTF-8") from None
+    if len(raw) > MAX_NOTE:
+        raise NoteError(f"the note is longer than {MAX_NOTE} bytes")
+    if _CONTROL.search(note):
+        raise NoteError("the note holds a control character other than newline")
     text, sep, block = note.rpartition("\n\n")
     if not sep or not block.endswith("\n"):
         raise NoteError("the note has no signature block")
@@ -115,8 +135,8 @@ def open_note(note: str | bytes, verifier: Verifier) -> str:
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"the note has more than {MAX_SIGNATURES} signatures")
-    for line in lines:
-        name, signature = _signature_line(line)
+    # Every line is read before any is believed: a good signature does not excuse a bad line.
+    for name, signature in [_signature_line(line) for line in lines]:
         if name != verifier.name or signature[:4] != verifier.key_hash:
             continue  # another key's signature: not ours to check
         try:
@@ -131,10 +151,7 @@ def _signature_line(line: str) -> tuple[str, bytes]:
     if not line.startswith(_DASH):
         raise NoteError("a signature line does not start with an em dash")
     name, _, encoded = line[len(_DASH) :].partition(" ")
-    try:
-        signature = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        raise NoteError("a signature is not base64") from None
+    signature = _b64(encoded, "a signature")
     if len(signature) < 5:
         raise NoteError("a signature is too short")
     return _check_name(name), signature
@@ -161,10 +178,9 @@ class Checkpoint:
         origin, size, root = lines[:3]
         if not origin or not _DECIMAL.fullmatch(size) or int(size) > MAX_SIZE:
             raise NoteError("the checkpoint's origin or tree size is not well formed")
-        try:
-            raw = base64.b64decode(root, validate=True)
-        except binascii.Error:
-            raise NoteError("the checkpoint's root hash is not base64") from None
+        if "" in lines[3:-1]:
+            raise NoteError("the checkpoint has an empty extension line")
+        raw = _b64(root, "the checkpoint's root hash")
         if len(raw) != 32:
             raise NoteError("the checkpoint's root hash is not 32 bytes")
         return cls(origin, int(size), raw)
