@@ -6,7 +6,9 @@ module's. Record ``n`` carries the SHA-256 of record ``n - 1``, and its own
 hash covers its number, time, event, details and that link; so editing, deleting or reordering any record breaks the chain at a
 place ``verify`` names. Removing records from the end leaves a valid but
 shorter chain: that is what the head hash, written down by the operators on
-each visit, is for.
+each visit, is for, and the checkpoints of the Merkle tree over the records
+(``auditree``), whose leaf ``i`` is record ``i + 1`` and which grows in the
+same transaction as the chain.
 
 Details are JSON written canonically (sorted keys, no spaces) so that the
 hash does not depend on a library's formatting. They never hold key material,
@@ -21,12 +23,23 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from signer_core.store.auditree import AuditTree, TreeCheck, TreeError
+from tlog import merkle
+
 GENESIS = "0" * 64
 
 
+def record_material(seq: int, at: str, event: str, details: str, prev: str) -> bytes:
+    """What a record's hash covers, and the data of its leaf in the Merkle tree."""
+    return "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
+
+
 def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
-    material = "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
-    return hashlib.sha256(material).hexdigest()
+    return hashlib.sha256(record_material(seq, at, event, details, prev)).hexdigest()
+
+
+def record_leaf(seq: int, at: str, event: str, details: str, prev: str) -> bytes:
+    return merkle.leaf_hash(record_material(seq, at, event, details, prev))
 
 
 @dataclass(frozen=True)
@@ -62,16 +75,52 @@ class AuditLog:
         return (row[0], row[1]) if row else (0, GENESIS)
 
     def append(self, event: str, **details: object) -> str:
-        """Add one record; returns its hash. Joins the caller's transaction if one is open."""
+        """Add one record and its leaf; returns its hash. Joins the caller's transaction.
+
+        Outside one, a savepoint makes the record and its leaf one commit.
+        TreeError if the tree is not one leaf per record: a leaf put at
+        another index would make every later proof about the wrong record.
+        """
+        self.conn.execute("SAVEPOINT audit_append")
+        try:
+            digest = self._append(event, details)
+        except BaseException:
+            self.conn.execute("ROLLBACK TO audit_append")
+            self.conn.execute("RELEASE audit_append")
+            raise
+        self.conn.execute("RELEASE audit_append")
+        return digest
+
+    def _append(self, event: str, details: dict[str, object]) -> str:
         seq, prev = self.head()
         seq += 1
+        tree = AuditTree(self.conn)
+        if tree.size() != seq - 1:
+            raise TreeError(
+                f"the audit tree has {tree.size()} leaves for {seq - 1} records,"
+                " so the next record's leaf would stand for another record"
+            )
         at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
         digest = record_hash(seq, at, event, text, prev)
         self.conn.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)", (seq, at, event, text, prev, digest)
         )
+        tree.append(record_leaf(seq, at, event, text, prev))
         return digest
+
+    def entries(self, start: int, limit: int) -> list[tuple[int, str, str, str, str, str]]:
+        """The raw rows (seq, at, event, details, prev, hash) after record ``start``,
+        oldest first, at most ``limit``: the log extraction's batches, unchecked."""
+        rows = self.conn.execute(
+            "SELECT seq, at, event, details, prev, hash FROM audit WHERE seq > ? ORDER BY seq"
+            " LIMIT ?",
+            (start, limit),
+        )
+        return [
+            (seq, at, event, details, prev, digest)
+            for seq, at, event, details, prev, digest in rows
+        ]
 
     def events(self, event: str) -> list[dict[str, object]]:
         """The details of every ``event`` record, oldest first (for operators and tests)."""
@@ -116,24 +165,39 @@ class AuditLog:
         return [e for (e,) in self.conn.execute("SELECT DISTINCT event FROM audit ORDER BY event")]
 
     def verify(self) -> Verdict:
+        """Check the chain and the tree: on a fault, the first record it shows at, and why.
+
+        The chain finds an edited, deleted or reordered record by itself; the
+        tree, recomputed node by node from the records, must hold exactly
+        their leaves, so an edit of the tree alone, or a record removed from
+        the end with its leaf left behind, is found too.
+        """
         prev, expected = GENESIS, 1
+        tree = TreeCheck(self.conn)
         rows = self.conn.execute(
             "SELECT seq, at, event, details, prev, hash FROM audit ORDER BY seq"
         )
         for seq, at, event, details, link, digest in rows:
-            if seq != expected:
-                return Verdict(
-                    False,
-                    expected - 1,
-                    prev,
-                    expected,
-                    f"record {expected} is missing (next is {seq})",
-                )
-            if link != prev:
-                return Verdict(
-                    False, seq - 1, prev, seq, f"record {seq} does not follow record {seq - 1}"
-                )
-            if record_hash(seq, at, event, details, link) != digest:
-                return Verdict(False, seq - 1, prev, seq, f"record {seq} was altered")
+            problem = _chain_problem(expected, seq, at, event, details, link, prev, digest)
+            if problem is None:
+                problem = tree.add(record_leaf(seq, at, event, details, link))
+            if problem is not None:
+                return Verdict(False, expected - 1, prev, expected, problem)
             prev, expected = digest, expected + 1
+        problem = tree.finish()
+        if problem is not None:
+            return Verdict(False, expected - 1, prev, expected, problem)
         return Verdict(True, expected - 1, prev)
+
+
+def _chain_problem(
+    expected: int, seq: int, at: str, event: str, details: str, link: str, prev: str, digest: str
+) -> str | None:
+    """Why the row read where record ``expected`` should be breaks the chain, or None."""
+    if seq != expected:
+        return f"record {expected} is missing (next is {seq})"
+    if link != prev:
+        return f"record {seq} does not follow record {seq - 1}"
+    if record_hash(seq, at, event, details, link) != digest:
+        return f"record {seq} was altered"
+    return None

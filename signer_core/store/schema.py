@@ -2,7 +2,8 @@
 
 Trusted side. The one place where the tables of the CA database are defined;
 the modules beside this one each own the SQL on their tables (``cadb``:
-certificates and OpenPGP certifications, ``audit``, ``crls``: revocations
+certificates and OpenPGP certifications, ``audit``, ``auditree``: the
+audit records and their Merkle tree, ``crls``: revocations
 and CRLs, ``clock``: the web host's time, ``openssl``: the old CA's serial
 counter), and nothing outside ``signer_core/store/`` writes SQL on them.
 Trusted: the database file, which only the signer user can write.
@@ -15,7 +16,9 @@ The version is SQLite's ``PRAGMA user_version``:
 - 2: retry versus renewal (``answer_id``, ``delivered_at``; a digest may
   have several rows); the other tables still made lazily;
 - 3: every table is made here when the database is opened, so a reader
-  (``signerctl``) finds them all whatever the signer has done so far.
+  (``signerctl``) finds them all whatever the signer has done so far;
+- 4: ``audit_tree``, the Merkle tree over the audit records (``auditree``),
+  built from the records already there.
 
 Each step of ``MIGRATIONS`` is frozen once released: a later change to a
 table is a new step that alters it, never an edit of an old one, so that a
@@ -31,7 +34,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+from signer_core.store.audit import record_leaf
+from signer_core.store.auditree import Builder
+
+SCHEMA_VERSION = 4
 
 
 class SchemaError(sqlite3.DatabaseError):
@@ -189,10 +195,37 @@ def _to_3(conn: sqlite3.Connection) -> None:
     _run(conn, _V3_TABLES)
 
 
+# -- version 4: the Merkle tree over the audit records -------------------------
+
+_V4_TABLE = """CREATE TABLE audit_tree (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID"""
+
+
+def _to_4(conn: sqlite3.Connection) -> None:
+    """Make the tree and give it a leaf per record there, oldest first.
+
+    The SQL is written out here, frozen with the step; the hashing is the
+    tree's definition (RFC 9162 over ``record_leaf``), which no release may
+    change. One pass, holding one node per level (``Builder``).
+    """
+    conn.execute(_V4_TABLE)
+    built = Builder()
+    rows = conn.execute("SELECT seq, at, event, details, prev FROM audit ORDER BY seq")
+    conn.executemany(
+        "INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)",
+        (node for row in rows for node in built.add(record_leaf(*row))),
+    )
+
+
 # (version after the step, the step), oldest first.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _to_2),
     (3, _to_3),
+    (4, _to_4),
 )
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from signer_core.store import clock, crls, openssl, schema
-from signer_core.store.audit import GENESIS, AuditLog, record_hash
+from signer_core.store.audit import GENESIS, AuditLog, Verdict, record_hash
+from signer_core.store.auditree import AuditTree
 from signer_core.store.cadb import CADatabase
 from signer_core.store.schema import SCHEMA_VERSION, SchemaError, open_readonly
+from tlog import merkle
 
 # -- release 1 (no user_version): every table as its module made it -------------
 
@@ -149,6 +151,25 @@ PRAGMA user_version = 2;
 """
 RELEASE_2 = RELEASE_2_ISSUANCE + LAZY_TABLES
 
+# -- release 3 (user_version 3): every table made at open, no audit tree yet.
+
+RELEASE_3 = (
+    RELEASE_2_ISSUANCE.replace("user_version = 2", "user_version = 3")
+    + LAZY_TABLES
+    + """
+CREATE TABLE IF NOT EXISTS time_rejected (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    count INTEGER NOT NULL,  -- every rejected reading
+    run INTEGER NOT NULL,    -- rejected since the last plausible reading
+    received_at REAL NOT NULL,
+    web_time REAL NOT NULL,
+    drift REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+    + OPENSSL_STATE
+)
+
 RELEASE_1_ROWS = """
 INSERT INTO certificates (root, serial, request_digest, profile, state, reserved_at,
     issued_at, subject, not_before, not_after, der)
@@ -183,11 +204,11 @@ def _audit_rows(conn: sqlite3.Connection, events: list[str]) -> str:
     return prev
 
 
-def make_database(path: Path, ddl: str, rows: str) -> str:
+def make_database(path: Path, ddl: str, rows: str, records: int = 2) -> str:
     conn = sqlite3.connect(path)
     conn.executescript(ddl)
     conn.executescript(rows)
-    head = _audit_rows(conn, ["started", "issued"])
+    head = _audit_rows(conn, ["started", *["issued"] * (records - 1)])
     conn.commit()
     conn.close()
     return head
@@ -234,9 +255,9 @@ def fresh_shape(tmp_path) -> dict:
 
 def test_a_fresh_database_gets_every_table_and_the_current_version(tmp_path, fresh_shape):
     db = CADatabase(tmp_path / "ca.sqlite")
-    assert schema.version(db.connection) == SCHEMA_VERSION == 3
+    assert schema.version(db.connection) == SCHEMA_VERSION == 4
     assert " ".join(fresh_shape) == (
-        "audit certificates crl_numbers crls openpgp_certifications openssl_state"
+        "audit audit_tree certificates crl_numbers crls openpgp_certifications openssl_state"
         " revocations time_last time_readings time_rejected"
     )
     db.close()
@@ -274,7 +295,7 @@ def test_release_1_database_is_upgraded_with_its_rows(tmp_path, fresh_shape):
     assert clock.last_believed(conn) == clock.Reading(30.0, 32.5, 2.5)
     assert clock.count_rejected(conn, clock.Reading(31.0, 1e9, 1e9), "implausible") == 1
     assert openssl.next_serial(conn, 0) == 0x1000
-    assert AuditLog(conn).verify().head == head
+    assert AuditLog(conn).verify() == Verdict(True, 2, head)
     db.close()
 
 
@@ -305,17 +326,42 @@ def test_release_2_database_is_upgraded_with_its_rows(tmp_path, fresh_shape):
     assert clock.rejections(conn).reason == "before the roots"
     openssl.remember_next_serial(conn, 0, 0x77, 60)
     assert openssl.next_serial(conn, 0) == 0x77
-    assert AuditLog(conn).verify().head == head
+    assert AuditLog(conn).verify() == Verdict(True, 2, head)
     db.close()
 
 
-@pytest.mark.parametrize("release", ["fresh", "release 1", "release 2"])
+def test_release_3_database_gets_the_tree_of_its_records(tmp_path, fresh_shape):
+    path = tmp_path / "release3.sqlite"
+    head = make_database(path, RELEASE_3, COMMON_ROWS + OPENSSL_ROW, records=37)
+    with sqlite3.connect(path) as old:
+        rows = old.execute(
+            "SELECT seq, at, event, details, prev FROM audit ORDER BY seq"
+        ).fetchall()
+    db = CADatabase(path)
+    conn = db.connection
+    assert schema.version(conn) == SCHEMA_VERSION and shape(conn) == fresh_shape
+    frontier = merkle.Frontier()
+    for row in rows:
+        frontier.append(merkle.leaf_hash("\n".join(map(str, row)).encode()))
+    tree = AuditTree(conn)
+    assert tree.size() == 37 and tree.root() == frontier.root()
+    assert conn.execute("SELECT count(*) FROM audit_tree").fetchone()[0] == 2 * 37 - 3
+    assert AuditLog(conn).verify() == Verdict(True, 37, head)
+    AuditLog(conn).append("started")
+    assert tree.size() == 38 and AuditLog(conn).verify().ok
+    assert openssl.next_serial(conn, 0) == 0x1000
+    db.close()
+
+
+@pytest.mark.parametrize("release", ["fresh", "release 1", "release 2", "release 3"])
 def test_opening_again_changes_nothing(tmp_path, release):
     path = tmp_path / "ca.sqlite"
     if release == "release 1":
         make_database(path, RELEASE_1, RELEASE_1_ROWS + COMMON_ROWS)
     elif release == "release 2":
         make_database(path, RELEASE_2, COMMON_ROWS)
+    elif release == "release 3":
+        make_database(path, RELEASE_3, COMMON_ROWS, records=5)
     CADatabase(path).close()
     once = dump(path)
     CADatabase(path).close()
@@ -353,7 +399,7 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path):
 def test_reading_an_older_database_is_refused_until_the_signer_upgrades_it(tmp_path):
     path = tmp_path / "release2.sqlite"
     make_database(path, RELEASE_2, "")
-    with pytest.raises(SchemaError, match="signer-core brings it to version 3"):
+    with pytest.raises(SchemaError, match="signer-core brings it to version 4"):
         open_readonly(path)
     CADatabase(path).close()
     with open_readonly(path) as conn:
