@@ -18,28 +18,16 @@ passphrases or whole requests: callers pass identifiers and reasons.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
 
 from signer_core.store.auditree import AuditTree, TreeCheck, TreeError
-from tlog import merkle
+from tlog.records import GENESIS, chain_hash, leaf
 
-GENESIS = "0" * 64
-
-
-def record_material(seq: int, at: str, event: str, details: str, prev: str) -> bytes:
-    """What a record's hash covers, and the data of its leaf in the Merkle tree."""
-    return "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
-
-
-def record_hash(seq: int, at: str, event: str, details: str, prev: str) -> str:
-    return hashlib.sha256(record_material(seq, at, event, details, prev)).hexdigest()
-
-
-def record_leaf(seq: int, at: str, event: str, details: str, prev: str) -> bytes:
-    return merkle.leaf_hash(record_material(seq, at, event, details, prev))
+# The record's hash and its leaf are the web host's to compute too: defined once, in tlog.
+record_hash = chain_hash
+record_leaf = leaf
 
 
 @dataclass(frozen=True)
