@@ -34,7 +34,8 @@ MAX_NOTE = 4096
 MAX_SIGNATURES = 16
 MAX_SIZE = 2**63 - 1
 _DASH = "\u2014 "
-_NAME = re.compile(r"[!-*,-~]+")  # printable ASCII, no space, no "+"
+NAME_CHARS = "!-*,-~"  # a regular expression class: printable ASCII, no space, no "+"
+_NAME = re.compile(f"[{NAME_CHARS}]+")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
@@ -42,7 +43,8 @@ class NoteError(ValueError):
     """A note, checkpoint or key that cannot be used; the message says why."""
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it may name a key (a log's origin is its key's name); NoteError if not."""
     if not _NAME.fullmatch(name):
         raise NoteError(f"the key name {name!r} is not printable ASCII without spaces and '+'")
     return name
@@ -72,7 +74,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the key's base64 may hold "+" too
         if len(parts) != 3:
             raise NoteError("a verifier key is name+keyhash+key, in three parts")
         name, hex_hash, encoded = parts
@@ -83,7 +85,7 @@ class Verifier:
             raise NoteError("the verifier key's hash or key is not hex and base64") from None
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise NoteError("the verifier key is not an Ed25519 key")
-        verifier = cls(_check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
+        verifier = cls(check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
         if verifier.key_hash != wanted:
             raise NoteError("the verifier key's hash does not match its name and key")
         return verifier
@@ -93,7 +95,7 @@ def sign(text: str, name: str, key: Ed25519PrivateKey) -> str:
     """The signed note of ``text`` (which must end in a newline) by ``key`` under ``name``."""
     if not text.endswith("\n") or "\n\n" in text:
         raise NoteError("a note's text ends in one newline and has no empty line")
-    signature = key_hash(_check_name(name), key.public_key()) + key.sign(text.encode())
+    signature = key_hash(check_name(name), key.public_key()) + key.sign(text.encode())
     return f"{text}\n{_DASH}{name} {base64.b64encode(signature).decode()}\n"
 
 
@@ -137,7 +139,7 @@ def _signature_line(line: str) -> tuple[str, bytes]:
         raise NoteError("a signature is not base64") from None
     if len(signature) < 5:
         raise NoteError("a signature is too short")
-    return _check_name(name), signature
+    return check_name(name), signature
 
 
 @dataclass(frozen=True)
