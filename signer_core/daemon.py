@@ -16,7 +16,8 @@ is a refused entry, never a pause (only the signer's own storage faults
 pause it); events that bring nothing (temporary files) cost a read at most
 every ``SCAN_INTERVAL``; corrupt/ is bounded. Once a ``REPORT_INTERVAL`` the
 loop logs and audits a storm of such events (``spool-storm``) and what
-corrupt/ could not keep (``spool-dropped``).
+corrupt/ could not keep (``spool-dropped``); at start and every ``[audit]
+integrity_interval_seconds`` it records its own files measured (``integrity``).
 
 SIGTERM and SIGINT stop it cleanly (``StopRequest``): the request in hand is
 finished, committed and answered, nothing more is claimed, the stop is
@@ -44,10 +45,12 @@ from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.crl.revocation import Revocations
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
+from signer_core.logkey import start_log_key
 from signer_core.openpgp.certify import OpenPGPSigner, close_signer, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
+from signer_core.selfcheck import IntegrityTimer, record_integrity
 from signer_core.stopping import StopRequest
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
@@ -92,6 +95,8 @@ def build_context(cfg: Config) -> SignerContext:
             config=str(cfg.path),
             config_sha256=hashlib.sha256(cfg.path.read_bytes()).hexdigest(),
         )
+        record_integrity(audit, cfg)
+        log_key, log_key_missing = start_log_key(cfg.audit, audit)
         roots = RootStore.load(cfg.x509)
         for root_id, root in sorted(roots.roots.items()):
             fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex()
@@ -118,6 +123,8 @@ def build_context(cfg: Config) -> SignerContext:
             revocations=revocations,
             openpgp=openpgp,
             openpgp_missing=openpgp_missing,
+            log_key=log_key,
+            log_key_missing=log_key_missing,
         )
     except BaseException:
         # A start that failed (a full disk...) is tried again: let go of what it
@@ -308,6 +315,7 @@ def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
 def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
     recover, woken = True, False
     tally = Tally(length=0.0)  # prune at once, and report what the first scan met
+    integrity = IntegrityTimer(ctx.config.audit.integrity_interval_seconds)
     with DirWatcher(spool.incoming, mask=COMMIT_MASK, min_interval=SCAN_INTERVAL) as watcher:
         log.info("watching %s", spool.incoming)
         while not stop.requested:
@@ -322,13 +330,15 @@ def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
                     watcher.credit_back()
                 if not tally.left() and not stop.requested:
                     tally = end_interval(ctx, spool, watcher, tally)
+                if not integrity.left() and not stop.requested:
+                    integrity.run(ctx.db, ctx.audit, ctx.config)
             except (OSError, sqlite3.OperationalError) as exc:
                 log.error("storage failure: %s; trying again in %.0f s", exc, STORAGE_RETRY)
                 recover, woken = True, False
                 stop.idle(time.sleep, STORAGE_RETRY)
                 continue
             recover = False
-            woken = stop.idle(watcher.wait, min(IDLE_WAKEUP, tally.left()))
+            woken = stop.idle(watcher.wait, min(IDLE_WAKEUP, tally.left(), integrity.left()))
 
 
 def record_stop(ctx: SignerContext, signum: int) -> None:

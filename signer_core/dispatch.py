@@ -42,6 +42,7 @@ from signer_core.budget import OverBudget, budget
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config
 from signer_core.crl.revocation import Revocations
+from signer_core.logkey import LogKey
 from signer_core.openpgp.certify import OpenPGPSigner, certify_key
 from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
@@ -83,6 +84,8 @@ class SignerContext:
     revocations: Revocations
     openpgp: OpenPGPSigner | None  # None: no OpenPGP root configured or installed
     openpgp_missing: str = "no OpenPGP root is configured"
+    log_key: LogKey | None = None  # None: the audit exchange is refused, for log_key_missing
+    log_key_missing: str = ""
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     spool_counts: Callable[[], Mapping[str, int]] = dict  # the daemon's Spool.counts
     # (root, serial) reserved by the request in hand: released if it is refused.

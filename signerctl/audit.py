@@ -1,16 +1,20 @@
-"""signerctl's view of the audit chain: ``audit verify`` and ``audit show``.
+"""signerctl's view of the audit chain: ``audit verify``, ``audit show`` and ``audit key``.
 
 Trusted side tooling, run by an operator as root or as the signer user, on
 the CA database read-only (``signer_core.store.audit`` holds the SQL). What
 ``show`` prints is the records as stored, not checked: ``verify`` checks the
-chain and gives the head hash the operator writes down.
+chain and gives the head hash the operator writes down. ``key`` prints the
+log key's verifier line, which anyone checks the log's checkpoints with; it
+reads the signer's key files and writes nothing (the signer makes the key).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from signer_core.logkey import LogKeyError, public_path, read_key, read_verifier
 from signer_core.store.audit import AuditLog, Record
 from signerctl.cli import count_arg, date_arg, open_database, read_config, serial_arg
 
@@ -55,10 +59,27 @@ def cmd_audit_show(args) -> tuple[object, int]:
     return [_row(r, args.json) for r in found], 0 if found else 1
 
 
+def cmd_audit_key(args) -> tuple[object, int]:
+    cfg = read_config(args).audit
+    # The private key is the truth, when this user can read it (root, the signer user): the
+    # .pub beside it is a copy the signer rewrites at start. Anyone else gets that copy.
+    try:
+        if os.access(cfg.log_key, os.R_OK):
+            verifier, source = read_key(cfg).verifier, cfg.log_key
+        else:
+            verifier, source = read_verifier(cfg), public_path(cfg)
+    except LogKeyError as exc:
+        print(f"signerctl: {exc}", file=sys.stderr)
+        return None, 1
+    if args.json:
+        return {"verifier": verifier.text(), "from": str(source)}, 0
+    return verifier.text(), 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """``audit verify`` and ``audit show`` on signerctl's parser."""
+    """``audit verify``, ``audit show`` and ``audit key`` on signerctl's parser."""
     audit = commands.add_parser("audit", help="the audit chain").add_subparsers(
-        dest="subcommand", metavar="{verify,show}", required=True
+        dest="subcommand", metavar="{verify,show,key}", required=True
     )
     audit.add_parser("verify", help="check the whole chain, print its head hash").set_defaults(
         func=cmd_audit_verify
@@ -72,3 +93,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--until", type=date_arg, help="before this date or time (UTC)")
     show.add_argument("--limit", type=count_arg, default=100, help="at most this many (100)")
     show.set_defaults(func=cmd_audit_show)
+    audit.add_parser(
+        "key", help="the log key's verifier line, to check the log's checkpoints with"
+    ).set_defaults(func=cmd_audit_key)

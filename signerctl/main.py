@@ -3,7 +3,8 @@
 Trusted side tooling, run by an operator (root or the signer user) on the
 appliance's console. It reads the configuration, the CA database (read-only)
 and the spool; it never talks to the link, and loads a private key only in
-the key ceremonies of ``root``.
+the key ceremonies of ``root`` and in ``audit key`` (the log key, for its
+public half).
 Output is a human table by default and JSON with ``--json``. The commands
 that write say so: spool requeue and purge (the spool), backup (the archive),
 restore (the configured paths), integrity (its record in the state

@@ -40,6 +40,7 @@ _DASH = "\u2014 "
 # which no part of a note may hold). Others' names follow it too, and a cosignature
 # under a name we would not choose must not make us refuse the note.
 _NAME = re.compile(r"[^\s+\x00-\x1f]+")
+NAME_CHARS = "!-*,-~"  # a class of printable ASCII without space and "+": the names we choose
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _KEY_HASH = re.compile(r"[0-9a-f]{8}")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
@@ -49,7 +50,8 @@ class NoteError(ValueError):
     """A note, checkpoint or key that cannot be used; the message says why."""
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it may name a key (a log's origin is its key's name); NoteError if not."""
     if not _NAME.fullmatch(name):
         raise NoteError(f"the key name {name!r} is empty or has a space, '+' or control character")
     return name
@@ -100,7 +102,7 @@ class Verifier:
         raw = _b64(encoded, "the verifier key")
         if len(raw) != 33 or raw[0] != ALG_ED25519:
             raise NoteError("the verifier key is not an Ed25519 key")
-        verifier = cls(_check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
+        verifier = cls(check_name(name), Ed25519PublicKey.from_public_bytes(raw[1:]))
         if verifier.key_hash != bytes.fromhex(hex_hash):
             raise NoteError("the verifier key's hash does not match its name and key")
         return verifier
@@ -110,7 +112,7 @@ def sign(text: str, name: str, key: Ed25519PrivateKey) -> str:
     """The signed note of ``text`` (which must end in a newline) by ``key`` under ``name``."""
     if not text.endswith("\n") or "\n\n" in text:
         raise NoteError("a note's text ends in one newline and has no empty line")
-    signature = key_hash(_check_name(name), key.public_key()) + key.sign(text.encode())
+    signature = key_hash(check_name(name), key.public_key()) + key.sign(text.encode())
     return f"{text}\n{_DASH}{name} {base64.b64encode(signature).decode()}\n"
 
 
@@ -154,7 +156,7 @@ def _signature_line(line: str) -> tuple[str, bytes]:
     signature = _b64(encoded, "a signature")
     if len(signature) < 5:
         raise NoteError("a signature is too short")
-    return _check_name(name), signature
+    return check_name(name), signature
 
 
 @dataclass(frozen=True)

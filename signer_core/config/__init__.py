@@ -9,8 +9,8 @@ directory holding the file.
 One reader per section: ``spool.settings`` reads ``[spool]`` and ``[comm]``
 (the comm handler reads them with the same code), ``signer`` reads
 ``[signer]`` and ``[crl]``, ``x509`` reads ``[x509]``, ``openpgp`` reads
-``[openpgp]``. This module puts them together, refuses unknown sections and
-nests the time limits across sections.
+``[openpgp]``, ``audit`` reads ``[audit]``. This module puts them together,
+refuses unknown sections and nests the time limits across sections.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from signer_core.config.audit import AuditConfig, read_audit
 from signer_core.config.openpgp import OpenPGPConfig, read_openpgp
 from signer_core.config.signer import CRLConfig, SignerConfig, read_crl, read_signer
 from signer_core.config.x509 import RootConfig, TokenKeyConfig, X509Config, read_x509
@@ -26,6 +27,7 @@ from spool.corrupt import CorruptLimits
 from spool.settings import CommSettings, ConfigError, read_comm, read_file, read_spool
 
 __all__ = [
+    "AuditConfig",
     "CRLConfig",
     "CommSettings",
     "Config",
@@ -48,6 +50,7 @@ class Config:
     x509: X509Config
     openpgp: OpenPGPConfig | None
     crl: CRLConfig
+    audit: AuditConfig
     spool_limits: CorruptLimits = CorruptLimits()
 
 
@@ -66,6 +69,7 @@ def load_config(path: Path) -> Config:
         x509=x509,
         openpgp=read_openpgp(top, x509.cps_url),
         crl=read_crl(top.sub("crl")),
+        audit=read_audit(top.sub("audit"), signer.state_dir),
         spool_limits=spool.corrupt,
     )
     top.finish()

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from signer_core.integrity import sha256_file
 from signer_core.store.audit import GENESIS, AuditLog, Verdict
 from signerctl.backup.crypt import encrypt_to_file, import_backup_key, throwaway_home
 from signerctl.backup.manifest import (
@@ -91,14 +92,6 @@ class _Item:
     def sha256(self) -> str:
         s = self.source
         return hashlib.sha256(s).hexdigest() if isinstance(s, bytes) else sha256_file(s)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def snapshot_database(database: Path, target: Path) -> None:

@@ -89,7 +89,8 @@ def _as_installed(path: Path) -> dict:
 
 
 def cmd_integrity(args) -> tuple[object, int]:
-    from signerctl.integrity import NO_BASELINE, IntegrityError, check
+    from signer_core.integrity import NO_BASELINE, IntegrityError
+    from signerctl.integrity import check
 
     try:
         report = check(read_config(args), baseline=args.baseline, accept=args.accept)

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signer_core import procfs
-from signerctl.backup.archive import audit_of, database_problem, sha256_file
+from signer_core.integrity import sha256_file
+from signerctl.backup.archive import audit_of, database_problem
 from signerctl.backup.crypt import decryption_problem, gpg_command, gpg_result
 from signerctl.backup.manifest import BLOCKLIST_MEMBER, CONFIG_MEMBER, DATABASE_MEMBER, Manifest
 from signerctl.backup.unpack import RestoreError, read_archive

@@ -297,8 +297,15 @@ def _enqueue_main(spool_dir: str) -> None:
 class LoneSigner:
     """signer-core on ``config`` as a plain child (as root it drops to its own user)."""
 
-    def __init__(self, config: Path, log_file: Path, wrapper: list[str] | None = None) -> None:
-        """``wrapper``: a command line to run it under (strace...)."""
+    def __init__(
+        self,
+        config: Path,
+        log_file: Path,
+        wrapper: list[str] | None = None,
+        code: Path = CODE_ROOT,
+    ) -> None:
+        """``wrapper``: a command line to run it under (strace...); ``code``: the tree
+        whose packages it runs (a copy, for a test that changes a program file)."""
         with open(log_file, "ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -309,7 +316,7 @@ class LoneSigner:
                     "--config",
                     str(config),
                 ],
-                cwd=CODE_ROOT,
+                cwd=code,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -12,14 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import signer_core
-from signerctl.integrity import (
-    LAST_CHECK_NAME,
-    IntegrityError,
-    check,
-    default_baseline,
-    last_check,
-    package_dirs,
-)
+from signer_core.integrity import IntegrityError, default_baseline, package_dirs
+from signerctl.integrity import LAST_CHECK_NAME, check, last_check
 from tests.support.backup import load, make_ca, make_root
 
 
@@ -57,6 +51,7 @@ def test_finds_the_installed_packages():
     assert dirs["signer_core"] == Path(signer_core.__file__).parent
     assert set(dirs) == {
         "spool",
+        "tlog",
         "hardening",
         "comm_handler",
         "signer_core",

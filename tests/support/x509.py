@@ -158,6 +158,7 @@ class World:
             + ENABLE_ALL
         )
         (directory / "signer.toml").write_text(toml)
+        (directory / "state").mkdir(exist_ok=True)  # as the package makes it: the log key's
         self.cfg = load_config(directory / "signer.toml")
         self.store = RootStore.load(self.cfg.x509)
         self.rsa_key = rsa.generate_private_key(65537, 2048)
