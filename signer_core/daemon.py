@@ -45,12 +45,12 @@ from signer_core.cakeys import CaKeys
 from signer_core.config import Config, ConfigError, load_config
 from signer_core.crl.revocation import Revocations
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
+from signer_core.integrity_records import IntegrityTimer, record_integrity
 from signer_core.logkey import start_log_key
 from signer_core.openpgp.certify import OpenPGPSigner, close_signer, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
-from signer_core.selfcheck import IntegrityTimer, record_integrity
 from signer_core.stopping import StopRequest
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase

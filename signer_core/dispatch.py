@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
+from signer_core.audit_exchange import LogCheck, handle_audit
 from signer_core.budget import OverBudget, budget
 from signer_core.cakeys import CaKeys
 from signer_core.config import Config
@@ -90,6 +91,7 @@ class SignerContext:
     spool_counts: Callable[[], Mapping[str, int]] = dict  # the daemon's Spool.counts
     # (root, serial) reserved by the request in hand: released if it is refused.
     reservation: tuple[int, int] | None = None
+    audit_check: LogCheck | None = None  # made by the first audit request
 
     @property
     def retry_window(self) -> int:
@@ -305,6 +307,7 @@ REQUEST_KINDS: Mapping[tuple[int, int], Handler] = {
     (Action.SIGN, System.OPENPGP): handle_sign_openpgp,
     (Action.REVOKE, System.X509): handle_revoke,
     (Action.STATUS, System.NONE): handle_status,  # v2 only (spool.header.V2_ONLY)
+    (Action.AUDIT, System.NONE): handle_audit,  # v2 only
 }
 
 

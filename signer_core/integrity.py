@@ -2,7 +2,7 @@
 certificates and systemd units still what an operator accepted?
 
 Trusted side, shared by the signer (its "integrity" audit records, at start
-and every ``[audit] integrity_interval_seconds``: ``signer_core.selfcheck``)
+and every ``[audit] integrity_interval_seconds``: ``signer_core.integrity_records``)
 and ``signerctl integrity`` (run by an operator as root, which also records
 its result and accepts a new baseline). It hashes every file of the
 program's packages (the list is pyproject.toml's; see ``package_names``),

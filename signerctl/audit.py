@@ -16,6 +16,7 @@ import sys
 
 from signer_core.logkey import LogKeyError, public_path, read_key, read_verifier
 from signer_core.store.audit import AuditLog, Record
+from signerctl import audit_export
 from signerctl.cli import count_arg, date_arg, open_database, read_config, serial_arg
 
 
@@ -77,9 +78,9 @@ def cmd_audit_key(args) -> tuple[object, int]:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """``audit verify``, ``audit show`` and ``audit key`` on signerctl's parser."""
+    """``audit verify``, ``audit show``, ``audit key`` and ``audit export`` on signerctl's parser."""
     audit = commands.add_parser("audit", help="the audit chain").add_subparsers(
-        dest="subcommand", metavar="{verify,show,key}", required=True
+        dest="subcommand", metavar="{verify,show,key,export}", required=True
     )
     audit.add_parser("verify", help="check the whole chain, print its head hash").set_defaults(
         func=cmd_audit_verify
@@ -96,3 +97,4 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     audit.add_parser(
         "key", help="the log key's verifier line, to check the log's checkpoints with"
     ).set_defaults(func=cmd_audit_key)
+    audit_export.add_command(audit)

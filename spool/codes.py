@@ -6,7 +6,7 @@ a text in a v2 answer; the comm handler turns the first into the second and
 the web host's bridge the second back into the first, both through this
 table, so that a name and its number never disagree. Numbers are grouped by
 who refuses (the link, the request's form, X.509, OpenPGP, revocation, the
-roots); a number, once given, is never reused for another name.
+roots, the audit log); a number, once given, is never reused for another name.
 A test checks that every code the programs can send is here.
 """
 
@@ -138,6 +138,8 @@ _GROUPS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "root-not-yet-valid",
         ),
     ),
+    # The audit log's exchange.
+    (600, ("audit-unavailable",)),
 )
 
 TRANSIENT = frozenset({"spool-unavailable", "bad-result", "timeout", "link-down"})

@@ -37,6 +37,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "spool.header",
             "spool.codes",
             "spool.record",
+            "spool.safeio",
             "spool.settings",
             "tlog",
         }

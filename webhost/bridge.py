@@ -19,6 +19,14 @@ refusal; the cable is reopened with backoff, so a cable unplugged and
 plugged back costs only the requests sent meanwhile, each refused, none lost.
 
 Each exchange is logged: id, kind, request and answer sizes, time, outcome.
+
+With ``--audit-state DIR``, each keep-alive (the client's cycle) is followed
+by an audit sync (``webhost.audit_sync``): up to ``--audit-batches`` answers
+of the appliance's audit log, fewer when the client is already sending its
+next request, into the verified copy in DIR. An alarm (a rollback, a fork,
+records that do not match) is logged as an error on every cycle and kept in
+DIR (``ALARM``, ``evidence/``), where ``signer-client audit verify`` finds it
+and exits 5 for a monitor; the v1 link is served all the same.
 SIGTERM and SIGINT end it with status 0; a bad option is status 2.
 """
 
@@ -32,6 +40,8 @@ import signal
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -42,11 +52,14 @@ from comm_handler.repeats import Repeats
 from comm_handler.transfer import PORT_ERRORS, LinkClosed, LinkError, wait_for_start
 from comm_handler.v1server import MAX_REFUSAL, Outcome, V1Server
 from comm_handler.v2link import V2Timeouts, exchange
-from comm_handler.v2messages import V2Answer, V2Request, decode_answer, encode_request
+from comm_handler.v2messages import Kind, V2Answer, V2Request, decode_answer, encode_request
 from spool import codes
 from spool.header import Action, HeaderError, RequestHeader, System
 from spool.record import error_payload
 from spool.settings import LinkTimeouts
+from tlog.exchange import AuditQuery
+from webhost.audit_copy import AuditCopy, CopyError
+from webhost.audit_sync import AuditAlarm, Sync, SyncError
 from webhost.client_v2 import new_request_id
 from webhost.ptyport import PtyPort
 
@@ -54,6 +67,13 @@ log = logging.getLogger("signer-bridge")
 
 REOPEN_BACKOFF = (0.5, 10.0)  # s: first and longest wait between attempts to open the cable
 REMEMBERED = 256  # unACKed requests whose ids are kept for their retries
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    state: Path  # the verified copy's directory
+    key: Path | None  # the log's public key; kept in the copy after the first sync
+    batches: int  # answers per cycle at most
 
 
 class Cable:
@@ -115,9 +135,38 @@ def _request_key(header: RequestHeader, payloads: tuple[bytes, bytes, bytes]) ->
 class Bridge:
     """The v1 server's backend: each v1 request over v2, with the id its history calls for."""
 
-    def __init__(self, cable: Cable) -> None:
+    def __init__(self, cable: Cable, audit: AuditSettings | None = None) -> None:
         self.cable = cable
         self.unacked: OrderedDict[bytes, bytes] = OrderedDict()  # request key -> its v2 id
+        self.audit = audit
+        self.cycle = False  # a keep-alive was served: the audit sync is due
+
+    def _ask_audit(self, query: AuditQuery) -> V2Answer:
+        request = V2Request(Kind.AUDIT, payloads=(query.encode(), b"", b""))
+        return self.cable.exchange(new_request_id(), encode_request(request))
+
+    def sync_audit(self, busy: Callable[[], bool]) -> None:
+        """The audit sync of one cycle; whatever it finds is logged, never raised."""
+        self.cycle = False
+        if self.audit is None:
+            return
+        try:
+            with AuditCopy(self.audit.state) as copy:
+                sync = Sync(self._ask_audit, copy, copy.verifier(self.audit.key))
+                result = sync.run(self.audit.batches, busy)
+        except AuditAlarm as exc:
+            log.error("audit alarm: %s", exc)
+            return
+        except (SyncError, CopyError, LinkError, FrameError) as exc:
+            log.warning("audit sync stopped: %s", exc)
+            return
+        log.info(
+            "audit log: %d records verified (%d new, %d answers)%s",
+            result.size,
+            result.added,
+            result.batches,
+            "" if result.complete else ", more next cycle",
+        )
 
     def _id_for(self, key: bytes) -> bytes:
         request_id = self.unacked.pop(key, None) or new_request_id()
@@ -129,6 +178,8 @@ class Bridge:
     def submit(
         self, header: RequestHeader, payloads: tuple[bytes, bytes, bytes], received_at: float
     ) -> Outcome:
+        if header.action == Action.NUL:
+            self.cycle = header.system == System.NONE
         if header.action == Action.NUL and header.system != System.NONE:
             # v1 answers every keep-alive at once and leaves the rest to the signer,
             # which audits this one as refused; v2 has no kind for it.
@@ -192,6 +243,8 @@ def serve(pty: PtyPort, bridge: Bridge) -> None:
             log.warning("v1 exchange abandoned: %s", exc)
         except Exception:  # a bug must cost one exchange, not the bridge
             log.exception("unexpected error in a v1 exchange")
+        if bridge.cycle:
+            bridge.sync_audit(lambda: pty.in_waiting > 0)
 
 
 def _seconds(text: str) -> float:
@@ -228,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         default=105.0,
         help="s to wait for the appliance's answer (default 105, inside the client's 120)",
     )
+    parser.add_argument("--audit-state", type=Path, help="sync the audit log into this copy")
+    parser.add_argument("--audit-key", type=Path, help="the log's public key (first sync)")
+    parser.add_argument(
+        "--audit-batches",
+        type=int,
+        default=4,
+        help="audit answers per cycle at most (default 4)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="signer-bridge: %(levelname)s %(message)s")
@@ -257,7 +318,10 @@ def _run(args: argparse.Namespace, pty: PtyPort) -> int:
     )
     cable = Cable(args.device, args.baud, timeouts)
     try:
-        serve(pty, Bridge(cable))
+        audit = None
+        if args.audit_state is not None:
+            audit = AuditSettings(args.audit_state, args.audit_key, max(1, args.audit_batches))
+        serve(pty, Bridge(cable, audit))
     finally:
         cable.close()
         if args.v1_link is not None and os.path.realpath(args.v1_link) == pty.name:

@@ -31,10 +31,10 @@ from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
 from comm_handler.v2messages import Kind, V2Request
 from spool.header import BUILTIN_PROFILE_NAMES, DIGEST_IDS
+from webhost import audit_cli
 from webhost.client import ClientError, Response, WebClient, nul_timestamp
 from webhost.client_v2 import V2Client
-
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_UNUSABLE = 0, 1, 2, 3, 4
+from webhost.exits import EXIT_LINK, EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE, EXIT_USAGE
 
 log = logging.getLogger("signer-client")
 
@@ -53,7 +53,8 @@ EPILOG = "\n\n".join(
         " the appliance's configuration adds is given by its number.",
         "exit status: 0 success, 1 refused by the appliance, 2 bad usage or an"
         " unreadable input file (nothing sent), 3 link failure, 4 an answer that"
-        " could not be used (the CRL file is unchanged).",
+        " could not be used (the CRL file is unchanged), 5 the audit log failed a"
+        " check (audit-sync, audit verify: the alarm, with its evidence kept).",
     )
 )
 
@@ -144,9 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--link",
-        required=True,
         metavar="PATH_OR_URL",
-        help="device path or pyserial URL (loop://, socket://host:port)",
+        help="device path or pyserial URL (loop://, socket://host:port); every command but"
+        " audit verify and audit-sync --from needs it",
     )
     parser.add_argument(
         "--timeout",
@@ -172,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("nul", help="keep-alive carrying the time; prints the time sent")
     sub.add_parser("status", help="what the appliance says of itself, as JSON (needs --v2)")
+    audit_cli.add_commands(sub)
     x509 = sub.add_parser("sign-x509", help="sign a PKCS#10 or SPKAC request")
     x509.add_argument("--root", type=_root, required=True, metavar="N", help="root number, 0-255")
     x509.add_argument(
@@ -286,11 +288,21 @@ def _fail(code: int, sentence: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "status" and not args.v2:
-        parser.error("status is a request of link protocol v2: add --v2")
+    if (
+        args.command in ("status", "audit-sync")
+        and not args.v2
+        and not getattr(args, "export", None)
+    ):
+        parser.error(f"{args.command} is a request of link protocol v2: add --v2")
+    if args.link is None and args.command != "audit" and not getattr(args, "export", None):
+        parser.error("the link is needed: give --link")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
+    if args.command == "audit-sync":
+        return audit_cli.sync_command(args)
+    if args.command == "audit":
+        return audit_cli.verify_command(args)
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     held = _held_crl(args)
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from comm_handler.frames import Message, decode_message, encode_message
 from comm_handler.transfer import PORT_ERRORS, Pacing, SerialLike, receive_message, send_message
 from spool.header import Action, RequestHeader, System, is_spkac
+from spool.safeio import commit_file
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,8 @@ def apply_crl_answer(answer: bytes, held: bytes, crl_path: Path, root_cert_path:
     new = _pem_crl_to_der(answer) if is_pem else xdelta_patch(held, answer)
     verify_crl(new, root_cert_path)
     try:
-        _replace_atomically(crl_path, new)
+        mode = crl_path.stat().st_mode & 0o7777 if crl_path.exists() else 0o644
+        commit_file(crl_path.parent, crl_path.name, new, mode)
     except OSError as exc:
         raise CrlUpdateError(f"cannot replace {crl_path} ({exc.strerror})") from exc
     return new
@@ -291,23 +292,3 @@ def verify_crl(der: bytes, root_cert_path: Path) -> None:
         raise CrlUpdateError("the root certificate holds no key that signs CRLs")
     if not crl.is_signature_valid(key):
         raise CrlUpdateError("CRL signature does not verify with the root certificate")
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -1,9 +1,10 @@
 """``[audit]``: the witnessed audit log's key, its name, and how often the signer measures itself.
 
 Trusted side; the file is the operator's (see ``signer_core.config``). The
-origin is checked with the signed-note rule (``tlog.note.check_name``), since
-it is the log key's name in every checkpoint: a name the web side would
-refuse must stop the signer at start, not every sync later.
+origin is the log key's name in every checkpoint, so it is checked here,
+printable ASCII without spaces or '+' (within signed-note's rule, which
+``tlog.note`` checks): a name the web side would refuse must stop the signer
+at start, not every sync later.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 from pathlib import Path
 
 from spool.settings import ConfigError, Table
-from tlog.note import NAME_CHARS, NoteError, check_name
+from tlog.note import NAME_CHARS
 
 LOG_KEY_NAME = "audit-log.key"
 # Below a second the measurement (a few hundred ms of hashing) would be most of what the
@@ -48,9 +49,11 @@ def read_audit(t: Table, state_dir: Path) -> AuditConfig:
             " seconds",
         ),
     )
-    try:
-        check_name(a.origin)
-    except NoteError as exc:
-        raise ConfigError(f"{t.key('origin')}: {exc}") from None
+    # Stricter than signed-note: the name this appliance chooses is printable ASCII.
+    if not re.fullmatch(f"[{NAME_CHARS}]+", a.origin):
+        raise ConfigError(
+            f"{t.key('origin')}: the key name {a.origin!r} is not printable ASCII"
+            " without spaces and '+'"
+        )
     t.finish()
     return a

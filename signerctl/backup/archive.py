@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO
 
 from signer_core.integrity import sha256_file
-from signer_core.store.audit import GENESIS, AuditLog, Verdict
+from signer_core.store.audit import AuditLog, Verdict
 from signerctl.backup.crypt import encrypt_to_file, import_backup_key, throwaway_home
 from signerctl.backup.manifest import (
     BLOCKLIST_MEMBER,
@@ -56,6 +56,7 @@ from signerctl.backup.manifest import (
     check_member_name,
 )
 from spool.safeio import commit_stream
+from tlog.records import GENESIS
 
 
 @dataclass(frozen=True)

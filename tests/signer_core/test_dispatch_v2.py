@@ -15,8 +15,11 @@ from signer_core.dispatch import dispatch, handle_receipt
 from spool.entry import new_id
 from spool.header import VERSION_2, Action, RequestHeader, System
 from spool.record import Receipt, Request
+from tests.support.audit import audit_request
 from tests.support.dispatch import again, audit, certificate, sign_request, states
 from tests.support.x509 import NOW
+from tlog.exchange import AuditQuery, AuditReply
+from tlog.note import open_checkpoint
 
 
 def v2(request: Request, link_id: bytes) -> Request:
@@ -95,7 +98,18 @@ def test_status_refuses_payloads_and_is_unknown_to_v1(ctx):
     assert refusal(ctx, v1_status).startswith(b"ERR bad-header:")
 
 
-def test_the_reserved_audit_kind_is_refused_as_unknown(ctx):
-    header = RequestHeader(version=VERSION_2, action=Action.AUDIT, system=System.NONE)
-    request = dataclasses.replace(status_request(), header=header.to_bytes())
-    assert refusal(ctx, request).startswith(b"ERR unknown-request:")
+def test_an_audit_request_gets_a_signed_checkpoint_of_the_whole_log(ctx):
+    answer = dispatch(ctx, audit_request(AuditQuery(0, 0)))
+    assert answer is not None and answer.payload2 == b""
+    reply = AuditReply.decode(answer.payload1)
+    assert ctx.log_key is not None
+    checkpoint = open_checkpoint(reply.note, ctx.log_key.verifier)
+    assert checkpoint.size == reply.count == ctx.audit.head()[0] > 0  # an audit request adds none
+    assert reply.damage == 0 and reply.proof == ()
+
+
+def test_a_bad_audit_request_is_refused_and_without_a_key_audit_is_unavailable(ctx):
+    bad = dataclasses.replace(audit_request(AuditQuery(0, 0)), payloads=(b"x" * 15, b"", b""))
+    assert refusal(ctx, bad).startswith(b"ERR bad-request: an audit request is 16 bytes")
+    ctx.log_key = None
+    assert refusal(ctx, audit_request(AuditQuery(0, 0))).startswith(b"ERR audit-unavailable:")

@@ -10,10 +10,11 @@ import sqlite3
 
 import pytest
 
-from signer_core.store.audit import GENESIS, AuditLog, record_hash, record_leaf
+from signer_core.store.audit import AuditLog, record_hash, record_leaf
 from signer_core.store.auditree import AuditTree
 from signer_core.store.cadb import CADatabase
 from tlog import merkle
+from tlog.records import GENESIS
 
 N = 10_000
 

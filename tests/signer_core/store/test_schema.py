@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from signer_core.store import clock, crls, openssl, schema
-from signer_core.store.audit import GENESIS, AuditLog, Verdict, record_hash
+from signer_core.store.audit import AuditLog, Verdict, record_hash
 from signer_core.store.auditree import AuditTree
 from signer_core.store.cadb import CADatabase
 from signer_core.store.schema import SCHEMA_VERSION, SchemaError, open_readonly
 from tlog import merkle
+from tlog.records import GENESIS
 
 # -- release 1 (no user_version): every table as its module made it -------------
 

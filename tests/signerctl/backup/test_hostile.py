@@ -17,7 +17,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer_core.store.audit import GENESIS
 from signerctl.backup.manifest import (
     MANIFEST,
     BackupError,
@@ -27,6 +26,7 @@ from signerctl.backup.manifest import (
     parse_manifest,
 )
 from signerctl.backup.unpack import RestoreError, read_archive
+from tlog.records import GENESIS
 
 FILES = {
     "config/signer.toml": b"[spool]\ndir = 'spool'\n",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -19,7 +21,12 @@ from signer_core.integrity import (
     package_names,
     set_digest,
 )
-from signer_core.selfcheck import MAX_LABELS, IntegrityTimer, integrity_details, record_integrity
+from signer_core.integrity_records import (
+    MAX_LABELS,
+    IntegrityTimer,
+    integrity_details,
+    record_integrity,
+)
 from signer_core.store.audit import AuditLog
 from signer_core.store.cadb import CADatabase
 from signerctl.demo import rig
@@ -128,10 +135,36 @@ def test_the_timer_records_when_due_and_then_waits_an_interval(site, tmp_path):
         db.close()
 
 
+def _changed(database) -> dict | None:
+    """The first integrity record that names a change, if any yet."""
+    return next((e for e in rig.audit_events(database, "integrity") if e.get("changed")), None)
+
+
+def _export_and_sync(config, since: int, export, state, key) -> subprocess.CompletedProcess[str]:
+    """``signerctl audit export`` at the appliance, ``signer-client audit-sync --from`` at the
+    web host: how a site without the bridge carries the log out."""
+    done = subprocess.run(
+        [sys.executable, "-m", "signerctl.main", "--config", str(config), "audit", "export"]
+        + ["--since", str(since), "--out", str(export)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return subprocess.run(
+        [sys.executable, "-m", "webhost.cli", "audit-sync", "--state", str(state)]
+        + ["--key", str(key), "--from", str(export)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_the_running_signer_records_a_changed_program_file(world_dir, users, monkeypatch):
     """As the signer user (as root): every file it hashes is readable to it, the record at
     start matches the baseline root accepted, and one interval after a program file of the
-    tree it runs from changed, a record names that file."""
+    tree it runs from changed, a record names that file, and it reaches the web host's copy
+    (by export: the bridge's way is tests/system/comm/test_audit_bridge.py)."""
     config = create_demo_ca(world_dir / "ca", users, "/dev/null")
     with config.open("a") as f:
         f.write("\n[audit]\nintegrity_interval_seconds = 1\n")
@@ -149,15 +182,23 @@ def test_the_running_signer_records_a_changed_program_file(world_dir, users, mon
     try:
         rig.wait_until(lambda: "watching " in log_file.read_text(), 30, "the signer to start")
         (first,) = rig.audit_events(database, "integrity")
+        state, key = world_dir / "web" / "copy", world_dir / "ca" / "lib" / "audit-log.key.pub"
+        synced = _export_and_sync(config, 0, world_dir / "one.export", state, key)
+        assert synced.returncode == 0, synced.stderr
+        size = json.loads((state / "state.json").read_text())["size"]
         target = code / "tlog" / "merkle.py"
         target.write_text(target.read_text() + "# changed\n")
-        rig.wait_until(
-            lambda: len(rig.audit_events(database, "integrity")) > 1, 10, "a second record"
-        )
+        rig.wait_until(lambda: _changed(database) is not None, 10, "a record of the change")
+        synced = _export_and_sync(config, size, world_dir / "two.export", state, key)
+        assert synced.returncode == 0, synced.stderr
     finally:
         signer.stop()
+    copied = [json.loads(line) for line in (state / "records.jsonl").read_text().splitlines()]
+    reports = [json.loads(r["details"]) for r in copied if r["event"] == "integrity"]
+    assert len(reports) >= 2 and reports[-1]["changed"] == ["program:tlog/merkle.py"]
     assert first["clean"] is True, first
     assert (first["digest"], first["files"]) == (accepted.digest, len(accepted.files))
-    second = rig.audit_events(database, "integrity")[1]
+    second = _changed(database)
+    assert second is not None
     assert second["changed"] == ["program:tlog/merkle.py"] and second["clean"] is False
     assert second["baseline_digest"] == accepted.digest != second["digest"]

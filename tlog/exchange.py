@@ -1,0 +1,137 @@
+"""The audit exchange's bodies: what the web side asks, what the signer answers.
+
+Pure code, no I/O, shared by both sides; they travel as payload 1 of a link
+protocol v2 request and answer of kind ``audit``. Decoding trusts nothing:
+fixed fields are checked for length, the proof for its count, the batch is
+read by ``tlog.records``, and any fault raises ``ExchangeError``.
+
+Request (integers big-endian)::
+
+    have (8: the tree size whose checkpoint the web side verified last)
+    | start (8: how many records its copy holds; the batch starts after them)
+
+Answer::
+
+    note length (2) | note (the signed checkpoint of the signer's tree now)
+    | damage (8: the first record the signer's own check found bad, 0 = none)
+    | proof count (1) | count x 32 (consistency proof from ``have`` to the checkpoint)
+    | record count (2) | batch length (4) | batch (``tlog.records``)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tlog.merkle import HASH_SIZE
+from tlog.note import MAX_NOTE
+from tlog.records import MAX_BATCH
+
+REQUEST_SIZE = 16
+MAX_PROOF = 64  # hashes: a consistency proof of a tree of 2^63 leaves has fewer
+
+
+class ExchangeError(ValueError):
+    """An audit request or answer that cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    have: int
+    start: int
+
+    def encode(self) -> bytes:
+        return struct.pack(">QQ", self.have, self.start)
+
+    @classmethod
+    def decode(cls, body: bytes) -> AuditQuery:
+        if len(body) != REQUEST_SIZE:
+            raise ExchangeError(f"an audit request is {REQUEST_SIZE} bytes, not {len(body)}")
+        have, start = struct.unpack(">QQ", body)
+        if max(have, start) >= 1 << 63:
+            raise ExchangeError("an audit request's tree size is out of range")
+        return cls(have, start)
+
+
+@dataclass(frozen=True)
+class AuditReply:
+    note: bytes
+    damage: int
+    proof: tuple[bytes, ...]
+    count: int
+    batch: bytes
+
+    def encode(self) -> bytes:
+        return b"".join(
+            (
+                struct.pack(">H", len(self.note)),
+                self.note,
+                struct.pack(">QB", self.damage, len(self.proof)),
+                *self.proof,
+                struct.pack(">HI", self.count, len(self.batch)),
+                self.batch,
+            )
+        )
+
+    @classmethod
+    def decode(cls, body: bytes) -> AuditReply:
+        at = 0
+
+        def take(n: int) -> bytes:
+            nonlocal at
+            if at + n > len(body):
+                raise ExchangeError("the audit answer is cut short")
+            at += n
+            return body[at - n : at]
+
+        (note_size,) = struct.unpack(">H", take(2))
+        if note_size > MAX_NOTE:
+            raise ExchangeError(f"the audit answer's checkpoint is over {MAX_NOTE} bytes")
+        note = take(note_size)
+        damage, proof_count = struct.unpack(">QB", take(9))
+        if proof_count > MAX_PROOF:
+            raise ExchangeError(f"the audit answer's proof has over {MAX_PROOF} hashes")
+        proof = tuple(take(HASH_SIZE) for _ in range(proof_count))
+        count, batch_size = struct.unpack(">HI", take(6))
+        if batch_size > MAX_BATCH:
+            raise ExchangeError(f"the audit answer's batch is over {MAX_BATCH} bytes")
+        batch = take(batch_size)
+        if at != len(body):
+            raise ExchangeError("the audit answer has bytes after its batch")
+        return cls(note, damage, proof, count, batch)
+
+
+EXPORT_MAGIC = b"signer-appliance audit export 1\n"
+"""An export file (``signerctl audit export``) is this line, the size it starts from (8), then
+the answers to the queries (since, since), (since, since + the first batch's count)... each as
+length (4) | body, all with the same checkpoint."""
+
+
+def export_head(since: int) -> bytes:
+    return EXPORT_MAGIC + struct.pack(">Q", since)
+
+
+def export_frame(reply: AuditReply) -> bytes:
+    body = reply.encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def read_export_head(stream: BinaryIO) -> int:
+    """The size an export file starts from; ExchangeError if it is not one."""
+    head = stream.read(len(EXPORT_MAGIC) + 8)
+    if len(head) != len(EXPORT_MAGIC) + 8 or not head.startswith(EXPORT_MAGIC):
+        raise ExchangeError("the file is not an audit export")
+    return int.from_bytes(head[-8:], "big")
+
+
+def read_export(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The answer bodies after the head, each at most ``limit`` bytes; ExchangeError if cut."""
+    while head := stream.read(4):
+        if len(head) != 4 or (size := int.from_bytes(head, "big")) > limit:
+            raise ExchangeError("the export is cut short or holds an answer over the limit")
+        body = stream.read(size)
+        if len(body) != size:
+            raise ExchangeError("the export is cut short")
+        yield body
