@@ -66,11 +66,10 @@ log = logging.getLogger("signer-core")
 
 RESULT_MAX_AGE = 24 * 3600.0  # results nobody collected; a retry is answered from the database
 TEMP_MAX_AGE = 3600.0  # a comm temp file this old was left by a crash, not a write in progress
-# s between scans of incoming/ when no event comes: the bound on what a missed
-# wake-up costs. Test runs (1 in about 4 full runs, a delivery receipt each time)
-# have shown an entry left in incoming/ with the signer idle in poll, its event
-# never seen, then taken at a later scan; the cause is not found. A listing every
-# 5 s costs the idle signer nothing measurable.
+# s between scans of incoming/ when no event comes: the bound on what a missed wake-up
+# costs. Test runs (1 in about 4 full runs, a delivery receipt each time) have shown an
+# entry left in incoming/ with the signer idle in poll, its event never seen, then taken
+# at a later scan; the cause is not found. A listing every 5 s costs the idle signer nothing.
 IDLE_WAKEUP = 5.0
 STORAGE_RETRY = 5.0
 START_REPORT_INTERVAL = 60.0  # s between two reports of the same reason the signer cannot start
@@ -332,6 +331,8 @@ def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
                     tally = end_interval(ctx, spool, watcher, tally)
                 if not integrity.left() and not stop.requested:
                     integrity.run(ctx.db, ctx.audit, ctx.config)
+                if not served and ctx.audit_check is not None:
+                    ctx.audit_check.refresh()  # between requests: it may read the whole log
             except (OSError, sqlite3.OperationalError) as exc:
                 log.error("storage failure: %s; trying again in %.0f s", exc, STORAGE_RETRY)
                 recover, woken = True, False

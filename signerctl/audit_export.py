@@ -43,7 +43,7 @@ def cmd_audit_export(args: argparse.Namespace) -> tuple[object, int]:
             raise CtlError(f"the audit log has {size} records, fewer than --since {args.since}")
         frames, start = [export_head(args.since)], args.since
         while True:
-            reply = build_reply(audit, key, AuditQuery(args.since, start), 0)
+            reply = build_reply(audit, key, AuditQuery(start), 0)
             frames.append(export_frame(reply))
             start += reply.count
             if start >= size or not reply.count:

@@ -7,21 +7,30 @@ read by ``tlog.records``, and any fault raises ``ExchangeError``.
 
 Request (integers big-endian)::
 
-    have (8: the tree size whose checkpoint the web side verified last)
-    | start (8: how many records its copy holds; the batch starts after them)
+    start (8: how many records the web side's copy holds, all verified)
+    | nonce (16: fresh random bytes, so that an old answer cannot be replayed)
 
 Answer::
 
     note length (2) | note (the signed checkpoint of the signer's tree now)
     | damage (8: the first record the signer's own check found bad, 0 = none)
-    | proof count (1) | count x 32 (consistency proof from ``have`` to the checkpoint)
+    | proof count (1) | count x 32 (consistency proof from start + record count
+      to the checkpoint's size)
     | record count (2) | batch length (4) | batch (``tlog.records``)
+
+Only the note is signed, so the note carries the rest: one extension line,
+``answer <base64 SHA-256>``, over the request and every other field of the
+answer (``binding``). A field changed on the way, or an answer to another
+request, then fails as a whole, and what the web side alarms on is always
+something the log key signed.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -29,8 +38,10 @@ from tlog.merkle import HASH_SIZE
 from tlog.note import MAX_NOTE
 from tlog.records import MAX_BATCH
 
-REQUEST_SIZE = 16
+REQUEST_SIZE = 24
+NONCE_SIZE = 16
 MAX_PROOF = 64  # hashes: a consistency proof of a tree of 2^63 leaves has fewer
+BINDING = "answer "
 
 
 class ExchangeError(ValueError):
@@ -39,20 +50,30 @@ class ExchangeError(ValueError):
 
 @dataclass(frozen=True)
 class AuditQuery:
-    have: int
     start: int
+    nonce: bytes = bytes(NONCE_SIZE)
 
     def encode(self) -> bytes:
-        return struct.pack(">QQ", self.have, self.start)
+        return struct.pack(">Q", self.start) + self.nonce
 
     @classmethod
     def decode(cls, body: bytes) -> AuditQuery:
         if len(body) != REQUEST_SIZE:
             raise ExchangeError(f"an audit request is {REQUEST_SIZE} bytes, not {len(body)}")
-        have, start = struct.unpack(">QQ", body)
-        if max(have, start) >= 1 << 63:
+        (start,) = struct.unpack(">Q", body[:8])
+        if start >= 1 << 63:
             raise ExchangeError("an audit request's tree size is out of range")
-        return cls(have, start)
+        return cls(start, body[8:])
+
+
+def binding(
+    query: AuditQuery, damage: int, proof: Sequence[bytes], count: int, batch: bytes
+) -> str:
+    """The note's extension line that ties the answer's unsigned fields to its signature."""
+    digest = hashlib.sha256(query.encode())
+    digest.update(struct.pack(">QB", damage, len(proof)) + b"".join(proof))
+    digest.update(struct.pack(">HI", count, len(batch)) + batch)
+    return BINDING + base64.b64encode(digest.digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,10 @@ class AuditReply:
     proof: tuple[bytes, ...]
     count: int
     batch: bytes
+
+    def binds(self, query: AuditQuery, extensions: Sequence[str]) -> bool:
+        """Whether ``extensions`` (the signed note's) bind this answer to ``query``."""
+        return binding(query, self.damage, self.proof, self.count, self.batch) in extensions
 
     def encode(self) -> bytes:
         return b"".join(
@@ -103,10 +128,10 @@ class AuditReply:
         return cls(note, damage, proof, count, batch)
 
 
-EXPORT_MAGIC = b"signer-appliance audit export 1\n"
+EXPORT_MAGIC = b"signer-appliance audit export 2\n"
 """An export file (``signerctl audit export``) is this line, the size it starts from (8), then
-the answers to the queries (since, since), (since, since + the first batch's count)... each as
-length (4) | body, all with the same checkpoint."""
+the answers to the queries (since), (since + the first batch's count)... with the nonce of
+zeros (a file is its own freshness), each as length (4) | body, all under one checkpoint."""
 
 
 def export_head(since: int) -> bytes:

@@ -25,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -164,9 +164,18 @@ class Checkpoint:
     origin: str
     size: int
     root: bytes
+    # Extension lines, signed with the rest; left out of equality, as a reader that
+    # knows none of them sees the same checkpoint.
+    extensions: tuple[str, ...] = field(default=(), compare=False)
 
     def text(self) -> str:
-        return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
+        lines = (
+            self.origin,
+            str(self.size),
+            base64.b64encode(self.root).decode(),
+            *self.extensions,
+        )
+        return "".join(line + "\n" for line in lines)
 
     def sign(self, key: Ed25519PrivateKey) -> str:
         return sign(self.text(), self.origin, key)
@@ -185,7 +194,7 @@ class Checkpoint:
         raw = _b64(root, "the checkpoint's root hash")
         if len(raw) != 32:
             raise NoteError("the checkpoint's root hash is not 32 bytes")
-        return cls(origin, int(size), raw)
+        return cls(origin, int(size), raw, tuple(lines[3:-1]))
 
 
 def open_checkpoint(note: str | bytes, verifier: Verifier) -> Checkpoint:

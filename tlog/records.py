@@ -11,7 +11,8 @@ nor ``hash``: the receiver computes both from the records it already holds,
 so a record the signer's database altered cannot bring its own links along.
 Decoding trusts nothing: every length is bounded by what is left, the whole
 batch by ``MAX_BATCH`` once inflated (a compression bomb stops there), the
-text fields must be UTF-8 and the numbers must follow on.
+text fields must be UTF-8 without line breaks (``material``'s separator,
+so that two records can never hash alike), and the numbers must follow on.
 
 Batch (uncompressed), per record::
 
@@ -130,9 +131,12 @@ def decode_batch(data: bytes, count: int, first: int) -> list[Bare]:
 
     def text(width: int) -> str:
         try:
-            return take(int.from_bytes(take(width), "big")).decode("utf-8")
+            value = take(int.from_bytes(take(width), "big")).decode("utf-8")
         except UnicodeDecodeError:
             raise BatchError("a record field is not UTF-8") from None
+        if "\n" in value:  # the separator of ``material``: a field must not hold one
+            raise BatchError("a record field holds a line break")
+        return value
 
     for expected in range(first, first + count):
         (seq,) = struct.unpack(">Q", take(8))

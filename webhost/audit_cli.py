@@ -21,7 +21,14 @@ from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
 from comm_handler.v2messages import Kind, V2Answer, V2Request
 from spool import codes
-from tlog.exchange import AuditQuery, AuditReply, ExchangeError, read_export, read_export_head
+from tlog.exchange import (
+    NONCE_SIZE,
+    AuditQuery,
+    AuditReply,
+    ExchangeError,
+    read_export,
+    read_export_head,
+)
 from tlog.note import MAX_NOTE, NoteError, Verifier
 from tlog.records import MAX_BATCH
 from webhost.audit_copy import AuditCopy, CopyError
@@ -69,10 +76,10 @@ def _from_export(stream: BinaryIO) -> Ask:
 
     def ask(query: AuditQuery) -> V2Answer:
         nonlocal expected
-        if query.have != since or query.start != expected:
+        if query.start != expected:
             raise SyncError(
                 f"the export starts from {since} records and the copy holds {query.start}:"
-                f" export again with --since {query.have}"
+                f" export again with --since {query.start}"
             )
         body = next(bodies, None)
         if body is None:
@@ -89,18 +96,20 @@ def sync_command(args: argparse.Namespace) -> int:
             verifier = copy.verifier(args.key)
             if args.export is not None:
                 with args.export.open("rb") as stream:
-                    result = Sync(_from_export(stream), copy, verifier).run()
+                    # An export answers queries with no nonce: a file is its own freshness.
+                    sync = Sync(_from_export(stream), copy, verifier, lambda: bytes(NONCE_SIZE))
+                    result = sync.run()
             else:
                 with V2Client(args.link, baud=args.baud, response_timeout=args.timeout) as client:
                     result = Sync(_over_link(client), copy, verifier).run()
     except AuditAlarm as exc:
         return _fail(EXIT_ALARM, f"audit alarm: {exc}")
-    except (CopyError, OSError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except serial.SerialException:
-        return _fail(EXIT_LINK, f"link failure: cannot open {args.link}")
+    except serial.SerialException:  # an OSError: before the copy's own
+        return _fail(EXIT_LINK, f"link failure: cannot use {args.link}")
     except (LinkError, FrameError) as exc:
         return _fail(EXIT_LINK, f"link failure: {exc}")
+    except (CopyError, OSError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
     except (SyncError, ExchangeError) as exc:
         return _fail(EXIT_UNUSABLE, f"the audit log could not be synced: {exc}")
     print(f"audit log verified: {result.size} records ({result.added} new)")

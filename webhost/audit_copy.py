@@ -2,21 +2,22 @@
 
 Runs on the web host. It trusts the log's public key, which the operator
 copied from ``signerctl audit key`` at the appliance, and nothing else:
-``webhost.audit_sync`` checks every record and checkpoint before this
-module keeps it as verified. The directory::
+``webhost.audit_sync`` checks every batch of records against a signed
+checkpoint before this module keeps it, so everything kept is verified::
 
     records.jsonl        one record per line, oldest first, as the appliance holds it
-    checkpoints/N.note   each verified checkpoint, N its tree size
-    state.json           what is verified and held (sizes, root, frontier, last note)
+    checkpoints/N.note   each checkpoint whose N records the copy holds
+    state.json           the records held, their tree's frontier, the last signed checkpoint
+                         and the consistency proof from the records held to it
     evidence/T-what/     what an alarm was raised on, kept for whoever investigates
     ALARM                the alarm's sentence; while it is there nothing more is synced
     log.pub              the log's public key, as the operator gave it on the first sync
-    lock                 one sync at a time (flock)
+    lock                 one sync at a time (flock; readers share it)
 
-``records.jsonl`` may hold records past the verified size: those of a sync
-that stopped before the checkpoint's size was reached. ``state.json`` is
-replaced atomically and names how many bytes of ``records.jsonl`` count, so
-a crash between the two leaves at most a tail that the next open cuts off.
+Records are appended and flushed first, then ``state.json`` is replaced
+atomically, naming how many bytes of ``records.jsonl`` count: a crash in
+between leaves a tail the next open cuts off. A file shorter than that is
+not a crash's doing, and the copy refuses to go on.
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from spool.safeio import commit_file, fsync_dir
-from tlog.merkle import EMPTY_ROOT, Frontier
+from tlog.merkle import Frontier
 from tlog.note import NoteError, Verifier
-from tlog.records import GENESIS, Bare, Entry
+from tlog.records import GENESIS, Entry
 
 MAX_LINE = 1 << 25  # bytes of one stored record: the largest a batch can carry, and more
+MAX_KEY_FILE = 4096
 
 
 class CopyError(Exception):
@@ -42,10 +44,12 @@ class CopyError(Exception):
 
 
 @dataclass(frozen=True)
-class Verified:
-    size: int
-    root: bytes
-    note: str
+class Signed:
+    """The last checkpoint verified: its note, and the proof from the records held to it."""
+
+    note: str = ""
+    size: int = 0
+    proof: tuple[bytes, ...] = ()
 
 
 class AuditCopy:
@@ -66,10 +70,13 @@ class AuditCopy:
             ) from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_SH if readonly else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._load(readonly)
         except BlockingIOError:
             os.close(self._lock)
             raise CopyError(f"another sync is using {self.dir}") from None
-        self._load(readonly)
+        except BaseException:
+            os.close(self._lock)
+            raise
 
     def close(self) -> None:
         os.close(self._lock)
@@ -92,29 +99,34 @@ class AuditCopy:
             self.frontier = Frontier(self.records, [bytes.fromhex(h) for h in state["frontier"]])
             self.head: str = state["head"]
             self._bytes: int = state["bytes"]
-            self.verified = Verified(
-                state.get("size", 0),
-                bytes.fromhex(state.get("root", EMPTY_ROOT.hex())),
-                state.get("note", ""),
-            )
+            proof = tuple(bytes.fromhex(h) for h in state.get("proof", ()))
+            self.signed = Signed(state.get("note", ""), state.get("size", 0), proof)
         except (KeyError, TypeError, ValueError) as exc:
             raise CopyError(f"{self.dir}/state.json is not a copy's state ({exc})") from None
-        if not readonly:
-            with open(self.dir / "records.jsonl", "ab") as records:
-                if (
-                    records.tell() > self._bytes
-                ):  # a crash after records were added, before the state
-                    records.truncate(self._bytes)
+        try:
+            length = os.stat(self.dir / "records.jsonl").st_size
+        except FileNotFoundError:
+            length = 0
+        except OSError as exc:
+            raise CopyError(f"{self.dir}/records.jsonl cannot be read: {exc.strerror}") from None
+        if length < self._bytes:
+            raise CopyError(
+                f"{self.dir}/records.jsonl is shorter than the {self.records} records the copy"
+                " verified: it was cut or replaced; the copy cannot go on"
+            )
+        if length > self._bytes and not readonly:
+            os.truncate(self.dir / "records.jsonl", self._bytes)  # a crash's tail
 
     def _save(self) -> None:
         state = {
-            "size": self.verified.size,
-            "root": self.verified.root.hex(),
-            "note": self.verified.note,
             "records": self.records,
             "bytes": self._bytes,
             "head": self.head,
             "frontier": [h.hex() for h in self.frontier.hashes],
+            "size": self.signed.size,
+            "note": self.signed.note,
+            "proof": [h.hex() for h in self.signed.proof],
+            "synced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         commit_file(self.dir, "state.json", json.dumps(state, indent=1).encode(), 0o640)
 
@@ -122,9 +134,9 @@ class AuditCopy:
         """The log key: the one kept here, or ``given`` on the first sync (then kept)."""
         kept = self.dir / "log.pub"
         try:
-            texts = [kept.read_text()[:4096]] if kept.exists() else []
+            texts = [kept.read_text()[:MAX_KEY_FILE]] if kept.exists() else []
             if given is not None:
-                texts.append(given.read_text()[:4096])
+                texts.append(given.read_text()[:MAX_KEY_FILE])
             keys = [Verifier.parse(text) for text in texts]
         except (OSError, UnicodeDecodeError, NoteError) as exc:
             raise CopyError(f"the log's public key cannot be read: {exc}") from None
@@ -146,44 +158,22 @@ class AuditCopy:
         except FileNotFoundError:
             return None
 
-    def append(self, records: list[Bare]) -> None:
-        """Add records after those held, their links computed here; kept once ``save``d."""
-        lines = []
-        for bare in records:
-            entry = bare.linked(self.head)
-            self.frontier.append(entry.leaf)
-            self.head = entry.hash
-            lines.append(json.dumps(entry.__dict__, separators=(",", ":")) + "\n")
-        data = "".join(lines).encode()
-        with open(self.dir / "records.jsonl", "ab") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        self.records += len(records)
-        self._bytes += len(data)
+    def keep(self, entries: Sequence[Entry], frontier: Frontier, signed: Signed) -> None:
+        """Add verified records (``frontier`` is the tree with them) under ``signed``."""
+        data = "".join(json.dumps(e.__dict__, separators=(",", ":")) + "\n" for e in entries)
+        raw = data.encode()
+        if raw:
+            with open(self.dir / "records.jsonl", "ab") as out:
+                out.write(raw)
+                out.flush()
+                os.fsync(out.fileno())
+        name = f"{signed.size}.note"
+        if frontier.size == signed.size and not (self.dir / "checkpoints" / name).exists():
+            commit_file(self.dir / "checkpoints", name, signed.note.encode(), 0o640)
+        self.records, self._bytes, self.frontier = frontier.size, self._bytes + len(raw), frontier
+        self.head = entries[-1].hash if entries else self.head
+        self.signed = signed
         self._save()
-
-    def verify(self, size: int, root: bytes, note: str) -> None:
-        """Keep ``note`` as the checkpoint verified last (its records, if any, are all held)."""
-        if size != self.verified.size:
-            commit_file(self.dir / "checkpoints", f"{size}.note", note.encode(), 0o640)
-        self.verified = Verified(size, root, note)
-        self._save()
-
-    def drop_unverified(self) -> list[str]:
-        """Cut the records past the verified size; their lines, for the evidence."""
-        dropped = list(self.lines())[self.verified.size :]
-        if dropped:
-            self._bytes -= sum(len(line.encode()) for line in dropped)
-            self.records = self.verified.size
-            with open(self.dir / "records.jsonl", "ab") as records:
-                records.truncate(self._bytes)
-            self.frontier, self.head = Frontier(), GENESIS
-            for entry in self.entries():
-                self.frontier.append(entry.leaf)
-                self.head = entry.hash
-            self._save()
-        return dropped
 
     def lines(self) -> Iterator[str]:
         """The lines of the records held, as stored."""
@@ -198,7 +188,7 @@ class AuditCopy:
                 yield line.decode("utf-8", "replace")
 
     def entries(self) -> Iterator[Entry]:
-        """The records held, oldest first; the ones past the verified size too."""
+        """The records held, oldest first."""
         for n, line in enumerate(self.lines(), 1):
             if len(line) > MAX_LINE:
                 raise CopyError(f"record {n} of {self.dir}/records.jsonl is too long")

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlog.merkle import Frontier
+from tlog.merkle import Frontier, verify_consistency
 from tlog.note import NoteError, Verifier, open_checkpoint
 from tlog.records import GENESIS
 from webhost.audit_copy import AuditCopy, CopyError
@@ -62,7 +62,10 @@ def verify_copy(directory: Path, verifier: Verifier) -> Report:
         try:
             for entry in copy.entries():
                 if entry.seq != frontier.size + 1 or entry.prev != prev:
-                    report.problems.append(f"record {frontier.size + 1} is missing or out of order")
+                    report.problems.append(
+                        f"record {frontier.size + 1} does not follow the one before it (one of"
+                        " them was altered, or records are missing or out of order)"
+                    )
                     break
                 frontier.append(entry.leaf)
                 prev = entry.hash
@@ -71,6 +74,7 @@ def verify_copy(directory: Path, verifier: Verifier) -> Report:
         except CopyError as exc:
             report.problems.append(str(exc))
         report.records = frontier.size
+        _check_signed(copy, frontier, verifier, report, covered=max(notes, default=0))
         if 0 in notes:
             _check(notes[0], Frontier(), verifier, report)
         for size in pending:
@@ -79,6 +83,29 @@ def verify_copy(directory: Path, verifier: Verifier) -> Report:
                     f"checkpoint {size} is past the {frontier.size} records held"
                 )
     return report
+
+
+def _check_signed(
+    copy: AuditCopy, frontier: Frontier, verifier: Verifier, report: Report, covered: int
+) -> None:
+    """The records past the last kept checkpoint: covered by the last signed one and the
+    consistency proof from them to it, both in the state; otherwise not verified."""
+    if frontier.size <= covered:
+        return
+    signed = copy.signed
+    try:
+        checkpoint = open_checkpoint(signed.note, verifier)
+    except NoteError as exc:
+        report.problems.append(f"records {covered + 1} to {frontier.size}: {exc}")
+        return
+    if not verify_consistency(
+        frontier.size, checkpoint.size, frontier.root(), checkpoint.root, signed.proof
+    ):
+        report.problems.append(
+            f"records {covered + 1} to {frontier.size} are not in the last signed checkpoint"
+        )
+    else:
+        report.size = max(report.size, frontier.size)
 
 
 def _check(path: Path, frontier: Frontier, verifier: Verifier, report: Report) -> None:

@@ -80,14 +80,17 @@ class AuditLog:
         return digest
 
     def _append(self, event: str, details: dict[str, object]) -> str:
-        seq, prev = self.head()
-        seq += 1
+        last, prev = self.head()
         tree = AuditTree(self.conn)
-        if tree.size() != seq - 1:
+        leaves = tree.size()
+        if leaves < last:
             raise TreeError(
-                f"the audit tree has {tree.size()} leaves for {seq - 1} records,"
+                f"the audit tree has {leaves} leaves for {last} records,"
                 " so the next record's leaf would stand for another record"
             )
+        # Records cut from the end leave their leaves: the next record takes the next
+        # leaf, and the gap in the numbers is the chain's evidence of the cut.
+        seq = leaves + 1
         at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
         digest = record_hash(seq, at, event, text, prev)
@@ -160,6 +163,17 @@ class AuditLog:
         their leaves, so an edit of the tree alone, or a record removed from
         the end with its leaf left behind, is found too.
         """
+        if self.conn.in_transaction:
+            return self._verify()
+        # One snapshot for the records and the tree, or a record committed between
+        # the two reads would look like a leaf without its record.
+        self.conn.execute("BEGIN")
+        try:
+            return self._verify()
+        finally:
+            self.conn.execute("COMMIT")
+
+    def _verify(self) -> Verdict:
         prev, expected = GENESIS, 1
         tree = TreeCheck(self.conn)
         rows = self.conn.execute(

@@ -99,7 +99,7 @@ def test_status_refuses_payloads_and_is_unknown_to_v1(ctx):
 
 
 def test_an_audit_request_gets_a_signed_checkpoint_of_the_whole_log(ctx):
-    answer = dispatch(ctx, audit_request(AuditQuery(0, 0)))
+    answer = dispatch(ctx, audit_request(AuditQuery(0)))
     assert answer is not None and answer.payload2 == b""
     reply = AuditReply.decode(answer.payload1)
     assert ctx.log_key is not None
@@ -109,7 +109,7 @@ def test_an_audit_request_gets_a_signed_checkpoint_of_the_whole_log(ctx):
 
 
 def test_a_bad_audit_request_is_refused_and_without_a_key_audit_is_unavailable(ctx):
-    bad = dataclasses.replace(audit_request(AuditQuery(0, 0)), payloads=(b"x" * 15, b"", b""))
-    assert refusal(ctx, bad).startswith(b"ERR bad-request: an audit request is 16 bytes")
+    bad = dataclasses.replace(audit_request(AuditQuery(0)), payloads=(b"x" * 15, b"", b""))
+    assert refusal(ctx, bad).startswith(b"ERR bad-request: an audit request is 24 bytes")
     ctx.log_key = None
-    assert refusal(ctx, audit_request(AuditQuery(0, 0))).startswith(b"ERR audit-unavailable:")
+    assert refusal(ctx, audit_request(AuditQuery(0))).startswith(b"ERR audit-unavailable:")

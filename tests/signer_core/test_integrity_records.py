@@ -185,7 +185,7 @@ def test_the_running_signer_records_a_changed_program_file(world_dir, users, mon
         state, key = world_dir / "web" / "copy", world_dir / "ca" / "lib" / "audit-log.key.pub"
         synced = _export_and_sync(config, 0, world_dir / "one.export", state, key)
         assert synced.returncode == 0, synced.stderr
-        size = json.loads((state / "state.json").read_text())["size"]
+        size = json.loads((state / "state.json").read_text())["records"]
         target = code / "tlog" / "merkle.py"
         target.write_text(target.read_text() + "# changed\n")
         rig.wait_until(lambda: _changed(database) is not None, 10, "a record of the change")

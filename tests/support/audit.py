@@ -37,6 +37,8 @@ class Appliance:
 
     def ask(self, query: AuditQuery) -> V2Answer:
         self.asked.append(query)
+        if self.ctx.audit_check is not None:
+            self.ctx.audit_check.refresh()  # as the daemon's loop does between requests
         result = dispatch(self.ctx, audit_request(query))
         assert result is not None
         return V2Answer.from_result(Kind.AUDIT, result.payload1, result.payload2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,7 +21,7 @@ from tests.support.x509 import World
 from tlog.exchange import AuditQuery, AuditReply
 from tlog.merkle import leaf_hash
 from tlog.records import GENESIS, chain_hash, material
-from webhost.audit_copy import AuditCopy
+from webhost.audit_copy import AuditCopy, CopyError
 from webhost.audit_sync import AuditAlarm, Sync, SyncError
 from webhost.audit_verify import verify_copy
 
@@ -59,10 +59,10 @@ def test_every_answer_is_bounded_and_each_batch_follows_on(appliance, tmp_path):
     appliance.fill(2500)
     with AuditCopy(tmp_path / "web" / "copy") as copy:
         first = Sync(appliance.ask, copy, appliance.verifier).run(max_batches=2)
-        assert not first.complete and first.size == 0 and copy.records > 0
+        assert not first.complete and first.size == copy.records > 0  # each batch verified
         held = copy.records
     first, second = appliance.asked
-    assert first == AuditQuery(0, 0) and second.have == 0 and 0 < second.start < held
+    assert first.start == 0 and 0 < second.start < held and first.nonce != second.nonce
     done = sync(appliance, tmp_path / "web" / "copy")
     assert done.complete and done.size == appliance.size()
 
@@ -76,7 +76,7 @@ def test_a_restored_older_database_is_a_rollback(appliance, tmp_path):
     backup.backup(appliance.ctx.db.connection)  # the operator puts the old database back
     text = alarm(appliance, tmp_path / "web" / "copy")
     old = int(backup.execute("SELECT count(*) FROM audit").fetchone()[0])
-    assert "rollback" in text and f"has {old} records" in text and f"{size} were" in text
+    assert "rollback" in text and f"has {old} records" in text and f"{size} were verified" in text
     assert f"record {old + 1} is the first one missing" in text
     assert list((tmp_path / "web" / "copy" / "evidence").iterdir())[0].name.endswith("-rollback")
     assert "ALARM" in {p.name for p in (tmp_path / "web" / "copy").iterdir()}
@@ -95,7 +95,7 @@ def test_the_same_size_with_another_history_is_a_fork_located(appliance, tmp_pat
     appliance.fill(size - old, event="other-history")
     assert appliance.size() == size
     text = alarm(appliance, tmp_path / "web" / "copy")
-    assert text.startswith(f"fork: the appliance signed two different checkpoints of {size}")
+    assert text.startswith(f"fork: the appliance's signed checkpoint of {size} records does not")
     assert f"record {old + 1} is the first that differs" in text
     evidence = next((tmp_path / "web" / "copy" / "evidence").iterdir())
     assert (evidence / "checkpoint.note").read_bytes() != (evidence / "verified.note").read_bytes()
@@ -149,35 +149,60 @@ def test_a_history_rewritten_with_its_tree_is_inconsistent_and_located(appliance
     _rewrite_from(appliance.other_connection(), 33)
     appliance.fill(5)
     text = alarm(appliance, tmp_path / "web" / "copy")
-    assert "does not extend the one" in text and "record 33 is the first that differs" in text
+    assert "does not extend the 9" in text and "record 33 is the first that differs" in text
 
 
-def test_a_checkpoint_not_signed_by_the_log_key_raises_the_alarm(appliance, tmp_path):
-    appliance.fill(10)
-
-    def forged(query: AuditQuery) -> V2Answer:
+def _tampered(appliance: Appliance, change) -> Callable[[AuditQuery], V2Answer]:
+    def ask(query: AuditQuery) -> V2Answer:
         answer = appliance.ask(query)
-        reply = AuditReply.decode(answer.payload)
-        origin, size, rest = reply.note.split(b"\n", 2)
-        note = b"\n".join((origin, str(int(size) + 1).encode(), rest))  # a size it did not sign
-        body = AuditReply(note, 0, reply.proof, reply.count, reply.batch).encode()
-        return V2Answer(answer.kind, answer.code, body, "")
+        return V2Answer(answer.kind, answer.code, change(AuditReply.decode(answer.payload)), "")
 
-    with AuditCopy(tmp_path / "web" / "copy") as copy, pytest.raises(AuditAlarm, match="log key"):
-        Sync(forged, copy, appliance.verifier).run()
+    return ask
 
 
-def test_a_garbled_answer_keeps_nothing_and_the_next_sync_succeeds(appliance, tmp_path):
-    appliance.fill(300)
+def _resized(reply: AuditReply) -> bytes:
+    origin, size, rest = reply.note.split(b"\n", 2)
+    note = b"\n".join((origin, str(int(size) + 1).encode(), rest))  # a size it did not sign
+    return AuditReply(note, 0, reply.proof, reply.count, reply.batch).encode()
 
-    def garbled(query: AuditQuery) -> V2Answer:
-        answer = appliance.ask(query)
-        return V2Answer(answer.kind, answer.code, answer.payload[:-3], "")
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        _resized,
+        lambda r: AuditReply(r.note, 7, r.proof, r.count, r.batch).encode(),  # a false damage
+        lambda r: AuditReply(r.note, 0, r.proof[:-1], r.count, r.batch).encode(),
+        lambda r: AuditReply(r.note, 0, r.proof, r.count - 1, r.batch).encode(),
+        lambda r: r.encode()[:-3],
+    ],
+    ids=["note", "damage", "proof", "count", "cut"],
+)
+def test_an_answer_changed_on_the_way_proves_nothing_keeps_nothing_and_alarms_not(
+    appliance, tmp_path, change
+):
+    appliance.fill(900)
     with AuditCopy(tmp_path / "web" / "copy") as copy, pytest.raises(SyncError):
-        Sync(garbled, copy, appliance.verifier).run()
+        Sync(_tampered(appliance, change), copy, appliance.verifier).run()
     assert not (tmp_path / "web" / "copy" / "ALARM").exists()
+    assert not (tmp_path / "web" / "copy" / "records.jsonl").exists()
     assert sync(appliance, tmp_path / "web" / "copy").size == appliance.size()
+
+
+def test_an_old_answer_replayed_is_not_a_rollback(appliance, tmp_path):
+    appliance.fill(10)
+    recorded: list[V2Answer] = []
+
+    def keep(query: AuditQuery) -> V2Answer:
+        recorded.append(appliance.ask(query))
+        return recorded[-1]
+
+    with AuditCopy(tmp_path / "web" / "copy") as copy:
+        Sync(keep, copy, appliance.verifier).run()
+    appliance.fill(10)
+    sync(appliance, tmp_path / "web" / "copy")
+    with AuditCopy(tmp_path / "web" / "copy") as copy, pytest.raises(SyncError, match="not the"):
+        Sync(lambda query: recorded[0], copy, appliance.verifier).run()
+    assert not (tmp_path / "web" / "copy" / "ALARM").exists()
 
 
 def test_a_copy_edited_on_the_web_host_fails_offline_verification(appliance, tmp_path):
@@ -186,7 +211,19 @@ def test_a_copy_edited_on_the_web_host_fails_offline_verification(appliance, tmp
     records = tmp_path / "web" / "copy" / "records.jsonl"
     records.write_text(records.read_text().replace('"n\\":7,', '"n\\":8,', 1))
     report = verify_copy(tmp_path / "web" / "copy", appliance.verifier)
-    assert not report.ok and report.problems
+    assert not report.ok and "does not follow the one before it" in report.problems[0]
+    records.write_text("".join(records.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(CopyError, match="shorter than"):
+        AuditCopy(tmp_path / "web" / "copy")
+
+
+def test_a_sync_stopped_half_way_is_verified_offline_by_its_signed_proof(appliance, tmp_path):
+    appliance.fill(2500)
+    with AuditCopy(tmp_path / "web" / "copy") as copy:
+        Sync(appliance.ask, copy, appliance.verifier).run(max_batches=2)
+        held = copy.records
+    report = verify_copy(tmp_path / "web" / "copy", appliance.verifier)
+    assert report.ok and report.records == report.size == held and report.checkpoints == 0
 
 
 def test_the_first_sync_needs_the_key_and_keeps_it(appliance, tmp_path):

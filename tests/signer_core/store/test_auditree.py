@@ -131,14 +131,19 @@ def test_a_record_whose_leaf_cannot_be_stored_is_not_stored_either(db):
     assert not db.connection.in_transaction
 
 
-def test_a_record_is_refused_when_the_tree_is_out_of_step(db):
+def test_a_record_cut_from_the_end_leaves_a_gap_and_a_shorter_tree_is_refused(db):
     log = AuditLog(db.connection)
     for _ in range(4):
         log.append("started")
     db.connection.execute("DELETE FROM audit WHERE seq = 4")
-    with pytest.raises(TreeError, match="the audit tree has 4 leaves for 3 records"):
+    log.append("issued")  # takes leaf 5: the gap at 4 is the evidence, the tree stays true
+    assert log.head()[0] == 5 and AuditTree(db.connection).size() == 5
+    verdict = log.verify()
+    assert not verdict.ok and verdict.bad_seq == 4 and "record 4 is missing" in verdict.problem
+    db.connection.execute("DELETE FROM audit_tree WHERE level = 0 AND idx = 4")
+    with pytest.raises(TreeError, match="the audit tree has 4 leaves for 5 records"):
         log.append("issued")
-    assert log.head()[0] == 3
+    assert log.head()[0] == 5
 
 
 def test_absent_nodes_and_sizes_are_named(db):

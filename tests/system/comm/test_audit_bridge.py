@@ -59,13 +59,15 @@ def test_the_bridge_syncs_ten_thousand_records_in_bounded_batches(rig, world_dir
                 assert client.nul().ok
                 cycles += 1
                 bridge.wait_for_log("audit log: ", count=cycles, timeout=60)
-                if json.loads((state / "state.json").read_text())["size"] >= 10_000:
+                if json.loads((state / "state.json").read_text())["records"] >= 10_000:
                     break
     finally:
-        assert bridge.stop() == 0
+        stopped = bridge.stop()
+        print(f"--- bridge.log\n{bridge.log()[-4000:]}")
+    assert stopped == 0
     log = bridge.log()
     assert cycles > 1 and "more next cycle" in log  # bounded: not all in one cycle
-    size = json.loads((state / "state.json").read_text())["size"]
+    size = json.loads((state / "state.json").read_text())["records"]
     assert size >= 10_000 and size <= rig.query("SELECT count(*) FROM audit")[0][0]
     done = _verify(state, key)
     assert done.returncode == 0, done.stderr
