@@ -25,6 +25,7 @@ from tests.support.package_debian import (
     REPO,
     System,
     base_tarball,
+    host_dpkg_lock,
     remove_if_unmounted,
     run,
     skip_unless_usable,
@@ -38,6 +39,18 @@ from tests.support.package_installed import (
     start_link,
 )
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each release's tests in an xdist group of their own (make test: --dist loadgroup):
+    the releases install on two workers at once, the longest wait of the Debian run."""
+    here = Path(__file__).parent
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and "system" in callspec.params and item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group(f"package-{callspec.params['system']}"))
+
+
 # -- the .deb ------------------------------------------------------------------------
 
 
@@ -47,11 +60,21 @@ def deb(tmp_path_factory) -> Path:
     given = os.environ.get("SIGNER_DEB")
     if given:
         return Path(given).resolve()
-    out = tmp_path_factory.mktemp("deb")
-    start = time.monotonic()
-    built = run([str(REPO / "scripts" / "build-deb.sh"), str(out)], timeout=900)
-    print(f"\npackage built in {time.monotonic() - start:.1f} s", file=sys.stderr)
-    return Path(built.stdout.strip().splitlines()[-1])
+    # Each release is installed on its own xdist worker (tests/package/test_installed.py),
+    # so the first worker builds the package into the directory all workers of this run
+    # share and the others take that build; build-deb.sh may install its build tools.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out, built = shared / "deb", shared / "deb" / "built"
+    with host_dpkg_lock():
+        if not built.exists():
+            out.mkdir(exist_ok=True)
+            start = time.monotonic()
+            done = run([str(REPO / "scripts" / "build-deb.sh"), str(out)], timeout=900)
+            print(f"\npackage built in {time.monotonic() - start:.1f} s", file=sys.stderr)
+            built.write_text(done.stdout.strip().splitlines()[-1])
+        return Path(built.read_text())
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ from tests.support.package_debian import (
     CONF,
     EXPOSURE_LIMIT,
     PACKAGE,
+    RELEASES,
     REPO,
     UNIT_DIRECTIVES,
     UNITS,
@@ -50,8 +51,13 @@ from tests.support.package_debian import (
     unit_path,
 )
 
-# One worker builds the package and installs it once (make test runs xdist --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.xdist_group("package")]
+# On the worker of the first release (make test runs xdist --dist loadgroup), which
+# builds the package while the other release's worker waits for that build.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.xdist_group(f"package-{RELEASES[0]}"),
+]
 
 
 def test_lintian_reports_no_error_or_warning(deb):

@@ -42,8 +42,8 @@ from tests.support.package_installed import (
     sign,
 )
 
-# One worker builds the package and installs it once (make test runs xdist --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.xdist_group("package")]
+# One xdist worker per release (its group: tests/package/conftest.py), all on one build.
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 
 class TestInstalled:

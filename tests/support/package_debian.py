@@ -7,13 +7,17 @@ the test modules take its constants at import time (parametrize).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +105,21 @@ def run(
     return proc
 
 
+@contextmanager
+def host_dpkg_lock() -> Iterator[None]:
+    """Held while this host's dpkg may run: the releases are installed on separate
+    xdist workers, and two apt-get runs at once fail on dpkg's own lock."""
+    with open(Path(tempfile.gettempdir()) / "signer-package-tests-dpkg.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def apt_install(*packages: str) -> None:
+    with host_dpkg_lock():
+        _apt_install(packages)
+
+
+def _apt_install(packages: tuple[str, ...]) -> None:
     missing = [
         p
         for p in packages
