@@ -46,7 +46,7 @@ from signer_core.config import Config, ConfigError, load_config
 from signer_core.crl.revocation import Revocations
 from signer_core.dispatch import SignerContext, dispatch, handle_receipt
 from signer_core.integrity_records import IntegrityTimer, record_integrity
-from signer_core.logkey import start_log_key
+from signer_core.logkey import LogKey, start_log_key
 from signer_core.openpgp.certify import OpenPGPSigner, close_signer, load_signer
 from signer_core.openpgp.gpg import GpgError
 from signer_core.refusal import Refusal
@@ -87,6 +87,7 @@ def build_context(cfg: Config) -> SignerContext:
     db = CADatabase(cfg.signer.database)
     roots: RootStore | None = None
     openpgp: OpenPGPSigner | None = None
+    log_key: LogKey | None = None
     try:
         audit = AuditLog(db.connection)
         audit.append(
@@ -130,6 +131,8 @@ def build_context(cfg: Config) -> SignerContext:
         # opened, token sessions above all, or each try would log in once more.
         if roots is not None:
             roots.close()
+        if log_key is not None:
+            log_key.close()
         if openpgp is not None:
             close_signer(openpgp)
         db.connection.close()
@@ -304,9 +307,7 @@ def run(cfg: Config, spool: Spool, stop: StopRequest) -> None:
         record_stop(ctx, stop.signum)
     finally:
         try:
-            ctx.roots.close()  # token sessions end, the module is finalised
-            if ctx.openpgp is not None:
-                close_signer(ctx.openpgp)  # its CA home's agent stops; the home goes
+            ctx.close_keys()
         finally:
             close_database(ctx.db)
 

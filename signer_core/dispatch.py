@@ -44,7 +44,7 @@ from signer_core.cakeys import CaKeys
 from signer_core.config import Config
 from signer_core.crl.revocation import Revocations
 from signer_core.logkey import LogKey
-from signer_core.openpgp.certify import OpenPGPSigner, certify_key
+from signer_core.openpgp.certify import OpenPGPSigner, certify_key, close_signer
 from signer_core.openpgp.keyblock import summarise
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
@@ -96,6 +96,17 @@ class SignerContext:
     @property
     def retry_window(self) -> int:
         return self.config.signer.retry_window_days * DAY
+
+    def close_keys(self) -> None:
+        """End the token sessions (the roots', the log key's; the module is finalised with
+        the last) and the OpenPGP root's agent (its CA home goes)."""
+        try:
+            self.roots.close()
+            if self.log_key is not None:
+                self.log_key.close()
+        finally:
+            if self.openpgp is not None:
+                close_signer(self.openpgp)
 
 
 Handler = Callable[[SignerContext, RequestHeader, Request], bytes]

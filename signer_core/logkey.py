@@ -8,8 +8,17 @@ that, never a certificate. The public half, as a verifier line, is written
 beside it (``<log_key>.pub``, mode 0644) for the operator and the web host;
 it is derived from the private key at every start, so it cannot drift.
 
-A key file that cannot be used is a ``LogKeyError`` whose message says why;
-the daemon then serves everything but the audit exchange. A storage fault
+Or the key is in a PKCS#11 token (``[audit] log_key`` a ``pkcs11:`` URI),
+reached as a root's token key is (``signer_core.tokens``: the same session,
+PIN file rules and re-login after the token comes back), Ed25519 signing
+with CKM_EDDSA: the operator makes it there (``signerctl audit key
+--generate``), the signer never does; its ``.pub`` is still written from the
+public half the token shows.
+
+A key that cannot be used (a file unreadable, a token missing, its PIN
+refused) is a ``LogKeyError`` whose message says why; the daemon then serves
+everything but the audit exchange. A token that goes away while serving
+refuses the audit requests (``audit-unavailable``) until it is back. A storage fault
 while making the key (a full disk) is raised as it is, so that the start is
 tried again as for any other storage fault.
 """
@@ -31,6 +40,8 @@ from cryptography.hazmat.primitives.serialization import (
 from signer_core.config import AuditConfig
 from signer_core.store.audit import AuditLog
 from signer_core.store.faults import storage_fault
+from signer_core.tokens.keys import TokenEd25519PrivateKey, open_ed25519_key
+from signer_core.tokens.pkcs11 import TokenError, TokenSession
 from spool.safeio import commit_file
 from tlog.note import Checkpoint, NoteError, Verifier
 
@@ -40,7 +51,7 @@ MAX_KEY_FILE = 1 << 16  # an Ed25519 PEM is 119 bytes; anything this large is no
 
 
 class LogKeyError(Exception):
-    """The log key file cannot be used; the message says which file and why."""
+    """The log key cannot be used; the message says which file or URI and why."""
 
 
 class NoLogKey(LogKeyError):
@@ -65,13 +76,27 @@ class LogKey:
             raise NoteError(f"the checkpoint is of log {checkpoint.origin!r}, not {self.origin!r}")
         return checkpoint.sign(self.private)
 
+    def close(self) -> None:
+        """End the token's session, for a key in a token (nothing to do for a file)."""
+        if isinstance(self.private, TokenEd25519PrivateKey):
+            self.private.token.close()
+
+
+def where(cfg: AuditConfig) -> str:
+    """Where the log key is: its file, or its token's URI."""
+    return str(cfg.log_key) if cfg.token is None else str(cfg.token.uri)
+
 
 def public_path(cfg: AuditConfig) -> Path:
     return cfg.log_key.with_name(cfg.log_key.name + ".pub")
 
 
-def read_key(cfg: AuditConfig) -> LogKey:
-    """The log key in ``cfg.log_key``; NoLogKey if there is none, LogKeyError if unusable."""
+def read_key(cfg: AuditConfig, pin_owner: int | None = None) -> LogKey:
+    """The log key in ``cfg.log_key`` or its token (whose PIN file ``pin_owner`` owns, by
+    default this user); NoLogKey if there is no file, LogKeyError if it is unusable.
+    A key in a token holds a session open until ``close``."""
+    if cfg.token is not None:
+        return _token_key(cfg, pin_owner)
     path = cfg.log_key
     try:
         with path.open("rb") as f:
@@ -89,12 +114,29 @@ def read_key(cfg: AuditConfig) -> LogKey:
     return LogKey(cfg.origin, private)
 
 
+def _token_key(cfg: AuditConfig, pin_owner: int | None) -> LogKey:
+    assert cfg.token is not None
+    t = cfg.token
+    session = TokenSession(
+        "the audit log", t.uri, t.module, t.pin_file, pin_owner, refusal="audit-unavailable"
+    )
+    try:
+        return LogKey(cfg.origin, open_ed25519_key(session))
+    except TokenError as exc:
+        session.close()
+        raise LogKeyError(f"the log key {t.uri}: {exc}") from None
+
+
 def read_verifier(cfg: AuditConfig) -> Verifier:
     """The verifier line the signer last wrote beside the key; NoLogKey if there is none."""
     path = public_path(cfg)
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except FileNotFoundError:
+        if cfg.token is not None:
+            raise LogKeyError(
+                f"there is no {path} yet: the signer writes it at its start from {where(cfg)}"
+            ) from None
         raise NoLogKey(cfg.log_key) from None
     except OSError as exc:
         raise LogKeyError(f"the public log key {path} cannot be read: {exc.strerror}") from None
@@ -105,7 +147,8 @@ def read_verifier(cfg: AuditConfig) -> Verifier:
 
 
 def load_or_create(cfg: AuditConfig) -> tuple[LogKey, bool]:
-    """The log key, made first if there is none yet; and whether it was made now.
+    """The log key, made first if there is none yet (a file key only); and whether it was
+    made now.
 
     Its verifier line is written beside it whenever the one there differs
     (a new key, or a new origin for the same key)."""
@@ -122,7 +165,11 @@ def load_or_create(cfg: AuditConfig) -> tuple[LogKey, bool]:
     except OSError:
         current = ""
     if current != line:
-        _commit(public_path(cfg), line.encode(), 0o644, "written")
+        try:
+            _commit(public_path(cfg), line.encode(), 0o644, "written")
+        except BaseException:
+            key.close()
+            raise
     return key, created
 
 

@@ -17,9 +17,12 @@ import os
 from pathlib import Path
 
 from signer_core.audit_exchange import build_reply
-from signer_core.logkey import LogKeyError, read_key
+from signer_core.config import Config
+from signer_core.logkey import LogKey, LogKeyError, read_key
+from signer_core.refusal import Refusal
 from signer_core.store.audit import AuditLog
 from signer_core.store.auditree import AuditTree
+from signerctl.backup.restore import signer_owner
 from signerctl.cli import CtlError, open_database, read_config
 from spool.safeio import commit_stream, write_all
 from tlog.exchange import AuditQuery, export_frame, export_head
@@ -28,9 +31,18 @@ from tlog.exchange import AuditQuery, export_frame, export_head
 def cmd_audit_export(args: argparse.Namespace) -> tuple[object, int]:
     cfg = read_config(args)
     try:
-        key = read_key(cfg.audit)
+        key = read_key(cfg.audit, pin_owner(cfg))
     except LogKeyError as exc:
         raise CtlError(str(exc)) from None
+    try:
+        return _export(cfg, key, args)
+    except Refusal as exc:  # a token key that cannot sign now
+        raise CtlError(exc.text) from None
+    finally:
+        key.close()
+
+
+def _export(cfg: Config, key: LogKey, args: argparse.Namespace) -> tuple[object, int]:
     out = Path(args.out)
     with open_database(cfg) as conn:
         conn.execute("BEGIN")  # one snapshot: every batch under the same checkpoint
@@ -57,6 +69,12 @@ def cmd_audit_export(args: argparse.Namespace) -> tuple[object, int]:
         "size": size,
         "answers": len(frames) - 1,
     }, 0
+
+
+def pin_owner(cfg: Config) -> int | None:
+    """Who must own a token key's PIN file: the signer user when run as root, else this user."""
+    owner, _ = signer_owner(cfg.signer.user, cfg.signer.group)
+    return None if owner is None else owner[0]
 
 
 def _size_arg(text: str) -> int:

@@ -4,7 +4,9 @@ Trusted side; the file is the operator's (see ``signer_core.config``). The
 origin is the log key's name in every checkpoint, so it is checked here,
 printable ASCII without spaces or '+' (within signed-note's rule, which
 ``tlog.note`` checks): a name the web side would refuse must stop the signer
-at start, not every sync later.
+at start, not every sync later. ``log_key`` is a file, or a ``pkcs11:`` URI
+with ``module`` and ``pin_file`` beside it, read as a root's ``key`` is
+(``signer_core.config.x509.token_key``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import socket
 from pathlib import Path
 
+from signer_core.config.x509 import TokenKeyConfig, token_key
 from spool.settings import ConfigError, Table
 from tlog.note import NAME_CHARS
 
@@ -25,10 +28,13 @@ MIN_INTERVAL, MAX_INTERVAL = 1.0, 7 * 86400.0
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:
-    log_key: Path  # PKCS#8 PEM, made by the signer at its first start
+    # PKCS#8 PEM, made by the signer at its first start; with a token key, only the name
+    # its verifier line is written beside (<log_key>.pub): <state_dir>/audit-log.key.
+    log_key: Path
     origin: str  # the log's name, and its key's
     # Seconds between two "integrity" records while the signer runs (one is made at start).
     integrity_interval_seconds: float = 86400.0
+    token: TokenKeyConfig | None = None  # the key in a token: never made by the signer
 
 
 def default_origin() -> str:
@@ -38,8 +44,10 @@ def default_origin() -> str:
 
 
 def read_audit(t: Table, state_dir: Path) -> AuditConfig:
+    default = str(state_dir / LOG_KEY_NAME)
+    token = token_key(t, "log_key", default)
     a = AuditConfig(
-        log_key=t.path("log_key", str(state_dir / LOG_KEY_NAME)),
+        log_key=Path(default) if token else t.path("log_key", default),
         origin=t.str_("origin", default_origin()),
         integrity_interval_seconds=t.float_(
             "integrity_interval_seconds",
@@ -48,6 +56,7 @@ def read_audit(t: Table, state_dir: Path) -> AuditConfig:
             MAX_INTERVAL,
             " seconds",
         ),
+        token=token,
     )
     # Stricter than signed-note: the name this appliance chooses is printable ASCII.
     if not re.fullmatch(f"[{NAME_CHARS}]+", a.origin):

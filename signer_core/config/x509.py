@@ -27,7 +27,8 @@ DIGEST_NAMES = frozenset(DIGEST_IDS.values())
 
 @dataclasses.dataclass(frozen=True)
 class TokenKeyConfig:
-    """A root key in a PKCS#11 token: which one, the module that reaches it, its PIN's file."""
+    """A key in a PKCS#11 token (a root's, the audit log's): which one, the module that
+    reaches it, its PIN's file."""
 
     uri: TokenURI
     module: Path
@@ -119,7 +120,7 @@ def _int_key(t: Table, key: str, hi: int) -> int:
 
 
 def _root(rid: int, t: Table) -> RootConfig:
-    token = _token(t)
+    token = token_key(t, "key")
     r = RootConfig(
         id=rid,
         name=t.str_("name"),
@@ -134,20 +135,22 @@ def _root(rid: int, t: Table) -> RootConfig:
     return r
 
 
-def _token(t: Table) -> TokenKeyConfig | None:
-    """``module`` and ``pin_file`` with a ``pkcs11:`` key; None for a key file."""
-    key = t.str_("key")
+def token_key(t: Table, name: str, default: Any = ...) -> TokenKeyConfig | None:
+    """``module`` and ``pin_file`` with a ``pkcs11:`` URI in ``name``; None for a key file."""
+    key = t.str_(name, default)
     if not is_token_uri(key):
-        for name in ("module", "pin_file"):
-            if name in t.data:
-                raise ConfigError(f'{t.key(name)}: only for a key in a token (key = "pkcs11:...")')
+        for beside in ("module", "pin_file"):
+            if beside in t.data:
+                raise ConfigError(
+                    f'{t.key(beside)}: only for a key in a token ({name} = "pkcs11:...")'
+                )
         return None
     if "passphrase_file" in t.data:
         raise ConfigError(f"{t.key('passphrase_file')}: a key in a token has pin_file instead")
     try:
         uri = parse_uri(key)
     except TokenURIError as exc:
-        raise ConfigError(f"{t.key('key')}: {exc}") from None
+        raise ConfigError(f"{t.key(name)}: {exc}") from None
     return TokenKeyConfig(uri=uri, module=t.path("module"), pin_file=t.path("pin_file"))
 
 

@@ -1,4 +1,4 @@
-"""Root keys in a token as cryptography's private keys: ``sign`` asks the token.
+"""Keys in a token as cryptography's private keys: ``sign`` asks the token.
 
 Trusted side; no policy. cryptography's certificate builder and our CRL
 encoder (``crl.encode``) take any ``RSAPrivateKey`` or
@@ -7,6 +7,8 @@ data to the token (``TokenSession.sign``), so the key never leaves it. RSA
 signs PKCS#1 v1.5 with the token's own hash-and-sign mechanism
 (CKM_SHA256_RSA_PKCS and its siblings); ECDSA hashes here and has the token
 sign the digest (CKM_ECDSA), whose raw r||s becomes the DER X.509 wants.
+The audit log key is an ``Ed25519PrivateKey`` for ``tlog.note``: pure
+Ed25519 over the whole message (CKM_EDDSA without parameters, RFC 8032).
 Nothing else of a private key is there to read: exporting raises TypeError.
 """
 
@@ -17,8 +19,9 @@ from typing import Any, NoReturn
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from signer_core.tokens.pkcs11 import TokenSession
+from signer_core.tokens.pkcs11 import TokenError, TokenSession
 
 _RSA_MECHANISMS = {
     "md5": "CKM_MD5_RSA_PKCS",
@@ -129,12 +132,51 @@ class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
         return self
 
 
+class TokenEd25519PrivateKey(Ed25519PrivateKey):
+    """The audit log key in a token: Ed25519 signatures only."""
+
+    def __init__(self, token: TokenSession, public: Ed25519PublicKey) -> None:
+        self.token, self._public = token, public
+
+    def sign(self, data: bytes | bytearray | memoryview) -> bytes:
+        signature = self.token.sign("CKM_EDDSA", bytes(data))
+        if len(signature) != 64:
+            raise ValueError("the token's Ed25519 signature has the wrong size")
+        return signature
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._public
+
+    def private_bytes(self, *args: Any, **kwargs: Any) -> bytes:
+        _no_export()
+
+    def private_bytes_raw(self) -> bytes:
+        _no_export()
+
+    def __copy__(self) -> TokenEd25519PrivateKey:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> TokenEd25519PrivateKey:
+        return self
+
+
 TokenKey = TokenRSAPrivateKey | TokenECPrivateKey
 
 
 def open_token_key(session: TokenSession) -> TokenKey:
-    """Open ``session`` (TokenError with the reason if it cannot) and wrap its key."""
+    """Open ``session`` and wrap its root key; TokenError with the reason if it cannot
+    (the caller closes the session, whatever the outcome)."""
     public = session.open()
     if isinstance(public, rsa.RSAPublicKey):
         return TokenRSAPrivateKey(session, public)
-    return TokenECPrivateKey(session, public)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return TokenECPrivateKey(session, public)
+    raise TokenError("the token's key is an Ed25519 key: a root's is RSA or EC")
+
+
+def open_ed25519_key(session: TokenSession) -> TokenEd25519PrivateKey:
+    """Open ``session`` and wrap its Ed25519 key; TokenError as ``open_token_key``."""
+    public = session.open()
+    if isinstance(public, Ed25519PublicKey):
+        return TokenEd25519PrivateKey(session, public)
+    raise TokenError("the token's key is not an Ed25519 key")

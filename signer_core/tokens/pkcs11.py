@@ -1,14 +1,16 @@
-"""PKCS#11 sessions for root keys: each module loaded once, one session per root, logged in once.
+"""PKCS#11 sessions for keys in tokens: each module loaded once, one session per key, logged in once.
 
 Trusted side: the module is the operator's shared library, loaded into the
-signer (``module`` in the root's settings); the token and its key are named
-by the root's URI (``signer_core.tokens.uri``) and its PIN is read from a
-file only the signer user may read. The key never leaves the token: this
-module only asks it to sign, and reads the public half back.
+signer (``module`` in the root's settings, or the audit log key's); the token
+and its key are named by a URI (``signer_core.tokens.uri``) and its PIN is
+read from a file only the signer user may read. The key never leaves the
+token: this module only asks it to sign, and reads the public half back
+(``signer_core.tokens.publickey``): RSA, EC, or Ed25519 (the log key's).
 
 Faults: whatever PyKCS11 raises is logged with its own text and becomes a
-``TokenError`` (at start: the root is not installed, with that sentence) or
-a ``Refusal("root-unavailable", ...)`` (while serving). A session that fails
+``TokenError`` (at start: the root is not installed, or the audit exchange
+refused, with that sentence) or a ``Refusal`` (while serving:
+``root-unavailable`` for a root, ``audit-unavailable`` for the log key). A session that fails
 is re-opened, the module re-initialised and the PIN given again, on the next
 request that needs it, at most once per signature, so that a token pulled
 out and put back serves again without a restart. A PIN the token refuses is
@@ -25,21 +27,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from signer_core.refusal import Refusal
+from signer_core.tokens import publickey
+from signer_core.tokens.publickey import TokenPublicKey, UnsupportedCurve, spki
 from signer_core.tokens.uri import TokenURI
 
 log = logging.getLogger("signer-core")
 
 MAX_PIN = 256
-# CKA_EC_PARAMS of the curves a root may use: the namedCurve OID, DER.
-_CURVES: dict[bytes, ec.EllipticCurve] = {
-    bytes.fromhex("06082a8648ce3d030107"): ec.SECP256R1(),
-    bytes.fromhex("06052b81040022"): ec.SECP384R1(),
-    bytes.fromhex("06052b81040023"): ec.SECP521R1(),
-}
 # Return values (CKR_*) that have a sentence of their own.
 _REASONS = {
     "CKR_PIN_INCORRECT": "the token refused the PIN",
@@ -61,7 +56,7 @@ _PIN_REFUSED = ("CKR_PIN_INCORRECT", "CKR_PIN_LEN_RANGE", "CKR_PIN_LOCKED", "CKR
 
 
 class TokenError(Exception):
-    """A root's token key cannot be used; the message is one sentence for a person."""
+    """A token key cannot be used; the message is one sentence for a person."""
 
 
 def _pykcs11() -> Any:
@@ -84,7 +79,7 @@ def _reason(exc: Exception, default: str) -> str:
 
 
 class _Module:
-    """One PKCS#11 library, loaded once for every root that uses it."""
+    """One PKCS#11 library, loaded once for every key that uses it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -92,7 +87,7 @@ class _Module:
         self.generation = 0  # a re-initialisation ends every session opened before it
         self.users = 0
         # slot -> SHA-256 of the PIN it was logged in with: PKCS#11 logs an
-        # application in per token, so a second root's PIN is compared with it.
+        # application in per token, so a second key's PIN is compared with it.
         self.logins: dict[int, bytes] = {}
 
     def load(self) -> Any:
@@ -173,41 +168,28 @@ def read_pin(path: Path, owner: int | None = None) -> str:
         raise TokenError(f"the PIN file {path} is not UTF-8") from None
 
 
-def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _octets(value: Any) -> bytes:
-    return bytes(value) if value is not None else b""
-
-
-def _ec_point(data: bytes) -> bytes:
-    """CKA_EC_POINT: a DER OCTET STRING around the point (PKCS#11), or the bare point."""
-    if len(data) > 2 and data[0] == 0x04:
-        if data[1] < 0x80 and len(data) == 2 + data[1]:
-            return data[2:]
-        if data[1] == 0x81 and len(data) > 3 and len(data) == 3 + data[2]:
-            return data[3:]
-    return data
-
-
 class TokenSession:
-    """The session of one root with its token: opened at start, re-opened after a fault."""
+    """The session of one key with its token: opened at start, re-opened after a fault."""
 
     def __init__(
-        self, name: str, uri: TokenURI, module: Path, pin_file: Path, pin_owner: int | None = None
+        self,
+        name: str,
+        uri: TokenURI,
+        module: Path,
+        pin_file: Path,
+        pin_owner: int | None = None,
+        refusal: str = "root-unavailable",
     ) -> None:
-        self.name = name  # "root 2", for messages
+        self.name = name  # "root 2", "the audit log": for messages
         self.uri, self.pin_file, self.pin_owner = uri, pin_file, pin_owner  # owner: for root
+        self.refusal = refusal  # the code of a signature the token cannot give now
         self._module = _module(module)
         self._module.users += 1
         self._session: Any = None
         self._key: Any = None
         self._generation = -1
         self._pin_refused = ""
-        self.public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None
+        self.public_key: TokenPublicKey | None = None
 
     @property
     def signing(self) -> bool:
@@ -216,7 +198,7 @@ class TokenSession:
 
     # -- opening -----------------------------------------------------------
 
-    def open(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    def open(self) -> TokenPublicKey:
         """Log in and find the key; its public half. TokenError with the reason if not."""
         pykcs11 = _pykcs11()
         lib = self._module.load()
@@ -232,7 +214,7 @@ class TokenSession:
         except BaseException:
             _close(session)
             raise
-        if self.public_key is not None and _spki(public) != _spki(self.public_key):
+        if self.public_key is not None and spki(public) != spki(self.public_key):
             _close(session)
             raise TokenError("the token now holds another key under this URI")
         self._session, self._key, self.public_key = session, key, public
@@ -261,10 +243,10 @@ class TokenSession:
             session.login(pin)
         except pykcs11.PyKCS11Error as exc:
             ckr = _ckr(exc)
-            if ckr == "CKR_USER_ALREADY_LOGGED_IN":  # another root's session on this token
+            if ckr == "CKR_USER_ALREADY_LOGGED_IN":  # another key's session on this token
                 if self._module.logins.get(slot) != digest:
                     raise TokenError(
-                        "the PIN differs from the one another root logged in to this token with"
+                        "the PIN differs from the one another key logged in to this token with"
                     ) from None
                 return
             log.warning("%s: logging in to its token: %s", self.name, exc)
@@ -274,49 +256,51 @@ class TokenSession:
             raise TokenError(reason) from None
         self._module.logins[slot] = digest
 
-    def _find_key(
-        self, session: Any, pykcs11: Any
-    ) -> tuple[Any, rsa.RSAPublicKey | ec.EllipticCurvePublicKey]:
+    def _find_key(self, session: Any, pykcs11: Any) -> tuple[Any, TokenPublicKey]:
         template = self._template(pykcs11, pykcs11.CKO_PRIVATE_KEY)
         try:
             found = session.findObjects(template)
             if len(found) != 1:
                 raise TokenError(
                     f"the token holds {'no' if not found else 'more than one'} private key "
-                    "matching the root's URI"
+                    "matching the URI"
                 )
             key = found[0]
             (kind,) = session.getAttributeValue(key, [pykcs11.CKA_KEY_TYPE])
+            public: TokenPublicKey
             if kind == pykcs11.CKK_RSA:
-                n, e = session.getAttributeValue(
-                    key, [pykcs11.CKA_MODULUS, pykcs11.CKA_PUBLIC_EXPONENT]
+                public = publickey.rsa_public(
+                    *session.getAttributeValue(
+                        key, [pykcs11.CKA_MODULUS, pykcs11.CKA_PUBLIC_EXPONENT]
+                    )
                 )
-                public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey = rsa.RSAPublicNumbers(
-                    int.from_bytes(_octets(e), "big"), int.from_bytes(_octets(n), "big")
-                ).public_key()
-            elif kind == pykcs11.CKK_EC:
-                public = self._ec_public(session, pykcs11)
+            elif kind in (pykcs11.CKK_EC, pykcs11.CKK_EC_EDWARDS):
+                params, point = self._ec_attributes(session, pykcs11)
+                curve_public = (
+                    publickey.ec_public if kind == pykcs11.CKK_EC else publickey.ed25519_public
+                )
+                public = curve_public(params, point)
             else:
-                raise TokenError("the token's key is neither RSA nor EC")
+                raise TokenError("the token's key is not an RSA, EC or Ed25519 key")
         except pykcs11.PyKCS11Error as exc:
             log.warning("%s: reading its key from the token: %s", self.name, exc)
             raise TokenError(_reason(exc, "the token did not show the key")) from None
+        except UnsupportedCurve as exc:
+            raise TokenError(str(exc)) from None
         except ValueError as exc:
             log.warning("%s: the token's public key does not parse: %s", self.name, exc)
             raise TokenError("the token's public key does not parse") from None
         return key, public
 
-    def _ec_public(self, session: Any, pykcs11: Any) -> ec.EllipticCurvePublicKey:
+    def _ec_attributes(self, session: Any, pykcs11: Any) -> tuple[Any, Any]:
+        """CKA_EC_PARAMS and CKA_EC_POINT of the public key beside the private one."""
         found = session.findObjects(self._template(pykcs11, pykcs11.CKO_PUBLIC_KEY))
         if len(found) != 1:
-            raise TokenError("the token holds no public key beside its EC private key")
+            raise TokenError("the token holds no public key beside its private key")
         params, point = session.getAttributeValue(
             found[0], [pykcs11.CKA_EC_PARAMS, pykcs11.CKA_EC_POINT]
         )
-        curve = _CURVES.get(_octets(params))
-        if curve is None:
-            raise TokenError("the token's EC key is not on P-256, P-384 or P-521")
-        return ec.EllipticCurvePublicKey.from_encoded_point(curve, _ec_point(_octets(point)))
+        return params, point
 
     def _template(self, pykcs11: Any, cls: int) -> list[tuple[int, Any]]:
         template: list[tuple[int, Any]] = [(pykcs11.CKA_CLASS, cls)]
@@ -331,7 +315,7 @@ class TokenSession:
     def sign(self, mechanism: str, data: bytes) -> bytes:
         """The token's signature of ``data`` with ``mechanism`` (a CKM_* name).
 
-        Refusal ``root-unavailable`` when the token cannot sign; the session is
+        Refusal ``self.refusal`` when the token cannot sign; the session is
         then re-opened on the next call, at most once per call.
         """
         pykcs11 = _pykcs11()
@@ -371,7 +355,7 @@ class TokenSession:
         log.info("%s: session with its token re-opened", self.name)
 
     def _unavailable(self, reason: str) -> Refusal:
-        return Refusal("root-unavailable", f"{self.name}'s token key cannot sign now: {reason}")
+        return Refusal(self.refusal, f"{self.name}'s token key cannot sign now: {reason}")
 
     def _drop(self) -> None:
         session, self._session, self._key = self._session, None, None

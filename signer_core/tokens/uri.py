@@ -1,4 +1,4 @@
-"""RFC 7512 ``pkcs11:`` URIs naming a root's key in a token, parsed with size limits.
+"""RFC 7512 ``pkcs11:`` URIs naming a root's or the log key in a token, parsed with size limits.
 
 Trusted side: the URI is the operator's, from the configuration file; it is
 still bounded and checked, so that a typo stops the signer at start with a

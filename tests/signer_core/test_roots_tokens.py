@@ -70,7 +70,7 @@ def test_token_roots_and_their_faults(tmp_path):
             assert sorted(store.roots) == [0, 2, 3]
             assert store.missing == {
                 # The token has the signer logged in for root 2 already: the PIN is compared.
-                4: f"token key {token.uri('rsa')}: the PIN differs from the one another root "
+                4: f"token key {token.uri('rsa')}: the PIN differs from the one another key "
                 "logged in to this token with",
                 5: f"token key {token.uri('rsa')}: the PKCS#11 module "
                 f"{tmp_path / 'no-module.so'} does not exist",

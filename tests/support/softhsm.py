@@ -2,7 +2,7 @@
 
 Test tooling. ``SoftToken.create(directory)`` writes a softhsm2.conf whose
 token directory is ``directory/tokens`` and initialises a token there;
-``generate`` makes an RSA-4096 or P-256 key pair in it (private half
+``generate`` makes an RSA, P-256 or Ed25519 key pair in it (private half
 sensitive and not extractable), ``attributes`` reads a key's flags back.
 Both run PyKCS11 in a child process with ``SOFTHSM2_CONF`` set, so that the
 test process's own PKCS#11 state is never the one being examined. A process
@@ -27,6 +27,7 @@ MODULES = (
     Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
 )
 P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
+ED25519_PARAMS = bytes.fromhex("06032b6570")  # the OID 1.3.101.112
 CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -107,7 +108,7 @@ class SoftToken:
         return done.stdout
 
     def generate(self, kind: str, label: str, key_id: int = 1) -> None:
-        """A key pair ``kind`` ("rsa4096", "rsa2048" or "p256") named ``label``."""
+        """A key pair ``kind`` ("rsa4096", "rsa2048", "p256", "ed25519") named ``label``."""
         self._run("generate", str(self.module), self.label, self.pin, kind, label, str(key_id))
 
     def attributes(self, label: str) -> dict[str, bool]:
@@ -173,6 +174,17 @@ crl_url = "http://crl.example.org/root{rid}.crl"
 """
 
 
+def log_key_toml(token: SoftToken, pin_file: Path, label: str = "log") -> str:
+    """An ``[audit]`` section whose log key is ``label`` in ``token`` (origin ca.example/log)."""
+    return f"""
+[audit]
+origin = "ca.example/log"
+log_key = "{token.uri(label)}"
+module = "{token.module}"
+pin_file = "{pin_file}"
+"""
+
+
 # --- the child process ------------------------------------------------------
 
 
@@ -211,6 +223,9 @@ def _generate(module: str, token: str, pin: str, kind: str, label: str, key_id: 
     elif kind == "p256":
         public.append((p.CKA_EC_PARAMS, tuple(P256_PARAMS)))
         mechanism = p.CKM_EC_KEY_PAIR_GEN
+    elif kind == "ed25519":
+        public.append((p.CKA_EC_PARAMS, tuple(ED25519_PARAMS)))
+        mechanism = p.CKM_EC_EDWARDS_KEY_PAIR_GEN
     else:
         raise SystemExit(f"unknown key kind {kind}")
     session.generateKeyPair(public, private, mecha=p.Mechanism(mechanism, None))
