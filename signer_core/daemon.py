@@ -319,10 +319,9 @@ def serve(ctx: SignerContext, spool: Spool, stop: StopRequest) -> None:
     with DirWatcher(spool.incoming, mask=COMMIT_MASK, min_interval=SCAN_INTERVAL) as watcher:
         log.info("watching %s", spool.incoming)
         while not stop.requested:
-            # A full disk or an I/O error is the machine's fault, not the
-            # request's: keep the request where it is (incoming/ or active/)
-            # and try again, rather than refuse it or exit into a restart storm.
-            # (What the comm user does to its entries never raises: spool.queue.)
+            # A full disk or an I/O error is the machine's fault, not the request's: keep the
+            # request where it is (incoming/ or active/) and try again, rather than refuse it
+            # or exit into a restart storm. (The comm user's doings never raise: spool.queue.)
             try:
                 served = serve_queue(ctx, spool, stop, recover=recover)
                 tally.add(woken, served)

@@ -44,7 +44,7 @@ def stop(ctx: SignerContext) -> None:
 
 
 def ask(ctx: SignerContext) -> tuple[bytes, bytes]:
-    answer = dispatch(ctx, audit_request(AuditQuery(0, 0)))
+    answer = dispatch(ctx, audit_request(AuditQuery(0)))
     assert answer is not None
     return answer.payload1, answer.payload2
 
