@@ -20,6 +20,7 @@ until it is back, without a restart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -59,6 +60,11 @@ class Root:
     config: RootConfig
     certificate: x509.Certificate
     private_key: RootKey = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def public_key(self) -> PublicKeyTypes:
+        """The certificate's key, decoded once (every certificate's check verifies with it)."""
+        return self.certificate.public_key()
 
     @classmethod
     def load(cls, cfg: RootConfig, pin_owner: int | None = None) -> Root:
