@@ -4,11 +4,12 @@
 SHELL := /bin/bash
 DEMO_DIR ?= demo-ca
 PYTEST_ARGS ?=
-# Most tests wait on pipes, ptys and daemons, so four workers on two cores pay;
-# the package's tests share one build (one worker, xdist group "package"). The
-# tests that measure elapsed time run afterwards, alone, where their figures mean
-# something (marker "timing").
+# Most tests wait on pipes, ptys and daemons, so four workers on two cores pay.
+# make test runs scripts/run-tests.sh: both environments, the Debian package's
+# tests beside the PyPI run, the tests that measure elapsed time (marker
+# "timing") last and alone. test-debian and test-venv run one environment each.
 WORKERS ?= 4
+export WORKERS
 PARALLEL = -n $(WORKERS) --dist loadgroup -m "not timing"
 ALONE = -m timing
 # pytest's status 5: nothing selected (PYTEST_ARGS named no timing test).
@@ -26,7 +27,8 @@ demo: setup
 serve: setup
 	.venv/bin/signerctl demo --dir $(DEMO_DIR) --serve
 
-test: setup lint test-debian test-venv
+test: setup lint
+	@scripts/run-tests.sh $(PYTEST_ARGS)
 
 lint:
 	@echo "== ruff (lint, format), mypy, and docs/architecture.md's module list"

@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 from tlog.merkle import HASH_SIZE
 from tlog.note import MAX_NOTE
-from tlog.records import MAX_BATCH
+from tlog.records import MAX_BATCH, Reader
 
 REQUEST_SIZE = 24
 NONCE_SIZE = 16
@@ -102,15 +102,7 @@ class AuditReply:
 
     @classmethod
     def decode(cls, body: bytes) -> AuditReply:
-        at = 0
-
-        def take(n: int) -> bytes:
-            nonlocal at
-            if at + n > len(body):
-                raise ExchangeError("the audit answer is cut short")
-            at += n
-            return body[at - n : at]
-
+        take = (reader := Reader(body, ExchangeError, "the audit answer is cut short")).take
         (note_size,) = struct.unpack(">H", take(2))
         if note_size > MAX_NOTE:
             raise ExchangeError(f"the audit answer's checkpoint is over {MAX_NOTE} bytes")
@@ -123,8 +115,7 @@ class AuditReply:
         if batch_size > MAX_BATCH:
             raise ExchangeError(f"the audit answer's batch is over {MAX_BATCH} bytes")
         batch = take(batch_size)
-        if at != len(body):
-            raise ExchangeError("the audit answer has bytes after its batch")
+        reader.end("the audit answer has bytes after its batch")
         return cls(note, damage, proof, count, batch)
 
 

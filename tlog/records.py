@@ -42,6 +42,24 @@ class BatchError(ValueError):
     """A batch of records that cannot be read; the message says why."""
 
 
+class Reader:
+    """Bounded reads of ``data``, for the decoders of both sides' untrusted bytes: a read
+    past the end raises ``error(cut)``, and ``end`` checks that nothing is left over."""
+
+    def __init__(self, data: bytes, error: type[ValueError], cut: str) -> None:
+        self.data, self.at, self.error, self.cut = data, 0, error, cut
+
+    def take(self, n: int) -> bytes:
+        if self.at + n > len(self.data):
+            raise self.error(self.cut)
+        self.at += n
+        return self.data[self.at - n : self.at]
+
+    def end(self, extra: str) -> None:
+        if self.at != len(self.data):
+            raise self.error(extra)
+
+
 def material(seq: int, at: str, event: str, details: str, prev: str) -> bytes:
     """What record ``seq``'s hash and its tree leaf cover."""
     return "\n".join((str(seq), at, event, details, prev)).encode("utf-8")
@@ -119,19 +137,12 @@ def _inflate(data: bytes) -> bytes:
 
 def decode_batch(data: bytes, count: int, first: int) -> list[Bare]:
     """``count`` records numbered from ``first`` on, from a compressed batch; BatchError otherwise."""
-    raw = _inflate(data)
-    records, at = [], 0
-
-    def take(n: int) -> bytes:
-        nonlocal at
-        if at + n > len(raw):
-            raise BatchError("the batch ends inside a record")
-        at += n
-        return raw[at - n : at]
+    reader = Reader(_inflate(data), BatchError, "the batch ends inside a record")
+    records = []
 
     def text(width: int) -> str:
         try:
-            value = take(int.from_bytes(take(width), "big")).decode("utf-8")
+            value = reader.take(int.from_bytes(reader.take(width), "big")).decode("utf-8")
         except UnicodeDecodeError:
             raise BatchError("a record field is not UTF-8") from None
         if "\n" in value:  # the separator of ``material``: a field must not hold one
@@ -139,10 +150,9 @@ def decode_batch(data: bytes, count: int, first: int) -> list[Bare]:
         return value
 
     for expected in range(first, first + count):
-        (seq,) = struct.unpack(">Q", take(8))
+        (seq,) = struct.unpack(">Q", reader.take(8))
         if seq != expected:
             raise BatchError(f"the batch holds record {seq} where record {expected} belongs")
         records.append(Bare(seq, text(1), text(1), text(3)))
-    if at != len(raw):
-        raise BatchError("the batch has bytes after its last record")
+    reader.end("the batch has bytes after its last record")
     return records
