@@ -22,7 +22,6 @@ key name is its origin, which names the appliance.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ def _b64(encoded: str, what: str) -> bytes:
     """Strict base64: one encoding per value, so that a changed note is never a valid one."""
     try:
         raw = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a str that is not ASCII
         raise NoteError(f"{what} is not base64") from None
     if base64.b64encode(raw).decode() != encoded:
         raise NoteError(f"{what} is not in canonical base64")

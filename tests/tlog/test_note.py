@@ -289,6 +289,15 @@ def test_a_changed_cosigned_note_gives_the_signed_text_or_note_error(note: bytes
     assert checkpoint == GOOD
 
 
+def test_a_signature_that_is_not_ascii_is_a_note_error() -> None:
+    # Found by the fuzzing above: a line break turned into a space joins two signature
+    # lines, and base64 of a str that is not ASCII raised ValueError, not NoteError.
+    joined = COSIGNED.replace(b"=\n\xe2\x80\x94 EnochRoot", b"= \xe2\x80\x94 EnochRoot")
+    assert joined != COSIGNED
+    with pytest.raises(NoteError, match="not base64"):
+        open_checkpoint(joined, LOG)
+
+
 def test_the_size_limit_is_on_bytes_and_exact() -> None:
     padding = MAX_NOTE - len(SIGNED_GOOD) - len("\n")
     longest = sign(GOOD.text() + "x" * padding + "\n", LOG_NAME, LOG_KEY)
