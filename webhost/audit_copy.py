@@ -180,18 +180,17 @@ class AuditCopy:
         if not self._bytes:
             return
         with open(self.dir / "records.jsonl", "rb") as records:
-            left = self._bytes
-            for line in records:
-                if left <= 0:
-                    return
+            left, n = self._bytes, 0
+            while left > 0 and (line := records.readline(MAX_LINE + 1)):
+                n += 1
+                if len(line) > MAX_LINE:  # read no further than the bound: the file is untrusted
+                    raise CopyError(f"record {n} of {self.dir}/records.jsonl is too long")
                 left -= len(line)
                 yield line.decode("utf-8", "replace")
 
     def entries(self) -> Iterator[Entry]:
         """The records held, oldest first."""
         for n, line in enumerate(self.lines(), 1):
-            if len(line) > MAX_LINE:
-                raise CopyError(f"record {n} of {self.dir}/records.jsonl is too long")
             try:
                 data = json.loads(line)
                 yield Entry(data["seq"], data["at"], data["event"], data["details"], data["prev"])

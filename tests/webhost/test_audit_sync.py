@@ -236,3 +236,13 @@ def test_the_first_sync_needs_the_key_and_keeps_it(appliance, tmp_path):
     assert sync(appliance, tmp_path / "web" / "copy", key=key).complete
     with AuditCopy(tmp_path / "web" / "copy") as copy:
         assert copy.verifier(None).text() == appliance.verifier.text()
+
+
+def test_an_overlong_line_in_the_copy_is_refused_at_its_bound(appliance, tmp_path, monkeypatch):
+    appliance.fill(5)
+    sync(appliance, tmp_path / "web" / "copy")
+    monkeypatch.setattr("webhost.audit_copy.MAX_LINE", 100)  # a record line is longer
+    report = verify_copy(tmp_path / "web" / "copy", appliance.verifier)
+    assert not report.ok and report.problems == [
+        f"record 1 of {tmp_path / 'web' / 'copy'}/records.jsonl is too long"
+    ]
