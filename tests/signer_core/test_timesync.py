@@ -43,7 +43,7 @@ def test_readings_round_trip(when):
     assert parse_reading(reading(when)) == when
 
 
-@settings(max_examples=2000)
+@settings(max_examples=2000, deadline=None)
 @given(st.binary(max_size=40))
 def test_anything_else_is_refused(data):
     try:
