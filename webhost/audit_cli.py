@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import BinaryIO
 
 import serial
@@ -38,23 +37,6 @@ from webhost.client_v2 import V2Client
 from webhost.exits import EXIT_ALARM, EXIT_LINK, EXIT_OK, EXIT_UNUSABLE, EXIT_USAGE
 
 MAX_ANSWER = MAX_NOTE + MAX_BATCH + 4096
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    sync = sub.add_parser(
-        "audit-sync", help="fetch and check the appliance's audit log into a copy (needs --v2)"
-    )
-    sync.add_argument("--state", type=Path, required=True, help="the copy's directory")
-    sync.add_argument("--key", type=Path, help="the log's public key (first sync)")
-    sync.add_argument(
-        "--from", dest="export", type=Path, help="an export file (signerctl audit export)"
-    )
-    audit = sub.add_parser("audit", help="check a copy of the audit log offline")
-    verify = audit.add_subparsers(dest="audit_command", required=True).add_parser(
-        "verify", help="check every record and checkpoint of a copy with the log's public key"
-    )
-    verify.add_argument("--log", type=Path, required=True, help="the copy's directory")
-    verify.add_argument("--key", type=Path, required=True, help="the log's public key")
 
 
 def _fail(code: int, sentence: str) -> int:

@@ -23,18 +23,19 @@ import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import serial
 from cryptography import x509
 
 from comm_handler.frames import FrameError
 from comm_handler.transfer import LinkError
-from comm_handler.v2messages import Kind, V2Request
 from spool.header import BUILTIN_PROFILE_NAMES, DIGEST_IDS
-from webhost import audit_cli
 from webhost.client import ClientError, Response, WebClient, nul_timestamp
-from webhost.client_v2 import V2Client
 from webhost.exits import EXIT_LINK, EXIT_OK, EXIT_REFUSED, EXIT_UNUSABLE, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from webhost.client_v2 import V2Client
 
 log = logging.getLogger("signer-client")
 
@@ -136,6 +137,23 @@ def _crl_file(text: str) -> Path:
     return path
 
 
+def _audit_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sync = sub.add_parser(
+        "audit-sync", help="fetch and check the appliance's audit log into a copy (needs --v2)"
+    )
+    sync.add_argument("--state", type=Path, required=True, help="the copy's directory")
+    sync.add_argument("--key", type=Path, help="the log's public key (first sync)")
+    sync.add_argument(
+        "--from", dest="export", type=Path, help="an export file (signerctl audit export)"
+    )
+    audit = sub.add_parser("audit", help="check a copy of the audit log offline")
+    verify = audit.add_subparsers(dest="audit_command", required=True).add_parser(
+        "verify", help="check every record and checkpoint of a copy with the log's public key"
+    )
+    verify.add_argument("--log", type=Path, required=True, help="the copy's directory")
+    verify.add_argument("--key", type=Path, required=True, help="the log's public key")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="signer-client",
@@ -173,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("nul", help="keep-alive carrying the time; prints the time sent")
     sub.add_parser("status", help="what the appliance says of itself, as JSON (needs --v2)")
-    audit_cli.add_commands(sub)
+    _audit_commands(sub)
     x509 = sub.add_parser("sign-x509", help="sign a PKCS#10 or SPKAC request")
     x509.add_argument("--root", type=_root, required=True, metavar="N", help="root number, 0-255")
     x509.add_argument(
@@ -273,6 +291,8 @@ def _revocation_line(cert_pem: bytes, held: bytes) -> str:
 
 
 def _status(client: V2Client) -> int:
+    from comm_handler.v2messages import Kind, V2Request
+
     answer = client.exchange_v2(V2Request(Kind.STATUS))
     if not answer.ok:
         return _fail(EXIT_REFUSED, f"refused: {answer.v1_payloads()[1].decode(errors='replace')}")
@@ -299,21 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
-    if args.command == "audit-sync":
-        return audit_cli.sync_command(args)
-    if args.command == "audit":
-        return audit_cli.verify_command(args)
+    # The audit and v2 code is imported only where a command needs it: the web host
+    # runs this client once per request, and most requests are v1 signs and keep-alives.
+    if args.command in ("audit-sync", "audit"):
+        from webhost import audit_cli
+
+        run = audit_cli.sync_command if args.command == "audit-sync" else audit_cli.verify_command
+        return run(args)
+    opener: type[WebClient] = WebClient
+    if args.v2:
+        from webhost.client_v2 import V2Client
+
+        opener = V2Client
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     held = _held_crl(args)
     try:
-        with (V2Client if args.v2 else WebClient)(
+        with opener(
             args.link,
             baud=args.baud,
             response_timeout=args.timeout,
             ready_timeout=args.ready_timeout,
         ) as client:
-            if isinstance(client, V2Client) and args.command == "status":
-                return _status(client)
+            if args.command == "status":  # args.v2: checked above
+                return _status(cast("V2Client", client))
             response = _run(client, args, now)
     except serial.SerialException as exc:
         log.info("pyserial: %s", exc)
