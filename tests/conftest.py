@@ -25,13 +25,19 @@ from asn1crypto import keys as asn1keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from hypothesis import settings
 
 from signer_core.roots import Root
 from signerctl.demo.ca import Users, system_users
 from tests.support.crl import pem
+from tests.support.examples import examples
 from tests.support.openpgp import mpi, packet
 from tests.support.weak_keys import next_prime, openssl_prime, roca_prime, rsa_from_primes
 from tests.support.x509 import World, csr_pem, csr_pem_of, der_of, spkac_block
+
+# A property test that names no count draws the default share of hypothesis's 100.
+settings.register_profile("suite", max_examples=examples(100))
+settings.load_profile("suite")
 
 
 def pytest_report_header(config):
@@ -41,7 +47,7 @@ def pytest_report_header(config):
     return (
         f"environment: python {sys.version.split()[0]} at {sys.executable}, "
         f"cryptography {cryptography.__version__}, python-gnupg {gnupg.__version__}, "
-        f"uid {os.geteuid()}"
+        f"uid {os.geteuid()}, property tests' share of examples {examples(1000) / 1000:g}"
     )
 
 

@@ -19,6 +19,7 @@ from spool.header import Action
 from spool.queue import Spool
 from spool.settings import ConfigError, LinkTimeouts
 from tests.support.comm import link_server
+from tests.support.examples import examples
 
 BASE = '[spool]\ndir = "spool"\n[comm]\ndevice = "/dev/ttyUSB0"\n'
 ALL_LINK_KEYS = """ready_timeout = 2.5
@@ -172,7 +173,7 @@ messages = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(messages)
 def test_answer_is_always_a_v1_response(server, data) -> None:
     response = decode_message(server.v1.answer(data).message)

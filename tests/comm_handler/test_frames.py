@@ -25,6 +25,7 @@ from comm_handler.frames import (
     xor_checksum,
 )
 from spool.header import Action, HeaderError, RequestHeader
+from tests.support.examples import examples
 
 # CPU-bound examples; no deadline, as CI machines are slow and shared.
 RELAXED = settings(deadline=None)
@@ -210,7 +211,7 @@ def test_fuzz_decoders_with_mutated_frames() -> None:
         _decode_everything(_mutate(rng, rng.choice(seeds)))
 
 
-@settings(RELAXED, max_examples=500)
+@settings(RELAXED, max_examples=examples(500))
 @given(st.binary(max_size=200))
 def test_fuzz_decoders_with_random_bytes(data: bytes) -> None:
     _decode_everything(data)

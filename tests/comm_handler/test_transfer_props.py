@@ -22,6 +22,7 @@ from comm_handler.transfer import (
     receive_message,
     send_message,
 )
+from tests.support.examples import examples
 
 # CPU-bound examples; no deadline, as CI machines are slow and shared.
 RELAXED = settings(deadline=None)
@@ -124,7 +125,7 @@ def test_truncated_frame_gets_no_verdict(p1: bytes, cut: int) -> None:
     assert port.written == [bytes([READY])]
 
 
-@settings(RELAXED, max_examples=500)
+@settings(RELAXED, max_examples=examples(500))
 @given(st.lists(st.binary(max_size=60), max_size=8), st.lists(payloads, max_size=3))
 def test_any_conversation_delivers_only_checked_frames(
     segments: list[bytes], p1s: list[bytes]

@@ -27,6 +27,7 @@ from comm_handler.v2frames import (
     decode_head,
     encode_frame,
 )
+from tests.support.examples import examples
 
 ID = bytes(range(16))
 
@@ -55,7 +56,7 @@ def _crc32c_bitwise(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     kind=st.sampled_from(list(FrameType)),
     request_id=st.binary(min_size=16, max_size=16),
@@ -70,7 +71,7 @@ def test_round_trip(kind: FrameType, request_id: bytes, body: bytes) -> None:
     assert decode_frame(data) == frame
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(body=st.binary(min_size=1, max_size=300), data=st.data())
 def test_every_flip_of_one_or_two_bits_is_refused(body: bytes, data: st.DataObject) -> None:
     wire = bytearray(encode_frame(Frame(FrameType.REQUEST, ID, body)))

@@ -37,6 +37,7 @@ from comm_handler.v2link import (
     send_answer,
 )
 from signerctl.demo.nullmodem import Direction, NullModem
+from tests.support.examples import examples
 
 A2B, B2A = Direction.A_TO_B, Direction.B_TO_A
 T = V2Timeouts(ack=0.5, answer=3.0, chunk=0.5, quiet=0.1, max_resends=3)
@@ -389,7 +390,9 @@ def test_timeouts_are_validated(bad: dict[str, object]) -> None:
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(body=st.binary(max_size=200), where=st.integers(min_value=0), mask=st.integers(1, 255))
 def test_single_byte_damage_never_delivers_a_wrong_body(

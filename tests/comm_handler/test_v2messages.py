@@ -25,8 +25,9 @@ from comm_handler.v2messages import (
 )
 from spool import codes
 from spool.header import V2_ONLY, VERSION_2, Action, HeaderError, RequestHeader, System
+from tests.support.examples import examples
 
-RELAXED = settings(max_examples=300, deadline=None)
+RELAXED = settings(max_examples=examples(300), deadline=None)
 
 requests = st.builds(
     V2Request,

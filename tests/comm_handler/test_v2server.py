@@ -21,6 +21,7 @@ from spool import codes
 from spool.header import VERSION_2, RequestHeader
 from spool.record import decode_request
 from tests.support.comm import link_server
+from tests.support.examples import examples
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ well_formed = st.builds(
 bodies = st.one_of(st.binary(max_size=64), well_formed, well_formed.map(lambda b: b[:-1]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(bodies, st.binary(min_size=16, max_size=16))
 def test_every_body_gets_an_answer(server, body, request_id) -> None:
     before = len(incoming(server))

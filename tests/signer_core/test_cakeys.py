@@ -30,6 +30,7 @@ from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
 from signer_core.roots import RootStore
 from signer_core.x509.request import parse_request
+from tests.support.examples import examples
 from tests.support.openpgp import (
     CREATED,
     ED25519_OID,
@@ -50,7 +51,9 @@ CV25519_OID = bytes.fromhex("2b060104019755010501")
 P256_OID = bytes.fromhex("2a8648ce3d030107")
 P384_OID = bytes.fromhex("2b81040022")
 CURVES = {"nistp256": ec.SECP256R1(), "nistp384": ec.SECP384R1(), "nistp521": ec.SECP521R1()}
-FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=examples(400), deadline=2000, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # --- taking gpg's keys apart ------------------------------------------------------

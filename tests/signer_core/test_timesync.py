@@ -29,6 +29,7 @@ from signer_core.timesync import (
 )
 from spool.record import Request
 from spool.settings import ConfigError
+from tests.support.examples import examples
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -43,7 +44,7 @@ def test_readings_round_trip(when):
     assert parse_reading(reading(when)) == when
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.binary(max_size=40))
 def test_anything_else_is_refused(data):
     try:
@@ -251,7 +252,7 @@ PAYLOADS = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PAYLOADS, st.floats(min_value=0, max_value=2.0**33))
 def test_record_takes_any_payload_or_refuses_it(shared_readings, payload, received_at):
     try:

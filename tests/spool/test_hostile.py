@@ -17,6 +17,7 @@ import spool.entry as entry
 import spool.queue as queue
 from spool.queue import Spool
 from spool.record import Request, encode_request
+from tests.support.examples import examples
 from tests.support.spool import drops
 
 HEADER = bytes([1, 1, 0, 0, 2, 1, 0x6E, 0, 0])
@@ -236,7 +237,9 @@ def _mutate(record: bytes):
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_claim_never_raises_on_fuzzed_files(spool: Spool, data) -> None:

@@ -27,6 +27,7 @@ from spool.record import (
     encode_request,
     encode_result,
 )
+from tests.support.examples import examples
 
 ID = "01795898819128038868-be1a0e1af7c54478a0de33ad6b46d3df"
 
@@ -65,7 +66,9 @@ def test_receipt_round_trip(receipt: Receipt) -> None:
     assert decode_receipt(encoded) == receipt
 
 
-@settings(max_examples=300, deadline=None)  # a loaded CI machine pauses a run now and then
+@settings(
+    max_examples=examples(300), deadline=None
+)  # a loaded CI machine pauses a run now and then
 @given(st.data(), receipts)
 def test_fuzzed_receipt_decoder_raises_only_spool_format_error(data, receipt: Receipt) -> None:
     encoded = encode_receipt(receipt)
@@ -118,7 +121,7 @@ def _mutations(data: bytes):
     )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), requests, results)
 def test_fuzzed_decoders_raise_only_spool_format_error(
     data, request: Request, result: Result

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, settings
 from signer_core.openpgp import keyblock
 from signer_core.openpgp.packets import walk
 from signer_core.refusal import Refusal
+from tests.support.examples import examples
 
 GPG = ("gpg", "--batch", "--no-tty", "--no-greeting")
 
@@ -275,7 +276,9 @@ def colon_sigs(home: Path, fpr: str) -> list[list[str]]:
 
 CREATED = 1_700_000_000
 ED25519_OID = bytes.fromhex("2b06010401da470f01")
-FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=examples(400), deadline=2000, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def make_key(seed: bytes = b"\x07" * 32) -> Ed25519Key:

@@ -1,4 +1,4 @@
-"""A backlog after an outage: 10,000 requests queued while the signer was stopped.
+"""A backlog after an outage: 4,000 requests queued while the signer was stopped.
 
 The requests are committed straight into the spool by a child running as the
 comm user, exactly as the comm handler commits them (``Spool.enqueue``), with
@@ -33,7 +33,7 @@ from signerctl.demo.rig import (
     wait_until,
 )
 
-REQUESTS = 10_000
+REQUESTS = 4_000
 SIGN_EVERY = 2
 RSS_BOUND_KIB = 16 * 1024  # growth allowed over the warmed-up signer
 WARM_UP = 500  # requests served before the baseline is taken: every code path is loaded

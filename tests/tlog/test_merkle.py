@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tests.support.rfc9162 import (
     Reference,
     path_length,
@@ -37,7 +38,7 @@ from tlog.merkle import (
 )
 
 # CPU-bound examples; no deadline, as CI machines are slow and shared.
-PROPS = settings(max_examples=60, deadline=None)
+PROPS = settings(max_examples=examples(60), deadline=None)
 
 # --- known answers: transparency-dev/merkle, proof/verify_test.go ---------------------
 # (the vectors of Certificate Transparency's reference implementation)
@@ -352,7 +353,7 @@ def test_every_proof_of_the_small_trees() -> None:
 hashes = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.integers(-3, 2**64),
     st.integers(-3, 2**64),

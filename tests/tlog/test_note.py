@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tlog.note import (
     MAX_NOTE,
     MAX_SIGNATURES,
@@ -237,7 +238,7 @@ def test_the_largest_tree_size_is_accepted() -> None:
 
 # --- hostile notes ----------------------------------------------------------------------
 
-FUZZ = settings(max_examples=100, deadline=None)
+FUZZ = settings(max_examples=examples(100), deadline=None)
 SIGNED_GOOD = GOOD.sign(LOG_KEY).encode()
 
 

@@ -23,6 +23,7 @@ from signer_core.crl.encode import (
 from signer_core.crl.xdelta import XdeltaError, make_delta
 from signer_core.roots import Root
 from tests.support.crl import NOW, UTC, make_root, openssl_verify, xdelta_patch
+from tests.support.examples import examples
 
 _ROOTS = {kind: make_root(kind) for kind in ("rsa", "ec", "ed25519")}
 REASONS = [None, *x509.ReasonFlags]
@@ -151,7 +152,7 @@ _dates = st.datetimes(
 ).map(lambda d: d.replace(microsecond=0))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     entries=st.lists(
         st.tuples(st.integers(1, 2**159 - 1), _dates, st.sampled_from(REASONS)), max_size=12

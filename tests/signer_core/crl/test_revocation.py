@@ -35,6 +35,7 @@ from tests.support.crl import (
     pem,
     serials,
 )
+from tests.support.examples import examples
 
 KINDS = ["rsa", "ec"]
 _ROOTS: dict[str, Root] = {}
@@ -193,7 +194,9 @@ def test_certificate_of_another_root_index_is_unknown(db, revs):
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     payload=st.one_of(

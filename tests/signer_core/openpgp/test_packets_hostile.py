@@ -16,6 +16,7 @@ from signer_core.openpgp import keyblock
 from signer_core.openpgp import limits as packet_limits
 from signer_core.openpgp import packets as op
 from signer_core.refusal import Refusal
+from tests.support.examples import examples
 from tests.support.openpgp import (
     CA_KEYID,
     ED25519_OID,
@@ -204,7 +205,9 @@ def test_a_truncated_subkey_is_refused_and_other_subkeys_are_left_to_gpg():
 
 # --- only Refusal, in time linear in the input, up to the size limit ------------------------------
 
-BIG = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BIG = settings(
+    max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def wide_signatures(size: int) -> bytes:

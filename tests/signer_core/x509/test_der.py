@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signer_core.x509.der import CERTIFICATE, CRL, CSR, MAX_DEPTH, fault, from_pem
+from tests.support.examples import examples
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def _tlv(tag: int, body: bytes) -> bytes:
 
 
 @given(st.binary(max_size=300))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_any_bytes_give_a_short_sentence(data):
     text = fault(data, CSR)
     assert 0 < len(text) <= 120

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from signer_core.refusal import Refusal
 from signer_core.x509.request import MAX_REQUEST_BYTES, parse_request
 from spool.header import is_spkac
+from tests.support.examples import examples
 from tests.support.x509 import csr_pem, spkac_line
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -59,7 +60,7 @@ CUT = st.one_of(st.none(), st.integers(0, 600))
 
 
 @given(EDITS, CUT)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 def test_mutated_csr(edits, cut):
     der = mutate(CSR_DER, edits, cut)
     assert outcome(der, False) in CODES | {"ok"}
@@ -74,7 +75,7 @@ def test_mutated_csr(edits, cut):
 
 
 @given(edits=EDITS, cut=CUT)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 def test_mutated_spkac(spkac_der, edits, cut):
     der = mutate(spkac_der, edits, cut)
     payload = b"CN = x\nSPKAC=" + base64.b64encode(der) + b"\n"
@@ -84,7 +85,7 @@ def test_mutated_spkac(spkac_der, edits, cut):
 
 
 @given(st.binary(max_size=2000))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_arbitrary_bytes(payload):
     outcome(payload, is_spkac(payload))
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from signer_core.refusal import Refusal
 from signer_core.x509.san import MAX_SAN_BYTES, MAX_SAN_ENTRIES, parse_san
+from tests.support.examples import examples
 
 XMPP = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 
@@ -297,7 +298,7 @@ CODES = {"bad-san", "dns-ip-literal", "bad-idna"}
 
 
 @given(st.lists(ENTRY, min_size=1, max_size=6))
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 def test_round_trip(entries):
     payload = ",".join(text for text, _ in entries).encode()
     assert parse_san(payload) == [name for _, name in entries]
@@ -314,7 +315,7 @@ def test_round_trip(entries):
 )
 @example(b",".join([b"DNS:" + b"xn--bcher-kva." * 10 + b"example"] * 100))  # near the limit
 @example(b",".join([b"DNS:" + b"xn--" + b"9" * 58 + b"a.example"] * 100))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 def test_anything_gives_names_or_a_refusal(payload):
     """Up to and past the size limit: names or a Refusal of ours, nothing else
     (no ValueError from ipaddress, no IDNAError from idna)."""

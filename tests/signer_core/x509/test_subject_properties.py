@@ -13,6 +13,7 @@ from signer_core.x509.subject import (
     parse_subject,
     policy_order,
 )
+from tests.support.examples import examples
 from tests.support.x509 import (
     BOUNDS,
     LONG_NAMES,
@@ -101,7 +102,7 @@ def escape(value: str, mask: list[bool]) -> bytes:
 
 
 @given(subjects(), st.lists(st.booleans(), min_size=1, max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_round_trip(items, mask):
     payload = b"".join(
         b"/" + label.encode() + b"=" + escape(value, mask) for _, label, value in items
@@ -119,7 +120,7 @@ def test_round_trip(items, mask):
         st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(lambda x: "".join(x).encode()),
     )
 )
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 def test_anything_gives_a_name_or_a_refusal(payload):
     try:
         name = parse_subject(payload)
@@ -137,7 +138,7 @@ POSITION = {oid: i for i, oid in enumerate(POLICY)}
 
 
 @given(subjects())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_policy_order_is_a_stable_sort(items):
     payload = b"".join(
         b"/" + label.encode() + b"=" + escape(value, [False]) for _, label, value in items

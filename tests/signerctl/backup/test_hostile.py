@@ -26,6 +26,7 @@ from signerctl.backup.manifest import (
     parse_manifest,
 )
 from signerctl.backup.unpack import RestoreError, read_archive
+from tests.support.examples import examples
 from tlog.records import GENESIS
 
 FILES = {
@@ -82,7 +83,7 @@ def test_good_stream_is_staged_exactly():
     assert [m.name for m in manifest.members] == list(FILES)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(1, 255)), min_size=1, max_size=4),
     st.integers(0, len(GOOD)),
@@ -100,7 +101,7 @@ def test_damaged_stream_is_refused_or_still_exact(flips, cut):
             assert hashlib.sha256(staged[m.name]).hexdigest() == m.sha256
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=4096))
 def test_random_bytes_are_refused(data):
     manifest, refusal, staged = read(data)
@@ -116,7 +117,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(["format", "created", "audit", "includes_keys", "members", "extra"]),
@@ -137,7 +138,7 @@ def test_manifest_parser_refuses_or_returns_checked_data(data, with_format):
         assert check_member_name(m.name) == m.name and len(m.sha256) == 64
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=60) | st.text(alphabet="./a-_~\\\x00", max_size=30))
 def test_member_names_never_leave_the_staging_dir(name):
     try:

@@ -27,6 +27,7 @@ from signer_core.store.cadb import CADatabase
 from signerctl.migrate.index import IndexLineError, format_line, parse_line
 from signerctl.migrate.openssl_ca import MigrationError, Problem, import_openssl
 from tests.support.crl import EMPTY_SHA1, NOW, issue, make_root
+from tests.support.examples import examples
 
 
 @pytest.fixture
@@ -307,7 +308,7 @@ def test_bad_revocation_fields(field):
 # -- the index parser on arbitrary input ------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet=st.sampled_from("VRE\t0123456789ABCDEFZ,/=abc unknown"), max_size=120))
 def test_parse_line_refuses_cleanly(text):
     try:
@@ -317,7 +318,7 @@ def test_parse_line_refuses_cleanly(text):
     assert entry.status in "VRE" and entry.serial >= 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     status=st.sampled_from("VRE"),
     serial=st.integers(0, 2**159),
