@@ -23,6 +23,7 @@ from comm_handler.v2frames import (
     OVERHEAD,
     Frame,
     FrameType,
+    crc32c,
     decode_frame,
     decode_head,
     encode_frame,
@@ -45,6 +46,13 @@ def test_known_answer_of_an_ack() -> None:
 
 def test_crc32c_reference_value() -> None:
     assert _crc32c_bitwise(b"123456789") == 0xE3069283  # the check value of CRC-32C
+    assert crc32c(b"123456789") == 0xE3069283  # the library's extension, loaded on its own
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(head=st.binary(max_size=200), tail=st.binary(max_size=200))
+def test_crc32c_continues_from_a_running_value(head: bytes, tail: bytes) -> None:
+    assert crc32c(tail, crc32c(head)) == _crc32c_bitwise(head + tail)
 
 
 def _crc32c_bitwise(data: bytes) -> int:
